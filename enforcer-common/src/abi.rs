@@ -1,0 +1,130 @@
+//! Numeric constants shared by both sides.
+
+/// Highest agent id + 1. Agent ids are dense, assigned by the policy compiler from 1.
+pub const MAX_AGENTS: u32 = 1024;
+/// Agent id 0 means "not an agent".
+pub const NO_AGENT: u32 = 0;
+/// Longest delegation chain (issue: sub-agents). Index 0 is the outermost agent.
+pub const MAX_CHAIN: usize = 4;
+
+/// Bytes of path data in a path LPM key (the kernel's LPM data limit is 256; 4 go to the ruleset).
+pub const PATH_KEY_BYTES: usize = 252;
+/// Size of the scratch buffer `bpf_d_path` writes into (PATH_MAX).
+pub const PATH_BUF_BYTES: usize = 4096;
+/// Longest basename / suffix a basename rule can name (key bytes, NUL padded).
+pub const NAME_KEY_BYTES: usize = 60;
+/// Port-range entries one CIDR LPM value can carry (all CIDR rules that contain the prefix).
+pub const NET_RULES_PER_PREFIX: usize = 16;
+/// Distinct depths at which one agent may use a single-component `*` wildcard.
+pub const MAX_WILDCARD_DEPTHS: u32 = 4;
+/// Deepest path component a `*` may stand at (bit d-1 of `AgentConfig::wildcard_depths`).
+pub const MAX_WILDCARD_DEPTH: u32 = 16;
+/// Dots in a basename the kernel tries as suffix starts (`a.tar.gz` -> `.tar.gz`, `.gz`).
+pub const MAX_SUFFIX_TRIES: u32 = 4;
+
+// ---- access bits (rule values, evaluation) -------------------------------------------------
+pub const ACCESS_READ: u32 = 1 << 0;
+pub const ACCESS_WRITE: u32 = 1 << 1;
+pub const ACCESS_EXEC: u32 = 1 << 2;
+/// Connect / send to a unix socket path (path rules) .
+pub const ACCESS_CONNECT: u32 = 1 << 3;
+/// Index of an access bit into the per-access rule id arrays.
+pub const ACCESS_INDEX_READ: usize = 0;
+pub const ACCESS_INDEX_WRITE: usize = 1;
+pub const ACCESS_INDEX_EXEC: usize = 2;
+pub const ACCESS_INDEX_CONNECT: usize = 3;
+pub const ACCESS_KINDS: usize = 4;
+
+// ---- ruleset ids (first 4 bytes of every rule key) -----------------------------------------
+/// Rules live in two slots; the active slot is in `Config::active_slot`. A reload fills the
+/// inactive slot, flips `active_slot` with one store, then clears the old slot, so a hook never
+/// sees a mix of old and new rules.
+pub const RULESET_SLOT_SHIFT: u32 = 31;
+/// `ruleset = slot << 31 | agent`. Stored big-endian in LPM keys so the trie compares it first.
+#[inline(always)]
+pub const fn ruleset(slot: u32, agent: u32) -> u32 {
+    ((slot & 1) << RULESET_SLOT_SHIFT) | (agent & 0x7fff_ffff)
+}
+
+// ---- operations (events) -------------------------------------------------------------------
+pub const OP_OPEN: u32 = 1;
+pub const OP_EXEC: u32 = 2;
+pub const OP_CONNECT: u32 = 3;
+pub const OP_SENDMSG: u32 = 4;
+pub const OP_UNLINK: u32 = 5;
+pub const OP_RENAME: u32 = 6;
+pub const OP_MKDIR: u32 = 7;
+pub const OP_RMDIR: u32 = 8;
+pub const OP_LINK: u32 = 9;
+pub const OP_SYMLINK: u32 = 10;
+pub const OP_TRUNCATE: u32 = 11;
+pub const OP_CHMOD: u32 = 12;
+pub const OP_CHOWN: u32 = 13;
+pub const OP_MKNOD: u32 = 14;
+/// A process became an agent (launcher, exe match or cgroup match).
+pub const OP_JOIN: u32 = 15;
+
+// ---- verdicts ------------------------------------------------------------------------------
+pub const VERDICT_ALLOW: u32 = 1;
+pub const VERDICT_DENY: u32 = 2;
+/// Audit mode: the policy denies, the operation was allowed and logged.
+pub const VERDICT_AUDIT_DENY: u32 = 3;
+/// Fallback backend, kill mode: the process was sent SIGKILL.
+pub const VERDICT_KILL: u32 = 4;
+
+// ---- event flags ---------------------------------------------------------------------------
+/// The path was longer than `PATH_KEY_BYTES`: prefix rules were matched on its first bytes
+/// (exact for every rule the compiler accepts; see docs/kernel-maps.md).
+pub const EVENT_FLAG_PATH_TRUNCATED: u32 = 1 << 0;
+/// The path could not be resolved at all (longer than PATH_MAX, d_path error): fail closed.
+pub const EVENT_FLAG_PATH_UNRESOLVED: u32 = 1 << 1;
+/// The socket address could not be read: fail closed.
+pub const EVENT_FLAG_ADDR_UNREADABLE: u32 = 1 << 2;
+/// A unix socket path that is relative: cannot be matched, fail closed.
+pub const EVENT_FLAG_RELATIVE_PATH: u32 = 1 << 3;
+/// The process table was full: the operation that needed a new entry was denied.
+pub const EVENT_FLAG_PROC_TABLE_FULL: u32 = 1 << 4;
+/// The event's target is the second path of a two-path operation (rename/link destination).
+pub const EVENT_FLAG_SECOND_PATH: u32 = 1 << 5;
+/// The event target was cut to fit the event record.
+pub const EVENT_FLAG_TARGET_CUT: u32 = 1 << 6;
+/// Script exec: the target is the script (checked as a read), not the interpreter.
+pub const EVENT_FLAG_SCRIPT: u32 = 1 << 7;
+
+// ---- how a process joined its agent (ProcState::joined_by, OP_JOIN events) -----------------
+pub const JOIN_LAUNCHER: u32 = 1;
+pub const JOIN_EXE: u32 = 2;
+pub const JOIN_CGROUP: u32 = 3;
+
+// ---- agent config flags --------------------------------------------------------------------
+/// The slot has an agent at this id.
+pub const AGENT_PRESENT: u32 = 1 << 0;
+/// mode = "audit": decide and log, never block.
+pub const AGENT_AUDIT: u32 = 1 << 1;
+/// Fallback backend: on_violation = "kill".
+pub const AGENT_KILL: u32 = 1 << 2;
+/// Log allowed file opens too (exec/connect allows are always logged).
+pub const AGENT_LOG_FILE_ALLOW: u32 = 1 << 3;
+
+// ---- net protocol bits ---------------------------------------------------------------------
+pub const PROTO_TCP: u32 = 1 << 0;
+pub const PROTO_UDP: u32 = 1 << 1;
+pub const PROTO_ANY: u32 = PROTO_TCP | PROTO_UDP;
+
+/// Rule action inside a `NetPortRule`.
+pub const ACTION_ALLOW: u32 = 1;
+pub const ACTION_DENY: u32 = 2;
+
+/// Address families as the kernel numbers them.
+pub const AF_UNIX: u16 = 1;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+// ---- global config flags -------------------------------------------------------------------
+/// `CGROUP_MATCH` has entries: hooks look up unknown processes' cgroups.
+pub const CONFIG_HAVE_CGROUP_MATCH: u32 = 1 << 0;
+/// `EXE_MATCH` has entries: exec hooks look up non-agents' executables.
+pub const CONFIG_HAVE_EXE_MATCH: u32 = 1 << 1;
+
+/// Rule id 0: no rule matched, denied by default.
+pub const RULE_DEFAULT_DENY: u32 = 0;

@@ -1,0 +1,198 @@
+//! Keys and values of the BPF maps. Map names are the constants `MAP_*`.
+
+use crate::abi::*;
+
+pub const MAP_CONFIG: &str = "CONFIG";
+pub const MAP_AGENTS: &str = "AGENTS";
+pub const MAP_PROCS: &str = "PROCS";
+pub const MAP_PATH_RULES: &str = "PATH_RULES";
+pub const MAP_NAME_RULES: &str = "NAME_RULES";
+pub const MAP_NET_RULES: &str = "NET_RULES";
+pub const MAP_EXE_MATCH: &str = "EXE_MATCH";
+pub const MAP_CGROUP_MATCH: &str = "CGROUP_MATCH";
+pub const MAP_EVENTS: &str = "EVENTS";
+pub const MAP_LOSSES: &str = "LOSSES";
+pub const MAP_STATS: &str = "STATS";
+
+/// Global configuration, `CONFIG[0]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Which rule slot (0/1) hooks read. Flipped by user space after filling the other slot.
+    pub active_slot: u32,
+    /// Policy version of the active slot, stamped on events.
+    pub policy_version: u32,
+    /// `CONFIG_*` bits.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+/// Per-agent settings, `AGENTS[slot * MAX_AGENTS + agent]`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// `AGENT_*` bits.
+    pub flags: u32,
+    /// Bit d-1 set: some path rule of this agent has a `*` component at depth d.
+    pub wildcard_depths: u32,
+    /// Agents this agent may delegate to (bit i = agent id i, ids < 64), for sub-agents.
+    pub delegate_lo: u64,
+}
+
+/// What the kernel knows about an agent process, `PROCS[tid]`. Keyed by thread id, so every
+/// thread has its own entry: inserted by the fork tracepoint, removed by the exit tracepoint.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcState {
+    /// Shared by every process of one `enforcer run` (or one exe-matched start).
+    pub session: u64,
+    /// Delegation chain, outermost first; `chain[depth-1]` is the innermost agent.
+    pub chain: [u32; MAX_CHAIN],
+    /// Number of valid entries in `chain` (1 for a plain agent).
+    pub depth: u32,
+    /// `JOIN_*`: how the chain's first agent was joined.
+    pub joined_by: u32,
+}
+
+impl ProcState {
+    /// The agent whose rules decide (innermost of the chain).
+    #[inline(always)]
+    pub fn agent(&self) -> u32 {
+        let d = self.depth as usize;
+        if d == 0 || d > MAX_CHAIN {
+            return NO_AGENT;
+        }
+        self.chain[d - 1]
+    }
+}
+
+/// Data of the LPM key (`Key<PathData>`) for `PATH_RULES` and `EXE_MATCH`: ruleset
+/// (big-endian, so the trie compares it first) then path bytes. The key's prefix length counts
+/// bits over both; every stored entry covers at least the 32 ruleset bits.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PathData {
+    pub ruleset_be: [u8; 4],
+    pub path: [u8; PATH_KEY_BYTES],
+}
+
+impl PathData {
+    pub const fn zeroed() -> Self {
+        PathData { ruleset_be: [0; 4], path: [0; PATH_KEY_BYTES] }
+    }
+}
+
+/// Value of `PATH_RULES` (and `NAME_RULES`): everything the rules that contain this prefix say,
+/// merged by the compiler. Per access kind (`ACCESS_INDEX_*`): the most specific allow and deny
+/// rule ids (0 = none).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathRule {
+    /// `ACCESS_*` bits some rule allows.
+    pub allow: u32,
+    /// `ACCESS_*` bits some rule denies.
+    pub deny: u32,
+    pub allow_rule: [u32; ACCESS_KINDS],
+    pub deny_rule: [u32; ACCESS_KINDS],
+}
+
+/// Hash key for `NAME_RULES`: an exact basename (`**/.env`) or a suffix starting with a dot
+/// (`**/*.pem` is stored as `.pem` with `kind = NAME_SUFFIX`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameKey {
+    pub ruleset: u32,
+    /// `NAME_EXACT` or `NAME_SUFFIX`.
+    pub kind: u32,
+    pub name: [u8; NAME_KEY_BYTES],
+}
+pub const NAME_EXACT: u32 = 1;
+pub const NAME_SUFFIX: u32 = 2;
+
+/// Data of the LPM key (`Key<NetData>`) for `NET_RULES`: ruleset (big-endian) then a 16-byte
+/// IPv6 address (IPv4 as `::ffff:a.b.c.d`, so IPv4-mapped IPv6 destinations meet IPv4 rules).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetData {
+    pub ruleset_be: [u8; 4],
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetPortRule {
+    pub port_lo: u16,
+    pub port_hi: u16,
+    /// `PROTO_*` bits.
+    pub proto: u32,
+    /// `ACTION_ALLOW` / `ACTION_DENY`.
+    pub action: u32,
+    pub rule: u32,
+}
+
+/// Value of `NET_RULES`: the port rules of every CIDR that contains this prefix, most specific
+/// CIDR first, file order within one CIDR.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetRule {
+    pub count: u32,
+    pub _pad: u32,
+    pub rules: [NetPortRule; NET_RULES_PER_PREFIX],
+}
+
+impl Default for NetRule {
+    fn default() -> Self {
+        NetRule { count: 0, _pad: 0, rules: [NetPortRule::default(); NET_RULES_PER_PREFIX] }
+    }
+}
+
+/// Value of `EXE_MATCH` (key: `Key<PathData>` with `ruleset(slot, 0)`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExeMatch {
+    pub agent: u32,
+    pub rule: u32,
+}
+
+/// Key of `CGROUP_MATCH`: a cgroup v2 id (as `bpf_get_current_cgroup_id` returns it) per slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupKey {
+    pub cgroup_id: u64,
+    pub slot: u32,
+    pub _pad: u32,
+}
+
+/// Value of `CGROUP_MATCH`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupMatch {
+    pub agent: u32,
+    pub rule: u32,
+}
+
+/// Per-CPU counters, `STATS[STAT_*]`.
+pub const STAT_LOOKUPS: u32 = 0;
+pub const STAT_DENIED: u32 = 1;
+pub const STAT_EVENTS: u32 = 2;
+pub const STAT_PROC_TABLE_FULL: u32 = 3;
+pub const STAT_PATH_UNRESOLVED: u32 = 4;
+pub const STAT_COUNT: u32 = 8;
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are repr(C), padding-free, and valid for any bit pattern.
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for AgentConfig {}
+    unsafe impl aya::Pod for ProcState {}
+    unsafe impl aya::Pod for PathData {}
+    unsafe impl aya::Pod for PathRule {}
+    unsafe impl aya::Pod for NameKey {}
+    unsafe impl aya::Pod for NetData {}
+    unsafe impl aya::Pod for CgroupKey {}
+    unsafe impl aya::Pod for NetPortRule {}
+    unsafe impl aya::Pod for NetRule {}
+    unsafe impl aya::Pod for ExeMatch {}
+    unsafe impl aya::Pod for CgroupMatch {}
+}

@@ -1,0 +1,21 @@
+use anyhow::{anyhow, Context as _};
+
+
+/// Builds `enforcer-ebpf` for the BPF target and leaves the object in OUT_DIR, where
+/// `include_bytes_aligned!` embeds it: `enforcer` is one self-contained binary.
+fn main() -> anyhow::Result<()> {
+    let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
+        .no_deps()
+        .exec()
+        .context("MetadataCommand::exec")?;
+    let ebpf_package = packages
+        .into_iter()
+        .find(|cargo_metadata::Package { name, .. }| name.as_str() == "enforcer-ebpf")
+        .ok_or_else(|| anyhow!("enforcer-ebpf package not found"))?;
+    let cargo_metadata::Package { name, manifest_path, .. } = ebpf_package;
+    let root_dir = manifest_path.parent().ok_or_else(|| anyhow!("no parent"))?;
+    aya_build::build_ebpf(
+        [aya_build::Package { name: name.as_str(), root_dir: root_dir.as_str(), ..Default::default() }],
+        aya_build::Toolchain::default(),
+    )
+}

@@ -1,0 +1,11 @@
+//! enforcer: per-agent syscall confinement with eBPF.
+//!
+//! Layers: `policy` (pure: parse, validate, compile, reference evaluator), `kernel` (loads the
+//! eBPF object, writes compiled policies into maps, decodes events), `cmd` (one file per CLI
+//! subcommand), `paths` (every well-known path).
+
+pub mod cli;
+pub mod cmd;
+pub mod kernel;
+pub mod paths;
+pub mod policy;

@@ -1,0 +1,12 @@
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    let cli = enforcer::cli::Cli::parse();
+    match enforcer::cmd::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("enforcer: error: {err:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The policy language: parse TOML, validate, compile to kernel map entries, evaluate.
