@@ -4,6 +4,15 @@ use anyhow::{anyhow, Context as _};
 /// Builds `enforcer-ebpf` for the BPF target and leaves the object in OUT_DIR, where
 /// `include_bytes_aligned!` embeds it: `enforcer` is one self-contained binary.
 fn main() -> anyhow::Result<()> {
+    // With AYA_BUILD_SKIP=1 (pure user-space work, CI lint jobs) aya-build builds nothing; leave
+    // an empty object so the crate still compiles. Loading it fails with a clear error.
+    if std::env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1" || v == "true") {
+        let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").context("OUT_DIR")?);
+        let obj = out.join("enforcer");
+        if !obj.exists() {
+            std::fs::write(&obj, b"").context("writing placeholder eBPF object")?;
+        }
+    }
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()
