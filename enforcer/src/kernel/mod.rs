@@ -79,3 +79,45 @@ pub trait Backend: Send {
     fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError>;
     fn status(&self) -> BackendStatus;
 }
+
+/// Which backend the daemon should use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendChoice {
+    /// BPF LSM when it really works here (tried by loading), else the fallback.
+    #[default]
+    Auto,
+    /// BPF LSM or fail.
+    Lsm,
+    /// Tracepoints + cgroup socket hooks, even where BPF LSM works.
+    Fallback,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub choice: BackendChoice,
+    /// Where programs, maps and links are pinned (bpffs), so enforcement survives the daemon.
+    pub pin_dir: std::path::PathBuf,
+    /// Capacity of the process table (`PROCS`).
+    pub max_procs: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            choice: BackendChoice::Auto,
+            pin_dir: crate::paths::PIN_DIR.into(),
+            max_procs: 65536,
+        }
+    }
+}
+
+/// Load (or adopt the pinned state of) the best backend for `opts.choice` on this kernel.
+pub fn open_backend(_opts: &LoadOptions) -> Result<Box<dyn Backend>, KernelError> {
+    Err(KernelError::Unsupported("kernel backends are not implemented yet".into()))
+}
+
+/// Remove everything pinned under `pin_dir` (deliberate uninstall: enforcement stops).
+pub fn uninstall(pin_dir: &std::path::Path) -> Result<(), KernelError> {
+    Err(KernelError::Unsupported(format!("uninstall of {} is not implemented yet", pin_dir.display())))
+}
