@@ -1,0 +1,86 @@
+//! Kernel events carry `bpf_ktime_get_boot_ns()` (CLOCK_BOOTTIME); the log shows wall-clock time.
+
+use time::{format_description::BorrowedFormatItem, macros::format_description, OffsetDateTime};
+
+/// RFC 3339 in UTC with exactly nine fractional digits, so lines sort and align textually.
+const RFC3339_NS: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z");
+
+/// Offset between CLOCK_REALTIME and CLOCK_BOOTTIME, sampled once per batch of events: the two
+/// clocks only drift apart when the wall clock is stepped, and a batch spans milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct BootClock {
+    realtime_minus_boot_ns: i128,
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; both clock ids exist on every Linux we support.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime({clock}) failed");
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+impl BootClock {
+    pub fn sample() -> Self {
+        let boot = clock_ns(libc::CLOCK_BOOTTIME);
+        let real = clock_ns(libc::CLOCK_REALTIME);
+        BootClock { realtime_minus_boot_ns: real - boot }
+    }
+
+    /// A clock with a fixed offset (tests).
+    pub fn with_offset(realtime_minus_boot_ns: i128) -> Self {
+        BootClock { realtime_minus_boot_ns }
+    }
+
+    /// Wall-clock nanoseconds since the Unix epoch of a boot-time stamp.
+    pub fn wall_ns(&self, boot_ns: u64) -> i128 {
+        boot_ns as i128 + self.realtime_minus_boot_ns
+    }
+}
+
+/// Current wall-clock time in nanoseconds since the epoch.
+pub fn now_ns() -> i128 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// Format epoch nanoseconds as RFC 3339 with nanoseconds (`2026-11-23T14:37:00.000000001Z`).
+pub fn format_rfc3339_ns(epoch_ns: i128) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(epoch_ns).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    t.format(RFC3339_NS).expect("RFC 3339 formatting of a valid date cannot fail")
+}
+
+/// Parse an RFC 3339 time (any offset, any number of fractional digits) into epoch nanoseconds.
+pub fn parse_rfc3339(text: &str) -> Option<i128> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_nine_fraction_digits_in_utc() {
+        assert_eq!(format_rfc3339_ns(1_000_000_001), "1970-01-01T00:00:01.000000001Z");
+        assert_eq!(format_rfc3339_ns(1_795_444_620_123_456_789), "2026-11-23T14:37:00.123456789Z");
+    }
+
+    #[test]
+    fn boot_time_converts_with_the_sampled_offset() {
+        let clock = BootClock::with_offset(1_000);
+        assert_eq!(clock.wall_ns(5), 1_005);
+        let live = BootClock::sample();
+        let wall = live.wall_ns(clock_ns(libc::CLOCK_BOOTTIME) as u64);
+        assert!((wall - now_ns()).abs() < 1_000_000_000, "boot->wall conversion is off by more than 1s");
+    }
+
+    #[test]
+    fn parses_what_it_formats_and_other_offsets() {
+        let t = 1_795_444_620_123_456_789;
+        assert_eq!(parse_rfc3339(&format_rfc3339_ns(t)), Some(t));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+}

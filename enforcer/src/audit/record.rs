@@ -1,0 +1,257 @@
+//! Audit records and the mapping from kernel events onto them. Field names and meanings are the
+//! schema documented in docs/events.md.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use enforcer_common::abi::*;
+use serde::{Deserialize, Serialize};
+
+use super::clock::{format_rfc3339_ns, BootClock};
+use super::history::PolicyHistory;
+use super::names;
+use crate::kernel::RawEvent;
+use crate::policy::compile::CompiledPolicy;
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Record {
+    Event(EventRecord),
+    Lost(LostRecord),
+    Daemon(DaemonRecord),
+}
+
+/// A kernel decision.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Position in the log, assigned by the writer (increasing across rotations and restarts).
+    #[serde(default)]
+    pub seq: u64,
+    pub time: String,
+    pub host: String,
+    /// The agent whose process acted (innermost agent of the chain); absent if unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Delegation chain, outermost first; only when the process is a sub-agent (depth > 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
+    /// The agent whose rule decided, when it differs from `agent` (chains).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_agent: Option<String>,
+    /// Session id, 16 hex digits (a JSON number would lose bits in many readers).
+    pub session: String,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub comm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    pub op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_flags: Option<u32>,
+    pub verdict: String,
+    /// Textual rule id (`<file>:<line>` or the rule's `id`), `default-deny`, or `#<n>` when the
+    /// event's policy version is no longer known.
+    pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_pattern: Option<String>,
+    pub policy_version: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+}
+
+/// Events the kernel (or a slow live subscriber) could not deliver.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LostRecord {
+    #[serde(default)]
+    pub seq: u64,
+    pub time: String,
+    pub host: String,
+    pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// `kernel` (ring buffer full; these events are not in the log) or `subscriber` (a live
+    /// stream fell behind; the events are in the log).
+    pub source: String,
+}
+
+/// Daemon lifecycle: start, ready, stop, reload, reload-failed, register, backend.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonRecord {
+    #[serde(default)]
+    pub seq: u64,
+    pub time: String,
+    pub host: String,
+    pub event: String,
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Backend report (`backend` events): kernel, features, per-rule enforcement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+impl Record {
+    pub fn seq(&self) -> u64 {
+        match self {
+            Record::Event(e) => e.seq,
+            Record::Lost(l) => l.seq,
+            Record::Daemon(d) => d.seq,
+        }
+    }
+    pub fn set_seq(&mut self, seq: u64) {
+        match self {
+            Record::Event(e) => e.seq = seq,
+            Record::Lost(l) => l.seq = seq,
+            Record::Daemon(d) => d.seq = seq,
+        }
+    }
+    pub fn time(&self) -> &str {
+        match self {
+            Record::Event(e) => &e.time,
+            Record::Lost(l) => &l.time,
+            Record::Daemon(d) => &d.time,
+        }
+    }
+}
+
+pub fn session_hex(session: u64) -> String {
+    format!("{session:016x}")
+}
+
+/// Everything besides the raw event that the mapping needs.
+pub struct EventContext<'a> {
+    pub host: &'a str,
+    pub clock: BootClock,
+    pub policies: &'a PolicyHistory,
+    /// Executable of a process (`/proc/<tgid>/exe`), when it still exists.
+    pub exe_of: &'a dyn Fn(u32) -> Option<String>,
+}
+
+/// Map one kernel event onto its audit record (seq is assigned by the writer).
+pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
+    let h = &raw.header;
+    let policy = ctx.policies.get(h.policy_version);
+    let mut flags = names::flag_names(h.flags);
+    if policy.is_none() {
+        flags.push(names::FLAG_POLICY_UNKNOWN.to_owned());
+    }
+    let agent_name = |id: u32| -> String {
+        policy.and_then(|p| p.agent(id)).map_or_else(|| format!("#{id}"), |a| a.name.clone())
+    };
+    let depth = (h.depth as usize).min(MAX_CHAIN);
+    let chain: Vec<String> = h.chain[..depth].iter().map(|&id| agent_name(id)).collect();
+    let agent = chain.last().cloned();
+    let rule_agent = (h.rule_agent != NO_AGENT && Some(h.rule_agent) != h.chain[..depth].last().copied())
+        .then(|| agent_name(h.rule_agent));
+    let (rule, rule_pattern) = rule_text(policy.map(|p| p.as_ref()), h.rule);
+
+    let mut record = EventRecord {
+        seq: 0,
+        time: format_rfc3339_ns(ctx.clock.wall_ns(h.ts_boot_ns)),
+        host: ctx.host.to_owned(),
+        agent,
+        chain: if depth > 1 { chain } else { Vec::new() },
+        rule_agent,
+        session: session_hex(h.session),
+        pid: h.tgid,
+        tid: h.pid,
+        ppid: h.ppid,
+        uid: h.uid,
+        comm: c_string(&h.comm),
+        exe: (ctx.exe_of)(h.tgid),
+        op: names::op_name(h.op),
+        access: names::access_names(h.access),
+        open_flags: (h.op == OP_OPEN || h.op == OP_CHMOD || h.op == OP_MKDIR).then_some(h.open_flags),
+        verdict: names::verdict_name(h.verdict),
+        rule,
+        rule_pattern,
+        policy_version: h.policy_version,
+        ..EventRecord::default()
+    };
+
+    let (target, escaped) = target_text(&raw.target);
+    let is_net_op = h.op == OP_CONNECT || h.op == OP_SENDMSG;
+    match (is_net_op, h.net_family) {
+        (true, AF_INET) | (true, AF_INET6) => {
+            record.addr = Some(ip_text(h.net_family, &h.net_addr));
+            record.port = Some(h.net_port);
+            record.proto = Some(names::proto_name(h.net_proto).to_owned());
+        }
+        (true, AF_UNIX) => record.unix_path = Some(target),
+        _ if raw.target.is_empty() => {}
+        _ => record.path = Some(target),
+    }
+    if escaped {
+        flags.push(names::FLAG_TARGET_ESCAPED.to_owned());
+    }
+    record.flags = flags;
+    record
+}
+
+/// Rule id -> (textual id, pattern as written).
+fn rule_text(policy: Option<&CompiledPolicy>, rule: u32) -> (String, Option<String>) {
+    if rule == RULE_DEFAULT_DENY {
+        return ("default-deny".to_owned(), None);
+    }
+    match policy.and_then(|p| p.rule(rule)) {
+        Some(info) => (info.text_id.clone(), Some(info.pattern.clone())),
+        None => (format!("#{rule}"), None),
+    }
+}
+
+/// NUL-terminated kernel string (comm) to text.
+fn c_string(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Target bytes as JSON text. Paths are bytes, JSON is UTF-8: a non-UTF-8 path is written with
+/// `\` doubled and each invalid byte as `\xNN` (the caller flags it `target-escaped`), so the
+/// original bytes can be recovered exactly.
+fn target_text(bytes: &[u8]) -> (String, bool) {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return (text.to_owned(), false);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    (out, true)
+}
+
+fn ip_text(family: u16, addr: &[u8; 16]) -> String {
+    let v6 = Ipv6Addr::from(*addr);
+    let ip = match (family, v6.to_ipv4_mapped()) {
+        (AF_INET, Some(v4)) => IpAddr::V4(v4),
+        (AF_INET, None) => IpAddr::V4(Ipv4Addr::new(addr[12], addr[13], addr[14], addr[15])),
+        _ => IpAddr::V6(v6),
+    };
+    ip.to_string()
+}
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;
