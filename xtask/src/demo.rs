@@ -1,0 +1,39 @@
+//! `cargo xtask demo`: build, then run `enforcer demo` on the host or inside the 6.12 VM.
+
+use std::process::Command;
+
+use crate::process;
+use crate::project::Project;
+use crate::vm::{self, KernelChoice, VmArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Run the demo inside the Debian 6.12 VM (full BPF LSM) instead of on the host.
+    #[arg(long)]
+    pub vm: bool,
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
+    if args.vm {
+        return vm::run(VmArgs {
+            kernel: KernelChoice::V6_12,
+            no_bpf_lsm: false,
+            added: Vec::new(),
+            timeout: vm::DEFAULT_TIMEOUT_SECS,
+            release: false,
+            command: vec!["enforcer".into(), "demo".into()],
+        });
+    }
+    let project = Project::locate();
+    let toolchain = crate::bootstrap::ensure(&project)?;
+    let enforcer = crate::build::build_enforcer(&project, &toolchain, false)?;
+    let status = process::status(
+        Command::new(&enforcer)
+            .arg("demo")
+            .env("ENFORCER_BIN", &enforcer)
+            .env("ENFORCER_POLICIES", project.policies_dir())
+            .env("ENFORCER_KERNEL", "host")
+            .current_dir(&project.root),
+    )?;
+    Ok(status.code().and_then(|code| u8::try_from(code).ok()).unwrap_or(1))
+}

@@ -1,0 +1,238 @@
+//! `cargo xtask test`: unit tests, kernel tests on the host and in every VM kernel, fuzzing, then
+//! the test x kernel table. Full logs go to target/test-logs/.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::bootstrap::Toolchain;
+use crate::build::{self, TestExecutable};
+use crate::initramfs::{self, Contents};
+use crate::kernel_tests::{self, HostEnvironment, KernelTest};
+use crate::kernels::{self, Series};
+use crate::libtest::Outcome;
+use crate::project::Project;
+use crate::summary::{Cell, Row, Summary};
+use crate::vm::{self, Boot};
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Run the kernel tests on the host kernel only (no VMs).
+    #[arg(long, conflicts_with = "kernel")]
+    pub host_only: bool,
+    /// Boot only these VM kernels (repeatable); default: all.
+    #[arg(long, value_enum)]
+    pub kernel: Vec<Series>,
+    /// Skip the workspace unit tests.
+    #[arg(long)]
+    pub skip_unit: bool,
+    /// Only tests (and fuzz targets) whose row name contains this text; also passed to the unit tests.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Seconds each fuzz target runs.
+    #[arg(long, default_value_t = 20, value_name = "SECS")]
+    pub fuzz_seconds: u64,
+    /// Time limit for one kernel test process.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub test_timeout: u64,
+    /// Time limit for one VM boot (all tests inside it).
+    #[arg(long, default_value_t = vm::DEFAULT_TIMEOUT_SECS, value_name = "SECS")]
+    pub vm_timeout: u64,
+}
+
+/// A cell's value plus where its log is, for the list of failed logs.
+struct Recorder {
+    summary: Summary,
+    failed_logs: Vec<PathBuf>,
+}
+
+impl Recorder {
+    fn row(&mut self, name: &str) -> &mut Row {
+        if let Some(index) = self.summary.rows.iter().position(|row| row.name == name) {
+            return &mut self.summary.rows[index];
+        }
+        self.summary.rows.push(Row::new(name, "not run"));
+        self.summary.rows.last_mut().expect("just pushed")
+    }
+
+    fn record(&mut self, row: &str, column: &str, outcome: Outcome, log: &Path) {
+        let cell = match &outcome {
+            Outcome::Pass => Cell::Pass,
+            Outcome::NotApplicable(reason) => Cell::NotApplicable(reason.clone()),
+            Outcome::Ignored | Outcome::Fail(_) => Cell::Fail,
+        };
+        let detail = match &outcome {
+            Outcome::Ignored => " (ignored: a test must run somewhere)".to_string(),
+            Outcome::Fail(why) => format!(" ({why})"),
+            _ => String::new(),
+        };
+        println!("[{column:>4}] {row} ... {}{detail}", cell_text(&cell));
+        if cell == Cell::Fail {
+            self.failed_logs.push(log.to_path_buf());
+        }
+        self.row(row).set(column, cell);
+    }
+}
+
+fn cell_text(cell: &Cell) -> String {
+    match cell {
+        Cell::Pass => "pass".into(),
+        Cell::Fail => "FAIL".into(),
+        Cell::NotApplicable(reason) => format!("n/a ({reason})"),
+    }
+}
+
+pub fn run(args: TestArgs) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let project = Project::locate();
+    let toolchain = crate::bootstrap::ensure(&project)?;
+    let logs = project.test_logs_dir();
+    let _ = fs::remove_dir_all(&logs);
+    fs::create_dir_all(logs.join("host")).with_context(|| format!("creating {}", logs.display()))?;
+    let mut recorder = Recorder { summary: Summary::default(), failed_logs: Vec::new() };
+
+    let enforcer = build::build_enforcer(&project, &toolchain, false)?;
+    if !args.skip_unit {
+        unit_tests(&project, &toolchain, args.filter.as_deref(), &logs, &mut recorder)?;
+    }
+
+    let executables = build::build_kernel_tests(&project, &toolchain, false)?;
+    let tests = kernel_tests::list(&executables, args.filter.as_deref())?;
+    if tests.is_empty() {
+        println!("no kernel tests found in package enforcer-tests");
+    }
+    let host_env = HostEnvironment {
+        enforcer: &enforcer,
+        policies: &project.policies_dir(),
+        working_dir: &project.root.join("tests"),
+        timeout: Duration::from_secs(args.test_timeout),
+    };
+    for test in &tests {
+        let log = logs.join("host").join(test.log_name());
+        let outcome = kernel_tests::run_on_host(test, &host_env, &log)?;
+        recorder.record(&test.row, "host", outcome, &log);
+    }
+
+    let series: Vec<Series> = match (args.host_only, args.kernel.is_empty()) {
+        (true, _) => Vec::new(),
+        (false, true) => Series::ALL.to_vec(),
+        (false, false) => args.kernel.clone(),
+    };
+    if !tests.is_empty() {
+        for series in series {
+            run_in_vm(&project, series, &enforcer, &executables, &tests, &args, &mut recorder)?;
+        }
+    }
+
+    crate::fuzz::run_all(&project, &toolchain, args.filter.as_deref(), args.fuzz_seconds, &logs, &mut |row, outcome, log| {
+        recorder.record(row, "host", outcome, log);
+    })?;
+
+    println!();
+    for log in &recorder.failed_logs {
+        println!("failure log: {}", log.display());
+    }
+    println!("logs: {}; total time {:.0} s", logs.display(), started.elapsed().as_secs_f64());
+    println!("{}", recorder.summary.render());
+    Ok(if recorder.summary.failed() > 0 { 1 } else { 0 })
+}
+
+fn unit_tests(project: &Project, toolchain: &Toolchain, filter: Option<&str>, logs: &Path, recorder: &mut Recorder) -> anyhow::Result<()> {
+    let log = logs.join("unit-tests.log");
+    let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let mut cargo = toolchain.cargo(project);
+    // The eBPF crate only builds for the BPF target; enforcer-tests are the kernel tests below.
+    cargo.args(["test", "--workspace", "--exclude", "enforcer-tests", "--exclude", "enforcer-ebpf"]);
+    if let Some(filter) = filter {
+        cargo.args(["--", filter]);
+    }
+    println!("running unit tests (cargo test --workspace), log: {}", log.display());
+    let status = cargo
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .context("starting cargo test")?;
+    let output = fs::read_to_string(&log).unwrap_or_default();
+    let outcome = if status.success() {
+        Outcome::Pass
+    } else {
+        let tail: Vec<&str> = output.lines().rev().take(30).collect();
+        eprintln!("unit tests failed; last lines of {}:", log.display());
+        for line in tail.iter().rev() {
+            eprintln!("  {line}");
+        }
+        Outcome::Fail(format!("cargo test: {status}"))
+    };
+    recorder.record("unit tests", "host", outcome, &log);
+    for column in ["6.1", "6.12"] {
+        recorder.row("unit tests").set(column, Cell::NotApplicable("host only".into()));
+    }
+    Ok(())
+}
+
+/// One boot of `series` runs every kernel test; the console is split per test.
+fn run_in_vm(
+    project: &Project,
+    series: Series,
+    enforcer: &Path,
+    executables: &[TestExecutable],
+    tests: &[KernelTest],
+    args: &TestArgs,
+    recorder: &mut Recorder,
+) -> anyhow::Result<()> {
+    let label = series.label();
+    let logs = project.test_logs_dir();
+    let console_log = logs.join(format!("vm-{label}.log"));
+    let per_test_logs = logs.join(format!("vm-{label}"));
+    fs::create_dir_all(&per_test_logs).with_context(|| format!("creating {}", per_test_logs.display()))?;
+    let kernel = kernels::resolve(series, &project.cache_dir()).with_context(|| format!("resolving the {label} kernel"))?;
+
+    let work_dir = project.scratch_dir().join(format!("test-{label}"));
+    fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+    let script = work_dir.join("run-kernel-tests");
+    fs::write(&script, kernel_tests::guest_script(tests, Duration::from_secs(args.test_timeout)))
+        .with_context(|| format!("writing {}", script.display()))?;
+    let mut added: Vec<PathBuf> = executables.iter().map(|e| e.path.clone()).collect();
+    added.push(script);
+    let command = vec!["sh".to_string(), "/add/run-kernel-tests".to_string()];
+    let marker = vm::exit_marker();
+    let image = initramfs::build(
+        &Contents {
+            enforcer,
+            policies: &project.policies_dir(),
+            added: &added,
+            kernel_label: label,
+            command: &command,
+            exit_marker: &marker,
+        },
+        &work_dir,
+    )?;
+
+    println!("booting {} under QEMU to run {} kernel test(s), console log: {}", kernel.package, tests.len(), console_log.display());
+    let mut console = String::new();
+    let boot = vm::boot(
+        &Boot { kernel: &kernel, initrd: &image, bpf_lsm: true, timeout: Duration::from_secs(args.vm_timeout), exit_marker: &marker },
+        &mut |line| {
+            console.push_str(line);
+            console.push('\n');
+        },
+    );
+    kernel_tests::write_log(&console_log, &console)?;
+    match &boot {
+        Ok(status) => println!("kernel {label}: booted, ran the tests and powered off in {:.1} s", status.elapsed.as_secs_f64()),
+        Err(err) => println!("kernel {label}: {err}"),
+    }
+    let results = kernel_tests::split_console(&console, tests.len());
+    for (index, test) in tests.iter().enumerate() {
+        let log = per_test_logs.join(test.log_name());
+        kernel_tests::write_log(&log, &results.outputs[index])?;
+        let outcome = kernel_tests::guest_outcome(&results, index, test);
+        let log = if results.finished[index] { log } else { console_log.clone() };
+        recorder.record(&test.row, label, outcome, &log);
+    }
+    Ok(())
+}

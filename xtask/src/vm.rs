@@ -1,0 +1,205 @@
+//! `cargo xtask vm`: boot a Debian cloud kernel under QEMU (TCG) with enforcer, the policies and
+//! any added files in an initramfs, run one command as root and return its exit status.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::initramfs::{self, Contents};
+use crate::kernels::{self, Kernel, Series};
+use crate::process::{self, ProcessError};
+use crate::project::Project;
+
+/// Default limit for one boot; TCG is slow but a test run that takes longer is stuck.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
+/// How long QEMU may take to exit after the guest reported its status.
+const POWEROFF_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KernelChoice {
+    #[value(name = "6.1")]
+    V6_1,
+    #[value(name = "6.12")]
+    V6_12,
+    All,
+}
+
+impl KernelChoice {
+    pub fn series(self) -> Vec<Series> {
+        match self {
+            KernelChoice::V6_1 => vec![Series::V6_1],
+            KernelChoice::V6_12 => vec![Series::V6_12],
+            KernelChoice::All => Series::ALL.to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VmArgs {
+    /// Which kernel(s) to boot; `all` boots each in turn.
+    #[arg(long, value_enum)]
+    pub kernel: KernelChoice,
+    /// Boot without `bpf` in `lsm=`: BPF LSM programs load and attach but never run.
+    #[arg(long)]
+    pub no_bpf_lsm: bool,
+    /// Put FILE into the guest at /add/<basename> (on PATH), with its shared libraries.
+    #[arg(long = "add", value_name = "FILE")]
+    pub added: Vec<PathBuf>,
+    /// Give up (and fail) after this many seconds per boot.
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECS, value_name = "SECS")]
+    pub timeout: u64,
+    /// Use the release build of enforcer.
+    #[arg(long)]
+    pub release: bool,
+    /// The command to run as root inside the guest.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("kernel {kernel}: no exit status after {seconds} s; QEMU was killed (raise --timeout if the guest is just slow)")]
+    Timeout { kernel: String, seconds: u64 },
+    #[error("kernel {kernel}: the guest stopped without reporting the command's exit status (kernel panic or /init failure?); last console lines:\n{tail}")]
+    NoExitStatus { kernel: String, tail: String },
+}
+
+pub fn run(args: VmArgs) -> anyhow::Result<u8> {
+    let project = Project::locate();
+    let toolchain = crate::bootstrap::ensure(&project)?;
+    let enforcer = crate::build::build_enforcer(&project, &toolchain, args.release)?;
+    let mut first_failure = None;
+    for series in args.kernel.series() {
+        let kernel = kernels::resolve(series, &project.cache_dir())?;
+        if matches!(args.kernel, KernelChoice::All) {
+            println!("=== kernel {} ({}) ===", series.label(), kernel.package);
+        }
+        let marker = exit_marker();
+        let image = initramfs::build(
+            &Contents {
+                enforcer: &enforcer,
+                policies: &project.policies_dir(),
+                added: &args.added,
+                kernel_label: series.label(),
+                command: &args.command,
+                exit_marker: &marker,
+            },
+            &project.scratch_dir().join(format!("vm-{}", series.label())),
+        )?;
+        let stdout = std::io::stdout();
+        let status = boot(&Boot {
+            kernel: &kernel,
+            initrd: &image,
+            bpf_lsm: !args.no_bpf_lsm,
+            timeout: Duration::from_secs(args.timeout),
+            exit_marker: &marker,
+        }, &mut |line| {
+            let _ = writeln!(stdout.lock(), "{line}");
+        })?;
+        if status.code != 0 && first_failure.is_none() {
+            first_failure = Some(status.code);
+        }
+        if matches!(args.kernel, KernelChoice::All) {
+            println!("=== kernel {}: exit status {} after {:.1} s ===", series.label(), status.code, status.elapsed.as_secs_f64());
+        }
+    }
+    Ok(first_failure.map(|code| u8::try_from(code).unwrap_or(1)).unwrap_or(0))
+}
+
+/// A marker line no command would print by accident.
+pub fn exit_marker() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
+    format!("@@ENFORCER-VM-EXIT-{}-{nanos}@@ status=", std::process::id())
+}
+
+pub struct Boot<'a> {
+    pub kernel: &'a Kernel,
+    pub initrd: &'a Path,
+    pub bpf_lsm: bool,
+    pub timeout: Duration,
+    pub exit_marker: &'a str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BootStatus {
+    /// The guest command's exit status.
+    pub code: i32,
+    /// From QEMU start to the exit status line.
+    pub elapsed: Duration,
+}
+
+/// Boots, hands every console line (without `\r` and without the marker) to `on_line`, and
+/// returns the status the guest reported.
+pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(&str)) -> Result<BootStatus, VmError> {
+    let lsm = if boot.bpf_lsm { "landlock,lockdown,yama,bpf" } else { "landlock,lockdown,yama" };
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&boot.kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(boot.initrd)
+        .arg("-append")
+        .arg(format!("console=ttyS0 quiet lsm={lsm} panic=-1"))
+        // No stdin: QEMU must not grab a terminal, and CI has none.
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let label = boot.kernel.series.label().to_string();
+    let started = Instant::now();
+    let mut child = qemu.spawn().map_err(|source| ProcessError::Spawn { command: process::describe(&qemu), source })?;
+    let console = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(console).split(b'\n') {
+            let Ok(line) = line else { break };
+            let text = String::from_utf8_lossy(&line).replace('\r', "");
+            if sender.send(text).is_err() {
+                break;
+            }
+        }
+    });
+
+    let deadline = started + boot.timeout;
+    let mut reported: Option<BootStatus> = None;
+    let mut tail: Vec<String> = Vec::new();
+    loop {
+        let limit = match reported {
+            Some(status) => started + status.elapsed + POWEROFF_GRACE,
+            None => deadline,
+        };
+        let Some(wait) = limit.checked_duration_since(Instant::now()) else { break };
+        match receiver.recv_timeout(wait) {
+            Ok(line) => {
+                if let Some(position) = line.find(boot.exit_marker) {
+                    let (before, after) = line.split_at(position);
+                    if !before.is_empty() {
+                        on_line(before);
+                    }
+                    let code = after[boot.exit_marker.len()..].trim().parse().unwrap_or(-1);
+                    reported = Some(BootStatus { code, elapsed: started.elapsed() });
+                } else {
+                    on_line(&line);
+                    tail.push(line);
+                    if tail.len() > 40 {
+                        tail.remove(0);
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // Either QEMU closed the console (it exited) or a limit passed: make sure it is gone.
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = reader.join();
+    match reported {
+        Some(status) => Ok(status),
+        None if started.elapsed() >= boot.timeout => Err(VmError::Timeout { kernel: label, seconds: boot.timeout.as_secs() }),
+        None => Err(VmError::NoExitStatus { kernel: label, tail: tail.join("\n") }),
+    }
+}
