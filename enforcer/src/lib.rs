@@ -4,6 +4,7 @@
 //! eBPF object, writes compiled policies into maps, decodes events), `cmd` (one file per CLI
 //! subcommand), `paths` (every well-known path).
 
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod cmd;

@@ -1,0 +1,54 @@
+//! Blocking API client. No threads and no async runtime: `enforcer run` uses it right before
+//! `exec`, and a multi-threaded launcher would exec with other threads' state half-done.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use super::protocol::{Request, Response};
+use super::ApiError;
+
+pub struct ApiClient {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+}
+
+impl ApiClient {
+    pub fn connect(path: &Path) -> Result<Self, ApiError> {
+        let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                ApiError::NotRunning { path: path.to_path_buf() }
+            }
+            std::io::ErrorKind::PermissionDenied => ApiError::PermissionDenied { path: path.to_path_buf() },
+            _ => ApiError::Io { path: path.to_path_buf(), source: e },
+        })?;
+        Ok(ApiClient { path: path.to_path_buf(), reader: BufReader::new(stream) })
+    }
+
+    /// Send one request and read its response. `Response::Error` becomes `ApiError::Refused`.
+    pub fn call(&mut self, request: &Request) -> Result<Response, ApiError> {
+        let mut line = serde_json::to_string(request).expect("requests always serialize");
+        line.push('\n');
+        self.reader.get_mut().write_all(line.as_bytes()).map_err(|e| self.io(e))?;
+        let reply = self.next_line()?.ok_or(ApiError::Closed)?;
+        match serde_json::from_str::<Response>(&reply) {
+            Ok(Response::Error { message }) => Err(ApiError::Refused(message)),
+            Ok(response) => Ok(response),
+            Err(e) => Err(ApiError::BadResponse(format!("{e}: {}", reply.trim_end()))),
+        }
+    }
+
+    /// The next line the daemon sends (subscriptions); `None` when it closed the connection.
+    pub fn next_line(&mut self) -> Result<Option<String>, ApiError> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Ok(None),
+            Ok(_) => Ok(Some(line)),
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> ApiError {
+        ApiError::Io { path: self.path.clone(), source }
+    }
+}
