@@ -48,8 +48,9 @@ pub fn build_enforcer(project: &Project, toolchain: &Toolchain, release: bool) -
     let artifacts = artifacts(command, release)?;
     artifacts
         .into_iter()
-        .find(|artifact| artifact.target.name == "enforcer")
-        .and_then(|artifact| artifact.executable)
+        // The library target is also called `enforcer`; only the binary has an executable.
+        .filter(|artifact| artifact.target.name == "enforcer")
+        .find_map(|artifact| artifact.executable)
         .map(PathBuf::from)
         .context("cargo build -p enforcer reported no `enforcer` executable")
 }

@@ -12,6 +12,9 @@ use std::process::{Command, Stdio};
 use crate::bootstrap::is_elf;
 use crate::process::{self, ProcessError};
 
+/// The first line /init prints: everything before it is firmware and kernel boot output.
+pub const START_MARKER: &str = "@@ENFORCER-VM-INIT-STARTED@@";
+
 /// Where Debian's busybox-static installs the static busybox.
 const BUSYBOX: &str = "/bin/busybox";
 
@@ -178,6 +181,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
+echo
+echo '{start}'
 mount -t securityfs securityfs /sys/kernel/security
 mount -t bpf bpf /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing
@@ -198,6 +203,7 @@ poweroff -f
         kernel = shell_quote(contents.kernel_label),
         command = command.join(" "),
         marker = contents.exit_marker,
+        start = START_MARKER,
     )
 }
 

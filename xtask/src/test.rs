@@ -216,7 +216,7 @@ fn run_in_vm(
     let mut console = String::new();
     let boot = vm::boot(
         &Boot { kernel: &kernel, initrd: &image, bpf_lsm: true, timeout: Duration::from_secs(args.vm_timeout), exit_marker: &marker },
-        &mut |line| {
+        &mut |_phase, line| {
             console.push_str(line);
             console.push('\n');
         },

@@ -97,8 +97,12 @@ pub fn run(args: VmArgs) -> anyhow::Result<u8> {
             bpf_lsm: !args.no_bpf_lsm,
             timeout: Duration::from_secs(args.timeout),
             exit_marker: &marker,
-        }, &mut |line| {
-            let _ = writeln!(stdout.lock(), "{line}");
+        }, &mut |phase, line| {
+            // Firmware and boot messages only matter when the boot fails, and then the error
+            // quotes them.
+            if phase == Phase::Command {
+                let _ = writeln!(stdout.lock(), "{line}");
+            }
         })?;
         if status.code != 0 && first_failure.is_none() {
             first_failure = Some(status.code);
@@ -132,12 +136,23 @@ pub struct BootStatus {
     pub elapsed: Duration,
 }
 
-/// Boots, hands every console line (without `\r` and without the marker) to `on_line`, and
+/// Where a console line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Firmware and kernel messages before /init started, and the kernel's power-off lines.
+    Boot,
+    /// Everything between /init's start and the exit status: the command's output.
+    Command,
+}
+
+/// Boots, hands every console line (without `\r` and without the markers) to `on_line`, and
 /// returns the status the guest reported.
-pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(&str)) -> Result<BootStatus, VmError> {
+pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<BootStatus, VmError> {
     let lsm = if boot.bpf_lsm { "landlock,lockdown,yama,bpf" } else { "landlock,lockdown,yama" };
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot"])
+        // No network card: nothing needs one, and its boot ROM only adds console noise.
+        .args(["-nic", "none"])
         .arg("-kernel")
         .arg(&boot.kernel.vmlinuz)
         .arg("-initrd")
@@ -165,6 +180,7 @@ pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(&str)) -> Result<BootStatus
 
     let deadline = started + boot.timeout;
     let mut reported: Option<BootStatus> = None;
+    let mut phase = Phase::Boot;
     let mut tail: Vec<String> = Vec::new();
     loop {
         let limit = match reported {
@@ -174,15 +190,18 @@ pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(&str)) -> Result<BootStatus
         let Some(wait) = limit.checked_duration_since(Instant::now()) else { break };
         match receiver.recv_timeout(wait) {
             Ok(line) => {
-                if let Some(position) = line.find(boot.exit_marker) {
+                if phase == Phase::Boot && reported.is_none() && line.contains(initramfs::START_MARKER) {
+                    phase = Phase::Command;
+                } else if let Some(position) = line.find(boot.exit_marker) {
                     let (before, after) = line.split_at(position);
                     if !before.is_empty() {
-                        on_line(before);
+                        on_line(phase, before);
                     }
                     let code = after[boot.exit_marker.len()..].trim().parse().unwrap_or(-1);
                     reported = Some(BootStatus { code, elapsed: started.elapsed() });
+                    phase = Phase::Boot;
                 } else {
-                    on_line(&line);
+                    on_line(phase, &line);
                     tail.push(line);
                     if tail.len() > 40 {
                         tail.remove(0);
