@@ -8,6 +8,7 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod cmd;
+pub mod daemon;
 pub mod kernel;
 pub mod paths;
 pub mod policy;

@@ -20,3 +20,5 @@ pub const LSM_LIST: &str = "/sys/kernel/security/lsm";
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 /// Mount table, to find cgroup v2 (never hard-code its mount point).
 pub const PROC_MOUNTS: &str = "/proc/mounts";
+/// Daemon state that outlives it (policy version counter, reported loss counters).
+pub const STATE_DIR: &str = "/var/lib/enforcer";

@@ -1,0 +1,314 @@
+//! The daemon's configuration: `/etc/enforcer/enforcer.toml` (every field optional), then
+//! command-line flags on top. Errors name the file, line and column, or the flag.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::audit::writer::Rotation;
+use crate::kernel::BackendChoice;
+use crate::paths;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}:{col}: {message}", path.display())]
+    Parse { path: PathBuf, line: usize, col: usize, message: String },
+    #[error("{origin}: `{field}`: {message}")]
+    Invalid { origin: String, field: &'static str, message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Directory of agent policies (`*.toml`, recursively).
+    pub policy_dir: PathBuf,
+    pub backend: BackendChoice,
+    /// `tracing` filter for the daemon's own log on stderr (`info`, `debug`, `enforcer=trace`).
+    pub log_level: String,
+    /// Capacity of the kernel's agent process table (threads of all agents together).
+    pub max_agent_processes: u32,
+    /// bpffs directory for pinned programs, maps and links.
+    pub pin_dir: PathBuf,
+    /// Small state that must outlive the daemon: last policy version, reported loss counters.
+    pub state_dir: PathBuf,
+    /// How often host names in net rules are resolved again (seconds).
+    pub dns_refresh_secs: u64,
+    pub audit: AuditConfig,
+    pub api: ApiConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+    pub rotate_bytes: u64,
+    pub retain: u32,
+    pub fsync_interval_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub socket: PathBuf,
+    /// Group allowed to use the socket besides root (launchers, `events`, `status`).
+    pub group: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` for Prometheus text metrics at `/metrics`; unset: no metrics endpoint.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            policy_dir: paths::POLICY_DIR.into(),
+            backend: BackendChoice::Auto,
+            log_level: "info".into(),
+            max_agent_processes: 65536,
+            pin_dir: paths::PIN_DIR.into(),
+            state_dir: paths::STATE_DIR.into(),
+            dns_refresh_secs: 60,
+            audit: AuditConfig::default(),
+            api: ApiConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        let rotation = Rotation::default();
+        AuditConfig {
+            path: paths::AUDIT_LOG.into(),
+            rotate_bytes: rotation.max_bytes,
+            retain: rotation.retain,
+            fsync_interval_ms: rotation.fsync_interval.as_millis() as u64,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { socket: paths::API_SOCKET.into(), group: None }
+    }
+}
+
+/// Command-line overrides; each one replaces the config file's value.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Overrides {
+    #[arg(long, value_name = "DIR")]
+    pub policy_dir: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub max_agent_processes: Option<u32>,
+    #[arg(long, value_name = "DIR")]
+    pub pin_dir: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, value_name = "SECS")]
+    pub dns_refresh_secs: Option<u64>,
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    #[arg(long, value_name = "BYTES")]
+    pub audit_rotate_bytes: Option<u64>,
+    #[arg(long, value_name = "N")]
+    pub audit_retain: Option<u32>,
+    #[arg(long, value_name = "MS")]
+    pub audit_fsync_interval_ms: Option<u64>,
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    #[arg(long, value_name = "GROUP")]
+    pub socket_group: Option<String>,
+    /// `host:port` for Prometheus metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Smallest rotation size: below this a single large event record could not fit a file.
+pub const MIN_ROTATE_BYTES: u64 = 64 * 1024;
+
+impl DaemonConfig {
+    /// Parse config text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: DaemonConfig = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
+            ConfigError::Parse { path: path.to_path_buf(), line, col, message: e.message().to_owned() }
+        })?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Read `path`. A missing file is an error only when `required` (it was given explicitly);
+    /// the default location may be absent, then built-in defaults apply.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+        }
+    }
+
+    pub fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        macro_rules! set {
+            ($flag:expr => $field:expr) => {
+                if let Some(v) = &$flag {
+                    $field = v.clone();
+                }
+            };
+        }
+        set!(o.policy_dir => self.policy_dir);
+        set!(o.backend => self.backend);
+        set!(o.log_level => self.log_level);
+        set!(o.max_agent_processes => self.max_agent_processes);
+        set!(o.pin_dir => self.pin_dir);
+        set!(o.state_dir => self.state_dir);
+        set!(o.dns_refresh_secs => self.dns_refresh_secs);
+        set!(o.audit_log => self.audit.path);
+        set!(o.audit_rotate_bytes => self.audit.rotate_bytes);
+        set!(o.audit_retain => self.audit.retain);
+        set!(o.audit_fsync_interval_ms => self.audit.fsync_interval_ms);
+        set!(o.socket => self.api.socket);
+        if let Some(group) = &o.socket_group {
+            self.api.group = Some(group.clone());
+        }
+        if let Some(addr) = o.metrics_listen {
+            self.metrics.listen = Some(addr);
+        }
+        self.validate("command line")
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, message: String| {
+            Err(ConfigError::Invalid { origin: origin.to_owned(), field, message })
+        };
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return invalid("log_level", format!("{:?} is not a log filter: {e}", self.log_level));
+        }
+        if self.audit.rotate_bytes < MIN_ROTATE_BYTES {
+            return invalid("audit.rotate_bytes", format!("{} is below the minimum {MIN_ROTATE_BYTES}", self.audit.rotate_bytes));
+        }
+        if !(1..=1 << 22).contains(&self.max_agent_processes) {
+            return invalid("max_agent_processes", format!("{} is outside 1..=4194304", self.max_agent_processes));
+        }
+        if self.dns_refresh_secs == 0 {
+            return invalid("dns_refresh_secs", "must be at least 1".into());
+        }
+        for (field, path) in [
+            ("policy_dir", &self.policy_dir),
+            ("pin_dir", &self.pin_dir),
+            ("state_dir", &self.state_dir),
+            ("audit.path", &self.audit.path),
+            ("api.socket", &self.api.socket),
+        ] {
+            if !path.is_absolute() {
+                return invalid(field, format!("{} is not an absolute path", path.display()));
+            }
+        }
+        if self.api.group.as_deref() == Some("") {
+            return invalid("api.group", "must not be empty (leave it out for root only)".into());
+        }
+        Ok(())
+    }
+
+    pub fn rotation(&self) -> Rotation {
+        Rotation {
+            max_bytes: self.audit.rotate_bytes,
+            retain: self.audit.retain,
+            fsync_interval: Duration::from_millis(self.audit.fsync_interval_ms),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../../packaging/enforcer.toml");
+
+    #[test]
+    fn the_shipped_sample_parses() {
+        let config = DaemonConfig::parse(SAMPLE, Path::new("enforcer.toml")).expect("packaging/enforcer.toml");
+        assert_eq!(config.audit.path, PathBuf::from(paths::AUDIT_LOG));
+        assert_eq!(config.api.group.as_deref(), Some("enforcer"));
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(DaemonConfig::parse("", Path::new("c.toml")).unwrap(), DaemonConfig::default());
+    }
+
+    #[test]
+    fn parse_errors_point_at_file_line_and_column() {
+        let text = "policy_dir = \"/p\"\n[audit]\nretain = \"ten\"\n";
+        let err = DaemonConfig::parse(text, Path::new("/etc/e.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("/etc/e.toml:3:10: "), "{err}");
+        assert!(err.contains("u32") || err.contains("integer"), "{err}");
+
+        let err = DaemonConfig::parse("[api]\nsockt = \"/x\"\n", Path::new("e.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("e.toml:2:1: ") && err.contains("unknown field `sockt`"), "{err}");
+
+        let err = DaemonConfig::parse("backend = \"ebpf\"\n", Path::new("e.toml")).unwrap_err().to_string();
+        assert!(err.starts_with("e.toml:1:11: ") && err.contains("auto"), "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_field() {
+        let err = DaemonConfig::parse("[audit]\nrotate_bytes = 10\n", Path::new("e.toml")).unwrap_err().to_string();
+        assert_eq!(err, "e.toml: `audit.rotate_bytes`: 10 is below the minimum 65536");
+        let err = DaemonConfig::parse("policy_dir = \"rel/dir\"\n", Path::new("e.toml")).unwrap_err().to_string();
+        assert!(err.contains("`policy_dir`") && err.contains("not an absolute path"), "{err}");
+        let err = DaemonConfig::parse("log_level = \"info,[\"\n", Path::new("e.toml")).unwrap_err().to_string();
+        assert!(err.contains("`log_level`"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_are_validated() {
+        let mut config = DaemonConfig::parse("policy_dir = \"/a\"\n[api]\nsocket = \"/s\"\n", Path::new("c")).unwrap();
+        let overrides = Overrides {
+            policy_dir: Some("/b".into()),
+            audit_log: Some("/tmp/x.jsonl".into()),
+            socket_group: Some("wheel".into()),
+            metrics_listen: Some("127.0.0.1:9100".parse().unwrap()),
+            backend: Some(BackendChoice::Fallback),
+            ..Overrides::default()
+        };
+        config.apply(&overrides).unwrap();
+        assert_eq!(config.policy_dir, PathBuf::from("/b"));
+        assert_eq!(config.api.socket, PathBuf::from("/s"), "a flag not given keeps the file's value");
+        assert_eq!(config.audit.path, PathBuf::from("/tmp/x.jsonl"));
+        assert_eq!(config.api.group.as_deref(), Some("wheel"));
+        assert_eq!(config.backend, BackendChoice::Fallback);
+        assert_eq!(config.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
+
+        let err = config.apply(&Overrides { audit_retain: Some(3), audit_rotate_bytes: Some(1), ..Default::default() });
+        let err = err.unwrap_err().to_string();
+        assert_eq!(err, "command line: `audit.rotate_bytes`: 1 is below the minimum 65536");
+    }
+
+    #[test]
+    fn missing_default_file_is_fine_missing_explicit_file_is_not() {
+        let missing = Path::new("/nonexistent/enforcer.toml");
+        assert_eq!(DaemonConfig::load(missing, false).unwrap(), DaemonConfig::default());
+        let err = DaemonConfig::load(missing, true).unwrap_err().to_string();
+        assert!(err.starts_with("/nonexistent/enforcer.toml: "), "{err}");
+    }
+}

@@ -1,0 +1,433 @@
+//! The daemon's state machine. Synchronous and backend-agnostic: the async service calls it,
+//! tests drive it with a mock backend and an in-memory policy source.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use super::policy_source::PolicySource;
+use super::procs;
+use super::state::{DaemonState, StateFile};
+use super::DaemonError;
+use crate::api::protocol::*;
+use crate::api::server::Peer;
+use crate::audit::clock::{self, BootClock};
+use crate::audit::history::{PolicyHistory, DEFAULT_VERSIONS_KEPT};
+use crate::audit::record::{event_record, session_hex, EventContext};
+use crate::audit::writer::AuditWriter;
+use crate::audit::{DaemonRecord, LostRecord, Record};
+use crate::kernel::{Backend, Enforcement, RawEvent};
+use crate::policy::compile::{CompiledPolicy, Mode};
+
+/// Live records buffered per subscriber before it is told it lagged.
+const LIVE_BUFFER: usize = 4096;
+/// Kernel loss counters are read at most this often.
+const LOSS_POLL: Duration = Duration::from_millis(500);
+
+pub struct CoreOptions {
+    pub host: String,
+    pub policy_dir: String,
+    /// Where the last policy version and reported losses are kept; `None` in tests.
+    pub state: Option<StateFile>,
+    /// Look processes up in /proc (executables, status counts); off in tests with fake pids.
+    pub inspect_procs: bool,
+}
+
+/// Counters behind `status` and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// (agent, op, verdict) -> decisions.
+    pub decisions: BTreeMap<(String, String, String), u64>,
+    /// agent -> events the kernel could not deliver.
+    pub losses: BTreeMap<String, u64>,
+    pub reloads: u64,
+    pub reload_failures: u64,
+    pub last_reload_error: Option<String>,
+}
+
+pub struct Daemon {
+    backend: Box<dyn Backend>,
+    source: Box<dyn PolicySource>,
+    history: PolicyHistory,
+    version: u32,
+    audit: AuditWriter,
+    live: broadcast::Sender<Arc<str>>,
+    options: CoreOptions,
+    saved: DaemonState,
+    stats: Stats,
+    started_ns: i128,
+    started: Instant,
+    last_loss_poll: Option<Instant>,
+    raw: Vec<RawEvent>,
+}
+
+/// Outcome of a reload that did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reloaded {
+    pub version: u32,
+    /// False when the new policy compiled to exactly the running one (nothing applied).
+    pub changed: bool,
+}
+
+impl Daemon {
+    /// Apply `policy` (already loaded from `source`) as the first version of this run and write
+    /// the start and backend records. Kernel state adopted from a previous run is not cleared:
+    /// the apply replaces its rules atomically.
+    pub fn start(
+        mut backend: Box<dyn Backend>,
+        source: Box<dyn PolicySource>,
+        policy: CompiledPolicy,
+        audit: AuditWriter,
+        options: CoreOptions,
+    ) -> Result<Self, DaemonError> {
+        let saved = match &options.state {
+            Some(state) => state.load()?,
+            None => DaemonState::default(),
+        };
+        let version = saved.policy_version.wrapping_add(1).max(1);
+        backend.apply(&policy, version)?;
+        let mut history = PolicyHistory::new(DEFAULT_VERSIONS_KEPT);
+        history.push(version, Arc::new(policy));
+        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let mut daemon = Daemon {
+            backend,
+            source,
+            history,
+            version,
+            audit,
+            live,
+            options,
+            saved,
+            stats: Stats::default(),
+            started_ns: clock::now_ns(),
+            started: Instant::now(),
+            last_loss_poll: None,
+            raw: Vec::new(),
+        };
+        daemon.save_state()?;
+        let status = daemon.backend.status();
+        let table = serde_json::to_value(&status).ok();
+        let message = format!("policy {} applied on the {} backend ({})", daemon.source.describe(), status.backend, status.kernel);
+        daemon.log_daemon("start", |r| {
+            r.policy_version = Some(version);
+            r.message = Some(message);
+        })?;
+        daemon.log_daemon("backend", |r| r.detail = table)?;
+        Ok(daemon)
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    pub fn policy(&self) -> &Arc<CompiledPolicy> {
+        self.history.current().expect("a started daemon always has a policy").1
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Validate and compile the policy again, then apply it as version + 1. Any error leaves the
+    /// running policy and version untouched (and is logged as `reload-failed`). Unless `force`,
+    /// a policy identical to the running one is not applied again.
+    pub fn reload(&mut self, trigger: &str, force: bool) -> Result<Reloaded, DaemonError> {
+        let result = self.try_reload(force);
+        match &result {
+            Ok(outcome) if outcome.changed => {
+                self.stats.reloads += 1;
+                let version = outcome.version;
+                self.log_daemon("reload", |r| {
+                    r.policy_version = Some(version);
+                    r.message = Some(format!("trigger: {trigger}"));
+                })?;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.stats.reload_failures += 1;
+                self.stats.last_reload_error = Some(e.to_string());
+                let (version, message) = (self.version, format!("trigger: {trigger}: {e}"));
+                self.log_daemon("reload-failed", |r| {
+                    r.policy_version = Some(version);
+                    r.message = Some(message);
+                })?;
+            }
+        }
+        result
+    }
+
+    fn try_reload(&mut self, force: bool) -> Result<Reloaded, DaemonError> {
+        let policy = self.source.load().map_err(DaemonError::Policy)?;
+        if !force && policy == **self.policy() {
+            return Ok(Reloaded { version: self.version, changed: false });
+        }
+        let version = self.version.wrapping_add(1).max(1);
+        self.backend.apply(&policy, version)?;
+        self.version = version;
+        self.history.push(version, Arc::new(policy));
+        self.save_state()?;
+        Ok(Reloaded { version, changed: true })
+    }
+
+    /// Re-resolve host names; reload when an answer changed.
+    pub fn refresh_hosts(&mut self) -> Result<Option<Reloaded>, DaemonError> {
+        if !self.source.hosts_changed() {
+            return Ok(None);
+        }
+        self.reload("host name answers changed", false).map(Some)
+    }
+
+    /// Register the calling process as `agent` (the launcher, right before it execs).
+    pub fn register(&mut self, peer: Peer, agent: &str, pid: u32) -> Result<(String, u32), DaemonError> {
+        let refuse = |m: String| Err(DaemonError::Register(m));
+        match peer.pid {
+            Some(caller) if caller == pid => {}
+            Some(caller) => return refuse(format!("pid {pid} is not the caller (the caller is pid {caller}); a launcher can only register itself")),
+            None => return refuse("the caller's pid is not visible to the daemon (other pid namespace)".into()),
+        }
+        let policy = self.policy().clone();
+        let Some(info) = policy.agent_by_name(agent) else {
+            let names: Vec<&str> = policy.agents.iter().map(|a| a.name.as_str()).collect();
+            return refuse(format!("no agent named {agent:?} in policy version {} (agents: {})", self.version, names.join(", ")));
+        };
+        if let Some(state) = self.backend.proc_state(pid)? {
+            let current = policy.agent(state.agent()).map_or_else(|| format!("#{}", state.agent()), |a| a.name.clone());
+            return refuse(format!(
+                "process {pid} is already a member of agent {current:?} (session {}); an agent process cannot register again",
+                session_hex(state.session)
+            ));
+        }
+        let session = new_session_id();
+        self.backend.register(pid, info.id, session)?;
+        let (name, hex) = (info.name.clone(), session_hex(session));
+        self.log_daemon("register", |r| {
+            r.agent = Some(name);
+            r.session = Some(hex.clone());
+            r.message = Some(format!("pid {pid} (uid {}) launched", peer.uid));
+        })?;
+        Ok((hex, self.version))
+    }
+
+    /// Move kernel events and loss counts into the audit log and to live subscribers.
+    pub fn pump(&mut self) -> Result<usize, DaemonError> {
+        self.raw.clear();
+        self.backend.poll_events(&mut self.raw)?;
+        let mut records = Vec::with_capacity(self.raw.len() + 1);
+        if !self.raw.is_empty() {
+            let inspect = self.options.inspect_procs;
+            let exe_of = |tgid: u32| if inspect { procs::exe_of(tgid) } else { None };
+            let ctx = EventContext { host: &self.options.host, clock: BootClock::sample(), policies: &self.history, exe_of: &exe_of };
+            for raw in &self.raw {
+                let event = event_record(raw, &ctx);
+                let key = (event.agent.clone().unwrap_or_default(), event.op.clone(), event.verdict.clone());
+                *self.stats.decisions.entry(key).or_default() += 1;
+                records.push(Record::Event(event));
+            }
+        }
+        let due = self.last_loss_poll.is_none_or(|t| t.elapsed() >= LOSS_POLL);
+        if due {
+            self.last_loss_poll = Some(Instant::now());
+            records.extend(self.loss_records()?);
+        }
+        let count = records.len();
+        self.write(records)?;
+        Ok(count)
+    }
+
+    /// `lost` records for kernel loss counters that grew since they were last reported.
+    fn loss_records(&mut self) -> Result<Vec<Record>, DaemonError> {
+        let mut out = Vec::new();
+        let mut changed = false;
+        for (agent, total) in self.backend.losses()? {
+            let reported = self.saved.losses_reported.get(&agent).copied().unwrap_or(0);
+            // A counter below what was reported was recreated (kernel state reloaded): all new.
+            let delta = if total >= reported { total - reported } else { total };
+            if delta == 0 {
+                continue;
+            }
+            changed = true;
+            self.saved.losses_reported.insert(agent, total);
+            let name = self.policy().agent(agent).map_or_else(|| format!("#{agent}"), |a| a.name.clone());
+            *self.stats.losses.entry(name.clone()).or_default() += delta;
+            out.push(Record::Lost(LostRecord {
+                seq: 0,
+                time: clock::format_rfc3339_ns(clock::now_ns()),
+                host: self.options.host.clone(),
+                count: delta,
+                agent: (agent != 0).then_some(name),
+                source: "kernel".into(),
+            }));
+        }
+        if changed {
+            self.save_state()?;
+        }
+        Ok(out)
+    }
+
+    fn write(&mut self, mut records: Vec<Record>) -> Result<(), DaemonError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let lines = self.audit.append(&mut records)?;
+        if self.live.receiver_count() > 0 {
+            for line in lines {
+                let _ = self.live.send(line.into());
+            }
+        }
+        Ok(())
+    }
+
+    fn log_daemon(&mut self, event: &str, fill: impl FnOnce(&mut DaemonRecord)) -> Result<(), DaemonError> {
+        let mut record = DaemonRecord {
+            time: clock::format_rfc3339_ns(clock::now_ns()),
+            host: self.options.host.clone(),
+            event: event.to_owned(),
+            pid: std::process::id(),
+            ..DaemonRecord::default()
+        };
+        fill(&mut record);
+        self.write(vec![Record::Daemon(record)])
+    }
+
+    fn save_state(&mut self) -> Result<(), DaemonError> {
+        self.saved.policy_version = self.version;
+        match &self.options.state {
+            Some(file) => file.save(&self.saved),
+            None => Ok(()),
+        }
+    }
+
+    /// Start a live subscription: records with `seq >= next_seq` arrive on the receiver.
+    pub fn subscribe(&self) -> (u64, broadcast::Receiver<Arc<str>>) {
+        (self.audit.next_seq(), self.live.subscribe())
+    }
+
+    /// Flush unsynced audit data when its interval is due (timer).
+    pub fn sync_audit(&mut self) -> Result<(), DaemonError> {
+        Ok(self.audit.sync_if_due()?)
+    }
+
+    /// Drain what is left, log the stop, fsync. Kernel state stays pinned and enforcing.
+    pub fn stop(mut self, why: &str) -> Result<(), DaemonError> {
+        self.pump()?;
+        let message = format!("{why}; kernel state stays pinned and enforcing");
+        let version = self.version;
+        self.log_daemon("stop", |r| {
+            r.policy_version = Some(version);
+            r.message = Some(message);
+        })?;
+        Ok(self.audit.sync()?)
+    }
+
+    pub fn status(&self) -> StatusReport {
+        let policy = self.policy();
+        let backend = self.backend.status();
+        let name_of = |id: u32| policy.agent(id).map_or_else(|| format!("#{id}"), |a| a.name.clone());
+        let mut agents: Vec<AgentReport> = policy
+            .agents
+            .iter()
+            .map(|a| AgentReport {
+                name: a.name.clone(),
+                mode: match a.mode {
+                    Mode::Enforce => "enforce".into(),
+                    Mode::Audit => "audit".into(),
+                },
+                ..AgentReport::default()
+            })
+            .collect();
+        if self.options.inspect_procs {
+            for (_, state) in procs::agent_members(self.backend.as_ref()) {
+                let Some(report) = agents.iter_mut().find(|a| a.name == name_of(state.agent())) else { continue };
+                report.processes += 1;
+                let session = session_hex(state.session);
+                match report.sessions.iter_mut().find(|s| s.session == session) {
+                    Some(s) => s.processes += 1,
+                    None => report.sessions.push(SessionReport {
+                        session,
+                        chain: state.chain[..(state.depth as usize).min(state.chain.len())].iter().map(|&id| name_of(id)).collect(),
+                        processes: 1,
+                    }),
+                }
+            }
+        }
+        StatusReport {
+            daemon_pid: std::process::id(),
+            started: clock::format_rfc3339_ns(self.started_ns),
+            uptime_secs: self.started.elapsed().as_secs(),
+            policy_version: self.version,
+            policy_dir: self.options.policy_dir.clone(),
+            audit_log: self.audit.path().display().to_string(),
+            backend: backend.backend.clone(),
+            kernel: backend.kernel.clone(),
+            features: backend
+                .features
+                .iter()
+                .map(|(name, result)| FeatureReport {
+                    name: name.clone(),
+                    available: result.is_ok(),
+                    reason: result.as_ref().err().cloned(),
+                })
+                .collect(),
+            agents,
+            rules: backend
+                .rules
+                .iter()
+                .map(|r| RuleReport {
+                    agent: r.agent.clone(),
+                    rule: r.rule.clone(),
+                    enforcement: enforcement_name(r.enforcement).into(),
+                    why: r.why.clone(),
+                })
+                .collect(),
+            decisions: self
+                .stats
+                .decisions
+                .iter()
+                .map(|((agent, op, verdict), count)| DecisionCount {
+                    agent: agent.clone(),
+                    op: op.clone(),
+                    verdict: verdict.clone(),
+                    count: *count,
+                })
+                .collect(),
+            losses: self.stats.losses.iter().map(|(agent, count)| LossCount { agent: agent.clone(), count: *count }).collect(),
+            reloads: self.stats.reloads,
+            reload_failures: self.stats.reload_failures,
+            last_reload_error: self.stats.last_reload_error.clone(),
+            subscribers: self.live.receiver_count(),
+        }
+    }
+}
+
+pub fn enforcement_name(e: Enforcement) -> &'static str {
+    match e {
+        Enforcement::Enforced => "enforced",
+        Enforcement::EnforcedByKill => "enforced-by-kill",
+        Enforcement::AuditOnly => "audit-only",
+        Enforcement::Unsupported => "unsupported",
+    }
+}
+
+/// A random, non-zero session id (0 means "no session" in the kernel).
+fn new_session_id() -> u64 {
+    loop {
+        let mut bytes = [0u8; 8];
+        // SAFETY: the buffer is valid and writable for its full length.
+        let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+        assert_eq!(n, 8, "getrandom failed");
+        let id = u64::from_ne_bytes(bytes);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,209 @@
+//! The daemon's event loop: one task owns the [`Daemon`] core; the API server, the metrics
+//! endpoint, signals, the policy-directory watcher and timers feed it through channels, so
+//! every state change happens in one place, in order.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::config::DaemonConfig;
+use super::core::{enforcement_name, CoreOptions, Daemon};
+use super::policy_source::{PolicyDir, PolicySource};
+use super::state::StateFile;
+use super::{metrics, DaemonError};
+use crate::api::protocol::{Request, Response};
+use crate::api::server::{self, ApiCall, CallReply};
+use crate::audit::writer::AuditWriter;
+use crate::kernel::{self, LoadOptions};
+
+/// How often the ring buffer is drained. Events wait at most this long to reach the log.
+const PUMP_INTERVAL: Duration = Duration::from_millis(50);
+/// Editors write a file in several steps; reload once the directory has been quiet this long.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Run the daemon until SIGTERM/SIGINT. Prints one `ready` line on stdout once the policy is
+/// applied and the API socket accepts connections (tests and scripts wait for it).
+pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| DaemonError::Io { what: "starting the async runtime".into(), source })?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
+    // Refuse an invalid policy before touching the kernel or the socket.
+    let mut source = PolicyDir::new(&config.policy_dir);
+    let policy = source.load().map_err(DaemonError::Policy)?;
+    tracing::info!(agents = policy.agents.len(), rules = policy.rules.len(), "policy {} is valid", source.describe());
+
+    // Bind before loading the kernel side: a second daemon stops here, changing nothing.
+    let listener = server::bind(&config.api.socket, config.api.group.as_deref())?;
+    let _socket_guard = RemoveOnDrop(&config.api.socket);
+
+    let backend = kernel::open_backend(&LoadOptions {
+        choice: config.backend,
+        pin_dir: config.pin_dir.clone(),
+        max_procs: config.max_agent_processes,
+    })?;
+    let audit = AuditWriter::open(&config.audit.path, config.rotation())?;
+    let host = hostname();
+    let options = CoreOptions {
+        host: host.clone(),
+        policy_dir: config.policy_dir.display().to_string(),
+        state: Some(StateFile::new(&config.state_dir)),
+        inspect_procs: true,
+    };
+    let mut daemon = Daemon::start(backend, Box::new(source), policy, audit, options)?;
+    log_enforcement_table(&daemon);
+
+    let (calls_tx, mut calls) = mpsc::channel::<ApiCall>(64);
+    tokio::spawn(server::serve(listener, calls_tx, Arc::from(host.as_str())));
+
+    let (metrics_tx, mut metrics_requests) = mpsc::channel::<oneshot::Sender<String>>(16);
+    if let Some(addr) = config.metrics.listen {
+        let listener = metrics::bind(addr).await.map_err(|source| DaemonError::Metrics { addr, source })?;
+        tokio::spawn(metrics::serve(listener, metrics_tx));
+        tracing::info!("metrics at http://{addr}/metrics");
+    }
+
+    let (changes_tx, mut changes) = mpsc::channel::<()>(1);
+    let _watcher = watch_policy_dir(&config.policy_dir, changes_tx)?;
+
+    let signal_error = |source| DaemonError::Io { what: "installing signal handlers".into(), source };
+    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
+
+    let mut pump = tokio::time::interval(PUMP_INTERVAL);
+    pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let dns_every = Duration::from_secs(config.dns_refresh_secs);
+    let mut dns = tokio::time::interval_at(Instant::now() + dns_every, dns_every);
+    let mut reload_at: Option<Instant> = None;
+
+    println!(
+        "enforcer daemon ready: socket={} policy_version={} backend={} audit_log={}",
+        config.api.socket.display(),
+        daemon.version(),
+        daemon.backend().status().backend,
+        config.audit.path.display()
+    );
+    let _ = std::io::stdout().flush();
+
+    let why = loop {
+        tokio::select! {
+            _ = pump.tick() => {
+                if let Err(e) = daemon.pump().and_then(|_| daemon.sync_audit()) {
+                    tracing::error!("moving kernel events to the audit log: {e}");
+                }
+            }
+            Some(call) = calls.recv() => handle_call(&mut daemon, call),
+            Some(reply) = metrics_requests.recv() => {
+                let _ = reply.send(metrics::render(&daemon.status()));
+            }
+            Some(()) = changes.recv() => reload_at = Some(Instant::now() + WATCH_DEBOUNCE),
+            _ = sleep_until(reload_at), if reload_at.is_some() => {
+                reload_at = None;
+                report_reload(daemon.reload("policy directory changed", false));
+            }
+            _ = dns.tick() => {
+                if let Err(e) = daemon.refresh_hosts() {
+                    tracing::error!("re-applying after host name changes: {e}");
+                }
+            }
+            _ = sighup.recv() => report_reload(daemon.reload("SIGHUP", true)),
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+        }
+    };
+    tracing::info!("{why}: stopping; kernel state stays pinned and enforcing");
+    daemon.stop(why)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    tokio::time::sleep_until(at.unwrap_or_else(Instant::now)).await
+}
+
+fn report_reload(result: Result<super::core::Reloaded, DaemonError>) {
+    match result {
+        Ok(r) if r.changed => tracing::info!(version = r.version, "policy reloaded"),
+        Ok(_) => tracing::debug!("policy unchanged"),
+        Err(e) => tracing::error!("reload rejected, the running policy stays: {e}"),
+    }
+}
+
+fn handle_call(daemon: &mut Daemon, call: ApiCall) {
+    let error = |e: DaemonError| CallReply::plain(Response::Error { message: e.to_string() });
+    let reply = match call.request {
+        Request::Register { agent, pid } => match daemon.register(call.peer, &agent, pid) {
+            Ok((session, policy_version)) => {
+                tracing::info!(agent, pid, session, "agent process registered");
+                CallReply::plain(Response::Registered { agent, session, policy_version })
+            }
+            Err(e) => {
+                tracing::warn!(agent, pid, "{e}");
+                error(e)
+            }
+        },
+        Request::Status {} => CallReply::plain(Response::Status(Box::new(daemon.status()))),
+        Request::Subscribe {} => {
+            let (next_seq, stream) = daemon.subscribe();
+            CallReply { response: Response::Subscribed { next_seq }, stream: Some(stream) }
+        }
+        Request::Reload {} => match daemon.reload("API request", true) {
+            Ok(r) => CallReply::plain(Response::Reloaded { policy_version: r.version, changed: r.changed }),
+            Err(e) => error(e),
+        },
+    };
+    let _ = call.reply.send(reply);
+}
+
+fn log_enforcement_table(daemon: &Daemon) {
+    let status = daemon.backend().status();
+    tracing::info!(backend = status.backend, kernel = status.kernel, version = daemon.version(), "kernel backend ready");
+    for (feature, result) in &status.features {
+        match result {
+            Ok(()) => tracing::info!("feature {feature}: available"),
+            Err(why) => tracing::warn!("feature {feature}: unavailable: {why}"),
+        }
+    }
+    for rule in &status.rules {
+        tracing::info!("agent {} rule {}: {} ({})", rule.agent, rule.rule, enforcement_name(rule.enforcement), rule.why);
+    }
+}
+
+/// Watch the policy directory; any change (not mere reads) sends a reload hint.
+fn watch_policy_dir(dir: &Path, changes: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, DaemonError> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            if !matches!(event.kind, EventKind::Access(_)) {
+                // A full channel already holds a pending hint; that is enough.
+                let _ = changes.try_send(());
+            }
+        }
+    })
+    .map_err(|e| DaemonError::Watch { path: dir.to_path_buf(), reason: e.to_string() })?;
+    watcher
+        .watch(dir, RecursiveMode::Recursive)
+        .map_err(|e| DaemonError::Watch { path: dir.to_path_buf(), reason: e.to_string() })?;
+    Ok(watcher)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// Removes the API socket file when the daemon stops, so launchers get "not running".
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
