@@ -26,6 +26,8 @@ pub struct EventHeader {
     pub tgid: u32,
     pub ppid: u32,
     pub uid: u32,
+    /// CPU the decision ran on (loss counters are per CPU).
+    pub cpu: u32,
     /// `OP_*`.
     pub op: u32,
     /// `VERDICT_*`.
@@ -45,7 +47,9 @@ pub struct EventHeader {
     pub net_proto: u32,
     pub net_addr: [u8; 16],
     pub comm: [u8; 16],
-    /// Bytes of target that follow the header (no NUL).
+    /// Bytes of target that follow the header (no NUL). While the kernel looks a path up, this
+    /// and `_pad` hold the LPM key's prefix length and ruleset (see enforcer-ebpf's scratch.rs):
+    /// they must stay the last 8 bytes of the header.
     pub target_len: u32,
     pub _pad: u32,
 }
@@ -83,4 +87,7 @@ impl EventHeader {
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for EventHeader {}
 
-const _: () = assert!(EVENT_HEADER_BYTES % 8 == 0);
+// No implicit padding anywhere, and the lookup-key overlay needs target_len/_pad last.
+const _: () = assert!(EVENT_HEADER_BYTES == 136);
+const _: () = assert!(core::mem::offset_of!(EventHeader, target_len) == EVENT_HEADER_BYTES - 8);
+const _: () = assert!(core::mem::offset_of!(Event, target) == EVENT_HEADER_BYTES);

@@ -5,6 +5,11 @@
 //! The daemon programs against [`Backend`]; `lsm.rs` (BPF LSM) and the fallback backend
 //! implement it, and tests use a mock.
 
+pub mod lsm;
+pub mod object;
+pub mod offsets;
+pub mod policy_maps;
+
 use enforcer_common::{EventHeader, ProcState};
 
 use crate::policy::compile::CompiledPolicy;
@@ -112,9 +117,53 @@ impl Default for LoadOptions {
     }
 }
 
-/// Load (or adopt the pinned state of) the best backend for `opts.choice` on this kernel.
-pub fn open_backend(_opts: &LoadOptions) -> Result<Box<dyn Backend>, KernelError> {
-    Err(KernelError::Unsupported("kernel backends are not implemented yet".into()))
+/// Load the best backend for `opts.choice` on this kernel. BPF LSM usability is decided by
+/// loading and attaching the LSM programs, never by reading the lsm list.
+pub fn open_backend(opts: &LoadOptions) -> Result<Box<dyn Backend>, KernelError> {
+    match opts.choice {
+        BackendChoice::Lsm | BackendChoice::Auto => Ok(Box::new(lsm::LsmBackend::load(opts)?)),
+        BackendChoice::Fallback => Err(KernelError::Unsupported("the fallback backend is not implemented yet".into())),
+    }
+}
+
+/// `uname -r`.
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// Where cgroup v2 is mounted, from /proc/mounts (hybrid layouts put it at .../unified).
+pub fn cgroup2_mount() -> Result<std::path::PathBuf, KernelError> {
+    let mounts = std::fs::read_to_string(crate::paths::PROC_MOUNTS)
+        .map_err(|e| KernelError::Unsupported(format!("{}: {e}", crate::paths::PROC_MOUNTS)))?;
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+            (fstype == "cgroup2").then(|| std::path::PathBuf::from(dir))
+        })
+        .next()
+        .ok_or_else(|| KernelError::Unsupported("no cgroup2 filesystem is mounted".into()))
+}
+
+/// One status line per rule of `policy`, all with the same enforcement (backends refine this).
+pub fn rule_status(policy: Option<&CompiledPolicy>, enforcement: Enforcement) -> Vec<RuleStatus> {
+    let Some(policy) = policy else { return Vec::new() };
+    policy
+        .rules
+        .iter()
+        .map(|r| RuleStatus {
+            agent: policy.agent(r.agent).map(|a| a.name.clone()).unwrap_or_default(),
+            rule: r.text_id.clone(),
+            enforcement: match policy.agent(r.agent).map(|a| a.mode) {
+                Some(crate::policy::compile::Mode::Audit) => Enforcement::AuditOnly,
+                _ => enforcement,
+            },
+            why: String::new(),
+        })
+        .collect()
 }
 
 /// Remove everything pinned under `pin_dir` (deliberate uninstall: enforcement stops).

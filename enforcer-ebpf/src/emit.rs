@@ -1,0 +1,103 @@
+//! Writing decision records to the `EVENTS` ring buffer. A failed output is counted per agent in
+//! `LOSSES` (per CPU): user space writes those counts into the audit log, so nothing is lost
+//! silently.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_probe_read_kernel,
+    generated::{bpf_get_current_task, bpf_get_smp_processor_id, bpf_ktime_get_boot_ns},
+};
+use enforcer_common::*;
+
+use crate::{
+    identity::Current,
+    maps::{count, EVENTS, LOSSES},
+    net_match::NetTarget,
+    offsets::get as off,
+    scratch::Scratch,
+};
+
+/// Parent's tgid, walked from the current task with offsets taken from this kernel's BTF.
+#[inline(always)]
+fn ppid() -> u32 {
+    unsafe {
+        let task = bpf_get_current_task() as *const u8;
+        let parent: *const u8 =
+            match bpf_probe_read_kernel(task.add(off::OFF_TASK_REAL_PARENT()) as *const *const u8) {
+                Ok(p) => p,
+                Err(_) => return 0,
+            };
+        bpf_probe_read_kernel(parent.add(off::OFF_TASK_TGID()) as *const u32).unwrap_or(0)
+    }
+}
+
+pub struct Record {
+    pub op: u32,
+    pub verdict: u32,
+    pub rule: u32,
+    pub flags: u32,
+    pub access: u32,
+    pub open_flags: u32,
+    /// Bytes of `s.event.target` to send (no NUL).
+    pub target_len: usize,
+    pub net: NetTarget,
+}
+
+/// Send one record. The target bytes must already be in `s.event.target`. Overwrites the
+/// header, including the LPM key overlay: do all lookups first.
+#[inline(always)]
+pub fn emit(s: &mut Scratch, cur: &Current, r: &Record) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let h = &mut s.event.header;
+    h.ts_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
+    h.session = cur.state.session;
+    h.chain = cur.state.chain;
+    h.depth = cur.state.depth;
+    h.rule_agent = cur.agent;
+    h.policy_version = cur.policy_version;
+    h.pid = pid_tgid as u32;
+    h.tgid = (pid_tgid >> 32) as u32;
+    h.ppid = ppid();
+    h.uid = bpf_get_current_uid_gid() as u32;
+    h.cpu = unsafe { bpf_get_smp_processor_id() };
+    h.op = r.op;
+    h.verdict = r.verdict;
+    h.rule = r.rule;
+    h.flags = r.flags;
+    h.access = r.access;
+    h.open_flags = r.open_flags;
+    h.net_family = r.net.family;
+    h.net_port = r.net.port;
+    h.net_proto = r.net.proto;
+    h.net_addr = r.net.addr;
+    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let len = if r.target_len > EVENT_TARGET_BYTES { EVENT_TARGET_BYTES } else { r.target_len };
+    h.target_len = len as u32;
+    h._pad = 0;
+    let size = EVENT_HEADER_BYTES + len;
+    if size > core::mem::size_of::<Event>() {
+        return;
+    }
+    let bytes = unsafe { core::slice::from_raw_parts(&s.event as *const Event as *const u8, size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        let agent = if cur.agent < MAX_AGENTS { cur.agent } else { 0 };
+        if let Some(p) = LOSSES.get_ptr_mut(agent) {
+            unsafe { *p += 1 };
+        }
+    } else {
+        count(STAT_EVENTS);
+    }
+}
+
+/// The policy says which decisions are logged: every deny and would-deny, every exec, connect
+/// and join, and file allows only for agents that ask for them.
+#[inline(always)]
+pub fn should_log(cur: &Current, op: u32, verdict: u32) -> bool {
+    if verdict != VERDICT_ALLOW {
+        return true;
+    }
+    match op {
+        OP_EXEC | OP_CONNECT | OP_JOIN => true,
+        OP_SENDMSG => false,
+        _ => cur.cfg.flags & AGENT_LOG_FILE_ALLOW != 0,
+    }
+}

@@ -1,0 +1,85 @@
+//! `bprm_check_security`: the file actually being executed (not argv[0]). Also where a process
+//! that execs a `match.exe` binary becomes that agent. Scripts: this hook runs once for the script
+//! (checked as a read, flagged SCRIPT) and once more for its interpreter (checked as an exec).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, generated::bpf_d_path},
+    macros::lsm,
+    programs::LsmContext,
+};
+use enforcer_common::*;
+
+use crate::{
+    decide,
+    identity::{self, Current},
+    maps::EXE_MATCH,
+    offsets::get as off,
+    path_match,
+    scratch::{self, Scratch},
+};
+
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    match try_bprm_check_security(&ctx) {
+        Ok(ret) | Err(ret) => ret,
+    }
+}
+
+fn try_bprm_check_security(ctx: &LsmContext) -> Result<i32, i32> {
+    let prior = super::prior(ctx, 1);
+    if prior != 0 {
+        return Ok(prior);
+    }
+    let cfg0 = identity::config();
+    let cur = identity::current();
+    if cur.is_none() && cfg0.flags & CONFIG_HAVE_EXE_MATCH == 0 {
+        return Ok(0);
+    }
+    let bprm: *const u8 = ctx.arg(0);
+    // A direct load (not a probe read) keeps `file` a trusted BTF pointer for bpf_d_path.
+    let file: *const u8 = unsafe { *(bprm.add(off::OFF_BPRM_FILE()) as *const *const u8) };
+    let s = scratch::get().ok_or(-decide::EPERM)?;
+    let ret = unsafe {
+        bpf_d_path(
+            file.add(off::OFF_FILE_F_PATH()) as *mut _,
+            s.event.target.as_mut_ptr() as *mut _,
+            PATH_BUF_BYTES as u32,
+        )
+    };
+    let cur = match cur {
+        Some(c) => c,
+        None => match exe_match(s, &cfg0, ret) {
+            Some(c) => c,
+            None => return Ok(0),
+        },
+    };
+    let head: [u8; 2] =
+        unsafe { bpf_probe_read_kernel(bprm.add(off::OFF_BPRM_BUF()) as *const [u8; 2]) }.unwrap_or([0; 2]);
+    if head == *b"#!" {
+        return Ok(decide::path_op(s, &cur, OP_OPEN, ACCESS_READ, 0, EVENT_FLAG_SCRIPT, ret));
+    }
+    Ok(decide::path_op(s, &cur, OP_EXEC, ACCESS_EXEC, 0, 0, ret))
+}
+
+/// A non-agent execs a binary some agent's `match.exe` names: it becomes that agent, for good.
+#[inline(always)]
+fn exe_match(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> Option<Current> {
+    if d_path_ret <= 0 || d_path_ret as usize > PATH_BUF_BYTES {
+        return None;
+    }
+    let key = path_match::set_main_key(s, ruleset(cfg0.active_slot, NO_AGENT), d_path_ret as usize);
+    let m = EXE_MATCH.get(unsafe { &*key })?;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let state = ProcState {
+        session: identity::new_session((pid_tgid >> 32) as u32),
+        chain: [m.agent, 0, 0, 0],
+        depth: 1,
+        joined_by: JOIN_EXE,
+    };
+    let mut cur = identity::for_state(pid_tgid as u32, state, cfg0);
+    if !identity::record(cur.tid, &state) {
+        cur.flags |= EVENT_FLAG_PROC_TABLE_FULL;
+    }
+    cur.joined = JOIN_EXE;
+    Some(cur)
+}

@@ -1,0 +1,59 @@
+//! `file_open`: every open of a file by an agent, decided on the full path and the open mode.
+
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel, generated::bpf_d_path},
+    macros::lsm,
+    programs::LsmContext,
+};
+use enforcer_common::*;
+
+use crate::{decide, identity, offsets::get as off, scratch};
+
+const FMODE_READ: u32 = 0x1;
+const FMODE_WRITE: u32 = 0x2;
+/// Opens done by execve for the binary and its interpreter: decided by bprm_check_security.
+const FMODE_EXEC: u32 = 0x20;
+
+#[lsm(hook = "file_open")]
+pub fn file_open(ctx: LsmContext) -> i32 {
+    match try_file_open(&ctx) {
+        Ok(ret) | Err(ret) => ret,
+    }
+}
+
+fn try_file_open(ctx: &LsmContext) -> Result<i32, i32> {
+    let prior = super::prior(ctx, 1);
+    if prior != 0 {
+        return Ok(prior);
+    }
+    let Some(cur) = identity::current() else {
+        return Ok(0);
+    };
+    let file: *const u8 = ctx.arg(0);
+    let fmode: u32 =
+        unsafe { bpf_probe_read_kernel(file.add(off::OFF_FILE_F_MODE()) as *const u32) }.unwrap_or(0);
+    if fmode & FMODE_EXEC != 0 {
+        return Ok(0);
+    }
+    let fflags: u32 = unsafe { bpf_probe_read_kernel(file.add(off::OFF_FILE_F_FLAGS()) as *const u32) }
+        .unwrap_or(0);
+    let mut access = 0;
+    if fmode & FMODE_READ != 0 {
+        access |= ACCESS_READ;
+    }
+    if fmode & FMODE_WRITE != 0 {
+        access |= ACCESS_WRITE;
+    }
+    if access == 0 {
+        return Ok(0);
+    }
+    let s = scratch::get().ok_or(-decide::EPERM)?;
+    let ret = unsafe {
+        bpf_d_path(
+            file.add(off::OFF_FILE_F_PATH()) as *mut _,
+            s.event.target.as_mut_ptr() as *mut _,
+            PATH_BUF_BYTES as u32,
+        )
+    };
+    Ok(decide::path_op(s, &cur, OP_OPEN, access, fflags, 0, ret))
+}

@@ -1,0 +1,184 @@
+//! `socket_connect` and `socket_sendmsg`: IPv4, IPv6 (IPv4-mapped meets IPv4 rules) and unix
+//! sockets (paths and abstract names). `sendmsg` with an address covers datagrams sent without
+//! connect() and TCP fast open, which never pass through connect.
+
+use aya_ebpf::{
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_buf},
+    macros::lsm,
+    programs::LsmContext,
+};
+use enforcer_common::*;
+
+use crate::{
+    decide,
+    emit::Record,
+    identity::{self, Current},
+    net_match::{self, v4_mapped, NetTarget},
+    offsets::get as off,
+    scratch::{self, Scratch},
+};
+
+const SOCK_STREAM: u16 = 1;
+const SOCK_DGRAM: u16 = 2;
+const SUN_PATH_BYTES: usize = 108;
+
+#[lsm(hook = "socket_connect")]
+pub fn socket_connect(ctx: LsmContext) -> i32 {
+    match try_socket_connect(&ctx) {
+        Ok(ret) | Err(ret) => ret,
+    }
+}
+
+fn try_socket_connect(ctx: &LsmContext) -> Result<i32, i32> {
+    let prior = super::prior(ctx, 3);
+    if prior != 0 {
+        return Ok(prior);
+    }
+    let Some(cur) = identity::current() else {
+        return Ok(0);
+    };
+    let sock: *const u8 = ctx.arg(0);
+    let addr: *const u8 = ctx.arg(1);
+    let addrlen: i32 = ctx.arg(2);
+    let s = scratch::get().ok_or(-decide::EPERM)?;
+    Ok(sockaddr_op(s, &cur, OP_CONNECT, sock, addr, addrlen))
+}
+
+#[lsm(hook = "socket_sendmsg")]
+pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
+    match try_socket_sendmsg(&ctx) {
+        Ok(ret) | Err(ret) => ret,
+    }
+}
+
+fn try_socket_sendmsg(ctx: &LsmContext) -> Result<i32, i32> {
+    let prior = super::prior(ctx, 3);
+    if prior != 0 {
+        return Ok(prior);
+    }
+    let Some(cur) = identity::current() else {
+        return Ok(0);
+    };
+    let sock: *const u8 = ctx.arg(0);
+    let msg: *const u8 = ctx.arg(1);
+    let name: *const u8 =
+        unsafe { bpf_probe_read_kernel(msg.add(off::OFF_MSGHDR_MSG_NAME()) as *const *const u8) }
+            .unwrap_or(core::ptr::null());
+    if name.is_null() {
+        return Ok(0); // connected socket: decided at connect()
+    }
+    let namelen: i32 =
+        unsafe { bpf_probe_read_kernel(msg.add(off::OFF_MSGHDR_MSG_NAMELEN()) as *const i32) }
+            .unwrap_or(0);
+    let s = scratch::get().ok_or(-decide::EPERM)?;
+    Ok(sockaddr_op(s, &cur, OP_SENDMSG, sock, name, namelen))
+}
+
+#[inline(always)]
+fn read<T>(p: *const u8) -> Option<T> {
+    unsafe { bpf_probe_read_kernel(p as *const T) }.ok()
+}
+
+#[inline(always)]
+fn unreadable(s: &mut Scratch, cur: &Current, op: u32, t: NetTarget) -> i32 {
+    let r = Record {
+        op,
+        verdict: 0,
+        rule: RULE_DEFAULT_DENY,
+        flags: EVENT_FLAG_ADDR_UNREADABLE,
+        access: ACCESS_CONNECT,
+        open_flags: 0,
+        target_len: 0,
+        net: t,
+    };
+    decide::finish(s, cur, false, r)
+}
+
+#[inline(always)]
+fn sockaddr_op(s: &mut Scratch, cur: &Current, op: u32, sock: *const u8, addr: *const u8, addrlen: i32) -> i32 {
+    let Some(family) = read::<u16>(addr) else {
+        return unreadable(s, cur, op, NetTarget::default());
+    };
+    let stype = read::<u16>(unsafe { sock.add(off::OFF_SOCKET_TYPE()) }).unwrap_or(0);
+    let proto = match stype {
+        SOCK_STREAM => PROTO_TCP,
+        SOCK_DGRAM => PROTO_UDP,
+        _ => 0,
+    };
+    let mut t = NetTarget { family, port: 0, proto, addr: [0; 16] };
+    match family {
+        AF_INET => {
+            if addrlen < 8 {
+                return unreadable(s, cur, op, t);
+            }
+            let (Some(port), Some(a4)) = (read::<u16>(unsafe { addr.add(2) }), read::<[u8; 4]>(unsafe { addr.add(4) }))
+            else {
+                return unreadable(s, cur, op, t);
+            };
+            t.port = u16::from_be(port);
+            t.addr = v4_mapped(a4);
+        }
+        AF_INET6 => {
+            if addrlen < 24 {
+                return unreadable(s, cur, op, t);
+            }
+            let (Some(port), Some(a6)) = (read::<u16>(unsafe { addr.add(2) }), read::<[u8; 16]>(unsafe { addr.add(8) }))
+            else {
+                return unreadable(s, cur, op, t);
+            };
+            t.port = u16::from_be(port);
+            t.addr = a6;
+        }
+        AF_UNIX => return unix_op(s, cur, op, addr, addrlen, t),
+        // Other families (netlink, packet, AF_UNSPEC disconnect...) are not egress we police.
+        _ => return 0,
+    }
+    let (allow, rule) = net_match::evaluate(s, ruleset(cur.slot, cur.agent), &t);
+    let r = Record { op, verdict: 0, rule, flags: 0, access: ACCESS_CONNECT, open_flags: 0, target_len: 0, net: t };
+    decide::finish(s, cur, allow, r)
+}
+
+/// Unix socket: the path (or `@abstract` name) goes through the path rules with ACCESS_CONNECT.
+#[inline(always)]
+fn unix_op(s: &mut Scratch, cur: &Current, op: u32, addr: *const u8, addrlen: i32, t: NetTarget) -> i32 {
+    let n = addrlen as i64 - 2;
+    if n <= 0 || n > SUN_PATH_BYTES as i64 {
+        return unreadable(s, cur, op, t);
+    }
+    let n = n as usize;
+    // The address always lives in a kernel sockaddr_storage (128 bytes): a fixed read is safe.
+    // Read into scratch memory: the 512-byte stack has no room for it.
+    if unsafe { bpf_probe_read_kernel_buf(addr.add(2), &mut s.unix_path[..SUN_PATH_BYTES]) }.is_err() {
+        return unreadable(s, cur, op, t);
+    }
+    let first = s.unix_path[0];
+    let abstract_name = first == 0;
+    let mut len = 0usize;
+    for i in 0..SUN_PATH_BYTES {
+        if i >= n {
+            break;
+        }
+        let c = s.unix_path[i];
+        if !abstract_name && c == 0 {
+            break;
+        }
+        s.event.target[i] = if i == 0 && abstract_name { b'@' } else { c };
+        len = i + 1;
+    }
+    s.event.target[len & 127] = 0;
+    let t = NetTarget { family: AF_UNIX, ..t };
+    if !abstract_name && first != b'/' {
+        let r = Record {
+            op,
+            verdict: 0,
+            rule: RULE_DEFAULT_DENY,
+            flags: EVENT_FLAG_RELATIVE_PATH,
+            access: ACCESS_CONNECT,
+            open_flags: 0,
+            target_len: len,
+            net: t,
+        };
+        return decide::finish(s, cur, false, r);
+    }
+    decide::path_op_net(s, cur, op, len + 1, t)
+}

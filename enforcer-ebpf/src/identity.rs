@@ -1,0 +1,126 @@
+//! Which agent is the current task? `PROCS` by thread id first (the fast path: one hash lookup
+//! for every process), then `CGROUP_MATCH` for members of matched cgroups that have not been seen.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid,
+    generated::{bpf_get_current_cgroup_id, bpf_get_prandom_u32, bpf_ktime_get_boot_ns},
+};
+use enforcer_common::*;
+
+use crate::maps::{count, AGENTS, CGROUP_MATCH, CONFIG, DOOMED, DOOMED_ANY, PROCS};
+
+/// The current task as an agent, with the rule slot and agent config the decision uses.
+#[derive(Clone, Copy)]
+pub struct Current {
+    pub tid: u32,
+    pub state: ProcState,
+    pub slot: u32,
+    pub policy_version: u32,
+    pub agent: u32,
+    pub cfg: AgentConfig,
+    /// `EVENT_FLAG_*` that identification itself contributes (table full, doomed).
+    pub flags: u32,
+    /// Set when the process just joined (an OP_JOIN event is owed).
+    pub joined: u32,
+    /// Recorded nowhere (table full): deny everything.
+    pub doomed: bool,
+}
+
+#[inline(always)]
+pub fn config() -> Config {
+    match CONFIG.get(0) {
+        Some(c) => *c,
+        None => Config::default(),
+    }
+}
+
+#[inline(always)]
+pub fn new_session(tgid: u32) -> u64 {
+    let r = unsafe { bpf_get_prandom_u32() } as u64;
+    let t = unsafe { bpf_ktime_get_boot_ns() };
+    (r << 32) ^ (t << 20) ^ tgid as u64
+}
+
+#[inline(always)]
+fn agent_config(slot: u32, agent: u32) -> AgentConfig {
+    if agent == NO_AGENT || agent >= MAX_AGENTS {
+        return AgentConfig::default();
+    }
+    match AGENTS.get(slot * MAX_AGENTS + agent) {
+        Some(c) => *c,
+        // An agent removed from the policy keeps its members: no rules, enforce mode.
+        None => AgentConfig::default(),
+    }
+}
+
+#[inline(always)]
+pub fn for_state(tid: u32, state: ProcState, cfg0: &Config) -> Current {
+    let agent = state.agent();
+    Current {
+        tid,
+        state,
+        slot: cfg0.active_slot & 1,
+        policy_version: cfg0.policy_version,
+        agent,
+        cfg: agent_config(cfg0.active_slot & 1, agent),
+        flags: 0,
+        joined: 0,
+        doomed: false,
+    }
+}
+
+/// Record `state` for thread `tid`. On a full table the caller still treats the task as the
+/// agent for this operation (identity came from somewhere reliable) and flags the event.
+#[inline(always)]
+pub fn record(tid: u32, state: &ProcState) -> bool {
+    if PROCS.insert(&tid, state, 0).is_err() {
+        count(STAT_PROC_TABLE_FULL);
+        return false;
+    }
+    true
+}
+
+/// The current task's agent, or None for the (common) non-agent case.
+#[inline(always)]
+pub fn current() -> Option<Current> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let cfg0 = config();
+    if let Some(state) = unsafe { PROCS.get(&tid) } {
+        return Some(for_state(tid, *state, &cfg0));
+    }
+    if cfg0.flags & CONFIG_HAVE_CGROUP_MATCH != 0 {
+        let key = CgroupKey {
+            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            slot: cfg0.active_slot & 1,
+            _pad: 0,
+        };
+        if let Some(m) = unsafe { CGROUP_MATCH.get(&key) } {
+            let state = ProcState {
+                session: new_session((pid_tgid >> 32) as u32),
+                chain: [m.agent, 0, 0, 0],
+                depth: 1,
+                joined_by: JOIN_CGROUP,
+            };
+            let mut cur = for_state(tid, state, &cfg0);
+            if !record(tid, &state) {
+                cur.flags |= EVENT_FLAG_PROC_TABLE_FULL;
+            }
+            cur.joined = JOIN_CGROUP;
+            return Some(cur);
+        }
+    }
+    if doomed_any() && unsafe { DOOMED.get(&tid) }.is_some() {
+        let state = ProcState { session: 0, chain: [0; MAX_CHAIN], depth: 0, joined_by: 0 };
+        let mut cur = for_state(tid, state, &cfg0);
+        cur.doomed = true;
+        cur.flags |= EVENT_FLAG_PROC_TABLE_FULL;
+        return Some(cur);
+    }
+    None
+}
+
+#[inline(always)]
+pub fn doomed_any() -> bool {
+    matches!(DOOMED_ANY.get(0), Some(v) if *v != 0)
+}

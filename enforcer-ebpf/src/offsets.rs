@@ -1,0 +1,36 @@
+//! Kernel struct offsets, read from the running kernel's BTF by user space and written into
+//! these read-only globals before load (aya freezes .rodata, so the verifier sees constants).
+//! Nothing here is compiled in for one kernel.
+
+macro_rules! offsets {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[unsafe(no_mangle)]
+            static $name: u32 = 0;
+        )*
+        pub mod get {
+            $(
+                #[inline(always)]
+                #[allow(non_snake_case)]
+                pub fn $name() -> usize {
+                    unsafe { core::ptr::read_volatile(&super::$name) as usize }
+                }
+            )*
+        }
+    };
+}
+
+offsets!(
+    OFF_FILE_F_PATH,
+    OFF_FILE_F_MODE,
+    OFF_FILE_F_FLAGS,
+    OFF_BPRM_FILE,
+    OFF_BPRM_BUF,
+    OFF_SOCKET_TYPE,
+    OFF_MSGHDR_MSG_NAME,
+    OFF_MSGHDR_MSG_NAMELEN,
+    OFF_TASK_REAL_PARENT,
+    OFF_TASK_TGID,
+    TP_FORK_CHILD_PID,
+    TP_EXEC_OLD_PID,
+);

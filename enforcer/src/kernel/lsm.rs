@@ -1,0 +1,194 @@
+//! The BPF LSM backend: LSM hooks decide with EPERM, tracepoints keep process identity.
+
+use std::os::fd::AsRawFd as _;
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{Lsm, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
+use enforcer_common::*;
+
+use super::{object, offsets, Backend, BackendStatus, KernelError, LoadOptions, RawEvent};
+use crate::policy::compile::CompiledPolicy;
+
+/// (program name in the object, LSM hook)
+pub const LSM_PROGRAMS: &[(&str, &str)] = &[
+    ("file_open", "file_open"),
+    ("bprm_check_security", "bprm_check_security"),
+    ("socket_connect", "socket_connect"),
+    ("socket_sendmsg", "socket_sendmsg"),
+];
+
+/// (program name, category, tracepoint): identity across fork/exec/exit, on every backend.
+pub const IDENTITY_TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("sched_process_fork", "sched", "sched_process_fork"),
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+];
+
+pub struct LsmBackend {
+    ebpf: Ebpf,
+    events: RingBuf<MapData>,
+    features: Vec<(String, Result<(), String>)>,
+    policy: Option<CompiledPolicy>,
+}
+
+/// Load the object with this kernel's offsets and map sizes.
+pub fn load_object(opts: &LoadOptions) -> Result<Ebpf, KernelError> {
+    if !object::available() {
+        return Err(KernelError::Load("this enforcer was built with AYA_BUILD_SKIP=1: no eBPF object inside".into()));
+    }
+    let offsets = offsets::read()?;
+    let mut loader = EbpfLoader::new();
+    for (name, value) in &offsets {
+        loader.override_global(*name, value, true);
+    }
+    loader.map_max_entries(MAP_PROCS, opts.max_procs);
+    loader.load(object::EBPF_OBJECT).map_err(|e| KernelError::Load(format!("{e:#}")))
+}
+
+pub fn attach_identity(ebpf: &mut Ebpf) -> Result<(), KernelError> {
+    for (prog, category, name) in IDENTITY_TRACEPOINTS {
+        let p: &mut TracePoint = ebpf
+            .program_mut(prog)
+            .ok_or_else(|| KernelError::Load(format!("program {prog} missing from the object")))?
+            .try_into()
+            .map_err(|e| KernelError::Load(format!("{prog}: {e}")))?;
+        p.load().map_err(|e| KernelError::Attach { program: (*prog).into(), reason: format!("{e:#}") })?;
+        p.attach(category, name).map_err(|e| KernelError::Attach { program: (*prog).into(), reason: format!("{e:#}") })?;
+    }
+    Ok(())
+}
+
+/// Load and attach every LSM program. On kernels where BPF LSM is unusable this fails at the
+/// first program with the kernel's reason (e.g. EPERM before the verifier runs on the host).
+pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), KernelError> {
+    let btf = Btf::from_sys_fs().map_err(|e| KernelError::Load(format!("kernel BTF: {e}")))?;
+    for (prog, hook) in LSM_PROGRAMS {
+        let p: &mut Lsm = ebpf
+            .program_mut(prog)
+            .ok_or_else(|| KernelError::Load(format!("program {prog} missing from the object")))?
+            .try_into()
+            .map_err(|e| KernelError::Load(format!("{prog}: {e}")))?;
+        p.load(hook, &btf).map_err(|e| KernelError::Attach { program: (*prog).into(), reason: format!("{e:#}") })?;
+        p.attach().map_err(|e| KernelError::Attach { program: (*prog).into(), reason: format!("{e:#}") })?;
+    }
+    Ok(())
+}
+
+impl LsmBackend {
+    pub fn load(opts: &LoadOptions) -> Result<Self, KernelError> {
+        let mut ebpf = load_object(opts)?;
+        attach_identity(&mut ebpf)?;
+        attach_lsm(&mut ebpf)?;
+        let events = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).ok_or_else(|| KernelError::Load("EVENTS map missing".into()))?)
+            .map_err(|e| KernelError::Map { map: MAP_EVENTS.into(), reason: e.to_string() })?;
+        let features = vec![
+            ("bpf-lsm".to_string(), Ok(())),
+            ("tracepoints".to_string(), Ok(())),
+        ];
+        Ok(LsmBackend { ebpf, events, features, policy: None })
+    }
+
+    /// The ring buffer's fd, for async readiness (epoll) in the daemon.
+    pub fn events_fd(&self) -> i32 {
+        self.events.as_raw_fd()
+    }
+
+    fn procs(&self) -> Result<HashMap<&MapData, u32, ProcState>, KernelError> {
+        HashMap::try_from(self.ebpf.map(MAP_PROCS).ok_or_else(|| KernelError::Load("PROCS missing".into()))?)
+            .map_err(|e| KernelError::Map { map: MAP_PROCS.into(), reason: e.to_string() })
+    }
+}
+
+/// Thread ids of process `pid` (from /proc).
+pub fn threads_of(pid: u32) -> Result<Vec<u32>, KernelError> {
+    let dir = format!("/proc/{pid}/task");
+    let rd = std::fs::read_dir(&dir).map_err(|e| KernelError::Process { pid, reason: format!("{dir}: {e}") })?;
+    let mut tids = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| KernelError::Process { pid, reason: e.to_string() })?;
+        if let Some(tid) = ent.file_name().to_str().and_then(|s| s.parse().ok()) {
+            tids.push(tid);
+        }
+    }
+    Ok(tids)
+}
+
+pub fn register_in(ebpf: &mut Ebpf, pid: u32, agent: u32, session: u64) -> Result<(), KernelError> {
+    let mut procs: HashMap<&mut MapData, u32, ProcState> =
+        HashMap::try_from(ebpf.map_mut(MAP_PROCS).ok_or_else(|| KernelError::Load("PROCS missing".into()))?)
+            .map_err(|e| KernelError::Map { map: MAP_PROCS.into(), reason: e.to_string() })?;
+    let tids = threads_of(pid)?;
+    for tid in &tids {
+        if procs.get(tid, 0).is_ok() {
+            return Err(KernelError::Process { pid, reason: format!("thread {tid} is already an agent process (membership is permanent)") });
+        }
+    }
+    let state = ProcState { session, chain: [agent, 0, 0, 0], depth: 1, joined_by: JOIN_LAUNCHER };
+    for tid in tids {
+        procs.insert(tid, state, 0).map_err(|e| KernelError::Process {
+            pid,
+            reason: format!("cannot record thread {tid} (process table full?): {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+pub fn drain_events(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>) {
+    while let Some(item) = ring.next() {
+        if let Some((header, target)) = EventHeader::parse(&item) {
+            out.push(RawEvent { header, target: target.to_vec() });
+        }
+    }
+}
+
+pub fn read_losses(ebpf: &Ebpf) -> Result<Vec<(u32, u64)>, KernelError> {
+    let losses: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(ebpf.map(MAP_LOSSES).ok_or_else(|| KernelError::Load("LOSSES missing".into()))?)
+            .map_err(|e| KernelError::Map { map: MAP_LOSSES.into(), reason: e.to_string() })?;
+    let mut out = Vec::new();
+    for agent in 0..MAX_AGENTS {
+        let per_cpu = losses.get(&agent, 0).map_err(|e| KernelError::Map { map: MAP_LOSSES.into(), reason: e.to_string() })?;
+        let total: u64 = per_cpu.iter().sum();
+        if total > 0 {
+            out.push((agent, total));
+        }
+    }
+    Ok(out)
+}
+
+impl Backend for LsmBackend {
+    fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
+        super::policy_maps::apply(&mut self.ebpf, policy, version)?;
+        self.policy = Some(policy.clone());
+        Ok(())
+    }
+
+    fn register(&mut self, pid: u32, agent: u32, session: u64) -> Result<(), KernelError> {
+        register_in(&mut self.ebpf, pid, agent, session)
+    }
+
+    fn proc_state(&self, tid: u32) -> Result<Option<ProcState>, KernelError> {
+        Ok(self.procs()?.get(&tid, 0).ok())
+    }
+
+    fn poll_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {
+        drain_events(&mut self.events, out);
+        Ok(())
+    }
+
+    fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError> {
+        read_losses(&self.ebpf)
+    }
+
+    fn status(&self) -> BackendStatus {
+        BackendStatus {
+            backend: "lsm".into(),
+            kernel: super::kernel_release(),
+            features: self.features.clone(),
+            rules: super::rule_status(self.policy.as_ref(), super::Enforcement::Enforced),
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Kernel struct offsets and tracepoint field offsets, read from the running kernel (BTF and
+//! tracefs format files) and handed to the eBPF programs as read-only globals.
+
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+
+use super::KernelError;
+use crate::paths;
+
+/// (global name in the eBPF object, value)
+pub type Offsets = Vec<(&'static str, u32)>;
+
+fn err(what: impl std::fmt::Display) -> KernelError {
+    KernelError::Load(format!("kernel BTF: {what}"))
+}
+
+/// Byte offset of `member` in `struct name`, searching anonymous struct/union members too.
+fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<u32, KernelError> {
+    let types = btf.resolve_types_by_name(strukt).map_err(|e| err(format!("struct {strukt}: {e}")))?;
+    for ty in types {
+        if let Type::Struct(s) = ty {
+            if let Some(bits) = find_member(btf, &s.members, member, 0)? {
+                return Ok(bits / 8);
+            }
+        }
+    }
+    Err(err(format!("struct {strukt} has no member {member}")))
+}
+
+fn find_member(btf: &Btf, members: &[btf_rs::Member], want: &str, base: u32) -> Result<Option<u32>, KernelError> {
+    for m in members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        let off = base + m.bit_offset();
+        if name == want {
+            return Ok(Some(off));
+        }
+        if name.is_empty() {
+            // Anonymous struct or union: look inside.
+            let mut ty = btf.resolve_chained_type(m).map_err(err)?;
+            loop {
+                match ty {
+                    Type::Struct(ref s) | Type::Union(ref s) => {
+                        if let Some(found) = find_member(btf, &s.members, want, off)? {
+                            return Ok(Some(found));
+                        }
+                        break;
+                    }
+                    Type::Typedef(ref t) => ty = btf.resolve_chained_type(t).map_err(err)?,
+                    Type::Const(ref t) => ty = btf.resolve_chained_type(t).map_err(err)?,
+                    Type::Volatile(ref t) => ty = btf.resolve_chained_type(t).map_err(err)?,
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Offset of `field` in a tracepoint's record, from tracefs's format file.
+fn tracepoint_field(category: &str, name: &str, field: &str) -> Result<u32, KernelError> {
+    let path = Path::new(paths::TRACEFS).join("events").join(category).join(name).join("format");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| KernelError::Load(format!("{}: {e} (is tracefs mounted?)", path.display())))?;
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("field:") else { continue };
+        let mut decl_and_rest = rest.splitn(2, ';');
+        let decl = decl_and_rest.next().unwrap_or("");
+        let ident = decl.rsplit(|c: char| c.is_whitespace() || c == '*').next().unwrap_or("");
+        if ident != field {
+            continue;
+        }
+        let offset = line
+            .split(';')
+            .find_map(|part| part.trim().strip_prefix("offset:"))
+            .ok_or_else(|| KernelError::Load(format!("{}: no offset for {field}", path.display())))?;
+        return offset
+            .parse()
+            .map_err(|e| KernelError::Load(format!("{}: offset of {field}: {e}", path.display())));
+    }
+    Err(KernelError::Load(format!("{}: no field {field}", path.display())))
+}
+
+/// Everything the eBPF programs need from this kernel.
+pub fn read() -> Result<Offsets, KernelError> {
+    let btf = Btf::from_file(paths::VMLINUX_BTF).map_err(|e| err(format!("{}: {e}", paths::VMLINUX_BTF)))?;
+    Ok(vec![
+        ("OFF_FILE_F_PATH", member_offset(&btf, "file", "f_path")?),
+        ("OFF_FILE_F_MODE", member_offset(&btf, "file", "f_mode")?),
+        ("OFF_FILE_F_FLAGS", member_offset(&btf, "file", "f_flags")?),
+        ("OFF_BPRM_FILE", member_offset(&btf, "linux_binprm", "file")?),
+        ("OFF_BPRM_BUF", member_offset(&btf, "linux_binprm", "buf")?),
+        ("OFF_SOCKET_TYPE", member_offset(&btf, "socket", "type")?),
+        ("OFF_MSGHDR_MSG_NAME", member_offset(&btf, "msghdr", "msg_name")?),
+        ("OFF_MSGHDR_MSG_NAMELEN", member_offset(&btf, "msghdr", "msg_namelen")?),
+        ("OFF_TASK_REAL_PARENT", member_offset(&btf, "task_struct", "real_parent")?),
+        ("OFF_TASK_TGID", member_offset(&btf, "task_struct", "tgid")?),
+        ("TP_FORK_CHILD_PID", tracepoint_field("sched", "sched_process_fork", "child_pid")?),
+        ("TP_EXEC_OLD_PID", tracepoint_field("sched", "sched_process_exec", "old_pid")?),
+    ])
+}

@@ -1,0 +1,191 @@
+//! Writes a `CompiledPolicy` into the rule maps with an atomic switch: fill the inactive slot,
+//! flip `CONFIG[0].active_slot` with one store, then delete the old slot's entries. A hook reads
+//! the active slot once per decision, so it never sees a mix of old and new rules.
+
+use std::borrow::BorrowMut;
+
+use aya::{
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, MapData},
+    Ebpf,
+};
+use enforcer_common::*;
+
+use super::KernelError;
+use crate::policy::compile::CompiledPolicy;
+
+fn map_err(map: &str, e: impl std::fmt::Display) -> KernelError {
+    KernelError::Map { map: map.into(), reason: e.to_string() }
+}
+
+fn path_data(slot: u32, agent: u32, bytes: &[u8]) -> Result<Key<PathData>, KernelError> {
+    if bytes.len() > PATH_KEY_BYTES {
+        return Err(map_err(MAP_PATH_RULES, format!("entry of {} bytes exceeds {PATH_KEY_BYTES}", bytes.len())));
+    }
+    let mut d = PathData::zeroed();
+    d.ruleset_be = ruleset(slot, agent).to_be_bytes();
+    d.path[..bytes.len()].copy_from_slice(bytes);
+    Ok(Key::new(32 + 8 * bytes.len() as u32, d))
+}
+
+fn slot_of_ruleset_be(r: [u8; 4]) -> u32 {
+    u32::from_be_bytes(r) >> RULESET_SLOT_SHIFT
+}
+
+/// Resolve a cgroup v2 path (relative to the cgroup2 mount) to the id the kernel reports.
+pub fn cgroup_id(path: &std::path::Path) -> Result<u64, KernelError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = super::cgroup2_mount()?;
+    let full = root.join(path.strip_prefix("/").unwrap_or(path));
+    let meta = std::fs::metadata(&full)
+        .map_err(|e| map_err(MAP_CGROUP_MATCH, format!("cgroup {}: {e}", full.display())))?;
+    // On cgroup2 the inode number is the cgroup id (kernfs node id).
+    Ok(meta.ino())
+}
+
+pub struct Applied {
+    pub slot: u32,
+    pub entries: usize,
+}
+
+/// Install `policy` as `version`. Errors leave the active slot untouched.
+pub fn apply<T: BorrowMut<Ebpf>>(mut ebpf: T, policy: &CompiledPolicy, version: u32) -> Result<Applied, KernelError> {
+    let ebpf = ebpf.borrow_mut();
+    let config: Array<&mut MapData, Config> = Array::try_from(ebpf.map_mut(MAP_CONFIG).ok_or_else(|| map_err(MAP_CONFIG, "missing"))?)
+        .map_err(|e| map_err(MAP_CONFIG, e))?;
+    let old = config.get(&0, 0).map_err(|e| map_err(MAP_CONFIG, e))?;
+    let old_slot = old.active_slot & 1;
+    let slot = old_slot ^ 1;
+    drop(config);
+
+    // The inactive slot should be empty; a crash mid-reload could have left entries behind.
+    clear_slot(ebpf, slot)?;
+
+    let mut flags = 0;
+    let mut entries = 0usize;
+    {
+        let mut agents: Array<&mut MapData, AgentConfig> =
+            Array::try_from(ebpf.map_mut(MAP_AGENTS).ok_or_else(|| map_err(MAP_AGENTS, "missing"))?)
+                .map_err(|e| map_err(MAP_AGENTS, e))?;
+        for id in 1..MAX_AGENTS {
+            let cfg = policy.agent(id).map(|a| a.config).unwrap_or_default();
+            agents.set(slot * MAX_AGENTS + id, cfg, 0).map_err(|e| map_err(MAP_AGENTS, e))?;
+        }
+    }
+    {
+        let mut trie: LpmTrie<&mut MapData, PathData, PathRule> =
+            LpmTrie::try_from(ebpf.map_mut(MAP_PATH_RULES).ok_or_else(|| map_err(MAP_PATH_RULES, "missing"))?)
+                .map_err(|e| map_err(MAP_PATH_RULES, e))?;
+        for e in &policy.path_entries {
+            trie.insert(&path_data(slot, e.agent, &e.bytes)?, e.value, 0)
+                .map_err(|err| map_err(MAP_PATH_RULES, err))?;
+            entries += 1;
+        }
+    }
+    {
+        let mut names: HashMap<&mut MapData, NameKey, PathRule> =
+            HashMap::try_from(ebpf.map_mut(MAP_NAME_RULES).ok_or_else(|| map_err(MAP_NAME_RULES, "missing"))?)
+                .map_err(|e| map_err(MAP_NAME_RULES, e))?;
+        for e in &policy.name_entries {
+            if e.name.len() > NAME_KEY_BYTES {
+                return Err(map_err(MAP_NAME_RULES, "name longer than NAME_KEY_BYTES"));
+            }
+            let mut key = NameKey { ruleset: ruleset(slot, e.agent), kind: e.kind, name: [0; NAME_KEY_BYTES] };
+            key.name[..e.name.len()].copy_from_slice(&e.name);
+            names.insert(key, e.value, 0).map_err(|err| map_err(MAP_NAME_RULES, err))?;
+            entries += 1;
+        }
+    }
+    {
+        let mut net: LpmTrie<&mut MapData, NetData, NetRule> =
+            LpmTrie::try_from(ebpf.map_mut(MAP_NET_RULES).ok_or_else(|| map_err(MAP_NET_RULES, "missing"))?)
+                .map_err(|e| map_err(MAP_NET_RULES, e))?;
+        for e in &policy.net_entries {
+            let key = Key::new(32 + e.prefix_bits, NetData { ruleset_be: ruleset(slot, e.agent).to_be_bytes(), addr: e.addr });
+            net.insert(&key, e.value, 0).map_err(|err| map_err(MAP_NET_RULES, err))?;
+            entries += 1;
+        }
+    }
+    {
+        let mut exe: LpmTrie<&mut MapData, PathData, ExeMatch> =
+            LpmTrie::try_from(ebpf.map_mut(MAP_EXE_MATCH).ok_or_else(|| map_err(MAP_EXE_MATCH, "missing"))?)
+                .map_err(|e| map_err(MAP_EXE_MATCH, e))?;
+        for e in &policy.exe_matches {
+            exe.insert(&path_data(slot, NO_AGENT, &e.bytes)?, e.value, 0)
+                .map_err(|err| map_err(MAP_EXE_MATCH, err))?;
+            flags |= CONFIG_HAVE_EXE_MATCH;
+            entries += 1;
+        }
+    }
+    {
+        let mut cg: HashMap<&mut MapData, CgroupKey, CgroupMatch> =
+            HashMap::try_from(ebpf.map_mut(MAP_CGROUP_MATCH).ok_or_else(|| map_err(MAP_CGROUP_MATCH, "missing"))?)
+                .map_err(|e| map_err(MAP_CGROUP_MATCH, e))?;
+        for e in &policy.cgroup_matches {
+            let key = CgroupKey { cgroup_id: cgroup_id(&e.path)?, slot, _pad: 0 };
+            cg.insert(key, e.value, 0).map_err(|err| map_err(MAP_CGROUP_MATCH, err))?;
+            flags |= CONFIG_HAVE_CGROUP_MATCH;
+            entries += 1;
+        }
+    }
+
+    // The switch: one array store.
+    let mut config: Array<&mut MapData, Config> = Array::try_from(ebpf.map_mut(MAP_CONFIG).ok_or_else(|| map_err(MAP_CONFIG, "missing"))?)
+        .map_err(|e| map_err(MAP_CONFIG, e))?;
+    config
+        .set(0, Config { active_slot: slot, policy_version: version, flags, _pad: 0 }, 0)
+        .map_err(|e| map_err(MAP_CONFIG, e))?;
+    drop(config);
+
+    clear_slot(ebpf, old_slot)?;
+    Ok(Applied { slot, entries })
+}
+
+/// Delete every rule entry of `slot`.
+fn clear_slot(ebpf: &mut Ebpf, slot: u32) -> Result<(), KernelError> {
+    {
+        let mut trie: LpmTrie<&mut MapData, PathData, PathRule> =
+            LpmTrie::try_from(ebpf.map_mut(MAP_PATH_RULES).ok_or_else(|| map_err(MAP_PATH_RULES, "missing"))?)
+                .map_err(|e| map_err(MAP_PATH_RULES, e))?;
+        let keys: Vec<_> = trie.keys().filter_map(Result::ok).filter(|k| slot_of_ruleset_be(k.data().ruleset_be) == slot).collect();
+        for k in keys {
+            trie.remove(&k).map_err(|e| map_err(MAP_PATH_RULES, e))?;
+        }
+    }
+    {
+        let mut exe: LpmTrie<&mut MapData, PathData, ExeMatch> =
+            LpmTrie::try_from(ebpf.map_mut(MAP_EXE_MATCH).ok_or_else(|| map_err(MAP_EXE_MATCH, "missing"))?)
+                .map_err(|e| map_err(MAP_EXE_MATCH, e))?;
+        let keys: Vec<_> = exe.keys().filter_map(Result::ok).filter(|k| slot_of_ruleset_be(k.data().ruleset_be) == slot).collect();
+        for k in keys {
+            exe.remove(&k).map_err(|e| map_err(MAP_EXE_MATCH, e))?;
+        }
+    }
+    {
+        let mut net: LpmTrie<&mut MapData, NetData, NetRule> =
+            LpmTrie::try_from(ebpf.map_mut(MAP_NET_RULES).ok_or_else(|| map_err(MAP_NET_RULES, "missing"))?)
+                .map_err(|e| map_err(MAP_NET_RULES, e))?;
+        let keys: Vec<_> = net.keys().filter_map(Result::ok).filter(|k| slot_of_ruleset_be(k.data().ruleset_be) == slot).collect();
+        for k in keys {
+            net.remove(&k).map_err(|e| map_err(MAP_NET_RULES, e))?;
+        }
+    }
+    {
+        let mut names: HashMap<&mut MapData, NameKey, PathRule> =
+            HashMap::try_from(ebpf.map_mut(MAP_NAME_RULES).ok_or_else(|| map_err(MAP_NAME_RULES, "missing"))?)
+                .map_err(|e| map_err(MAP_NAME_RULES, e))?;
+        let keys: Vec<_> = names.keys().filter_map(Result::ok).filter(|k| k.ruleset >> RULESET_SLOT_SHIFT == slot).collect();
+        for k in keys {
+            names.remove(&k).map_err(|e| map_err(MAP_NAME_RULES, e))?;
+        }
+    }
+    {
+        let mut cg: HashMap<&mut MapData, CgroupKey, CgroupMatch> =
+            HashMap::try_from(ebpf.map_mut(MAP_CGROUP_MATCH).ok_or_else(|| map_err(MAP_CGROUP_MATCH, "missing"))?)
+                .map_err(|e| map_err(MAP_CGROUP_MATCH, e))?;
+        let keys: Vec<_> = cg.keys().filter_map(Result::ok).filter(|k| k.slot == slot).collect();
+        for k in keys {
+            cg.remove(&k).map_err(|e| map_err(MAP_CGROUP_MATCH, e))?;
+        }
+    }
+    Ok(())
+}
