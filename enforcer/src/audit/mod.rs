@@ -6,10 +6,12 @@
 //! with size-based rotation, `reader` reads the current and rotated files back in order.
 
 pub mod clock;
+pub mod filter;
 pub mod history;
 pub mod names;
 pub mod reader;
 pub mod record;
+pub mod text;
 pub mod writer;
 
 use std::path::PathBuf;

@@ -254,4 +254,4 @@ fn ip_text(family: u16, addr: &[u8; 16]) -> String {
 
 #[cfg(test)]
 #[path = "record_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -170,7 +170,7 @@ impl Drop for AuditWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::reader::{log_files, read_log};
     use super::super::DaemonRecord;
     use super::*;
