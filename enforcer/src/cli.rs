@@ -19,4 +19,12 @@ pub enum Command {
     Explain(cmd::explain::ExplainArgs),
     /// Report what this kernel supports: BPF LSM, tracepoints, cgroup socket hooks.
     Probe(cmd::probe::ProbeArgs),
+    /// Run the enforcement daemon (foreground; prints a `ready` line once enforcing).
+    Daemon(cmd::daemon::DaemonArgs),
+    /// Run a command as an agent: register with the daemon, then exec it.
+    Run(cmd::run::RunArgs),
+    /// Show audit events from the log and, with --follow, live from the daemon.
+    Events(cmd::events::EventsArgs),
+    /// Show the daemon's health, backend, agents, per-rule enforcement and counters.
+    Status(cmd::status::StatusArgs),
 }

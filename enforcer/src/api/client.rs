@@ -8,6 +8,12 @@ use std::path::{Path, PathBuf};
 use super::protocol::{Request, Response};
 use super::ApiError;
 
+/// The socket to use: the flag, else `$ENFORCER_SOCKET`, else the default path.
+pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("ENFORCER_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(crate::paths::API_SOCKET))
+}
+
 pub struct ApiClient {
     path: PathBuf,
     reader: BufReader<UnixStream>,

@@ -1,8 +1,12 @@
 //! One module per subcommand.
 
 pub mod check;
+pub mod daemon;
+pub mod events;
 pub mod explain;
 pub mod probe;
+pub mod run;
+pub mod status;
 
 use std::process::ExitCode;
 
@@ -13,5 +17,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::Daemon(args) => daemon::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Events(args) => events::run(args),
+        Command::Status(args) => status::run(args),
     }
 }

@@ -1,0 +1,114 @@
+//! `enforcer status`: the running daemon's health, backend, agents, per-rule enforcement and
+//! counters. Exit status 0 when the daemon answers, 3 when it is not running (like systemctl).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::api::client::{socket_path, ApiClient};
+use crate::api::protocol::StatusReport;
+use crate::api::{ApiError, Request, Response};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The daemon's API socket [default: $ENFORCER_SOCKET or /run/enforcer/api.sock]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Exit status when no daemon answers.
+const NOT_RUNNING: u8 = 3;
+
+pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let socket = socket_path(args.socket);
+    let status = match ApiClient::connect(&socket).and_then(|mut c| c.call(&Request::Status {})) {
+        Ok(Response::Status(status)) => status,
+        Ok(other) => anyhow::bail!("the daemon answered the status request with {other:?}"),
+        Err(e @ ApiError::NotRunning { .. }) => {
+            eprintln!("enforcer: {e}");
+            return Ok(ExitCode::from(NOT_RUNNING));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+        Format::Text => print!("{}", render_text(&status)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn render_text(s: &StatusReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "daemon:   running, pid {}, since {} (up {}s)", s.daemon_pid, s.started, s.uptime_secs);
+    let _ = writeln!(out, "policy:   version {} from {}", s.policy_version, s.policy_dir);
+    let _ = writeln!(out, "reloads:  {} applied, {} rejected", s.reloads, s.reload_failures);
+    if let Some(error) = &s.last_reload_error {
+        let _ = writeln!(out, "          last rejection: {}", error.lines().next().unwrap_or(""));
+    }
+    let _ = writeln!(out, "backend:  {} on kernel {}", s.backend, s.kernel);
+    for f in &s.features {
+        let state = if f.available { "available".to_owned() } else { format!("unavailable: {}", f.reason.as_deref().unwrap_or("?")) };
+        let _ = writeln!(out, "          {:<28} {state}", f.name);
+    }
+    let _ = writeln!(out, "audit:    {} ({} live subscribers)", s.audit_log, s.subscribers);
+    let _ = writeln!(out, "\nagents:");
+    for a in &s.agents {
+        let _ = writeln!(out, "  {:<24} {:<8} {} processes", a.name, a.mode, a.processes);
+        for session in &a.sessions {
+            let _ = writeln!(out, "    session {} chain {}: {} processes", session.session, session.chain.join(">"), session.processes);
+        }
+    }
+    if !s.rules.is_empty() {
+        let _ = writeln!(out, "\nrules:");
+        let _ = writeln!(out, "  {:<20} {:<32} {:<17} WHY", "AGENT", "RULE", "ENFORCEMENT");
+        for r in &s.rules {
+            let _ = writeln!(out, "  {:<20} {:<32} {:<17} {}", r.agent, r.rule, r.enforcement, r.why);
+        }
+    }
+    let _ = writeln!(out, "\ndecisions since the daemon started:");
+    if s.decisions.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for d in &s.decisions {
+        let _ = writeln!(out, "  {:<24} {:<10} {:<11} {}", d.agent, d.op, d.verdict, d.count);
+    }
+    let lost: u64 = s.losses.iter().map(|l| l.count).sum();
+    let _ = writeln!(out, "\nlost events: {lost}");
+    for l in &s.losses {
+        let _ = writeln!(out, "  {:<24} {}", l.agent, l.count);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::protocol::{AgentReport, RuleReport, SessionReport};
+
+    #[test]
+    fn text_shows_agents_sessions_and_rules() {
+        let status = StatusReport {
+            policy_version: 5,
+            agents: vec![AgentReport {
+                name: "coder".into(),
+                mode: "enforce".into(),
+                processes: 2,
+                sessions: vec![SessionReport { session: "00000000000000ab".into(), chain: vec!["coder".into()], processes: 2 }],
+            }],
+            rules: vec![RuleReport { agent: "coder".into(), rule: "coder.toml:4".into(), enforcement: "enforced".into(), why: "BPF LSM".into() }],
+            ..Default::default()
+        };
+        let text = render_text(&status);
+        for expected in ["version 5", "coder", "2 processes", "session 00000000000000ab chain coder", "coder.toml:4", "enforced"] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+}
