@@ -430,4 +430,4 @@ fn new_session_id() -> u64 {
 
 #[cfg(test)]
 #[path = "core_tests.rs"]
-mod tests;
+pub(crate) mod tests;

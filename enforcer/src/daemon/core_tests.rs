@@ -12,15 +12,15 @@ use crate::kernel::{BackendStatus, KernelError};
 
 /// What the mock kernel saw and holds; shared with the test after the backend is boxed.
 #[derive(Default)]
-struct Kernel {
-    applied: Vec<(u32, CompiledPolicy)>,
-    procs: HashMap<u32, ProcState>,
-    pending: Vec<RawEvent>,
-    losses: Vec<(u32, u64)>,
-    fail_next_apply: bool,
+pub(crate) struct Kernel {
+    pub(crate) applied: Vec<(u32, CompiledPolicy)>,
+    pub(crate) procs: HashMap<u32, ProcState>,
+    pub(crate) pending: Vec<RawEvent>,
+    pub(crate) losses: Vec<(u32, u64)>,
+    pub(crate) fail_next_apply: bool,
 }
 
-struct MockBackend(Arc<Mutex<Kernel>>);
+pub(crate) struct MockBackend(pub(crate) Arc<Mutex<Kernel>>);
 
 impl Backend for MockBackend {
     fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
@@ -53,7 +53,7 @@ impl Backend for MockBackend {
 }
 
 /// A policy source whose next answer the test sets.
-struct Source(Arc<Mutex<Result<CompiledPolicy, String>>>);
+pub(crate) struct Source(pub(crate) Arc<Mutex<Result<CompiledPolicy, String>>>);
 
 impl PolicySource for Source {
     fn load(&mut self) -> Result<CompiledPolicy, String> {
@@ -67,18 +67,18 @@ impl PolicySource for Source {
     }
 }
 
-struct Harness {
-    daemon: Daemon,
-    kernel: Arc<Mutex<Kernel>>,
-    next: Arc<Mutex<Result<CompiledPolicy, String>>>,
-    log: std::path::PathBuf,
+pub(crate) struct Harness {
+    pub(crate) daemon: Daemon,
+    pub(crate) kernel: Arc<Mutex<Kernel>>,
+    pub(crate) next: Arc<Mutex<Result<CompiledPolicy, String>>>,
+    pub(crate) log: std::path::PathBuf,
 }
 
 fn policy_v(rule_text: &str) -> CompiledPolicy {
     test_policy(&["coder", "helper"], &[(1, rule_text, "/work/**")])
 }
 
-fn start_in(dir: &Path) -> Harness {
+pub(crate) fn start_in(dir: &Path) -> Harness {
     let kernel = Arc::new(Mutex::new(Kernel::default()));
     let next = Arc::new(Mutex::new(Ok(policy_v("coder.toml:1"))));
     let log = dir.join("audit.jsonl");

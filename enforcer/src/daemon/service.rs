@@ -137,7 +137,7 @@ fn report_reload(result: Result<super::core::Reloaded, DaemonError>) {
     }
 }
 
-fn handle_call(daemon: &mut Daemon, call: ApiCall) {
+pub(crate) fn handle_call(daemon: &mut Daemon, call: ApiCall) {
     let error = |e: DaemonError| CallReply::plain(Response::Error { message: e.to_string() });
     let reply = match call.request {
         Request::Register { agent, pid } => match daemon.register(call.peer, &agent, pid) {
@@ -207,3 +207,7 @@ impl Drop for RemoveOnDrop<'_> {
         let _ = std::fs::remove_file(self.0);
     }
 }
+
+#[cfg(test)]
+#[path = "service_tests.rs"]
+mod tests;
