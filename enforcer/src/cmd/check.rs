@@ -1,8 +1,134 @@
+//! `enforcer check`: validate policies and report the map entries they compile to.
+//! Exit status: 0 valid, 1 invalid, 2 usage error.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct CheckArgs {}
+use crate::policy::{self, hosts, CompiledPolicy, Diagnostics, PolicySet, ResolvedHosts};
 
-pub fn run(_args: CheckArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Policy files or directories (directories: every *.toml below them).
+    #[arg(default_value = crate::paths::POLICY_DIR)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Use this address for a host name in net rules (repeatable).
+    #[arg(long = "resolve", value_name = "HOST=IP", value_parser = hosts::parse_resolve_flag)]
+    pub resolve: Vec<(String, IpAddr)>,
+    /// Also resolve the other host names with the system resolver (off by default: checking
+    /// must not depend on DNS; the daemon resolves them at load).
+    #[arg(long)]
+    pub system_resolver: bool,
+    /// Report what this kernel can enforce for each rule.
+    #[arg(long)]
+    pub kernel: bool,
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let (resolved, resolve_failures) = resolve(&args)?;
+    let result = policy::load_paths(&args.paths).and_then(|set| {
+        let compiled = policy::compile(&set, &resolved)?;
+        Ok((set, compiled))
+    });
+    let mut out = std::io::stdout().lock();
+    match (result, args.format) {
+        (Ok((set, compiled)), Format::Text) => {
+            print_summary(&mut out, &args, &set, &compiled, &resolve_failures)?;
+            if args.kernel {
+                writeln!(out, "kernel support report is not available yet")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        (Ok((set, compiled)), Format::Json) => {
+            let report = serde_json::json!({
+                "valid": true,
+                "agents": compiled.agents.iter().map(|a| &a.name).collect::<Vec<_>>(),
+                "sets": set.sets.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                "sizes": compiled.map_sizes().iter().map(|(k, v)| (k.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
+                "unresolved_hosts": compiled.unresolved_hosts().map(|h| &h.host).collect::<std::collections::BTreeSet<_>>(),
+                "kernel": if args.kernel { Some("kernel support report is not available yet") } else { None },
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        (Err(diags), Format::Text) => {
+            let mut err = std::io::stderr().lock();
+            write!(err, "{diags}")?;
+            writeln!(err, "{} error{} in policies", diags.len(), if diags.len() == 1 { "" } else { "s" })?;
+            Ok(ExitCode::from(1))
+        }
+        (Err(diags), Format::Json) => {
+            writeln!(out, "{}", serde_json::to_string_pretty(&invalid_report(&diags))?)?;
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn invalid_report(diags: &Diagnostics) -> serde_json::Value {
+    serde_json::json!({ "valid": false, "errors": diags })
+}
+
+/// `--resolve` entries, plus the system resolver when asked. Failures are reported, not fatal.
+fn resolve(args: &CheckArgs) -> anyhow::Result<(ResolvedHosts, Vec<(String, String)>)> {
+    let mut resolved = ResolvedHosts::new();
+    for (host, ip) in &args.resolve {
+        resolved.insert(host, *ip);
+    }
+    if !args.system_resolver {
+        return Ok((resolved, Vec::new()));
+    }
+    // Host names come from the policies, so load them once without resolution first.
+    let Ok(set) = policy::load_paths(&args.paths) else { return Ok((resolved, Vec::new())) };
+    let names = hosts::host_names(&set.agents);
+    let failures = resolved.resolve_missing(names.iter().map(String::as_str));
+    Ok((resolved, failures))
+}
+
+fn print_summary(
+    out: &mut impl std::io::Write,
+    args: &CheckArgs,
+    set: &PolicySet,
+    compiled: &CompiledPolicy,
+    resolve_failures: &[(String, String)],
+) -> std::io::Result<()> {
+    let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+    writeln!(
+        out,
+        "{}: OK: {} agent{} ({}), {} permission set{}",
+        paths.join(" "),
+        compiled.agents.len(),
+        if compiled.agents.len() == 1 { "" } else { "s" },
+        compiled.agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
+        set.sets.len(),
+        if set.sets.len() == 1 { "" } else { "s" },
+    )?;
+    writeln!(out, "map entries:")?;
+    for (map, count) in compiled.map_sizes() {
+        writeln!(out, "  {map:<13} {count}")?;
+    }
+    let mut unresolved: Vec<String> = Vec::new();
+    for h in compiled.unresolved_hosts() {
+        let agent = compiled.agent(h.agent).map_or("?", |a| a.name.as_str());
+        let item = format!("{} ({agent})", h.host);
+        if !unresolved.contains(&item) {
+            unresolved.push(item);
+        }
+    }
+    if !unresolved.is_empty() {
+        writeln!(out, "host names resolved by the daemon at load (not counted above): {}", unresolved.join(", "))?;
+    }
+    for (host, why) in resolve_failures {
+        writeln!(out, "warning: cannot resolve {host}: {why}")?;
+    }
+    Ok(())
 }

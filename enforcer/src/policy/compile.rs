@@ -13,14 +13,14 @@ pub struct SourceLoc {
     pub col: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     Enforce,
     Audit,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnViolation {
     /// Fallback backend: log only.
@@ -48,7 +48,12 @@ pub struct AgentInfo {
 pub enum RuleKind {
     FileRead,
     FileWrite,
+    /// `file.deny`: read, write and exec.
     FileDeny,
+    /// `file.deny_read`.
+    FileDenyRead,
+    /// `file.deny_write`.
+    FileDenyWrite,
     ExecAllow,
     ExecDeny,
     NetConnect,
@@ -122,6 +127,19 @@ pub struct CompiledPolicy {
     pub net_entries: Vec<NetEntry>,
     pub exe_matches: Vec<ExeMatchEntry>,
     pub cgroup_matches: Vec<CgroupMatchEntry>,
+    /// Every net rule that names a host, with the addresses it compiled to (empty: the host was
+    /// not resolved and the rule compiled to nothing).
+    pub host_rules: Vec<HostRule>,
+}
+
+/// A net rule naming a host: what the daemon resolves, and what lets the audit log name the host
+/// behind an allowed address.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HostRule {
+    pub agent: u32,
+    pub rule: u32,
+    pub host: String,
+    pub addrs: Vec<std::net::IpAddr>,
 }
 
 impl CompiledPolicy {
@@ -133,5 +151,25 @@ impl CompiledPolicy {
     }
     pub fn rule(&self, id: u32) -> Option<&RuleInfo> {
         self.rules.get((id as usize).checked_sub(1)?)
+    }
+    /// Net rules that name hosts (agent, rule id, host, resolved addresses).
+    pub fn host_rules(&self) -> &[HostRule] {
+        &self.host_rules
+    }
+    /// Host rules that compiled to nothing because the host was not resolved.
+    pub fn unresolved_hosts(&self) -> impl Iterator<Item = &HostRule> {
+        self.host_rules.iter().filter(|h| h.addrs.is_empty())
+    }
+    /// Entries per map, in the order `check` prints them.
+    pub fn map_sizes(&self) -> [(&'static str, usize); 7] {
+        [
+            ("AGENTS", self.agents.len()),
+            ("rules", self.rules.len()),
+            (enforcer_common::MAP_PATH_RULES, self.path_entries.len()),
+            (enforcer_common::MAP_NAME_RULES, self.name_entries.len()),
+            (enforcer_common::MAP_NET_RULES, self.net_entries.len()),
+            (enforcer_common::MAP_EXE_MATCH, self.exe_matches.len()),
+            (enforcer_common::MAP_CGROUP_MATCH, self.cgroup_matches.len()),
+        ]
     }
 }

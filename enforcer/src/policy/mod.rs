@@ -1,5 +1,33 @@
 //! The policy language: parse TOML, validate, compile to kernel map entries, evaluate.
 //!
-//! Pure: nothing here touches the kernel, so unit tests drive all of it.
+//! Pure: nothing here touches the kernel, so unit tests drive all of it. The language is
+//! documented in docs/policy.md; the entries and the matching algorithm in docs/kernel-maps.md.
+//!
+//! Flow: [`load_paths`] (files/directories -> [`PolicySet`], includes flattened, every error
+//! positioned) -> [`compile`] (with the host names resolved by the caller) -> [`CompiledPolicy`]
+//! -> loaded by `crate::kernel`, or decided in user space by [`eval::evaluate`].
 
+pub mod bench;
 pub mod compile;
+mod compiler;
+pub mod diag;
+pub mod eval;
+pub mod hosts;
+pub mod limits;
+mod load;
+mod merge;
+pub mod model;
+pub mod net;
+pub mod pattern;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use compile::CompiledPolicy;
+pub use compiler::compile;
+pub use diag::{Diagnostic, Diagnostics};
+pub use hosts::ResolvedHosts;
+pub use load::{load_paths, load_sources};
+pub use model::PolicySet;

@@ -1,0 +1,1 @@
+//! Policy language tests: fields, errors, precedence, includes, compiler output.
