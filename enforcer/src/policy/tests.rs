@@ -1,1 +1,0 @@
-//! Policy language tests: fields, errors, precedence, includes, compiler output.
