@@ -26,7 +26,7 @@ impl ApiClient {
                 ApiError::NotRunning { path: path.to_path_buf() }
             }
             std::io::ErrorKind::PermissionDenied => ApiError::PermissionDenied { path: path.to_path_buf() },
-            _ => ApiError::Io { path: path.to_path_buf(), source: e },
+            _ => ApiError::Io { path: path.to_path_buf(), cause: e },
         })?;
         Ok(ApiClient { path: path.to_path_buf(), reader: BufReader::new(stream) })
     }
@@ -54,7 +54,7 @@ impl ApiClient {
         }
     }
 
-    fn io(&self, source: std::io::Error) -> ApiError {
-        ApiError::Io { path: self.path.clone(), source }
+    fn io(&self, cause: std::io::Error) -> ApiError {
+        ApiError::Io { path: self.path.clone(), cause }
     }
 }

@@ -20,17 +20,23 @@ pub use record::{DaemonRecord, EventRecord, LostRecord, Record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("{}:{line}: not an audit record: {reason}", path.display())]
     Malformed { path: PathBuf, line: u64, reason: String },
     #[error("serializing an audit record: {0}")]
-    Serialize(#[from] serde_json::Error),
+    Serialize(serde_json::Error),
+}
+
+impl From<serde_json::Error> for AuditError {
+    fn from(e: serde_json::Error) -> Self {
+        AuditError::Serialize(e)
+    }
 }
 
 impl AuditError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> AuditError {
         let path = path.into();
-        move |source| AuditError::Io { path, source }
+        move |cause| AuditError::Io { path, cause }
     }
 }

@@ -71,7 +71,7 @@ pub fn read_log(
     for file in log_files(path) {
         match read_file(&file, visit, on_error) {
             // Rotated away between listing and opening: its records are in the next file name.
-            Err(AuditError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(AuditError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => continue,
             other => other?,
         }
     }
@@ -84,7 +84,7 @@ pub fn last_seq(file: &Path) -> Result<u64, AuditError> {
     let mut f = match File::open(file) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(AuditError::Io { path: file.to_path_buf(), source: e }),
+        Err(e) => return Err(AuditError::Io { path: file.to_path_buf(), cause: e }),
     };
     let len = f.metadata().map_err(AuditError::io(file))?.len();
     // Records are far below 64 KiB (target <= 4 KiB); the tail holds at least one whole line.

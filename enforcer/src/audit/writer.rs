@@ -142,7 +142,7 @@ impl AuditWriter {
         for n in (1..=self.rotation.retain).rev() {
             let from = rotated_path(&self.path, n);
             match std::fs::rename(&from, rotated_path(&self.path, n + 1)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(AuditError::Io { path: from, source: e }),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(AuditError::Io { path: from, cause: e }),
                 _ => {}
             }
         }
@@ -153,7 +153,7 @@ impl AuditWriter {
             std::fs::rename(&self.path, &first).map_err(AuditError::io(&self.path))?;
         }
         match std::fs::remove_file(&oldest) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(AuditError::Io { path: oldest, source: e }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(AuditError::Io { path: oldest, cause: e }),
             _ => {}
         }
         let (file, size) = open_append(&self.path)?;

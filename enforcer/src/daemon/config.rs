@@ -13,8 +13,8 @@ use crate::paths;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: {cause}", path.display())]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{}:{line}:{col}: {message}", path.display())]
     Parse { path: PathBuf, line: usize, col: usize, message: String },
     #[error("{origin}: `{field}`: {message}")]
@@ -155,7 +155,7 @@ impl DaemonConfig {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
-            Err(source) => Err(ConfigError::Read { path: path.to_path_buf(), source }),
+            Err(cause) => Err(ConfigError::Read { path: path.to_path_buf(), cause }),
         }
     }
 

@@ -25,9 +25,9 @@ pub enum DaemonError {
     #[error("policy rejected:\n{0}")]
     Policy(String),
     #[error("kernel: {0}")]
-    Kernel(#[from] crate::kernel::KernelError),
+    Kernel(crate::kernel::KernelError),
     #[error("audit log: {0}")]
-    Audit(#[from] crate::audit::AuditError),
+    Audit(crate::audit::AuditError),
     #[error(transparent)]
     Api(#[from] crate::api::ApiError),
     #[error("registration refused: {0}")]
@@ -36,8 +36,22 @@ pub enum DaemonError {
     State { path: PathBuf, reason: String },
     #[error("watching {}: {reason}", path.display())]
     Watch { path: PathBuf, reason: String },
-    #[error("metrics endpoint {addr}: {source}")]
-    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    #[error("metrics endpoint {addr}: {cause}")]
+    Metrics { addr: std::net::SocketAddr, cause: std::io::Error },
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
+}
+
+// The wrapped errors are shown in the message, not chained as a source: `anyhow`'s `{:#}` would
+// print them twice.
+impl From<crate::kernel::KernelError> for DaemonError {
+    fn from(e: crate::kernel::KernelError) -> Self {
+        DaemonError::Kernel(e)
+    }
+}
+
+impl From<crate::audit::AuditError> for DaemonError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        DaemonError::Audit(e)
+    }
 }

@@ -1,9 +1,11 @@
 //! Where the daemon's policy comes from. The core only sees [`PolicySource`], so tests can
 //! feed it policies (and invalid edits) without the TOML layer.
 
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::policy::compile::CompiledPolicy;
+use crate::policy::{self, hosts, CompiledPolicy, ResolvedHosts};
 
 pub trait PolicySource: Send {
     /// Load, validate, resolve host names and compile everything. Errors are the complete,
@@ -16,29 +18,101 @@ pub trait PolicySource: Send {
     fn describe(&self) -> String;
 }
 
-/// The policy directory: every `*.toml` below it.
+/// The policy directory: every `*.toml` below it. Host names in net rules are resolved with the
+/// system resolver (getaddrinfo, so /etc/hosts and nsswitch apply) at every load and every
+/// refresh; a name that fails to resolve keeps its previous answers (a DNS outage must not turn
+/// into "deny everything"), and is logged.
 pub struct PolicyDir {
     dir: PathBuf,
+    host_names: BTreeSet<String>,
+    resolved: ResolvedHosts,
 }
 
 impl PolicyDir {
     pub fn new(dir: &Path) -> Self {
-        PolicyDir { dir: dir.to_path_buf() }
+        PolicyDir { dir: dir.to_path_buf(), host_names: BTreeSet::new(), resolved: ResolvedHosts::new() }
     }
+
+    /// Resolve `names` now; failed names keep the answers in `previous`.
+    fn resolve(names: &BTreeSet<String>, previous: &ResolvedHosts) -> ResolvedHosts {
+        let mut fresh = ResolvedHosts::new();
+        for (host, why) in fresh.resolve_missing(names.iter().map(String::as_str)) {
+            let kept = previous.get(&host);
+            if kept.is_empty() {
+                tracing::warn!("host {host} (net rule) does not resolve: {why}; its rules match no address until it does");
+            } else {
+                tracing::warn!("host {host} (net rule) does not resolve now: {why}; keeping its previous addresses");
+                for addr in kept {
+                    fresh.insert(&host, *addr);
+                }
+            }
+        }
+        fresh
+    }
+}
+
+fn sorted(addrs: &[IpAddr]) -> Vec<IpAddr> {
+    let mut v = addrs.to_vec();
+    v.sort();
+    v
 }
 
 impl PolicySource for PolicyDir {
     fn load(&mut self) -> Result<CompiledPolicy, String> {
-        // TEMPORARY SHIM until the policy loader/compiler (policy::load_paths, policy::compile)
-        // is committed: the daemon refuses to start with this message instead of not building.
-        Err(format!("{}: the policy compiler is not part of this build yet", self.dir.display()))
+        let set = policy::load_paths(std::slice::from_ref(&self.dir)).map_err(|d| d.to_string())?;
+        let names = hosts::host_names(&set.agents);
+        let resolved = Self::resolve(&names, &self.resolved);
+        let compiled = policy::compile(&set, &resolved).map_err(|d| d.to_string())?;
+        self.host_names = names;
+        self.resolved = resolved;
+        Ok(compiled)
     }
 
     fn hosts_changed(&mut self) -> bool {
-        false
+        if self.host_names.is_empty() {
+            return false;
+        }
+        let fresh = Self::resolve(&self.host_names, &self.resolved);
+        // Round-robin DNS reorders answers: compare address sets.
+        self.host_names.iter().any(|h| sorted(fresh.get(h)) != sorted(self.resolved.get(h)))
     }
 
     fn describe(&self) -> String {
         self.dir.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    const AGENT: &str = "[agent]\nname = \"a\"\n\n[file]\nread = [\"/work/**\"]\n";
+
+    #[test]
+    fn loads_a_directory_and_rejects_an_invalid_edit_with_positions() {
+        let dir = crate::audit::writer::tests::tempdir();
+        write(&dir, "a.toml", AGENT);
+        let mut source = PolicyDir::new(&dir);
+        let policy = source.load().expect("a valid policy directory");
+        assert_eq!(policy.agents.len(), 1);
+        assert_eq!(policy.agents[0].name, "a");
+
+        write(&dir, "a.toml", "[agent]\nname = \"a\"\n\n[file]\nraed = [\"/x\"]\n");
+        let err = source.load().expect_err("an unknown field must be rejected");
+        assert!(err.contains("a.toml:5:"), "diagnostics must carry file:line:col: {err}");
+    }
+
+    #[test]
+    fn host_names_resolve_through_the_system_resolver() {
+        let dir = crate::audit::writer::tests::tempdir();
+        write(&dir, "a.toml", "[agent]\nname = \"a\"\n\n[net]\nconnect = [\"localhost:443/tcp\"]\n");
+        let mut source = PolicyDir::new(&dir);
+        source.load().expect("a policy with a host name");
+        assert!(!source.resolved.get("localhost").is_empty(), "localhost resolves from /etc/hosts");
+        assert!(!source.hosts_changed(), "the same answers are not a change");
     }
 }

@@ -32,7 +32,7 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| DaemonError::Io { what: "starting the async runtime".into(), source })?;
+        .map_err(|cause| DaemonError::Io { what: "starting the async runtime".into(), cause })?;
     runtime.block_on(serve(config))
 }
 
@@ -67,7 +67,7 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
 
     let (metrics_tx, mut metrics_requests) = mpsc::channel::<oneshot::Sender<String>>(16);
     if let Some(addr) = config.metrics.listen {
-        let listener = metrics::bind(addr).await.map_err(|source| DaemonError::Metrics { addr, source })?;
+        let listener = metrics::bind(addr).await.map_err(|cause| DaemonError::Metrics { addr, cause })?;
         tokio::spawn(metrics::serve(listener, metrics_tx));
         tracing::info!("metrics at http://{addr}/metrics");
     }
@@ -75,7 +75,7 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     let (changes_tx, mut changes) = mpsc::channel::<()>(1);
     let _watcher = watch_policy_dir(&config.policy_dir, changes_tx)?;
 
-    let signal_error = |source| DaemonError::Io { what: "installing signal handlers".into(), source };
+    let signal_error = |cause| DaemonError::Io { what: "installing signal handlers".into(), cause };
     let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
