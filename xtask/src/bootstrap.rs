@@ -22,8 +22,11 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const DEBIAN_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio"];
 
 /// Pseudo-filesystems host kernel tests need: (type, mount point).
-const HOST_MOUNTS: &[(&str, &str)] =
-    &[("bpf", "/sys/fs/bpf"), ("tracefs", "/sys/kernel/tracing"), ("securityfs", "/sys/kernel/security")];
+const HOST_MOUNTS: &[(&str, &str)] = &[
+    ("bpf", "/sys/fs/bpf"),
+    ("tracefs", "/sys/kernel/tracing"),
+    ("securityfs", "/sys/kernel/security"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -34,14 +37,22 @@ pub enum BootstrapError {
     #[error("no real libLLVM.so.<version> (an ELF file) in {dir}; the nightly toolchain looks incomplete")]
     NoLibLlvm { dir: PathBuf },
     #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("bpf-linker was installed but {path} does not run: {source}")]
     LinkerBroken { path: PathBuf, source: ProcessError },
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError {
     let path = path.to_path_buf();
-    move |source| BootstrapError::Io { action, path, source }
+    move |source| BootstrapError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// What later steps need from the bootstrap: where bpf-linker lives.
@@ -64,7 +75,9 @@ impl Toolchain {
     pub fn cargo(&self, project: &Project) -> Command {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut command = Command::new(cargo);
-        command.current_dir(&project.root).env("PATH", self.path_env());
+        command
+            .current_dir(&project.root)
+            .env("PATH", self.path_env());
         command
     }
 }
@@ -86,12 +99,24 @@ pub fn ensure(project: &Project) -> Result<Toolchain, BootstrapError> {
 }
 
 fn ensure_rust_src() -> Result<(), BootstrapError> {
-    let installed = process::stdout(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    let installed = process::stdout(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
     if installed.lines().any(|line| line.trim() == "rust-src") {
         return Ok(());
     }
     println!("bootstrap: installing rust-src for the nightly toolchain (the eBPF build uses -Z build-std=core)");
-    process::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    process::run(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))?;
     Ok(())
 }
 
@@ -100,28 +125,48 @@ fn nightly() -> Result<Nightly, BootstrapError> {
     let field = |name: &'static str| {
         verbose
             .lines()
-            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(": ")))
+            .find_map(|line| {
+                line.strip_prefix(name)
+                    .and_then(|rest| rest.strip_prefix(": "))
+            })
             .map(str::trim)
             .filter(|value| !value.is_empty())
-            .ok_or_else(|| BootstrapError::NightlyInfo { field: name, output: verbose.clone() })
+            .ok_or_else(|| BootstrapError::NightlyInfo {
+                field: name,
+                output: verbose.clone(),
+            })
     };
     let short_hash: String = field("commit-hash")?.chars().take(12).collect();
-    let llvm_major = field("LLVM version")?.split('.').next().unwrap_or_default().to_string();
+    let llvm_major = field("LLVM version")?
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let sysroot = process::stdout(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
-    Ok(Nightly { short_hash, llvm_major, sysroot: PathBuf::from(sysroot.trim()) })
+    Ok(Nightly {
+        short_hash,
+        llvm_major,
+        sysroot: PathBuf::from(sysroot.trim()),
+    })
 }
 
 fn ensure_bpf_linker(project: &Project) -> Result<Toolchain, BootstrapError> {
     let nightly = nightly()?;
-    let install_root = project.tools_dir().join(format!("bpf-linker-{}", nightly.short_hash));
+    let install_root = project
+        .tools_dir()
+        .join(format!("bpf-linker-{}", nightly.short_hash));
     let bin_dir = install_root.join("bin");
     let linker = bin_dir.join("bpf-linker");
-    let toolchain = Toolchain { bpf_linker_bin_dir: bin_dir };
+    let toolchain = Toolchain {
+        bpf_linker_bin_dir: bin_dir,
+    };
     if linker.is_file() && process::stdout(Command::new(&linker).arg("--version")).is_ok() {
         return Ok(toolchain);
     }
 
-    let llvm_prefix = project.tools_dir().join(format!("llvm-{}", nightly.short_hash));
+    let llvm_prefix = project
+        .tools_dir()
+        .join(format!("llvm-{}", nightly.short_hash));
     link_nightly_libllvm(&nightly, &llvm_prefix)?;
     println!(
         "bootstrap: building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {} into {} (takes 2-3 minutes, once per nightly)",
@@ -131,7 +176,13 @@ fn ensure_bpf_linker(project: &Project) -> Result<Toolchain, BootstrapError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     process::run(
         Command::new(cargo)
-            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+            ])
             .args(["--features", &format!("llvm-{}", nightly.llvm_major)])
             .arg("--root")
             .arg(&install_root)
@@ -139,8 +190,12 @@ fn ensure_bpf_linker(project: &Project) -> Result<Toolchain, BootstrapError> {
             // Outside the repository, so the repo's rust-toolchain.toml and .cargo/config.toml don't apply.
             .current_dir(project.tools_dir()),
     )?;
-    process::stdout(Command::new(&linker).arg("--version"))
-        .map_err(|source| BootstrapError::LinkerBroken { path: linker.clone(), source })?;
+    process::stdout(Command::new(&linker).arg("--version")).map_err(|source| {
+        BootstrapError::LinkerBroken {
+            path: linker.clone(),
+            source,
+        }
+    })?;
     Ok(toolchain)
 }
 
@@ -154,9 +209,14 @@ fn link_nightly_libllvm(nightly: &Nightly, llvm_prefix: &Path) -> Result<(), Boo
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .find(|path| {
-            path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.")) && is_elf(path)
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+                && is_elf(path)
         })
-        .ok_or_else(|| BootstrapError::NoLibLlvm { dir: sysroot_lib.clone() })?;
+        .ok_or_else(|| BootstrapError::NoLibLlvm {
+            dir: sysroot_lib.clone(),
+        })?;
     let lib_dir = llvm_prefix.join("lib");
     fs::create_dir_all(&lib_dir).map_err(io_error("creating", &lib_dir))?;
     let versioned_name = real_library.file_name().unwrap_or_default().to_owned();
@@ -173,15 +233,25 @@ fn link_nightly_libllvm(nightly: &Nightly, llvm_prefix: &Path) -> Result<(), Boo
 
 pub fn is_elf(path: &Path) -> bool {
     let mut magic = [0u8; 4];
-    fs::File::open(path).and_then(|mut file| file.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF"
+    fs::File::open(path)
+        .and_then(|mut file| file.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"\x7fELF"
 }
 
 fn ensure_debian_packages() -> Result<(), BootstrapError> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES.iter().copied().filter(|package| !debian_package_installed(package)).collect();
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !debian_package_installed(package))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    println!("bootstrap: installing Debian packages {} (needed to boot test kernels under QEMU)", missing.join(", "));
+    println!(
+        "bootstrap: installing Debian packages {} (needed to boot test kernels under QEMU)",
+        missing.join(", ")
+    );
     apt_get_update()?;
     process::run(
         Command::new("apt-get")
@@ -204,7 +274,11 @@ pub fn apt_get_update() -> Result<(), ProcessError> {
         return Ok(());
     }
     println!("bootstrap: apt-get update");
-    process::run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    process::run(
+        Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
     let _ = UPDATED.set(());
     Ok(())
 }

@@ -42,7 +42,11 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
 }
 
 /// `cargo build -p enforcer`; returns the path of the binary.
-pub fn build_enforcer(project: &Project, toolchain: &Toolchain, release: bool) -> anyhow::Result<PathBuf> {
+pub fn build_enforcer(
+    project: &Project,
+    toolchain: &Toolchain,
+    release: bool,
+) -> anyhow::Result<PathBuf> {
     let mut command = toolchain.cargo(project);
     command.args(["build", "-p", "enforcer", "--bin", "enforcer"]);
     let artifacts = artifacts(command, release)?;
@@ -56,7 +60,11 @@ pub fn build_enforcer(project: &Project, toolchain: &Toolchain, release: bool) -
 }
 
 /// `cargo test -p enforcer-tests --no-run`; returns every test executable it produced.
-pub fn build_kernel_tests(project: &Project, toolchain: &Toolchain, release: bool) -> anyhow::Result<Vec<TestExecutable>> {
+pub fn build_kernel_tests(
+    project: &Project,
+    toolchain: &Toolchain,
+    release: bool,
+) -> anyhow::Result<Vec<TestExecutable>> {
     let mut command = toolchain.cargo(project);
     command.args(["test", "-p", "enforcer-tests", "--no-run"]);
     let mut tests: Vec<TestExecutable> = artifacts(command, release)?
@@ -64,7 +72,10 @@ pub fn build_kernel_tests(project: &Project, toolchain: &Toolchain, release: boo
         .filter(|artifact| artifact.profile.test)
         .filter_map(|artifact| {
             let path = PathBuf::from(artifact.executable?);
-            Some(TestExecutable { name: artifact.target.name.clone(), path })
+            Some(TestExecutable {
+                name: artifact.target.name.clone(),
+                path,
+            })
         })
         .collect();
     tests.sort_by(|a, b| a.name.cmp(&b.name));
@@ -88,11 +99,15 @@ fn artifacts(mut command: Command, release: bool) -> anyhow::Result<Vec<cargo_me
     let stdout = child.stdout.take().context("cargo stdout")?;
     let mut found = Vec::new();
     for message in cargo_metadata::Message::parse_stream(BufReader::new(stdout)) {
-        if let cargo_metadata::Message::CompilerArtifact(artifact) = message.context("reading cargo's JSON messages")? {
+        if let cargo_metadata::Message::CompilerArtifact(artifact) =
+            message.context("reading cargo's JSON messages")?
+        {
             found.push(artifact);
         }
     }
-    let status = child.wait().with_context(|| format!("waiting for `{description}`"))?;
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{description}`"))?;
     if !status.success() {
         bail!("`{description}` failed ({status})");
     }

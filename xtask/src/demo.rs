@@ -35,5 +35,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
             .env("ENFORCER_KERNEL", "host")
             .current_dir(&project.root),
     )?;
-    Ok(status.code().and_then(|code| u8::try_from(code).ok()).unwrap_or(1))
+    Ok(status
+        .code()
+        .and_then(|code| u8::try_from(code).ok())
+        .unwrap_or(1))
 }

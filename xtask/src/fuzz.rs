@@ -17,12 +17,17 @@ const CARGO_FUZZ_VERSION: &str = "0.13.1";
 
 /// Target names: the file stems of `fuzz/fuzz_targets/*.rs`, sorted.
 pub fn targets(project: &Project) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(project.fuzz_dir().join("fuzz_targets")) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(project.fuzz_dir().join("fuzz_targets")) else {
+        return Vec::new();
+    };
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
-        .filter_map(|path| path.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
+        .filter_map(|path| {
+            path.file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
         .collect();
     names.sort();
     names
@@ -34,10 +39,20 @@ fn ensure_cargo_fuzz(project: &Project, toolchain: &Toolchain) -> anyhow::Result
     if bin_dir.join("cargo-fuzz").is_file() {
         return Ok(bin_dir);
     }
-    println!("bootstrap: installing cargo-fuzz {CARGO_FUZZ_VERSION} into {} (once)", root.display());
+    println!(
+        "bootstrap: installing cargo-fuzz {CARGO_FUZZ_VERSION} into {} (once)",
+        root.display()
+    );
     let mut cargo = toolchain.cargo(project);
     cargo
-        .args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION, "--root"])
+        .args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--root",
+        ])
         .arg(&root)
         .current_dir(project.tools_dir());
     process::run(&mut cargo)?;
@@ -63,7 +78,9 @@ pub fn run_all(
         return Ok(());
     }
     let fuzz_bin_dir = ensure_cargo_fuzz(project, toolchain)?;
-    let path = std::env::join_paths(std::iter::once(fuzz_bin_dir).chain(std::env::split_paths(&toolchain.path_env())))?;
+    let path = std::env::join_paths(
+        std::iter::once(fuzz_bin_dir).chain(std::env::split_paths(&toolchain.path_env())),
+    )?;
     for (row, target) in rows {
         let log = logs.join(format!("fuzz-{target}.log"));
         let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -82,7 +99,11 @@ pub fn run_all(
             .stderr(file)
             .status()
             .context("starting cargo fuzz")?;
-        let outcome = if status.success() { Outcome::Pass } else { Outcome::Fail(format!("cargo fuzz run: {status}")) };
+        let outcome = if status.success() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail(format!("cargo fuzz run: {status}"))
+        };
         record(&row, outcome, &log);
     }
     Ok(())

@@ -22,19 +22,33 @@ const BUSYBOX: &str = "/bin/busybox";
 pub enum InitramfsError {
     #[error(transparent)]
     Process(#[from] ProcessError),
-    #[error("{BUSYBOX} is missing or not static (install busybox-static: `cargo xtask bootstrap`)")]
+    #[error(
+        "{BUSYBOX} is missing or not static (install busybox-static: `cargo xtask bootstrap`)"
+    )]
     NoStaticBusybox,
     #[error("two added files are both called {name}: {first} and {second}")]
-    DuplicateName { name: String, first: PathBuf, second: PathBuf },
+    DuplicateName {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
     #[error("--add {path}: not a regular file")]
     NotAFile { path: PathBuf },
     #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InitramfsError {
     let path = path.to_path_buf();
-    move |source| InitramfsError::Io { action, path, source }
+    move |source| InitramfsError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// What goes into one image.
@@ -57,7 +71,10 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
     if root.exists() {
         fs::remove_dir_all(&root).map_err(io_error("removing", &root))?;
     }
-    for dir in ["bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run", "root", "etc", "add", "policies"] {
+    for dir in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run", "root", "etc",
+        "add", "policies",
+    ] {
         let path = root.join(dir);
         fs::create_dir_all(&path).map_err(io_error("creating", &path))?;
     }
@@ -67,11 +84,21 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
     let mut seen_names = std::collections::BTreeMap::new();
     for added in contents.added {
         if !added.is_file() {
-            return Err(InitramfsError::NotAFile { path: added.clone() });
+            return Err(InitramfsError::NotAFile {
+                path: added.clone(),
+            });
         }
-        let name = added.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = added
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         if let Some(first) = seen_names.insert(name.clone(), added.clone()) {
-            return Err(InitramfsError::DuplicateName { name, first, second: added.clone() });
+            return Err(InitramfsError::DuplicateName {
+                name,
+                first,
+                second: added.clone(),
+            });
         }
         dynamic_binaries.push(copy_file(added, &root.join("add").join(&name))?);
     }
@@ -79,7 +106,9 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
         copy_tree(contents.policies, &root.join("policies"))?;
     }
     // Copy the libraries the *host* binaries link against; the staged copies are identical.
-    let sources: Vec<&Path> = std::iter::once(contents.enforcer).chain(contents.added.iter().map(PathBuf::as_path)).collect();
+    let sources: Vec<&Path> = std::iter::once(contents.enforcer)
+        .chain(contents.added.iter().map(PathBuf::as_path))
+        .collect();
     let mut libraries = BTreeSet::new();
     for (source, staged) in sources.iter().zip(&dynamic_binaries) {
         if is_elf(staged) {
@@ -101,7 +130,11 @@ fn install_busybox(root: &Path) -> Result<(), InitramfsError> {
     copy_file(Path::new(BUSYBOX), &root.join("bin/busybox"))?;
     // `busybox --list-full` names every applet with its usual path (`bin/sh`, `sbin/poweroff`, ...).
     let applets = process::stdout(Command::new(BUSYBOX).arg("--list-full"))?;
-    for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "bin/busybox") {
+    for applet in applets
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && *a != "bin/busybox")
+    {
         let link = root.join(applet);
         if let Some(parent) = link.parent() {
             fs::create_dir_all(parent).map_err(io_error("creating", parent))?;
@@ -143,7 +176,10 @@ pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, InitramfsError> {
         .arg(binary)
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| ProcessError::Spawn { command: format!("ldd {}", binary.display()), source })?;
+        .map_err(|source| ProcessError::Spawn {
+            command: format!("ldd {}", binary.display()),
+            source,
+        })?;
     // ldd exits 1 with "not a dynamic executable" for static binaries.
     if !output.status.success() {
         return Ok(Vec::new());
@@ -173,7 +209,11 @@ fn shell_quote(word: &str) -> String {
 }
 
 fn init_script(contents: &Contents<'_>) -> String {
-    let command: Vec<String> = contents.command.iter().map(|word| shell_quote(word)).collect();
+    let command: Vec<String> = contents
+        .command
+        .iter()
+        .map(|word| shell_quote(word))
+        .collect();
     format!(
         r#"#!/bin/busybox sh
 # Generated by `cargo xtask vm`: mount what enforcer needs, run one command, report, power off.
@@ -211,32 +251,60 @@ fn write_init(contents: &Contents<'_>, root: &Path) -> Result<(), InitramfsError
     use std::os::unix::fs::PermissionsExt as _;
     let init = root.join("init");
     fs::write(&init, init_script(contents)).map_err(io_error("writing", &init))?;
-    fs::set_permissions(&init, fs::Permissions::from_mode(0o755)).map_err(io_error("chmod", &init))?;
+    fs::set_permissions(&init, fs::Permissions::from_mode(0o755))
+        .map_err(io_error("chmod", &init))?;
     Ok(())
 }
 
 /// `find . | cpio -o -H newc` (owned by root) through gzip.
 fn pack(root: &Path, image: &Path) -> Result<PathBuf, InitramfsError> {
-    let listing = process::stdout(Command::new("find").args([".", "-print0"]).current_dir(root))?;
+    let listing = process::stdout(
+        Command::new("find")
+            .args([".", "-print0"])
+            .current_dir(root),
+    )?;
     let file = fs::File::create(image).map_err(io_error("creating", image))?;
     let mut gzip = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast());
     let mut cpio = Command::new("cpio");
-    cpio.args(["--null", "--create", "--format=newc", "--owner=0:0", "--quiet"]).current_dir(root);
+    cpio.args([
+        "--null",
+        "--create",
+        "--format=newc",
+        "--owner=0:0",
+        "--quiet",
+    ])
+    .current_dir(root);
     let mut child = cpio
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|source| ProcessError::Spawn { command: process::describe(&cpio), source })?;
+        .map_err(|source| ProcessError::Spawn {
+            command: process::describe(&cpio),
+            source,
+        })?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     let writer = std::thread::spawn(move || stdin.write_all(listing.as_bytes()));
     let mut stdout = child.stdout.take().expect("piped stdout");
     std::io::copy(&mut stdout, &mut gzip).map_err(io_error("compressing", image))?;
-    let status = child.wait().map_err(|source| ProcessError::Spawn { command: process::describe(&cpio), source })?;
-    writer.join().expect("cpio stdin writer").map_err(io_error("feeding the file list to cpio for", image))?;
+    let status = child.wait().map_err(|source| ProcessError::Spawn {
+        command: process::describe(&cpio),
+        source,
+    })?;
+    writer
+        .join()
+        .expect("cpio stdin writer")
+        .map_err(io_error("feeding the file list to cpio for", image))?;
     if !status.success() {
-        return Err(ProcessError::Failed { command: process::describe(&cpio), status, stderr: String::new() }.into());
+        return Err(ProcessError::Failed {
+            command: process::describe(&cpio),
+            status,
+            stderr: String::new(),
+        }
+        .into());
     }
-    gzip.finish().and_then(|mut w| w.flush()).map_err(io_error("writing", image))?;
+    gzip.finish()
+        .and_then(|mut w| w.flush())
+        .map_err(io_error("writing", image))?;
     Ok(image.to_path_buf())
 }
 
@@ -277,7 +345,12 @@ mod tests {
             exit_marker: "@@EXIT@@ ",
         };
         let script = init_script(&contents);
-        assert!(script.contains("\n'enforcer' '--version'\nstatus=$?\necho \"@@EXIT@@ $status\"\npoweroff -f\n"), "{script}");
+        assert!(
+            script.contains(
+                "\n'enforcer' '--version'\nstatus=$?\necho \"@@EXIT@@ $status\"\npoweroff -f\n"
+            ),
+            "{script}"
+        );
         assert!(script.contains("export ENFORCER_KERNEL='6.12'"), "{script}");
     }
 }

@@ -19,7 +19,11 @@ pub enum Outcome {
 
 /// Test names from `<binary> --list`: lines `<name>: test` (benchmarks are skipped).
 pub fn parse_list(output: &str) -> Vec<String> {
-    output.lines().filter_map(|line| line.strip_suffix(": test")).map(str::to_string).collect()
+    output
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .map(str::to_string)
+        .collect()
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +35,17 @@ struct Counts {
 
 /// `test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out; finished in 0.01s`
 fn parse_result_line(output: &str) -> Option<Counts> {
-    let line = output.lines().rev().find_map(|line| line.split_once("test result: ").map(|(_, rest)| rest))?;
+    let line = output
+        .lines()
+        .rev()
+        .find_map(|line| line.split_once("test result: ").map(|(_, rest)| rest))?;
     let (_, counts) = line.split_once(". ")?;
     let mut parsed = Counts::default();
     for part in counts.split(';') {
         let mut words = part.split_whitespace();
-        let (Some(number), Some(kind)) = (words.next(), words.next()) else { continue };
+        let (Some(number), Some(kind)) = (words.next(), words.next()) else {
+            continue;
+        };
         let Ok(number) = number.parse() else { continue };
         match kind {
             "passed" => parsed.passed = number,
@@ -65,7 +74,9 @@ pub fn classify(output: &str, exit_code: Option<i32>, test: &str) -> Outcome {
         return Outcome::Fail("killed (signal or time limit)".into());
     };
     let Some(counts) = parse_result_line(output) else {
-        return Outcome::Fail(format!("exited with status {code} without a libtest result line (crashed?)"));
+        return Outcome::Fail(format!(
+            "exited with status {code} without a libtest result line (crashed?)"
+        ));
     };
     if counts.failed > 0 || code != 0 {
         return Outcome::Fail(format!("exit status {code}"));
@@ -76,7 +87,9 @@ pub fn classify(output: &str, exit_code: Option<i32>, test: &str) -> Outcome {
             None => Outcome::Pass,
         },
         (0, 1) => Outcome::Ignored,
-        (passed, ignored) => Outcome::Fail(format!("expected exactly one test to run, libtest reported {passed} passed, {ignored} ignored")),
+        (passed, ignored) => Outcome::Fail(format!(
+            "expected exactly one test to run, libtest reported {passed} passed, {ignored} ignored"
+        )),
     }
 }
 
@@ -89,7 +102,10 @@ mod tests {
     #[test]
     fn list_keeps_tests_and_drops_benchmarks_and_totals() {
         let output = "lsm_file_open::denies_registered_process: test\nhelpers::bench_x: benchmark\nprobe::reports: test\n\n2 tests, 1 benchmark\n";
-        assert_eq!(parse_list(output), vec![NAME.to_string(), "probe::reports".to_string()]);
+        assert_eq!(
+            parse_list(output),
+            vec![NAME.to_string(), "probe::reports".to_string()]
+        );
     }
 
     #[test]
@@ -103,7 +119,10 @@ mod tests {
         let output = format!(
             "\nrunning 1 test\ntest {NAME} ... ENFORCER-NA {NAME}: BPF LSM programs cannot load here (EPERM)\nok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n"
         );
-        assert_eq!(classify(&output, Some(0), NAME), Outcome::NotApplicable("BPF LSM programs cannot load here (EPERM)".into()));
+        assert_eq!(
+            classify(&output, Some(0), NAME),
+            Outcome::NotApplicable("BPF LSM programs cannot load here (EPERM)".into())
+        );
     }
 
     #[test]
@@ -115,7 +134,10 @@ mod tests {
     #[test]
     fn failing_test_is_fail_even_if_it_claimed_not_applicable() {
         let output = format!("test {NAME} ... ENFORCER-NA {NAME}: x\nthread 'main' panicked at tests/src/lib.rs:1:1:\nboom\nFAILED\n\nfailures:\n    {NAME}\n\ntest result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n");
-        assert!(matches!(classify(&output, Some(101), NAME), Outcome::Fail(_)));
+        assert!(matches!(
+            classify(&output, Some(101), NAME),
+            Outcome::Fail(_)
+        ));
     }
 
     #[test]
@@ -126,14 +148,23 @@ mod tests {
 
     #[test]
     fn crash_without_result_line_fails() {
-        assert!(matches!(classify("test x ... ", Some(134), "x"), Outcome::Fail(_)));
-        assert!(matches!(classify("test x ... ", None, "x"), Outcome::Fail(_)));
+        assert!(matches!(
+            classify("test x ... ", Some(134), "x"),
+            Outcome::Fail(_)
+        ));
+        assert!(matches!(
+            classify("test x ... ", None, "x"),
+            Outcome::Fail(_)
+        ));
     }
 
     #[test]
     fn test_that_matched_nothing_fails() {
         let output = "running 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out; finished in 0.00s\n";
-        assert!(matches!(classify(output, Some(0), "gone"), Outcome::Fail(_)));
+        assert!(matches!(
+            classify(output, Some(0), "gone"),
+            Outcome::Fail(_)
+        ));
     }
 
     #[test]

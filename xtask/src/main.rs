@@ -19,7 +19,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Build, boot test kernels and run every test of enforcer")]
+#[command(
+    name = "cargo xtask",
+    about = "Build, boot test kernels and run every test of enforcer"
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -42,7 +45,9 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Bootstrap => bootstrap::ensure(&project::Project::locate()).map(|_| 0).map_err(anyhow::Error::from),
+        Task::Bootstrap => bootstrap::ensure(&project::Project::locate())
+            .map(|_| 0)
+            .map_err(anyhow::Error::from),
         Task::Build(args) => build::run(args).map(|()| 0),
         Task::Vm(args) => vm::run(args),
         Task::Test(args) => test::run(args),

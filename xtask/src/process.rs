@@ -5,9 +5,16 @@ use std::process::{Command, ExitStatus, Stdio};
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("could not start `{command}`: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     #[error("`{command}` failed ({status}){}", stderr_suffix(.stderr))]
-    Failed { command: String, status: ExitStatus, stderr: String },
+    Failed {
+        command: String,
+        status: ExitStatus,
+        stderr: String,
+    },
     #[error("`{command}` printed output that is not UTF-8")]
     NotUtf8 { command: String },
 }
@@ -37,13 +44,20 @@ pub fn run(command: &mut Command) -> Result<(), ProcessError> {
     if status.success() {
         Ok(())
     } else {
-        Err(ProcessError::Failed { command: describe(command), status, stderr: String::new() })
+        Err(ProcessError::Failed {
+            command: describe(command),
+            status,
+            stderr: String::new(),
+        })
     }
 }
 
 /// Runs with inherited stdio and returns the exit status, whatever it is.
 pub fn status(command: &mut Command) -> Result<ExitStatus, ProcessError> {
-    command.status().map_err(|source| ProcessError::Spawn { command: describe(command), source })
+    command.status().map_err(|source| ProcessError::Spawn {
+        command: describe(command),
+        source,
+    })
 }
 
 /// Runs and returns stdout; fails (quoting stderr) unless the exit status is 0.
@@ -51,7 +65,10 @@ pub fn stdout(command: &mut Command) -> Result<String, ProcessError> {
     let output = command
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| ProcessError::Spawn { command: describe(command), source })?;
+        .map_err(|source| ProcessError::Spawn {
+            command: describe(command),
+            source,
+        })?;
     if !output.status.success() {
         return Err(ProcessError::Failed {
             command: describe(command),
@@ -59,5 +76,7 @@ pub fn stdout(command: &mut Command) -> Result<String, ProcessError> {
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         });
     }
-    String::from_utf8(output.stdout).map_err(|_| ProcessError::NotUtf8 { command: describe(command) })
+    String::from_utf8(output.stdout).map_err(|_| ProcessError::NotUtf8 {
+        command: describe(command),
+    })
 }

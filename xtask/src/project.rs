@@ -44,7 +44,9 @@ impl Project {
         if let Some(dir) = std::env::var_os("ENFORCER_CACHE").filter(|v| !v.is_empty()) {
             return PathBuf::from(dir);
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/root"));
         home.join(".cache").join("enforcer")
     }
 }

@@ -33,17 +33,25 @@ impl Row {
     /// Every cell starts as "not run" with the given reason.
     pub fn new(name: impl Into<String>, not_run_reason: &str) -> Self {
         let cell = Cell::NotApplicable(not_run_reason.to_string());
-        Self { name: name.into(), cells: [cell.clone(), cell.clone(), cell] }
+        Self {
+            name: name.into(),
+            cells: [cell.clone(), cell.clone(), cell],
+        }
     }
 
     pub fn set(&mut self, column: &str, cell: Cell) {
-        let index = COLUMNS.iter().position(|c| *c == column).unwrap_or_else(|| panic!("unknown summary column {column}"));
+        let index = COLUMNS
+            .iter()
+            .position(|c| *c == column)
+            .unwrap_or_else(|| panic!("unknown summary column {column}"));
         self.cells[index] = cell;
     }
 
     /// A row that neither passed nor failed anywhere verified nothing: that is a failure.
     fn ran_nowhere(&self) -> bool {
-        self.cells.iter().all(|cell| matches!(cell, Cell::NotApplicable(_)))
+        self.cells
+            .iter()
+            .all(|cell| matches!(cell, Cell::NotApplicable(_)))
     }
 }
 
@@ -54,20 +62,42 @@ pub struct Summary {
 
 impl Summary {
     pub fn passed(&self) -> usize {
-        self.rows.iter().flat_map(|row| &row.cells).filter(|cell| **cell == Cell::Pass).count()
+        self.rows
+            .iter()
+            .flat_map(|row| &row.cells)
+            .filter(|cell| **cell == Cell::Pass)
+            .count()
     }
 
     /// Failed cells, plus one for each row that ran nowhere.
     pub fn failed(&self) -> usize {
-        let cells = self.rows.iter().flat_map(|row| &row.cells).filter(|cell| **cell == Cell::Fail).count();
+        let cells = self
+            .rows
+            .iter()
+            .flat_map(|row| &row.cells)
+            .filter(|cell| **cell == Cell::Fail)
+            .count();
         cells + self.rows.iter().filter(|row| row.ran_nowhere()).count()
     }
 
     /// The table, the "ran nowhere" notes, and as the last line `N passed, N failed`.
     pub fn render(&self) -> String {
-        let name_width = self.rows.iter().map(|row| row.name.len()).chain(std::iter::once("test".len())).max().unwrap_or(4);
+        let name_width = self
+            .rows
+            .iter()
+            .map(|row| row.name.len())
+            .chain(std::iter::once("test".len()))
+            .max()
+            .unwrap_or(4);
         let widths: Vec<usize> = (0..COLUMNS.len())
-            .map(|i| self.rows.iter().map(|row| row.cells[i].text().len()).chain(std::iter::once(COLUMNS[i].len())).max().unwrap_or(0))
+            .map(|i| {
+                self.rows
+                    .iter()
+                    .map(|row| row.cells[i].text().len())
+                    .chain(std::iter::once(COLUMNS[i].len()))
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let mut out = String::new();
         let mut line = |name: &str, cells: &[String]| {
@@ -85,7 +115,11 @@ impl Summary {
             line(&row.name, &row.cells.clone().map(|cell| cell.text()));
         }
         for row in self.rows.iter().filter(|row| row.ran_nowhere()) {
-            let _ = writeln!(out, "FAIL {}: ran nowhere (n/a on every kernel it was run on)", row.name);
+            let _ = writeln!(
+                out,
+                "FAIL {}: ran nowhere (n/a on every kernel it was run on)",
+                row.name
+            );
         }
         let _ = write!(out, "{} passed, {} failed", self.passed(), self.failed());
         out
@@ -97,7 +131,10 @@ mod tests {
     use super::*;
 
     fn row(name: &str, cells: [Cell; 3]) -> Row {
-        Row { name: name.into(), cells }
+        Row {
+            name: name.into(),
+            cells,
+        }
     }
 
     #[test]
@@ -111,17 +148,29 @@ mod tests {
             ],
         };
         assert_eq!(summary.passed(), 2);
-        assert_eq!(summary.failed(), 2, "one FAIL cell plus one row that ran nowhere");
+        assert_eq!(
+            summary.failed(),
+            2,
+            "one FAIL cell plus one row that ran nowhere"
+        );
         let text = summary.render();
-        assert!(text.ends_with("\n2 passed, 2 failed"), "last line must be the count:\n{text}");
+        assert!(
+            text.ends_with("\n2 passed, 2 failed"),
+            "last line must be the count:\n{text}"
+        );
         assert!(text.contains("FAIL kernel::nowhere: ran nowhere"), "{text}");
         let header = text.lines().next().expect("header line");
-        assert_eq!(header.split('|').map(str::trim).collect::<Vec<_>>(), ["test", "host", "6.1", "6.12"]);
+        assert_eq!(
+            header.split('|').map(str::trim).collect::<Vec<_>>(),
+            ["test", "host", "6.1", "6.12"]
+        );
         assert!(text.contains("n/a (no BPF LSM)"), "{text}");
     }
 
     #[test]
     fn empty_summary_still_ends_with_the_count() {
-        assert!(Summary::default().render().ends_with("\n0 passed, 0 failed"));
+        assert!(Summary::default()
+            .render()
+            .ends_with("\n0 passed, 0 failed"));
     }
 }

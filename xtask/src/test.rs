@@ -58,6 +58,14 @@ impl Recorder {
         self.summary.rows.last_mut().expect("just pushed")
     }
 
+    /// Rows that only run on the host (unit tests, fuzzing) say so in the VM columns.
+    fn host_only(&mut self, row: &str) {
+        for column in ["6.1", "6.12"] {
+            self.row(row)
+                .set(column, Cell::NotApplicable("host only".into()));
+        }
+    }
+
     fn record(&mut self, row: &str, column: &str, outcome: Outcome, log: &Path) {
         let cell = match &outcome {
             Outcome::Pass => Cell::Pass,
@@ -91,12 +99,22 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
     let toolchain = crate::bootstrap::ensure(&project)?;
     let logs = project.test_logs_dir();
     let _ = fs::remove_dir_all(&logs);
-    fs::create_dir_all(logs.join("host")).with_context(|| format!("creating {}", logs.display()))?;
-    let mut recorder = Recorder { summary: Summary::default(), failed_logs: Vec::new() };
+    fs::create_dir_all(logs.join("host"))
+        .with_context(|| format!("creating {}", logs.display()))?;
+    let mut recorder = Recorder {
+        summary: Summary::default(),
+        failed_logs: Vec::new(),
+    };
 
     let enforcer = build::build_enforcer(&project, &toolchain, false)?;
     if !args.skip_unit {
-        unit_tests(&project, &toolchain, args.filter.as_deref(), &logs, &mut recorder)?;
+        unit_tests(
+            &project,
+            &toolchain,
+            args.filter.as_deref(),
+            &logs,
+            &mut recorder,
+        )?;
     }
 
     let executables = build::build_kernel_tests(&project, &toolchain, false)?;
@@ -123,33 +141,69 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
     };
     if !tests.is_empty() {
         for series in series {
-            run_in_vm(&project, series, &enforcer, &executables, &tests, &args, &mut recorder)?;
+            run_in_vm(
+                &project,
+                series,
+                &enforcer,
+                &executables,
+                &tests,
+                &args,
+                &mut recorder,
+            )?;
         }
     }
 
-    crate::fuzz::run_all(&project, &toolchain, args.filter.as_deref(), args.fuzz_seconds, &logs, &mut |row, outcome, log| {
-        recorder.record(row, "host", outcome, log);
-    })?;
+    crate::fuzz::run_all(
+        &project,
+        &toolchain,
+        args.filter.as_deref(),
+        args.fuzz_seconds,
+        &logs,
+        &mut |row, outcome, log| {
+            recorder.record(row, "host", outcome, log);
+            recorder.host_only(row);
+        },
+    )?;
 
     println!();
     for log in &recorder.failed_logs {
         println!("failure log: {}", log.display());
     }
-    println!("logs: {}; total time {:.0} s", logs.display(), started.elapsed().as_secs_f64());
+    println!(
+        "logs: {}; total time {:.0} s",
+        logs.display(),
+        started.elapsed().as_secs_f64()
+    );
     println!("{}", recorder.summary.render());
     Ok(if recorder.summary.failed() > 0 { 1 } else { 0 })
 }
 
-fn unit_tests(project: &Project, toolchain: &Toolchain, filter: Option<&str>, logs: &Path, recorder: &mut Recorder) -> anyhow::Result<()> {
+fn unit_tests(
+    project: &Project,
+    toolchain: &Toolchain,
+    filter: Option<&str>,
+    logs: &Path,
+    recorder: &mut Recorder,
+) -> anyhow::Result<()> {
     let log = logs.join("unit-tests.log");
     let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     let mut cargo = toolchain.cargo(project);
     // The eBPF crate only builds for the BPF target; enforcer-tests are the kernel tests below.
-    cargo.args(["test", "--workspace", "--exclude", "enforcer-tests", "--exclude", "enforcer-ebpf"]);
+    cargo.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "enforcer-tests",
+        "--exclude",
+        "enforcer-ebpf",
+    ]);
     if let Some(filter) = filter {
         cargo.args(["--", filter]);
     }
-    println!("running unit tests (cargo test --workspace), log: {}", log.display());
+    println!(
+        "running unit tests (cargo test --workspace), log: {}",
+        log.display()
+    );
     let status = cargo
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
@@ -168,9 +222,7 @@ fn unit_tests(project: &Project, toolchain: &Toolchain, filter: Option<&str>, lo
         Outcome::Fail(format!("cargo test: {status}"))
     };
     recorder.record("unit tests", "host", outcome, &log);
-    for column in ["6.1", "6.12"] {
-        recorder.row("unit tests").set(column, Cell::NotApplicable("host only".into()));
-    }
+    recorder.host_only("unit tests");
     Ok(())
 }
 
@@ -188,14 +240,19 @@ fn run_in_vm(
     let logs = project.test_logs_dir();
     let console_log = logs.join(format!("vm-{label}.log"));
     let per_test_logs = logs.join(format!("vm-{label}"));
-    fs::create_dir_all(&per_test_logs).with_context(|| format!("creating {}", per_test_logs.display()))?;
-    let kernel = kernels::resolve(series, &project.cache_dir()).with_context(|| format!("resolving the {label} kernel"))?;
+    fs::create_dir_all(&per_test_logs)
+        .with_context(|| format!("creating {}", per_test_logs.display()))?;
+    let kernel = kernels::resolve(series, &project.cache_dir())
+        .with_context(|| format!("resolving the {label} kernel"))?;
 
     let work_dir = project.scratch_dir().join(format!("test-{label}"));
     fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
     let script = work_dir.join("run-kernel-tests");
-    fs::write(&script, kernel_tests::guest_script(tests, Duration::from_secs(args.test_timeout)))
-        .with_context(|| format!("writing {}", script.display()))?;
+    fs::write(
+        &script,
+        kernel_tests::guest_script(tests, Duration::from_secs(args.test_timeout)),
+    )
+    .with_context(|| format!("writing {}", script.display()))?;
     let mut added: Vec<PathBuf> = executables.iter().map(|e| e.path.clone()).collect();
     added.push(script);
     let command = vec!["sh".to_string(), "/add/run-kernel-tests".to_string()];
@@ -212,10 +269,21 @@ fn run_in_vm(
         &work_dir,
     )?;
 
-    println!("booting {} under QEMU to run {} kernel test(s), console log: {}", kernel.package, tests.len(), console_log.display());
+    println!(
+        "booting {} under QEMU to run {} kernel test(s), console log: {}",
+        kernel.package,
+        tests.len(),
+        console_log.display()
+    );
     let mut console = String::new();
     let boot = vm::boot(
-        &Boot { kernel: &kernel, initrd: &image, bpf_lsm: true, timeout: Duration::from_secs(args.vm_timeout), exit_marker: &marker },
+        &Boot {
+            kernel: &kernel,
+            initrd: &image,
+            bpf_lsm: true,
+            timeout: Duration::from_secs(args.vm_timeout),
+            exit_marker: &marker,
+        },
         &mut |_phase, line| {
             console.push_str(line);
             console.push('\n');
@@ -223,7 +291,10 @@ fn run_in_vm(
     );
     kernel_tests::write_log(&console_log, &console)?;
     match &boot {
-        Ok(status) => println!("kernel {label}: booted, ran the tests and powered off in {:.1} s", status.elapsed.as_secs_f64()),
+        Ok(status) => println!(
+            "kernel {label}: booted, ran the tests and powered off in {:.1} s",
+            status.elapsed.as_secs_f64()
+        ),
         Err(err) => println!("kernel {label}: {err}"),
     }
     let results = kernel_tests::split_console(&console, tests.len());
@@ -231,7 +302,11 @@ fn run_in_vm(
         let log = per_test_logs.join(test.log_name());
         kernel_tests::write_log(&log, &results.outputs[index])?;
         let outcome = kernel_tests::guest_outcome(&results, index, test);
-        let log = if results.finished[index] { log } else { console_log.clone() };
+        let log = if results.finished[index] {
+            log
+        } else {
+            console_log.clone()
+        };
         recorder.record(&test.row, label, outcome, &log);
     }
     Ok(())

@@ -91,33 +91,49 @@ pub fn run(args: VmArgs) -> anyhow::Result<u8> {
             &project.scratch_dir().join(format!("vm-{}", series.label())),
         )?;
         let stdout = std::io::stdout();
-        let status = boot(&Boot {
-            kernel: &kernel,
-            initrd: &image,
-            bpf_lsm: !args.no_bpf_lsm,
-            timeout: Duration::from_secs(args.timeout),
-            exit_marker: &marker,
-        }, &mut |phase, line| {
-            // Firmware and boot messages only matter when the boot fails, and then the error
-            // quotes them.
-            if phase == Phase::Command {
-                let _ = writeln!(stdout.lock(), "{line}");
-            }
-        })?;
+        let status = boot(
+            &Boot {
+                kernel: &kernel,
+                initrd: &image,
+                bpf_lsm: !args.no_bpf_lsm,
+                timeout: Duration::from_secs(args.timeout),
+                exit_marker: &marker,
+            },
+            &mut |phase, line| {
+                // Firmware and boot messages only matter when the boot fails, and then the error
+                // quotes them.
+                if phase == Phase::Command {
+                    let _ = writeln!(stdout.lock(), "{line}");
+                }
+            },
+        )?;
         if status.code != 0 && first_failure.is_none() {
             first_failure = Some(status.code);
         }
         if matches!(args.kernel, KernelChoice::All) {
-            println!("=== kernel {}: exit status {} after {:.1} s ===", series.label(), status.code, status.elapsed.as_secs_f64());
+            println!(
+                "=== kernel {}: exit status {} after {:.1} s ===",
+                series.label(),
+                status.code,
+                status.elapsed.as_secs_f64()
+            );
         }
     }
-    Ok(first_failure.map(|code| u8::try_from(code).unwrap_or(1)).unwrap_or(0))
+    Ok(first_failure
+        .map(|code| u8::try_from(code).unwrap_or(1))
+        .unwrap_or(0))
 }
 
 /// A marker line no command would print by accident.
 pub fn exit_marker() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
-    format!("@@ENFORCER-VM-EXIT-{}-{nanos}@@ status=", std::process::id())
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!(
+        "@@ENFORCER-VM-EXIT-{}-{nanos}@@ status=",
+        std::process::id()
+    )
 }
 
 pub struct Boot<'a> {
@@ -148,24 +164,42 @@ pub enum Phase {
 /// Boots, hands every console line (without `\r` and without the markers) to `on_line`, and
 /// returns the status the guest reported.
 pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<BootStatus, VmError> {
-    let lsm = if boot.bpf_lsm { "landlock,lockdown,yama,bpf" } else { "landlock,lockdown,yama" };
+    let lsm = if boot.bpf_lsm {
+        "landlock,lockdown,yama,bpf"
+    } else {
+        "landlock,lockdown,yama"
+    };
     let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "2", "-nographic", "-no-reboot"])
-        // No network card: nothing needs one, and its boot ROM only adds console noise.
-        .args(["-nic", "none"])
-        .arg("-kernel")
-        .arg(&boot.kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(boot.initrd)
-        .arg("-append")
-        .arg(format!("console=ttyS0 quiet lsm={lsm} panic=-1"))
-        // No stdin: QEMU must not grab a terminal, and CI has none.
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    qemu.args([
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-m",
+        "1024",
+        "-smp",
+        "2",
+        "-nographic",
+        "-no-reboot",
+    ])
+    // No network card: nothing needs one, and its boot ROM only adds console noise.
+    .args(["-nic", "none"])
+    .arg("-kernel")
+    .arg(&boot.kernel.vmlinuz)
+    .arg("-initrd")
+    .arg(boot.initrd)
+    .arg("-append")
+    .arg(format!("console=ttyS0 quiet lsm={lsm} panic=-1"))
+    // No stdin: QEMU must not grab a terminal, and CI has none.
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     let label = boot.kernel.series.label().to_string();
     let started = Instant::now();
-    let mut child = qemu.spawn().map_err(|source| ProcessError::Spawn { command: process::describe(&qemu), source })?;
+    let mut child = qemu.spawn().map_err(|source| ProcessError::Spawn {
+        command: process::describe(&qemu),
+        source,
+    })?;
     let console = child.stdout.take().expect("piped stdout");
     let (sender, receiver) = mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
@@ -187,10 +221,15 @@ pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<Boo
             Some(status) => started + status.elapsed + POWEROFF_GRACE,
             None => deadline,
         };
-        let Some(wait) = limit.checked_duration_since(Instant::now()) else { break };
+        let Some(wait) = limit.checked_duration_since(Instant::now()) else {
+            break;
+        };
         match receiver.recv_timeout(wait) {
             Ok(line) => {
-                if phase == Phase::Boot && reported.is_none() && line.contains(initramfs::START_MARKER) {
+                if phase == Phase::Boot
+                    && reported.is_none()
+                    && line.contains(initramfs::START_MARKER)
+                {
                     phase = Phase::Command;
                 } else if let Some(position) = line.find(boot.exit_marker) {
                     let (before, after) = line.split_at(position);
@@ -198,7 +237,10 @@ pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<Boo
                         on_line(phase, before);
                     }
                     let code = after[boot.exit_marker.len()..].trim().parse().unwrap_or(-1);
-                    reported = Some(BootStatus { code, elapsed: started.elapsed() });
+                    reported = Some(BootStatus {
+                        code,
+                        elapsed: started.elapsed(),
+                    });
                     phase = Phase::Boot;
                 } else {
                     on_line(phase, &line);
@@ -218,7 +260,13 @@ pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<Boo
     let _ = reader.join();
     match reported {
         Some(status) => Ok(status),
-        None if started.elapsed() >= boot.timeout => Err(VmError::Timeout { kernel: label, seconds: boot.timeout.as_secs() }),
-        None => Err(VmError::NoExitStatus { kernel: label, tail: tail.join("\n") }),
+        None if started.elapsed() >= boot.timeout => Err(VmError::Timeout {
+            kernel: label,
+            seconds: boot.timeout.as_secs(),
+        }),
+        None => Err(VmError::NoExitStatus {
+            kernel: label,
+            tail: tail.join("\n"),
+        }),
     }
 }
