@@ -27,4 +27,6 @@ pub enum Command {
     Events(cmd::events::EventsArgs),
     /// Show the daemon's health, backend, agents, per-rule enforcement and counters.
     Status(cmd::status::StatusArgs),
+    /// Start a daemon with the demo policy, run a scripted agent, show its audit events live.
+    Demo(cmd::demo::DemoArgs),
 }

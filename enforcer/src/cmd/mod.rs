@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod daemon;
+pub mod demo;
 pub mod events;
 pub mod explain;
 pub mod probe;
@@ -21,5 +22,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Events(args) => events::run(args),
         Command::Status(args) => status::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

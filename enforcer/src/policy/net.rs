@@ -98,6 +98,9 @@ fn split_ports(text: &str) -> Result<(&str, Option<&str>), String> {
 }
 
 fn parse_ports(text: &str) -> Result<(u16, u16), String> {
+    if let Some((_, proto)) = text.split_once('/') {
+        return Err(format!("unknown protocol `/{proto}` (expected `/tcp` or `/udp`)"));
+    }
     let parse_one = |s: &str| -> Result<u16, String> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("invalid port `{s}` (expected 0..=65535, `LO-HI`)"));

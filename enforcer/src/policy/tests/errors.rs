@@ -1,0 +1,185 @@
+//! Every error message, with its exact `file:line:col`.
+
+use super::*;
+
+fn one(files: &[(&str, &str)]) -> String {
+    let e = errors(files);
+    assert_eq!(e.len(), 1, "expected exactly one error, got {e:#?}");
+    e.into_iter().next().unwrap()
+}
+
+fn agent_err(body: &str) -> String {
+    one(&[("a.toml", &agent(body))])
+}
+
+#[test]
+fn toml_syntax_and_schema_errors() {
+    assert_eq!(one(&[("a.toml", "[agent\nname = \"a\"\n")]), "a.toml:1:7: invalid table header\nexpected `.`, `]`");
+    assert_eq!(agent_err("colour = \"red\"\n"), "a.toml:3:1: unknown field `colour`, expected one of `name`, `description`, `mode`, `on_violation`, `delegate`, `match`, `log`");
+    assert_eq!(agent_err("mode = \"strict\"\n"), "a.toml:3:8: unknown variant `strict`, expected `enforce` or `audit`");
+    assert_eq!(agent_err("on_violation = \"explode\"\n"), "a.toml:3:16: unknown variant `explode`, expected `audit` or `kill`");
+    assert_eq!(agent_err("log.file_allow = \"yes\"\n"), "a.toml:3:18: invalid type: string \"yes\", expected a boolean");
+    assert_eq!(agent_err("match.pid = [1]\n"), "a.toml:3:7: unknown field `pid`, expected `exe` or `cgroup`");
+    assert_eq!(agent_err("[file]\nexecute = [\"/x\"]\n"), "a.toml:4:1: unknown field `execute`, expected one of `read`, `write`, `deny`, `deny_read`, `deny_write`");
+    assert_eq!(agent_err("[file]\nread = \"/x\"\n"), "a.toml:4:8: invalid type: string \"/x\", expected a sequence");
+    assert_eq!(agent_err("[file]\nread = [42]\n"), "a.toml:4:9: invalid type: integer `42`, expected a pattern string or a table { path = \"...\", id = \"...\" }");
+    assert_eq!(agent_err("[file]\nread = [{ pth = \"/x\" }]\n"), "a.toml:4:9: unknown field `pth`, expected `path` or `id`");
+    assert_eq!(agent_err("[net]\nconnect = [{ path = \"1.2.3.4\" }]\n"), "a.toml:4:12: unknown field `path`, expected `to` or `id`");
+    assert_eq!(agent_err("[file]\nread = [{ id = \"x\" }]\n"), "a.toml:4:9: missing field `path`");
+    assert_eq!(one(&[("a.toml", "[agent]\ndescription = \"no name\"\n")]), "a.toml:1:1: missing field `name`");
+    assert_eq!(one(&[("a.toml", "[file]\nread = [\"/x\"]\n")]), "a.toml:1:1: expected an [agent] table (an agent policy) or a [set] table (a permission set)");
+    assert_eq!(
+        one(&[("a.toml", "[agent]\nname = \"a\"\n[set]\nname = \"s\"\n")]),
+        "a.toml:3:1: a file is either an agent policy ([agent]) or a permission set ([set]), not both"
+    );
+}
+
+#[test]
+fn name_and_id_errors() {
+    let e = "invalid agent name `bad name`: use 1-64 letters, digits, `.`, `_`, `-`, starting with a letter or digit";
+    assert_eq!(one(&[("a.toml", "[agent]\nname = \"bad name\"\n")]), format!("a.toml:2:8: {e}"));
+    assert_eq!(agent_err("delegate = [\"a\"]\n"), "a.toml:3:13: an agent cannot delegate to itself");
+    assert_eq!(agent_err("delegate = [\"ghost\"]\n"), "a.toml:3:13: unknown agent `ghost` in delegate (no loaded policy defines it)");
+    assert_eq!(
+        agent_err("[file]\nread = [{ path = \"/x\", id = \"has space\" }]\n"),
+        "a.toml:4:29: invalid rule id `has space`: use 1-128 printable characters without spaces"
+    );
+    assert_eq!(
+        agent_err("[file]\nread = [{ path = \"/x\", id = \"r\" }]\nwrite = [{ path = \"/y\", id = \"r\" }]\n"),
+        "a.toml:5:19: rule id `r` is already used in agent `a` (at a.toml:4:18)"
+    );
+    assert_eq!(
+        one(&[("a.toml", "[agent]\nname = \"a\"\n"), ("b.toml", "[agent]\nname = \"a\"\n")]),
+        "b.toml:2:8: duplicate agent name `a` (first defined at a.toml:2:8)"
+    );
+}
+
+#[test]
+fn pattern_errors_name_the_field_and_point_at_the_pattern() {
+    assert_eq!(
+        agent_err("[file]\nread = [\"/ok\", \"/a/**/b\"]\n"),
+        "a.toml:4:16: file.read: `**` is only supported at the end (`/dir/**`) or start (`**/NAME`); supported forms: \
+         `/exact/path`, `/dir/**`, one whole `*` component (`/home/*/.ssh/**`), `**/NAME` and `**/*.EXT`"
+    );
+    assert_eq!(
+        agent_err("[exec]\ndeny = [{ path = \"bin/sh\" }]\n"),
+        "a.toml:4:18: exec.deny: a path pattern must be absolute (start with `/`) or `**/NAME`; supported forms: \
+         `/exact/path`, `/dir/**`, one whole `*` component (`/home/*/.ssh/**`), `**/NAME` and `**/*.EXT`"
+    );
+    assert_eq!(
+        agent_err("match.exe = [\"/usr/bin/*\"]\n"),
+        "a.toml:3:14: agent.match.exe: only exact paths and `/dir/**` subtrees (no `*`, no `**/NAME`) can be used here"
+    );
+    assert_eq!(
+        agent_err("match.cgroup = [\"/\"]\n"),
+        "a.toml:3:17: agent.match.cgroup: the root cgroup `/` would match every process"
+    );
+    assert_eq!(
+        agent_err("[file]\ndeny = [\"~/.ssh/**\"]\n"),
+        "a.toml:4:9: file.deny: `~` is not expanded: write the absolute path (e.g. `/home/*/.ssh/**`)"
+    );
+}
+
+#[test]
+fn net_errors() {
+    assert_eq!(
+        agent_err("[net]\nconnect = [\"10.0.0.1/8:443\"]\n"),
+        "a.toml:4:12: net.connect: host bits set in `10.0.0.1/8`: did you mean `10.0.0.0/8`?"
+    );
+    assert_eq!(
+        agent_err("[net]\nconnect = [\"[::1]x\"]\n"),
+        "a.toml:4:12: net.connect: unexpected `x` after `]` (expected `:PORT`)"
+    );
+    assert_eq!(agent_err("[net]\ndeny = [\"1.2.3.4:99999\"]\n"), "a.toml:4:9: net.deny: port 99999 is out of range (0..=65535)");
+    assert_eq!(
+        agent_err("[net]\nconnect = [{ to = \"[::1]:80/sctp\", id = \"x\" }]\n"),
+        "a.toml:4:19: net.connect: unknown protocol `/sctp` (expected `/tcp` or `/udp`)"
+    );
+}
+
+#[test]
+fn include_errors() {
+    assert_eq!(
+        one(&[("a.toml", "include = [\"sets/missing.toml\"]\n[agent]\nname = \"a\"\n")]),
+        "a.toml:1:12: cannot read included file `sets/missing.toml`: No such file or directory (os error 2)"
+    );
+    assert_eq!(
+        one(&[("a.toml", "include = [\"nothing\"]\n[agent]\nname = \"a\"\n")]),
+        "a.toml:1:12: no permission set named `nothing` (looked for a loaded [set] and `sets/nothing.toml`: No such \
+         file or directory (os error 2))"
+    );
+    assert_eq!(
+        one(&[("a.toml", "include = [\"b.toml\"]\n[agent]\nname = \"a\"\n"), ("b.toml", "[agent]\nname = \"b\"\n")]),
+        "a.toml:1:12: `b.toml` is an agent policy; only permission sets ([set]) can be included"
+    );
+    let cycle = [
+        ("a.toml", "include = [\"x.toml\"]\n[agent]\nname = \"a\"\n"),
+        ("x.toml", "include = [\"y.toml\"]\n[set]\nname = \"x\"\n"),
+        ("y.toml", "include = [\"x.toml\"]\n[set]\nname = \"y\"\n"),
+    ];
+    let e = errors(&cycle);
+    assert!(e.contains(&"y.toml:1:12: include cycle: a.toml -> x.toml -> y.toml -> x.toml".to_string()), "{e:#?}");
+}
+
+#[test]
+fn conflicting_selectors() {
+    let files = [
+        ("a.toml", "[agent]\nname = \"a\"\nmatch.exe = [\"/opt/tools/**\"]\nmatch.cgroup = [\"/agents/x\"]\n"),
+        ("b.toml", "[agent]\nname = \"b\"\nmatch.exe = [\"/opt/tools/bin/b\"]\nmatch.cgroup = [\"/agents/x\"]\n"),
+    ];
+    assert_eq!(
+        errors(&files),
+        vec![
+            "b.toml:4:17: cgroup `/agents/x` is already matched by agent `a` (at a.toml:4:17); a cgroup selects one agent",
+            "b.toml:3:14: agent.match.exe overlaps agent `a`'s pattern at a.toml:3:14; an executable selects one agent",
+        ]
+    );
+}
+
+#[test]
+fn limits_are_compile_errors() {
+    let depths = "[file]\nread = [\"/*/a\", \"/a/*/b\", \"/a/b/*/c\", \"/a/b/c/*/d\", \"/a/b/c/d/*/e\"]\n";
+    assert_eq!(
+        agent_err(depths),
+        "a.toml:4:53: `*` at depth 5: agent `a` already uses `*` at depths [1, 2, 3, 4]; at most 4 distinct depths per agent"
+    );
+    let rules: Vec<String> = (0..17).map(|p| format!("\"10.0.0.0/8:{}\"", 1000 + p)).collect();
+    assert_eq!(
+        agent_err(&format!("[net]\nconnect = [{}]\n", rules.join(", "))),
+        "a.toml:4:12: more than 16 net rules apply to 10.0.0.0/8 (counting every rule of a CIDR that contains it); \
+         the kernel keeps at most 16 per address prefix"
+    );
+}
+
+#[test]
+fn errors_are_collected_across_files_and_rules() {
+    let files = [
+        ("a.toml", "[agent]\nname = \"a\"\n[file]\nread = [\"rel\", \"/ok\", \"/x*\"]\n"),
+        ("b.toml", "[agent]\nname = \"b\"\nmode = \"loud\"\n"),
+    ];
+    let e = errors(&files);
+    assert_eq!(e.len(), 3, "{e:#?}");
+    assert!(e[0].starts_with("a.toml:4:9: file.read: a path pattern must be absolute"), "{e:#?}");
+    assert!(e[1].starts_with("a.toml:4:23: file.read: `*` must be a whole path component"), "{e:#?}");
+    assert!(e[2].starts_with("b.toml:3:8: unknown variant `loud`"), "{e:#?}");
+}
+
+#[test]
+fn rendered_errors_quote_the_line_with_a_caret() {
+    let d = load_sources(&[("a.toml", "[agent]\nname = \"a\"\n[file]\nread = [\"/ok\", \"/a/**/b\"]\n")]).unwrap_err();
+    let text = d.to_string();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("a.toml:4:16: file.read: `**` is only supported"));
+    assert_eq!(lines.next(), Some("4 | read = [\"/ok\", \"/a/**/b\"]"));
+    assert_eq!(lines.next(), Some("  |                ^^^^^^^^^"));
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(json[0]["file"], "a.toml");
+    assert_eq!((json[0]["line"].as_u64(), json[0]["col"].as_u64()), (Some(4), Some(16)));
+    assert_eq!(json[0]["source_line"], "read = [\"/ok\", \"/a/**/b\"]");
+}
+
+#[test]
+fn missing_paths_are_errors() {
+    let d = crate::policy::load_paths(&["/nonexistent/enforcer/p.toml".into()]).unwrap_err();
+    assert_eq!(d.headlines(), vec!["/nonexistent/enforcer/p.toml: cannot read: No such file or directory (os error 2)"]);
+}
