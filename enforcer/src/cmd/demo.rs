@@ -1,0 +1,270 @@
+//! `enforcer demo`: start a daemon with the demo policy (`policies/demo/`), run a scripted agent
+//! under `enforcer run` that tries allowed and forbidden opens, execs and connects, show the
+//! audit events live, then a summary. Exits 1 if an expected allow or deny did not happen.
+//!
+//! Everything lives in /tmp/enforcer-demo (the policy names those paths); kernel state is pinned
+//! in its own bpffs directory and removed at the end, so a production daemon is not disturbed.
+
+use std::io::{BufRead, BufReader, IsTerminal as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use crate::api::client::ApiClient;
+use crate::api::{Request, Response};
+use crate::audit::text::format_record;
+use crate::audit::{EventRecord, Record};
+use crate::kernel;
+
+const ROOT: &str = "/tmp/enforcer-demo";
+const PIN_DIR: &str = "/sys/fs/bpf/enforcer-demo";
+const ALLOWED_PORT: u16 = 47001;
+const DENIED_PORT: u16 = 47002;
+/// QEMU without KVM is slow: loading and verifying the programs can take a while there.
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Directory with the demo policy [default: $ENFORCER_POLICIES/demo, /policies/demo, ./policies/demo]
+    #[arg(long, value_name = "DIR")]
+    pub policy_dir: Option<PathBuf>,
+}
+
+/// One scripted operation: the `try-ops` argument, what the policy says, and how to find its
+/// audit event.
+struct Step {
+    what: &'static str,
+    op: String,
+    allowed: bool,
+    event_op: &'static str,
+    target: String,
+}
+
+fn script() -> Vec<Step> {
+    let step = |what, op: String, allowed, event_op, target: String| Step { what, op, allowed, event_op, target };
+    vec![
+        step("read a work file", format!("open:{ROOT}/work/notes.txt"), true, "open", format!("{ROOT}/work/notes.txt")),
+        step("create a work file", format!("create:{ROOT}/work/out.txt"), true, "open", format!("{ROOT}/work/out.txt")),
+        step("read a secret in the work tree", format!("open:{ROOT}/work/secrets/token"), false, "open", format!("{ROOT}/work/secrets/token")),
+        step("read a file outside the work tree", format!("open:{ROOT}/outside.txt"), false, "open", format!("{ROOT}/outside.txt")),
+        step("run an allowed tool", format!("exec:{ROOT}/bin/enforcer,--version"), true, "exec", format!("{ROOT}/bin/enforcer")),
+        step("run a tool not in the policy", format!("exec:{ROOT}/forbidden/enforcer,--version"), false, "exec", format!("{ROOT}/forbidden/enforcer")),
+        step("connect to the allowed port", format!("connect:127.0.0.1:{ALLOWED_PORT}"), true, "connect", format!("127.0.0.1:{ALLOWED_PORT}")),
+        step("connect to another port", format!("connect:127.0.0.1:{DENIED_PORT}"), false, "connect", format!("127.0.0.1:{DENIED_PORT}")),
+    ]
+}
+
+fn default_policy_dir() -> PathBuf {
+    let candidates = [std::env::var_os("ENFORCER_POLICIES").map(PathBuf::from), Some("/policies".into()), Some("policies".into())];
+    candidates.into_iter().flatten().map(|base| base.join("demo")).find(|d| d.is_dir()).unwrap_or_else(|| "policies/demo".into())
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let policy_dir = args.policy_dir.unwrap_or_else(default_policy_dir);
+    let policy_dir = policy_dir.canonicalize().with_context(|| format!("demo policy directory {}", policy_dir.display()))?;
+    let exe = std::env::current_exe().context("locating the enforcer binary")?;
+    prepare_root(&exe)?;
+    let _listeners = [TcpListener::bind(("127.0.0.1", ALLOWED_PORT)), TcpListener::bind(("127.0.0.1", DENIED_PORT))]
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .context("listening on the demo ports 47001/47002 (in use?)")?;
+
+    println!("== starting the daemon with {}", policy_dir.display());
+    let mut daemon = Daemon::start(&exe, &policy_dir)?;
+    let outcome = run_agent(&exe, &daemon.socket);
+    daemon.stop();
+    match kernel::uninstall(Path::new(PIN_DIR)) {
+        Ok(()) => println!("== removed the demo's pinned kernel state ({PIN_DIR})"),
+        Err(e) => eprintln!("enforcer demo: could not remove {PIN_DIR}: {e}"),
+    }
+    let (results, events) = outcome?;
+    Ok(summarize(&script(), &results, &events))
+}
+
+fn prepare_root(exe: &Path) -> anyhow::Result<()> {
+    let root = Path::new(ROOT);
+    if root.exists() {
+        std::fs::remove_dir_all(root).with_context(|| format!("removing the previous {ROOT}"))?;
+    }
+    for dir in ["work/secrets", "bin", "forbidden", "state"] {
+        std::fs::create_dir_all(root.join(dir)).with_context(|| format!("creating {ROOT}/{dir}"))?;
+    }
+    let files = [("work/notes.txt", "notes\n"), ("work/secrets/token", "s3cr3t\n"), ("outside.txt", "not for agents\n")];
+    for (name, text) in files {
+        std::fs::write(root.join(name), text).with_context(|| format!("writing {ROOT}/{name}"))?;
+    }
+    // The agent program is this binary (`try-ops`); a copy outside the exec allow list is the
+    // forbidden tool.
+    for dir in ["bin", "forbidden"] {
+        std::fs::copy(exe, root.join(dir).join("enforcer")).with_context(|| format!("copying the binary to {ROOT}/{dir}"))?;
+    }
+    Ok(())
+}
+
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    fn start(exe: &Path, policy_dir: &Path) -> anyhow::Result<Self> {
+        let root = Path::new(ROOT);
+        let socket = root.join("api.sock");
+        let log = std::fs::File::create(root.join("daemon.log")).context("creating the daemon log")?;
+        let mut child = Command::new(exe)
+            .arg("daemon")
+            .arg("--config")
+            .arg("/dev/null")
+            .arg("--policy-dir")
+            .arg(policy_dir)
+            .args(["--pin-dir", PIN_DIR, "--log-level", "info"])
+            .arg("--state-dir")
+            .arg(root.join("state"))
+            .arg("--audit-log")
+            .arg(root.join("audit.jsonl"))
+            .arg("--socket")
+            .arg(&socket)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("starting `enforcer daemon`")?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) if line.starts_with("enforcer daemon ready") => {
+                    println!("   {line}");
+                    return Ok(Daemon { child, socket });
+                }
+                Ok(_) => {}
+                Err(_) if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    bail!("the daemon did not become ready in {READY_TIMEOUT:?}; see {ROOT}/daemon.log");
+                }
+                Err(_) => {}
+            }
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(root.join("daemon.log")).unwrap_or_default();
+                bail!("the daemon exited with {status} before it was ready:\n{log}");
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+type Results = Vec<serde_json::Value>;
+
+/// Run the scripted agent under `enforcer run`, printing the live audit stream meanwhile.
+fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRecord>)> {
+    let mut live = ApiClient::connect(socket)?;
+    let Response::Subscribed { .. } = live.call(&Request::Subscribe {})? else { bail!("subscription refused") };
+    let events: Arc<Mutex<Vec<EventRecord>>> = Arc::default();
+    let seen = events.clone();
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    std::thread::spawn(move || {
+        while let Ok(Some(line)) = live.next_line() {
+            let Ok(record) = serde_json::from_str::<Record>(&line) else { continue };
+            println!("   {}", format_record(&record, color));
+            if let Record::Event(e) = record {
+                seen.lock().unwrap().push(e);
+            }
+        }
+    });
+
+    println!("== running the agent: enforcer run --agent demo-agent -- {ROOT}/bin/enforcer try-ops ...");
+    let output = Command::new(exe)
+        .arg("run")
+        .arg("--socket")
+        .arg(socket)
+        .args(["--agent", "demo-agent", "--"])
+        .arg(Path::new(ROOT).join("bin/enforcer"))
+        .arg("try-ops")
+        .args(script().iter().map(|s| s.op.clone()))
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the agent")?;
+    if !output.status.success() {
+        bail!("the agent failed: {}", output.status);
+    }
+    let results: Results = String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    // Let the daemon's 50 ms drain bring the last events in.
+    let mut last = usize::MAX;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = events.lock().unwrap().len();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let events = events.lock().unwrap().clone();
+    Ok((results, events))
+}
+
+fn event_for<'a>(step: &Step, events: &'a [EventRecord]) -> Option<&'a EventRecord> {
+    events.iter().filter(|e| e.op == step.event_op && e.agent.as_deref() == Some("demo-agent")).find(|e| {
+        let target = match (&e.path, &e.addr, e.port) {
+            (Some(path), _, _) => path.clone(),
+            (_, Some(addr), Some(port)) => format!("{addr}:{port}"),
+            _ => String::new(),
+        };
+        target == step.target
+    })
+}
+
+/// Print the summary table; exit status 0 when every step did what the policy says.
+fn summarize(steps: &[Step], results: &Results, events: &[EventRecord]) -> ExitCode {
+    println!("\n== summary");
+    println!("   {:<36} {:<8} {:<24} {:<12} {}", "STEP", "POLICY", "RESULT", "EVENT", "OK");
+    let mut failures = 0;
+    for (i, step) in steps.iter().enumerate() {
+        let errno = results.get(i).and_then(|r| r["errno"].as_i64());
+        let result = results.get(i).and_then(|r| r["result"].as_str()).unwrap_or("no result").to_owned();
+        let event = event_for(step, events);
+        let verdict = event.map_or("none", |e| e.verdict.as_str());
+        let ok = match (step.allowed, errno, verdict) {
+            (true, Some(0), "allow" | "none") => true,
+            // Denied in the kernel: the call failed and the event says so.
+            (false, Some(e), "deny") if e != 0 => true,
+            // A backend that can only observe this kind of operation: logged, not blocked.
+            (false, Some(0), "audit-deny") => true,
+            _ => false,
+        };
+        if !ok {
+            failures += 1;
+        }
+        let policy = if step.allowed { "allow" } else { "deny" };
+        println!("   {:<36} {:<8} {:<24} {:<12} {}", step.what, policy, truncate(&result, 24), verdict, if ok { "yes" } else { "NO" });
+    }
+    if failures == 0 {
+        println!("\nevery operation was allowed or denied as the policy says; full log: {ROOT}/audit.jsonl");
+        ExitCode::SUCCESS
+    } else {
+        println!("\n{failures} operation(s) did not match the policy; full log: {ROOT}/audit.jsonl, daemon log: {ROOT}/daemon.log");
+        ExitCode::from(1)
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        format!("{}...", text.chars().take(max - 3).collect::<String>())
+    }
+}
