@@ -36,5 +36,6 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
 fn init_logging(filter: &str) {
     // The filter was validated with the config; stderr keeps stdout for the `ready` line.
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }

@@ -74,9 +74,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("listening on the demo ports 47001/47002 (in use?)")?;
 
     println!("== starting the daemon with {}", policy_dir.display());
-    let mut daemon = Daemon::start(&exe, &policy_dir)?;
-    let outcome = run_agent(&exe, &daemon.socket);
-    daemon.stop();
+    let outcome = Daemon::start(&exe, &policy_dir).and_then(|mut daemon| {
+        let outcome = run_agent(&exe, &daemon.socket);
+        daemon.stop();
+        outcome
+    });
     match kernel::uninstall(Path::new(PIN_DIR)) {
         Ok(()) => println!("== removed the demo's pinned kernel state ({PIN_DIR})"),
         Err(e) => eprintln!("enforcer demo: could not remove {PIN_DIR}: {e}"),
