@@ -57,14 +57,36 @@ fn parse_result_line(output: &str) -> Option<Counts> {
     Some(parsed)
 }
 
-/// The reason from `ENFORCER-NA <test>: <reason>` for this test, if it printed one. The line may
-/// follow libtest's `test <name> ... ` on the same line (output is not captured).
-fn not_applicable_reason(output: &str, test: &str) -> Option<String> {
-    output.lines().find_map(|line| {
-        let (_, rest) = line.split_once(NOT_APPLICABLE_PREFIX)?;
-        let reason = rest.strip_prefix(test)?.strip_prefix(':')?;
-        Some(reason.trim().to_string())
-    })
+/// What the `ENFORCER-NA` lines of one test's output say.
+#[derive(Debug, PartialEq, Eq)]
+enum NotApplicableLine {
+    None,
+    /// `ENFORCER-NA <this test>: <reason>`; the name may carry the executable's name in front
+    /// (`<target>::<test>`).
+    Ours(String),
+    /// A line naming some other test: the helper that printed it is confused, which must not
+    /// pass silently.
+    Foreign(String),
+}
+
+/// The line may follow libtest's `test <name> ... ` on the same line (output is not captured).
+fn not_applicable_line(output: &str, test: &str) -> NotApplicableLine {
+    let qualified_suffix = format!("::{test}");
+    let mut foreign = None;
+    for line in output.lines() {
+        let Some((_, rest)) = line.split_once(NOT_APPLICABLE_PREFIX) else {
+            continue;
+        };
+        let Some((name, reason)) = rest.split_once(": ") else {
+            foreign.get_or_insert_with(|| rest.trim().to_string());
+            continue;
+        };
+        if name == test || name.ends_with(&qualified_suffix) {
+            return NotApplicableLine::Ours(reason.trim().to_string());
+        }
+        foreign.get_or_insert_with(|| name.to_string());
+    }
+    foreign.map_or(NotApplicableLine::None, NotApplicableLine::Foreign)
 }
 
 /// The outcome of `<binary> --exact <test>`, from its output and exit status (None: it did not
@@ -82,9 +104,12 @@ pub fn classify(output: &str, exit_code: Option<i32>, test: &str) -> Outcome {
         return Outcome::Fail(format!("exit status {code}"));
     }
     match (counts.passed, counts.ignored) {
-        (1, 0) => match not_applicable_reason(output, test) {
-            Some(reason) => Outcome::NotApplicable(reason),
-            None => Outcome::Pass,
+        (1, 0) => match not_applicable_line(output, test) {
+            NotApplicableLine::Ours(reason) => Outcome::NotApplicable(reason),
+            NotApplicableLine::None => Outcome::Pass,
+            NotApplicableLine::Foreign(name) => Outcome::Fail(format!(
+                "printed `{NOT_APPLICABLE_PREFIX}{name}: ...` but the test is `{test}`"
+            )),
         },
         (0, 1) => Outcome::Ignored,
         (passed, ignored) => Outcome::Fail(format!(
@@ -126,9 +151,18 @@ mod tests {
     }
 
     #[test]
-    fn not_applicable_line_of_another_test_is_not_ours() {
+    fn not_applicable_line_naming_another_test_fails() {
         let output = "ENFORCER-NA other::test: nope\ntest x ... ok\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n";
-        assert_eq!(classify(output, Some(0), "x"), Outcome::Pass);
+        assert!(matches!(classify(output, Some(0), "x"), Outcome::Fail(_)));
+    }
+
+    #[test]
+    fn not_applicable_line_may_name_the_executable_too() {
+        let output = format!("ENFORCER-NA lsm::{NAME}: no BPF LSM\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n");
+        assert_eq!(
+            classify(&output, Some(0), NAME),
+            Outcome::NotApplicable("no BPF LSM".into())
+        );
     }
 
     #[test]
