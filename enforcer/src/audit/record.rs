@@ -13,6 +13,8 @@ use crate::kernel::RawEvent;
 use crate::policy::compile::CompiledPolicy;
 
 /// One line of the audit log.
+// Records live briefly in one batch; boxing events would cost an allocation each for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Record {

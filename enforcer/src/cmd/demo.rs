@@ -233,7 +233,7 @@ fn event_for<'a>(step: &Step, events: &'a [EventRecord]) -> Option<&'a EventReco
 /// Print the summary table; exit status 0 when every step did what the policy says.
 fn summarize(steps: &[Step], results: &Results, events: &[EventRecord]) -> ExitCode {
     println!("\n== summary");
-    println!("   {:<36} {:<8} {:<24} {:<12} {}", "STEP", "POLICY", "RESULT", "EVENT", "OK");
+    println!("   {:<36} {:<8} {:<24} {:<12} OK", "STEP", "POLICY", "RESULT", "EVENT");
     let mut failures = 0;
     for (i, step) in steps.iter().enumerate() {
         let errno = results.get(i).and_then(|r| r["errno"].as_i64());

@@ -83,7 +83,7 @@ fn api_requests_over_the_socket() {
     assert_eq!(registered.map(|s| s.agent()), Some(1), "the caller is agent 1 (coder) in the kernel");
 
     // A second daemon must not take over a live socket.
-    let err = runtime.block_on(async { server::bind(&socket, None) }).err().expect("second bind must fail");
+    let err = runtime.block_on(async { server::bind(&socket, None) }).expect_err("second bind must fail");
     assert!(err.to_string().contains("already listening"), "{err}");
 }
 
