@@ -78,7 +78,7 @@ impl Recorder {
             _ => String::new(),
         };
         println!("[{column:>4}] {row} ... {}{detail}", cell_text(&cell));
-        if cell == Cell::Fail {
+        if cell == Cell::Fail && !self.failed_logs.iter().any(|known| known == log) {
             self.failed_logs.push(log.to_path_buf());
         }
         self.row(row).set(column, cell);
@@ -295,7 +295,7 @@ fn run_in_vm(
             "kernel {label}: booted, ran the tests and powered off in {:.1} s",
             status.elapsed.as_secs_f64()
         ),
-        Err(err) => println!("kernel {label}: {err}"),
+        Err(err) => println!("{err}"),
     }
     let results = kernel_tests::split_console(&console, tests.len());
     for (index, test) in tests.iter().enumerate() {

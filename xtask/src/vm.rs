@@ -66,6 +66,12 @@ pub enum VmError {
     Timeout { kernel: String, seconds: u64 },
     #[error("kernel {kernel}: the guest stopped without reporting the command's exit status (kernel panic or /init failure?); last console lines:\n{tail}")]
     NoExitStatus { kernel: String, tail: String },
+    #[error("kernel {kernel}: the guest crashed before /init started, {attempts} times in a row; last console lines:\n{tail}")]
+    CrashedBeforeInit {
+        kernel: String,
+        attempts: u32,
+        tail: String,
+    },
 }
 
 pub fn run(args: VmArgs) -> anyhow::Result<u8> {
@@ -161,9 +167,39 @@ pub enum Phase {
     Command,
 }
 
+/// Boot attempts when the guest kernel dies before /init starts. That is not the project's code
+/// failing: under TCG with two vCPUs the kernel's own boot-time code patching occasionally
+/// oopses (`Oops: int3` during initcalls), more often on a loaded machine.
+const BOOT_ATTEMPTS: u32 = 3;
+
 /// Boots, hands every console line (without `\r` and without the markers) to `on_line`, and
-/// returns the status the guest reported.
+/// returns the status the guest reported. A guest that crashes before /init starts is booted
+/// again (up to [`BOOT_ATTEMPTS`] times); one that fails after /init started never is.
 pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<BootStatus, VmError> {
+    let mut attempt = 1;
+    loop {
+        match boot_once(boot, on_line) {
+            Err(VmError::CrashedBeforeInit { kernel, .. }) if attempt < BOOT_ATTEMPTS => {
+                let note = format!(
+                    "xtask: kernel {kernel} crashed before /init started (attempt {attempt} of {BOOT_ATTEMPTS}); booting it again"
+                );
+                eprintln!("{note}");
+                on_line(Phase::Boot, &note);
+                attempt += 1;
+            }
+            Err(VmError::CrashedBeforeInit { kernel, tail, .. }) => {
+                return Err(VmError::CrashedBeforeInit {
+                    kernel,
+                    attempts: attempt,
+                    tail,
+                })
+            }
+            other => return other,
+        }
+    }
+}
+
+fn boot_once(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<BootStatus, VmError> {
     let lsm = if boot.bpf_lsm {
         "landlock,lockdown,yama,bpf"
     } else {
@@ -215,6 +251,7 @@ pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<Boo
     let deadline = started + boot.timeout;
     let mut reported: Option<BootStatus> = None;
     let mut phase = Phase::Boot;
+    let mut init_started = false;
     let mut tail: Vec<String> = Vec::new();
     loop {
         let limit = match reported {
@@ -231,6 +268,7 @@ pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<Boo
                     && line.contains(initramfs::START_MARKER)
                 {
                     phase = Phase::Command;
+                    init_started = true;
                 } else if let Some(position) = line.find(boot.exit_marker) {
                     let (before, after) = line.split_at(position);
                     if !before.is_empty() {
@@ -263,6 +301,11 @@ pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<Boo
         None if started.elapsed() >= boot.timeout => Err(VmError::Timeout {
             kernel: label,
             seconds: boot.timeout.as_secs(),
+        }),
+        None if !init_started => Err(VmError::CrashedBeforeInit {
+            kernel: label,
+            attempts: 1,
+            tail: tail.join("\n"),
         }),
         None => Err(VmError::NoExitStatus {
             kernel: label,
