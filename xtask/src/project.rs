@@ -21,9 +21,20 @@ impl Project {
         self.root.join("target").join("tools")
     }
 
-    /// Scratch space for generated artefacts (initramfs images and their staging trees).
-    pub fn scratch_dir(&self) -> PathBuf {
-        self.root.join("target").join("xtask")
+    /// A fresh scratch directory for generated artefacts (initramfs images and their staging
+    /// trees), private to this process so that concurrent `cargo xtask` runs in one checkout
+    /// never overwrite each other's images. Removed when dropped.
+    pub fn scratch_dir(&self, name: &str) -> std::io::Result<ScratchDir> {
+        let path = self
+            .root
+            .join("target")
+            .join("xtask")
+            .join(format!("{name}-{}", std::process::id()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)?;
+        Ok(ScratchDir { path })
     }
 
     pub fn test_logs_dir(&self) -> PathBuf {
@@ -48,5 +59,23 @@ impl Project {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/root"));
         home.join(".cache").join("enforcer")
+    }
+}
+
+/// A directory that is deleted (with its contents) when this value is dropped.
+#[derive(Debug)]
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }

@@ -245,8 +245,10 @@ fn run_in_vm(
     let kernel = kernels::resolve(series, &project.cache_dir())
         .with_context(|| format!("resolving the {label} kernel"))?;
 
-    let work_dir = project.scratch_dir().join(format!("test-{label}"));
-    fs::create_dir_all(&work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
+    let scratch = project
+        .scratch_dir(&format!("test-{label}"))
+        .context("creating a scratch directory for the initramfs")?;
+    let work_dir = scratch.path();
     let script = work_dir.join("run-kernel-tests");
     fs::write(
         &script,
@@ -266,7 +268,7 @@ fn run_in_vm(
             command: &command,
             exit_marker: &marker,
         },
-        &work_dir,
+        work_dir,
     )?;
 
     println!(

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context as _;
+
 use crate::initramfs::{self, Contents};
 use crate::kernels::{self, Kernel, Series};
 use crate::process::{self, ProcessError};
@@ -85,6 +87,9 @@ pub fn run(args: VmArgs) -> anyhow::Result<u8> {
             println!("=== kernel {} ({}) ===", series.label(), kernel.package);
         }
         let marker = exit_marker();
+        let scratch = project
+            .scratch_dir(&format!("vm-{}", series.label()))
+            .context("creating a scratch directory for the initramfs")?;
         let image = initramfs::build(
             &Contents {
                 enforcer: &enforcer,
@@ -94,7 +99,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<u8> {
                 command: &args.command,
                 exit_marker: &marker,
             },
-            &project.scratch_dir().join(format!("vm-{}", series.label())),
+            scratch.path(),
         )?;
         let stdout = std::io::stdout();
         let status = boot(
