@@ -18,8 +18,9 @@ use crate::project::Project;
 /// The bpf-linker build must use this exact version: newer ones need a newer rustc.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Debian packages the VM runner uses: QEMU, a static busybox for the initramfs, cpio to pack it.
-const DEBIAN_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio"];
+/// Debian packages the VM runner uses: QEMU, a static busybox for the initramfs, cpio to pack it,
+/// binutils' `strip` to drop debug info from the binaries put into it.
+const DEBIAN_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "cpio", "binutils"];
 
 /// Pseudo-filesystems host kernel tests need: (type, mount point).
 const HOST_MOUNTS: &[(&str, &str)] = &[

@@ -80,7 +80,7 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
     }
     install_busybox(&root)?;
 
-    let mut dynamic_binaries = vec![copy_file(contents.enforcer, &root.join("bin/enforcer"))?];
+    let mut staged_files = vec![copy_file(contents.enforcer, &root.join("bin/enforcer"))?];
     let mut seen_names = std::collections::BTreeMap::new();
     for added in contents.added {
         if !added.is_file() {
@@ -100,7 +100,7 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
                 second: added.clone(),
             });
         }
-        dynamic_binaries.push(copy_file(added, &root.join("add").join(&name))?);
+        staged_files.push(copy_file(added, &root.join("add").join(&name))?);
     }
     if contents.policies.is_dir() {
         copy_tree(contents.policies, &root.join("policies"))?;
@@ -110,9 +110,10 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
         .chain(contents.added.iter().map(PathBuf::as_path))
         .collect();
     let mut libraries = BTreeSet::new();
-    for (source, staged) in sources.iter().zip(&dynamic_binaries) {
+    for (source, staged) in sources.iter().zip(&staged_files) {
         if is_elf(staged) {
             libraries.extend(shared_libraries(source)?);
+            strip_debug_info(staged)?;
         }
     }
     for library in &libraries {
@@ -143,6 +144,14 @@ fn install_busybox(root: &Path) -> Result<(), InitramfsError> {
             symlink("/bin/busybox", &link).map_err(io_error("creating symlink", &link))?;
         }
     }
+    Ok(())
+}
+
+/// Debug builds of enforcer and of each test executable are about 100 MB, mostly DWARF; the
+/// guest unpacks the initramfs into its 1 GiB of RAM. Symbols stay, so backtraces keep function
+/// names, and panic messages carry their file:line anyway.
+fn strip_debug_info(staged: &Path) -> Result<(), InitramfsError> {
+    process::stdout(Command::new("strip").arg("--strip-debug").arg(staged))?;
     Ok(())
 }
 

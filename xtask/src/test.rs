@@ -255,7 +255,16 @@ fn run_in_vm(
         kernel_tests::guest_script(tests, Duration::from_secs(args.test_timeout)),
     )
     .with_context(|| format!("writing {}", script.display()))?;
-    let mut added: Vec<PathBuf> = executables.iter().map(|e| e.path.clone()).collect();
+    // Only executables with a selected test: each is tens of megabytes in the guest's RAM.
+    let mut added: Vec<PathBuf> = executables
+        .iter()
+        .filter(|executable| {
+            tests
+                .iter()
+                .any(|test| test.executable.path == executable.path)
+        })
+        .map(|executable| executable.path.clone())
+        .collect();
     added.push(script);
     let command = vec!["sh".to_string(), "/add/run-kernel-tests".to_string()];
     let marker = vm::exit_marker();
