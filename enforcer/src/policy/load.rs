@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use super::diag::{Diagnostic, Diagnostics, SourceFile};
 use super::model::{AgentPolicy, Located, PolicySet, Rule, SetInfo};
@@ -40,7 +41,7 @@ pub fn load_sources(files: &[(&str, &str)]) -> Result<PolicySet, Diagnostics> {
 #[derive(Default)]
 struct Loader {
     /// Parsed files by identity (canonical path); `None` when the file had errors.
-    files: HashMap<PathBuf, Option<ParsedFile>>,
+    files: HashMap<PathBuf, Option<Rc<ParsedFile>>>,
     /// Identity -> the name rule ids use for it.
     id_names: HashMap<PathBuf, String>,
     /// Files named by the arguments, in order.
@@ -84,7 +85,7 @@ impl Loader {
                 None => std::fs::read_to_string(&path).map_err(|e| e.to_string())?,
             };
             let parsed = match parse_file(SourceFile::new(path, text), &id_name) {
-                Ok(p) => Some(p),
+                Ok(p) => Some(Rc::new(p)),
                 Err(d) => {
                     self.diags.extend(d);
                     None
@@ -104,7 +105,10 @@ impl Loader {
             .listed
             .iter()
             .filter_map(|id| match self.files.get(id) {
-                Some(Some(ParsedFile { header: Header::Set { name, .. }, .. })) => Some((name.clone(), id.clone())),
+                Some(Some(file)) => match &file.header {
+                    Header::Set { name, .. } => Some((name.clone(), id.clone())),
+                    Header::Agent(_) => None,
+                },
                 _ => None,
             })
             .collect();
@@ -116,7 +120,7 @@ impl Loader {
             let mut rules = Vec::new();
             let mut visited = HashSet::new();
             self.flatten(&identity, &file, &sets_by_name, &mut vec![identity.clone()], &mut visited, &mut rules);
-            let Header::Agent(h) = file.header else { continue };
+            let Header::Agent(h) = file.header.clone() else { continue };
             if let Some(first) = first_agent_at.get(&h.name) {
                 let msg = format!(
                     "duplicate agent name `{}` (first defined at {}:{}:{})",
