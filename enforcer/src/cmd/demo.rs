@@ -25,7 +25,8 @@ const PIN_DIR: &str = "/sys/fs/bpf/enforcer-demo";
 const ALLOWED_PORT: u16 = 47001;
 const DENIED_PORT: u16 = 47002;
 /// QEMU without KVM is slow: loading and verifying the programs can take a while there.
-const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// (Under the 600 s limit of `cargo xtask vm`.)
+const READY_TIMEOUT: Duration = Duration::from_secs(420);
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -151,7 +152,9 @@ impl Daemon {
                 Ok(_) => {}
                 Err(_) if Instant::now() > deadline => {
                     let _ = child.kill();
-                    bail!("the daemon did not become ready in {READY_TIMEOUT:?}; see {ROOT}/daemon.log");
+                    let _ = child.wait();
+                    let log = std::fs::read_to_string(root.join("daemon.log")).unwrap_or_default();
+                    bail!("the daemon did not become ready in {READY_TIMEOUT:?}; its log ({ROOT}/daemon.log):\n{log}");
                 }
                 Err(_) => {}
             }
@@ -240,14 +243,7 @@ fn summarize(steps: &[Step], results: &Results, events: &[EventRecord]) -> ExitC
         let result = results.get(i).and_then(|r| r["result"].as_str()).unwrap_or("no result").to_owned();
         let event = event_for(step, events);
         let verdict = event.map_or("none", |e| e.verdict.as_str());
-        let ok = match (step.allowed, errno, verdict) {
-            (true, Some(0), "allow" | "none") => true,
-            // Denied in the kernel: the call failed and the event says so.
-            (false, Some(e), "deny") if e != 0 => true,
-            // A backend that can only observe this kind of operation: logged, not blocked.
-            (false, Some(0), "audit-deny") => true,
-            _ => false,
-        };
+        let ok = step_ok(step.allowed, errno, verdict);
         if !ok {
             failures += 1;
         }
@@ -263,10 +259,57 @@ fn summarize(steps: &[Step], results: &Results, events: &[EventRecord]) -> ExitC
     }
 }
 
+/// Did a step do what the policy says? `errno` from the agent, `verdict` of its event ("none").
+fn step_ok(allowed: bool, errno: Option<i64>, verdict: &str) -> bool {
+    match (allowed, errno, verdict) {
+        (true, Some(0), "allow" | "none") => true,
+        // Denied in the kernel: the call failed and the event says so.
+        (false, Some(e), "deny") => e != 0,
+        // A backend that can only observe this kind of operation: logged, not blocked.
+        (false, Some(0), "audit-deny") => true,
+        _ => false,
+    }
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_owned()
     } else {
         format!("{}...", text.chars().take(max - 3).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_passes_only_when_result_and_event_agree_with_the_policy() {
+        assert!(step_ok(true, Some(0), "allow"));
+        assert!(step_ok(true, Some(0), "none"), "allowed opens need not be logged");
+        assert!(!step_ok(true, Some(1), "deny"), "an allowed operation that was denied");
+        assert!(step_ok(false, Some(libc::EPERM as i64), "deny"));
+        assert!(!step_ok(false, Some(0), "deny"), "a deny event while the call succeeded");
+        assert!(!step_ok(false, Some(0), "none"), "a forbidden operation that happened unlogged");
+        assert!(!step_ok(false, Some(libc::ENOENT as i64), "none"), "failing for another reason is not a deny");
+        assert!(step_ok(false, Some(0), "audit-deny"));
+        assert!(!step_ok(false, None, "deny"), "no result from the agent");
+    }
+
+    #[test]
+    fn events_are_matched_by_op_agent_and_target() {
+        let steps = script();
+        let connect = steps.iter().find(|s| s.op.ends_with(&DENIED_PORT.to_string())).unwrap();
+        let event = EventRecord {
+            agent: Some("demo-agent".into()),
+            op: "connect".into(),
+            addr: Some("127.0.0.1".into()),
+            port: Some(DENIED_PORT),
+            verdict: "deny".into(),
+            ..Default::default()
+        };
+        let other = EventRecord { agent: Some("someone-else".into()), ..event.clone() };
+        assert_eq!(event_for(connect, &[other.clone()]).map(|e| e.verdict.as_str()), None);
+        assert!(event_for(connect, &[other, event]).is_some());
     }
 }

@@ -46,11 +46,14 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     let listener = server::bind(&config.api.socket, config.api.group.as_deref())?;
     let _socket_guard = RemoveOnDrop(&config.api.socket);
 
+    tracing::info!(choice = ?config.backend, pin_dir = %config.pin_dir.display(), "loading the kernel side");
+    let loading = std::time::Instant::now();
     let backend = kernel::open_backend(&LoadOptions {
         choice: config.backend,
         pin_dir: config.pin_dir.clone(),
         max_procs: config.max_agent_processes,
     })?;
+    tracing::info!("kernel side loaded in {:.1}s", loading.elapsed().as_secs_f64());
     let audit = AuditWriter::open(&config.audit.path, config.rotation())?;
     let host = hostname();
     let options = CoreOptions {
