@@ -26,7 +26,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<PolicySet, Diagnostics> {
 /// Load policies from in-memory text (tests, fuzzing): `(file name, text)` pairs; includes
 /// resolve against the other entries by name.
 pub fn load_sources(files: &[(&str, &str)]) -> Result<PolicySet, Diagnostics> {
-    let mut loader = Loader::default();
+    let mut loader = Loader { memory_only: true, ..Loader::default() };
     for (name, text) in files {
         loader.in_memory.insert(PathBuf::from(name), text.to_string());
     }
@@ -47,6 +47,8 @@ struct Loader {
     /// Files named by the arguments, in order.
     listed: Vec<PathBuf>,
     in_memory: HashMap<PathBuf, String>,
+    /// `load_sources`: never touch the filesystem (an include that is not in memory is missing).
+    memory_only: bool,
     diags: Diagnostics,
 }
 
@@ -76,6 +78,8 @@ impl Loader {
     fn parse(&mut self, path: PathBuf, id_name: String, listed: bool) -> Result<PathBuf, String> {
         let identity = if self.in_memory.contains_key(&path) {
             path.clone()
+        } else if self.memory_only {
+            return Err("No such file or directory (os error 2)".into());
         } else {
             path.canonicalize().map_err(|e| e.to_string())?
         };
@@ -271,8 +275,10 @@ fn check_agent(set: &PolicySet, agent: &AgentPolicy, agents: &HashMap<String, Lo
 
 fn walk_toml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        // file_type() does not follow symlinks: a symlinked directory cannot loop the walk.
+        if entry.file_type()?.is_dir() {
             walk_toml(&path, out)?;
         } else if path.extension().is_some_and(|e| e == "toml") {
             out.push(path);
