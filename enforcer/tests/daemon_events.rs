@@ -36,14 +36,14 @@ fn write_log(dir: &Path) -> PathBuf {
     let path = dir.join("audit.jsonl");
     let rotation = Rotation { max_bytes: 64 * 1024, retain: 50, fsync_interval: Duration::ZERO };
     let mut writer = AuditWriter::open(&path, rotation).unwrap();
-    writer.append(&mut [Record::Daemon(DaemonRecord { event: "start".into(), time: "2026-11-23T13:59:00.000000000Z".into(), ..Default::default() })]).unwrap();
+    writer.append(&mut [Record::Daemon(DaemonRecord { event: "start".into(), time: "2026-11-23T13:59:00.000000000Z".into(), ..Default::default() })]).1.unwrap();
     // Long paths make each record big enough to rotate every few records.
     for i in 0..60 {
         let mut record = event(i);
         if let Record::Event(e) = &mut record {
             e.path = Some(format!("/work/{}/file-{i}", "d".repeat(4000)));
         }
-        writer.append(&mut [record]).unwrap();
+        writer.append(&mut [record]).1.unwrap();
     }
     path
 }

@@ -8,7 +8,13 @@
 //! Rotation: `audit.jsonl` -> `audit.jsonl.1` -> ... -> `audit.jsonl.<retain>`, the oldest beyond
 //! `retain` deleted. The writer is the only one appending and rotates between two records, so no
 //! record is split or dropped by a rotation.
+//!
+//! Write failures (disk full, I/O errors): records that cannot be written stay queued in memory,
+//! in order, and are retried on the next append; up to [`MAX_QUEUED_BYTES`]. Beyond that new
+//! records are refused (no `seq` is spent on them) and counted, so the caller can log a `lost`
+//! record once writing works again.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -34,6 +40,11 @@ impl Default for Rotation {
     }
 }
 
+/// Memory the queue of unwritten records may take while the log cannot be written.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
+/// Bytes handed to one write(2), at most (plus one line).
+const WRITE_CHUNK: usize = 1 << 20;
+
 pub struct AuditWriter {
     path: PathBuf,
     rotation: Rotation,
@@ -41,6 +52,12 @@ pub struct AuditWriter {
     size: u64,
     next_seq: u64,
     unsynced_since: Option<Instant>,
+    /// Lines not in the file yet, oldest first; `front_written` bytes of the first one are.
+    queue: VecDeque<String>,
+    queued_bytes: usize,
+    front_written: usize,
+    /// Records refused while the queue was full, not reported yet.
+    refused: u64,
 }
 
 /// The log is readable by root and the file's group only: it names files agents touched.
@@ -75,7 +92,18 @@ impl AuditWriter {
             file.write_all(b"\n").map_err(AuditError::io(path))?;
             size += 1;
         }
-        Ok(AuditWriter { path: path.to_path_buf(), rotation, file, size, next_seq: last + 1, unsynced_since: None })
+        Ok(AuditWriter {
+            path: path.to_path_buf(),
+            rotation,
+            file,
+            size,
+            next_seq: last + 1,
+            unsynced_since: None,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            front_written: 0,
+            refused: 0,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -88,36 +116,82 @@ impl AuditWriter {
     }
 
     /// Append records (assigning their `seq`) and return their JSON lines (with the newline), for
-    /// live subscribers.
-    pub fn append(&mut self, records: &mut [Record]) -> Result<Vec<String>, AuditError> {
+    /// live subscribers, with the outcome of writing them. On a write error the records stay
+    /// queued (they are still returned) and are written by a later call.
+    pub fn append(&mut self, records: &mut [Record]) -> (Vec<String>, Result<(), AuditError>) {
         let mut lines = Vec::with_capacity(records.len());
-        let mut pending = String::new();
         for record in records.iter_mut() {
             record.set_seq(self.next_seq);
-            self.next_seq += 1;
-            let mut line = serde_json::to_string(record)?;
+            let mut line = serde_json::to_string(record).expect("audit records always serialize");
             line.push('\n');
-            let len = line.len() as u64;
-            if self.size + pending.len() as u64 > 0 && self.size + pending.len() as u64 + len > self.rotation.max_bytes {
-                self.write_out(&pending)?;
-                pending.clear();
-                self.rotate()?;
+            if self.queued_bytes + line.len() > MAX_QUEUED_BYTES {
+                self.refused += 1;
+                continue;
             }
-            pending.push_str(&line);
+            self.next_seq += 1;
+            self.queued_bytes += line.len();
+            self.queue.push_back(line.clone());
             lines.push(line);
         }
-        self.write_out(&pending)?;
-        self.sync_if_due()?;
-        Ok(lines)
+        let result = self.flush().and_then(|()| self.sync_if_due());
+        (lines, result)
     }
 
-    fn write_out(&mut self, data: &str) -> Result<(), AuditError> {
-        if data.is_empty() {
-            return Ok(());
+    /// Records refused because the queue was full, once everything queued has been written
+    /// (so the count can be logged right after them). Resets the count.
+    pub fn take_refused(&mut self) -> Option<u64> {
+        (self.queue.is_empty() && self.refused > 0).then(|| std::mem::take(&mut self.refused))
+    }
+
+    /// Records waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Write queued lines, rotating between lines as needed.
+    fn flush(&mut self) -> Result<(), AuditError> {
+        while let Some(front_len) = self.queue.front().map(String::len) {
+            if self.front_written == 0 && self.size > 0 && self.size + front_len as u64 > self.rotation.max_bytes {
+                self.rotate()?;
+            }
+            let front = &self.queue[0];
+            // The rest of the front line plus the lines after it that fit before the next rotation.
+            let mut chunk = front.as_bytes()[self.front_written..].to_vec();
+            for line in self.queue.iter().skip(1) {
+                // Bounded chunks: a long queue (after an outage) is not copied in one piece.
+                if self.size + (chunk.len() + line.len()) as u64 > self.rotation.max_bytes || chunk.len() >= WRITE_CHUNK {
+                    break;
+                }
+                chunk.extend_from_slice(line.as_bytes());
+            }
+            let mut written = 0;
+            let result = loop {
+                if written == chunk.len() {
+                    break Ok(());
+                }
+                match self.file.write(&chunk[written..]) {
+                    Ok(0) => break Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            if written > 0 {
+                self.size += written as u64;
+                self.unsynced_since.get_or_insert_with(Instant::now);
+            }
+            let mut consumed = self.front_written + written;
+            while let Some(line) = self.queue.front() {
+                if consumed < line.len() {
+                    break;
+                }
+                consumed -= line.len();
+                self.queued_bytes -= line.len();
+                self.queue.pop_front();
+            }
+            self.front_written = consumed;
+            result.map_err(AuditError::io(&self.path))?;
         }
-        self.file.write_all(data.as_bytes()).map_err(AuditError::io(&self.path))?;
-        self.size += data.len() as u64;
-        self.unsynced_since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
@@ -193,7 +267,7 @@ pub(crate) mod tests {
         let mut w = AuditWriter::open(&path, rotation).unwrap();
         for batch in 0..20u64 {
             let mut records: Vec<Record> = (0..7).map(|i| record(batch * 7 + i)).collect();
-            w.append(&mut records).unwrap();
+            w.append(&mut records).1.unwrap();
         }
         let files = log_files(&path);
         assert!(files.len() > 5, "expected several rotations, got files {files:?}");
@@ -212,7 +286,7 @@ pub(crate) mod tests {
         let rotation = Rotation { max_bytes: 200, retain: 2, fsync_interval: Duration::ZERO };
         let mut w = AuditWriter::open(&path, rotation).unwrap();
         for i in 0..60 {
-            w.append(&mut [record(i)]).unwrap();
+            w.append(&mut [record(i)]).1.unwrap();
         }
         let files = log_files(&path);
         assert_eq!(files, vec![rotated_path(&path, 2), rotated_path(&path, 1), path.clone()]);
@@ -229,14 +303,14 @@ pub(crate) mod tests {
         {
             let mut w = AuditWriter::open(&path, rotation).unwrap();
             for i in 0..10 {
-                w.append(&mut [record(i)]).unwrap();
+                w.append(&mut [record(i)]).1.unwrap();
             }
         }
         // Simulate a crash mid-line: the partial record is skipped by readers.
         std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"type\":\"dae").unwrap();
         let mut w = AuditWriter::open(&path, rotation).unwrap();
         assert_eq!(w.next_seq(), 11);
-        w.append(&mut [record(10)]).unwrap();
+        w.append(&mut [record(10)]).1.unwrap();
         drop(w);
         let mut errors = Vec::new();
         let mut seqs = Vec::new();
@@ -244,6 +318,51 @@ pub(crate) mod tests {
         assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
         assert_eq!(errors.len(), 1, "the cut line must be reported once: {errors:?}");
         assert!(errors[0].contains("audit.jsonl:"), "error names file and line: {}", errors[0]);
+    }
+
+    #[test]
+    fn write_failures_queue_records_in_order_until_the_log_is_writable_again() {
+        let dir = tempdir();
+        let path = dir.join("audit.jsonl");
+        let rotation = Rotation { max_bytes: 64 * 1024, retain: 3, fsync_interval: Duration::from_secs(60) };
+        let mut w = AuditWriter::open(&path, rotation).unwrap();
+        w.append(&mut [record(0)]).1.unwrap();
+        // The disk fills up: every write fails with ENOSPC.
+        let real = std::mem::replace(&mut w.file, OpenOptions::new().write(true).open("/dev/full").unwrap());
+        let (lines, result) = w.append(&mut [record(1), record(2)]);
+        assert_eq!(lines.len(), 2, "queued records still go to live subscribers");
+        let err = result.expect_err("writing to a full disk must be reported").to_string();
+        assert!(err.contains("audit.jsonl") && err.contains("No space left"), "{err}");
+        assert_eq!(w.queued(), 2);
+        // Space is back: the queue is written first, then the new record, in seq order.
+        w.file = real;
+        w.append(&mut [record(3)]).1.expect("writing works again");
+        assert_eq!(w.queued(), 0);
+        assert_eq!(w.take_refused(), None);
+        drop(w);
+        let seqs: Vec<u64> = read_all(&path).iter().map(Record::seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_records_without_spending_seq_numbers() {
+        let dir = tempdir();
+        let path = dir.join("audit.jsonl");
+        let mut w = AuditWriter::open(&path, Rotation::default()).unwrap();
+        let real = std::mem::replace(&mut w.file, OpenOptions::new().write(true).open("/dev/full").unwrap());
+        let big = |i: u64| {
+            Record::Daemon(DaemonRecord { event: "x".into(), message: Some("m".repeat(1 << 20)), seq: i, ..Default::default() })
+        };
+        let mut accepted = 0;
+        for i in 0..80 {
+            accepted += w.append(&mut [big(i)]).0.len();
+        }
+        assert!(accepted < 80 && accepted >= 60, "{accepted} records of 1 MiB accepted into a 64 MiB queue");
+        assert_eq!(w.take_refused(), None, "the refusal count waits until the queue is written");
+        w.file = real;
+        w.append(&mut []).1.unwrap();
+        assert_eq!(w.take_refused(), Some(80 - accepted as u64));
+        assert_eq!(w.next_seq(), accepted as u64 + 1, "refused records must not spend seq numbers");
     }
 
     #[test]

@@ -271,16 +271,34 @@ impl Daemon {
     }
 
     fn write(&mut self, mut records: Vec<Record>) -> Result<(), DaemonError> {
-        if records.is_empty() {
+        if records.is_empty() && self.audit.queued() == 0 {
             return Ok(());
         }
-        let lines = self.audit.append(&mut records)?;
+        let (lines, written) = self.audit.append(&mut records);
+        self.broadcast(lines);
+        // Records the log had no room for while it could not be written: say so right after
+        // the ones it kept.
+        if let Some(count) = self.audit.take_refused() {
+            let mut lost = [Record::Lost(LostRecord {
+                seq: 0,
+                time: clock::format_rfc3339_ns(clock::now_ns()),
+                host: self.options.host.clone(),
+                count,
+                agent: None,
+                source: "audit-log".into(),
+            })];
+            let (lines, _) = self.audit.append(&mut lost);
+            self.broadcast(lines);
+        }
+        Ok(written?)
+    }
+
+    fn broadcast(&self, lines: Vec<String>) {
         if self.live.receiver_count() > 0 {
             for line in lines {
                 let _ = self.live.send(line.into());
             }
         }
-        Ok(())
     }
 
     fn log_daemon(&mut self, event: &str, fill: impl FnOnce(&mut DaemonRecord)) -> Result<(), DaemonError> {
