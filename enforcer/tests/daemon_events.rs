@@ -16,13 +16,13 @@ fn tempdir(name: &str) -> PathBuf {
 
 fn event(i: u64) -> Record {
     let verdict = ["allow", "deny", "audit-deny"][(i % 3) as usize];
-    let agent = if i % 2 == 0 { "coder" } else { "helper" };
+    let agent = if i.is_multiple_of(2) { "coder" } else { "helper" };
     Record::Event(EventRecord {
         time: format!("2026-11-23T14:{:02}:00.000000000Z", i % 60),
         host: "h".into(),
         agent: Some(agent.into()),
         session: format!("{:016x}", 0xab + (i % 2)),
-        op: if i % 4 == 0 { "exec".into() } else { "open".into() },
+        op: if i.is_multiple_of(4) { "exec".into() } else { "open".into() },
         path: Some(format!("/work/file-{i}")),
         verdict: verdict.into(),
         rule: "default-deny".into(),

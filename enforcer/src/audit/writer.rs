@@ -357,7 +357,7 @@ pub(crate) mod tests {
         for i in 0..80 {
             accepted += w.append(&mut [big(i)]).0.len();
         }
-        assert!(accepted < 80 && accepted >= 60, "{accepted} records of 1 MiB accepted into a 64 MiB queue");
+        assert!((60..80).contains(&accepted), "{accepted} records of 1 MiB accepted into a 64 MiB queue");
         assert_eq!(w.take_refused(), None, "the refusal count waits until the queue is written");
         w.file = real;
         w.append(&mut []).1.unwrap();

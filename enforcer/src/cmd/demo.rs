@@ -309,7 +309,7 @@ mod tests {
             ..Default::default()
         };
         let other = EventRecord { agent: Some("someone-else".into()), ..event.clone() };
-        assert_eq!(event_for(connect, &[other.clone()]).map(|e| e.verdict.as_str()), None);
+        assert_eq!(event_for(connect, std::slice::from_ref(&other)).map(|e| e.verdict.as_str()), None);
         assert!(event_for(connect, &[other, event]).is_some());
     }
 }
