@@ -93,3 +93,19 @@ fn client_reports_a_missing_daemon_clearly() {
     let err = ApiClient::connect(&dir.join("none.sock")).err().expect("no daemon");
     assert!(err.to_string().contains("daemon is not running"), "{err}");
 }
+
+#[test]
+fn policy_directory_changes_send_a_reload_hint() {
+    let dir = tempdir();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (tx, mut rx) = mpsc::channel(1);
+        let _watcher = watch_policy_dir(&dir, tx).expect("watching a directory");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub/agent.toml"), "[agent]\n").unwrap();
+        let hint = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert!(matches!(hint, Ok(Some(()))), "no reload hint within 5 s of a policy file change");
+    });
+    let err = watch_policy_dir(&dir.join("missing"), mpsc::channel(1).0).err().expect("a missing directory");
+    assert!(err.to_string().contains("missing"), "{err}");
+}
