@@ -175,9 +175,14 @@ impl Daemon {
         Ok(Reloaded { version, changed: true })
     }
 
-    /// Re-resolve host names; reload when an answer changed.
-    pub fn refresh_hosts(&mut self) -> Result<Option<Reloaded>, DaemonError> {
-        if !self.source.hosts_changed() {
+    /// Host names whose addresses the caller should look up again (off the event loop).
+    pub fn host_names(&self) -> Vec<String> {
+        self.source.host_names()
+    }
+
+    /// Fresh answers for [`Daemon::host_names`]; reload when an address set changed.
+    pub fn hosts_resolved(&mut self, fresh: crate::policy::ResolvedHosts) -> Result<Option<Reloaded>, DaemonError> {
+        if !self.source.hosts_resolved(fresh) {
             return Ok(None);
         }
         self.reload("host name answers changed", false).map(Some)

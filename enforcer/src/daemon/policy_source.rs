@@ -11,9 +11,13 @@ pub trait PolicySource: Send {
     /// Load, validate, resolve host names and compile everything. Errors are the complete,
     /// rendered diagnostics (`file:line:col: ...`); nothing is changed on error.
     fn load(&mut self) -> Result<CompiledPolicy, String>;
-    /// Resolve the host names of the last loaded policy again; true when an answer changed (the
+    /// Host names used by net rules of the last loaded policy. The caller resolves them again
+    /// off the event loop (a slow resolver must not stall the audit pipeline) with
+    /// [`resolve_hosts`] and hands the answers to [`PolicySource::hosts_resolved`].
+    fn host_names(&self) -> Vec<String>;
+    /// Fresh answers for [`PolicySource::host_names`]; true when an address set changed (the
     /// caller then loads and applies again).
-    fn hosts_changed(&mut self) -> bool;
+    fn hosts_resolved(&mut self, fresh: ResolvedHosts) -> bool;
     /// What is loaded, for logs (`/etc/enforcer/policies`).
     fn describe(&self) -> String;
 }
@@ -33,22 +37,33 @@ impl PolicyDir {
         PolicyDir { dir: dir.to_path_buf(), host_names: BTreeSet::new(), resolved: ResolvedHosts::new() }
     }
 
-    /// Resolve `names` now; failed names keep the answers in `previous`.
-    fn resolve(names: &BTreeSet<String>, previous: &ResolvedHosts) -> ResolvedHosts {
-        let mut fresh = ResolvedHosts::new();
-        for (host, why) in fresh.resolve_missing(names.iter().map(String::as_str)) {
-            let kept = previous.get(&host);
+    /// `fresh` answers for `names`, where a name without an answer keeps those in `previous`.
+    fn merge(names: &BTreeSet<String>, mut fresh: ResolvedHosts, previous: &ResolvedHosts) -> ResolvedHosts {
+        for host in names {
+            if !fresh.get(host).is_empty() {
+                continue;
+            }
+            let kept = previous.get(host);
             if kept.is_empty() {
-                tracing::warn!("host {host} (net rule) does not resolve: {why}; its rules match no address until it does");
+                tracing::warn!("host {host} (net rule) does not resolve; its rules match no address until it does");
             } else {
-                tracing::warn!("host {host} (net rule) does not resolve now: {why}; keeping its previous addresses");
+                tracing::warn!("host {host} (net rule) does not resolve now; keeping its previous addresses");
                 for addr in kept {
-                    fresh.insert(&host, *addr);
+                    fresh.insert(host, *addr);
                 }
             }
         }
         fresh
     }
+}
+
+/// Resolve `names` with the system resolver (blocking: call it off the event loop).
+pub fn resolve_hosts(names: &[String]) -> ResolvedHosts {
+    let mut fresh = ResolvedHosts::new();
+    for (host, why) in fresh.resolve_missing(names.iter().map(String::as_str)) {
+        tracing::debug!("resolving {host}: {why}");
+    }
+    fresh
 }
 
 fn sorted(addrs: &[IpAddr]) -> Vec<IpAddr> {
@@ -61,20 +76,24 @@ impl PolicySource for PolicyDir {
     fn load(&mut self) -> Result<CompiledPolicy, String> {
         let set = policy::load_paths(std::slice::from_ref(&self.dir)).map_err(|d| d.to_string())?;
         let names = hosts::host_names(&set.agents);
-        let resolved = Self::resolve(&names, &self.resolved);
+        let fresh = resolve_hosts(&names.iter().cloned().collect::<Vec<_>>());
+        let resolved = Self::merge(&names, fresh, &self.resolved);
         let compiled = policy::compile(&set, &resolved).map_err(|d| d.to_string())?;
         self.host_names = names;
         self.resolved = resolved;
         Ok(compiled)
     }
 
-    fn hosts_changed(&mut self) -> bool {
-        if self.host_names.is_empty() {
-            return false;
-        }
-        let fresh = Self::resolve(&self.host_names, &self.resolved);
+    fn host_names(&self) -> Vec<String> {
+        self.host_names.iter().cloned().collect()
+    }
+
+    fn hosts_resolved(&mut self, fresh: ResolvedHosts) -> bool {
+        let fresh = Self::merge(&self.host_names, fresh, &self.resolved);
         // Round-robin DNS reorders answers: compare address sets.
-        self.host_names.iter().any(|h| sorted(fresh.get(h)) != sorted(self.resolved.get(h)))
+        let changed = self.host_names.iter().any(|h| sorted(fresh.get(h)) != sorted(self.resolved.get(h)));
+        self.resolved = fresh;
+        changed
     }
 
     fn describe(&self) -> String {
@@ -113,6 +132,13 @@ mod tests {
         let mut source = PolicyDir::new(&dir);
         source.load().expect("a policy with a host name");
         assert!(!source.resolved.get("localhost").is_empty(), "localhost resolves from /etc/hosts");
-        assert!(!source.hosts_changed(), "the same answers are not a change");
+        assert_eq!(source.host_names(), vec!["localhost".to_string()]);
+        assert!(!source.hosts_resolved(resolve_hosts(&source.host_names())), "the same answers are not a change");
+        // A failed lookup keeps the previous answers instead of emptying the rule.
+        assert!(!source.hosts_resolved(ResolvedHosts::new()), "a failed lookup is not a change");
+        assert!(!source.resolved.get("localhost").is_empty());
+        let mut moved = ResolvedHosts::new();
+        moved.insert("localhost", "127.0.0.9".parse().unwrap());
+        assert!(source.hosts_resolved(moved), "a new address set is a change");
     }
 }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::config::DaemonConfig;
 use super::core::{enforcement_name, CoreOptions, Daemon};
-use super::policy_source::{PolicyDir, PolicySource};
+use super::policy_source::{resolve_hosts, PolicyDir, PolicySource};
 use super::state::StateFile;
 use super::{metrics, DaemonError};
 use crate::api::protocol::{Request, Response};
@@ -88,6 +88,9 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     let dns_every = Duration::from_secs(config.dns_refresh_secs);
     let mut dns = tokio::time::interval_at(Instant::now() + dns_every, dns_every);
     let mut reload_at: Option<Instant> = None;
+    // getaddrinfo blocks; it runs on the blocking pool, one round at a time.
+    let (answers_tx, mut answers) = mpsc::channel(1);
+    let mut resolving = false;
 
     println!(
         "enforcer daemon ready: socket={} policy_version={} backend={} audit_log={}",
@@ -114,9 +117,22 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
                 reload_at = None;
                 report_reload(daemon.reload("policy directory changed", false));
             }
-            _ = dns.tick() => {
-                if let Err(e) = daemon.refresh_hosts() {
-                    tracing::error!("re-applying after host name changes: {e}");
+            _ = dns.tick(), if !resolving => {
+                let names = daemon.host_names();
+                if !names.is_empty() {
+                    resolving = true;
+                    let answers = answers_tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = answers.blocking_send(resolve_hosts(&names));
+                    });
+                }
+            }
+            Some(fresh) = answers.recv() => {
+                resolving = false;
+                match daemon.hosts_resolved(fresh) {
+                    Ok(Some(r)) => tracing::info!(version = r.version, changed = r.changed, "host name answers changed"),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!("re-applying after host name changes: {e}"),
                 }
             }
             _ = sighup.recv() => report_reload(daemon.reload("SIGHUP", true)),
