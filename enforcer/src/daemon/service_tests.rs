@@ -106,6 +106,6 @@ fn policy_directory_changes_send_a_reload_hint() {
         let hint = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
         assert!(matches!(hint, Ok(Some(()))), "no reload hint within 5 s of a policy file change");
     });
-    let err = watch_policy_dir(&dir.join("missing"), mpsc::channel(1).0).err().expect("a missing directory");
+    let err = watch_policy_dir(&dir.join("missing"), mpsc::channel(1).0).expect_err("a missing directory");
     assert!(err.to_string().contains("missing"), "{err}");
 }
