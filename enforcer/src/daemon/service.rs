@@ -88,6 +88,7 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     let dns_every = Duration::from_secs(config.dns_refresh_secs);
     let mut dns = tokio::time::interval_at(Instant::now() + dns_every, dns_every);
     let mut reload_at: Option<Instant> = None;
+    let mut pump_errors = Throttle::default();
     // getaddrinfo blocks; it runs on the blocking pool, one round at a time.
     let (answers_tx, mut answers) = mpsc::channel(1);
     let mut resolving = false;
@@ -104,9 +105,8 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     let why = loop {
         tokio::select! {
             _ = pump.tick() => {
-                if let Err(e) = daemon.pump().and_then(|_| daemon.sync_audit()) {
-                    tracing::error!("moving kernel events to the audit log: {e}");
-                }
+                let result = daemon.pump().and_then(|_| daemon.sync_audit());
+                pump_errors.report(result.err().map(|e| e.to_string()));
             }
             Some(call) = calls.recv() => handle_call(&mut daemon, call),
             Some(reply) = metrics_requests.recv() => {
@@ -212,6 +212,39 @@ fn watch_policy_dir(dir: &Path, changes: mpsc::Sender<()>) -> Result<notify::Rec
         .watch(dir, RecursiveMode::Recursive)
         .map_err(|e| DaemonError::Watch { path: dir.to_path_buf(), reason: e.to_string() })?;
     Ok(watcher)
+}
+
+/// Logs a recurring error (the pump runs 20 times a second) when it starts, at most every
+/// [`THROTTLE_EVERY`] while it lasts (with how often it happened), and when it stops.
+#[derive(Default)]
+struct Throttle {
+    current: Option<(String, Instant, u64)>,
+}
+
+const THROTTLE_EVERY: Duration = Duration::from_secs(10);
+
+impl Throttle {
+    fn report(&mut self, error: Option<String>) {
+        match (error, &mut self.current) {
+            (None, None) => {}
+            (None, Some((message, _, _))) => {
+                tracing::info!("recovered from: moving kernel events to the audit log: {message}");
+                self.current = None;
+            }
+            (Some(error), Some((message, last, repeats))) if *message == error => {
+                *repeats += 1;
+                if last.elapsed() >= THROTTLE_EVERY {
+                    tracing::error!("moving kernel events to the audit log: {error} (again, {repeats} times)");
+                    *last = Instant::now();
+                    *repeats = 0;
+                }
+            }
+            (Some(error), _) => {
+                tracing::error!("moving kernel events to the audit log: {error}");
+                self.current = Some((error, Instant::now(), 0));
+            }
+        }
+    }
 }
 
 fn hostname() -> String {
