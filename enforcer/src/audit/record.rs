@@ -7,10 +7,9 @@ use enforcer_common::abi::*;
 use serde::{Deserialize, Serialize};
 
 use super::clock::{format_rfc3339_ns, BootClock};
-use super::history::PolicyHistory;
+use super::history::{PolicyHistory, PolicyNames};
 use super::names;
 use crate::kernel::RawEvent;
-use crate::policy::compile::CompiledPolicy;
 
 /// One line of the audit log.
 // Records live briefly in one batch; boxing events would cost an allocation each for nothing.
@@ -158,7 +157,7 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
         flags.push(names::FLAG_POLICY_UNKNOWN.to_owned());
     }
     let agent_name = |id: u32| -> String {
-        policy.and_then(|p| p.agent(id)).map_or_else(|| format!("#{id}"), |a| a.name.clone())
+        policy.and_then(|p| p.agent(id)).map_or_else(|| format!("#{id}"), str::to_owned)
     };
     let depth = (h.depth as usize).min(MAX_CHAIN);
     let chain: Vec<String> = h.chain[..depth].iter().map(|&id| agent_name(id)).collect();
@@ -211,7 +210,7 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
 }
 
 /// Rule id -> (textual id, pattern as written).
-fn rule_text(policy: Option<&CompiledPolicy>, rule: u32) -> (String, Option<String>) {
+fn rule_text(policy: Option<&PolicyNames>, rule: u32) -> (String, Option<String>) {
     if rule == RULE_DEFAULT_DENY {
         return ("default-deny".to_owned(), None);
     }

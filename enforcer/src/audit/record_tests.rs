@@ -4,7 +4,8 @@ use std::sync::Arc;
 use enforcer_common::EventHeader;
 
 use super::*;
-use crate::policy::compile::{AgentInfo, Mode, OnViolation, RuleInfo, RuleKind, SourceLoc};
+use crate::audit::history::PolicyNames;
+use crate::policy::compile::{AgentInfo, CompiledPolicy, Mode, OnViolation, RuleInfo, RuleKind, SourceLoc};
 
 pub(crate) fn test_policy(agents: &[&str], rules: &[(u32, &str, &str)]) -> CompiledPolicy {
     CompiledPolicy {
@@ -41,10 +42,10 @@ fn history() -> PolicyHistory {
     let mut h = PolicyHistory::new(4);
     h.push(
         7,
-        Arc::new(test_policy(
+        Arc::new(PolicyNames::of(&test_policy(
             &["coder", "helper"],
             &[(1, "coder.toml:10", "/work/**"), (2, "helper.toml:3", "api.example.com:443")],
-        )),
+        ))),
     );
     h
 }

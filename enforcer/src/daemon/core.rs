@@ -14,7 +14,7 @@ use super::DaemonError;
 use crate::api::protocol::*;
 use crate::api::server::Peer;
 use crate::audit::clock::{self, BootClock};
-use crate::audit::history::{PolicyHistory, DEFAULT_VERSIONS_KEPT};
+use crate::audit::history::{PolicyHistory, PolicyNames, DEFAULT_VERSIONS_KEPT};
 use crate::audit::record::{event_record, session_hex, EventContext};
 use crate::audit::writer::AuditWriter;
 use crate::audit::{DaemonRecord, LostRecord, Record};
@@ -50,6 +50,8 @@ pub struct Stats {
 pub struct Daemon {
     backend: Box<dyn Backend>,
     source: Box<dyn PolicySource>,
+    /// The running policy, and the names of recent versions (for events stamped with them).
+    policy: Arc<CompiledPolicy>,
     history: PolicyHistory,
     version: u32,
     audit: AuditWriter,
@@ -89,11 +91,16 @@ impl Daemon {
         let version = saved.policy_version.wrapping_add(1).max(1);
         backend.apply(&policy, version)?;
         let mut history = PolicyHistory::new(DEFAULT_VERSIONS_KEPT);
-        history.push(version, Arc::new(policy));
+        if let Some(state) = &options.state {
+            // Events of the previous daemon's versions may still be in the adopted ring buffer.
+            history.restore(&state.versions_dir());
+        }
+        history.push(version, Arc::new(PolicyNames::of(&policy)));
         let (live, _) = broadcast::channel(LIVE_BUFFER);
         let mut daemon = Daemon {
             backend,
             source,
+            policy: Arc::new(policy),
             history,
             version,
             audit,
@@ -107,6 +114,7 @@ impl Daemon {
             raw: Vec::new(),
         };
         daemon.save_state()?;
+        daemon.persist_names();
         let status = daemon.backend.status();
         let table = serde_json::to_value(&status).ok();
         let message = format!("policy {} applied on the {} backend ({})", daemon.source.describe(), status.backend, status.kernel);
@@ -123,7 +131,7 @@ impl Daemon {
     }
 
     pub fn policy(&self) -> &Arc<CompiledPolicy> {
-        self.history.current().expect("a started daemon always has a policy").1
+        &self.policy
     }
 
     pub fn backend(&self) -> &dyn Backend {
@@ -170,8 +178,10 @@ impl Daemon {
         let version = self.version.wrapping_add(1).max(1);
         self.backend.apply(&policy, version)?;
         self.version = version;
-        self.history.push(version, Arc::new(policy));
+        self.history.push(version, Arc::new(PolicyNames::of(&policy)));
+        self.policy = Arc::new(policy);
         self.save_state()?;
+        self.persist_names();
         Ok(Reloaded { version, changed: true })
     }
 
@@ -316,6 +326,14 @@ impl Daemon {
         };
         fill(&mut record);
         self.write(vec![Record::Daemon(record)])
+    }
+
+    fn persist_names(&self) {
+        if let Some(state) = &self.options.state {
+            if let Err(e) = self.history.persist(&state.versions_dir(), self.version) {
+                tracing::warn!("saving the names of policy version {}: {e}", self.version);
+            }
+        }
     }
 
     fn save_state(&mut self) -> Result<(), DaemonError> {

@@ -264,3 +264,25 @@ fn status_reports_version_agents_and_counters() {
     let names: Vec<&str> = status.agents.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, vec!["coder", "helper"]);
 }
+
+#[test]
+fn events_of_the_previous_daemon_resolve_after_a_restart() {
+    let dir = crate::audit::writer::tests::tempdir();
+    {
+        let mut h = start_in(&dir);
+        *h.next.lock().unwrap() = Ok(policy_v("coder.toml:2"));
+        h.daemon.reload("test", false).unwrap();
+        h.daemon.stop("test").unwrap();
+    }
+    let mut h = start_in(&dir);
+    assert_eq!(h.daemon.version(), 3);
+    // An event of version 2 still in the (adopted) ring buffer.
+    let mut header = EventHeader { op: OP_OPEN, verdict: VERDICT_DENY, rule: 1, policy_version: 2, depth: 1, ..Default::default() };
+    header.chain[0] = 1;
+    h.kernel.lock().unwrap().pending.push(RawEvent { header, target: b"/work/y".to_vec() });
+    h.daemon.pump().unwrap();
+    let event = records(&h.log).into_iter().find_map(|r| if let Record::Event(e) = r { Some(e) } else { None });
+    let event = event.expect("the event is in the log");
+    assert_eq!((event.rule.as_str(), event.agent.as_deref()), ("coder.toml:2", Some("coder")));
+    assert!(event.flags.is_empty(), "{:?}", event.flags);
+}

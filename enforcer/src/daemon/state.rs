@@ -30,6 +30,11 @@ impl StateFile {
         &self.path
     }
 
+    /// Name tables of recent policy versions (see `audit::history`).
+    pub fn versions_dir(&self) -> PathBuf {
+        self.path.with_file_name("versions")
+    }
+
     /// The saved state; a missing file is a first start. A corrupt file is an error rather than
     /// a silent reset, which would reuse policy versions.
     pub fn load(&self) -> Result<DaemonState, DaemonError> {
