@@ -117,7 +117,16 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
         )?;
     }
 
-    let executables = build::build_kernel_tests(&project, &toolchain, false)?;
+    // A kernel test that doesn't compile is a failure in the table, not the end of the run.
+    let executables = match build::build_kernel_tests(&project, &toolchain, false) {
+        Ok(executables) => executables,
+        Err(err) => {
+            eprintln!("building the kernel tests failed: {err:#}");
+            let outcome = Outcome::Fail("cargo test -p enforcer-tests --no-run failed".into());
+            recorder.record("kernel tests (build)", "host", outcome, &logs);
+            Vec::new()
+        }
+    };
     let tests = kernel_tests::list(&executables, args.filter.as_deref())?;
     if tests.is_empty() {
         println!("no kernel tests found in package enforcer-tests");
@@ -141,7 +150,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
     };
     if !tests.is_empty() {
         for series in series {
-            run_in_vm(
+            let result = run_in_vm(
                 &project,
                 series,
                 &enforcer,
@@ -149,7 +158,15 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
                 &tests,
                 &args,
                 &mut recorder,
-            )?;
+            );
+            // No kernel or no image: every test fails on that kernel, the others still run.
+            if let Err(err) = result {
+                eprintln!("kernel {}: {err:#}", series.label());
+                for test in &tests {
+                    let outcome = Outcome::Fail(format!("could not boot {}", series.label()));
+                    recorder.record(&test.row, series.label(), outcome, &logs);
+                }
+            }
         }
     }
 
