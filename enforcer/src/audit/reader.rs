@@ -80,10 +80,15 @@ pub fn read_log(
 
 /// The `seq` of the last complete record of `file` (0 if none), reading only its tail.
 pub fn last_seq(file: &Path) -> Result<u64, AuditError> {
+    Ok(last_record(file)?.map_or(0, |r| r.seq()))
+}
+
+/// The last complete record of `file`, reading only its tail.
+pub fn last_record(file: &Path) -> Result<Option<Record>, AuditError> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = match File::open(file) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(AuditError::Io { path: file.to_path_buf(), cause: e }),
     };
     let len = f.metadata().map_err(AuditError::io(file))?.len();
@@ -95,11 +100,7 @@ pub fn last_seq(file: &Path) -> Result<u64, AuditError> {
     let text = String::from_utf8_lossy(&tail);
     let complete = match text.rfind('\n') {
         Some(end) => &text[..end],
-        None => return Ok(0),
+        None => return Ok(None),
     };
-    Ok(complete
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Record>(l).ok())
-        .map_or(0, |r| r.seq()))
+    Ok(complete.lines().rev().find_map(|l| serde_json::from_str::<Record>(l).ok()))
 }

@@ -21,7 +21,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::reader::{last_seq, rotated_path};
+use super::reader::{last_record, rotated_path};
 use super::{AuditError, Record};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +60,8 @@ pub struct AuditWriter {
     refused: u64,
     /// [`MAX_QUEUED_BYTES`] (smaller in tests).
     max_queued_bytes: usize,
+    /// The log's last record when it was opened (how the previous daemon run ended).
+    previous: Option<Record>,
 }
 
 /// The log is readable by root and the file's group only: it names files agents touched.
@@ -87,7 +89,12 @@ impl AuditWriter {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(AuditError::io(dir))?;
         }
-        let last = last_seq(path)?.max(last_seq(&rotated_path(path, 1))?);
+        // After a rotation the current file can be empty: the last record is then in `.1`.
+        let previous = match last_record(path)? {
+            Some(record) => Some(record),
+            None => last_record(&rotated_path(path, 1))?,
+        };
+        let last = previous.as_ref().map_or(0, Record::seq);
         let (mut file, mut size) = open_append(path)?;
         if size > 0 && !ends_with_newline(path)? {
             // A crash cut the last record: end its line so the next record starts on its own.
@@ -106,11 +113,17 @@ impl AuditWriter {
             front_written: 0,
             refused: 0,
             max_queued_bytes: MAX_QUEUED_BYTES,
+            previous,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The last record in the log when it was opened.
+    pub fn previous_record(&self) -> Option<&Record> {
+        self.previous.as_ref()
     }
 
     /// Sequence number the next appended record will get.

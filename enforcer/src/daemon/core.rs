@@ -117,7 +117,12 @@ impl Daemon {
         daemon.persist_names();
         let status = daemon.backend.status();
         let table = serde_json::to_value(&status).ok();
-        let message = format!("policy {} applied on the {} backend ({})", daemon.source.describe(), status.backend, status.kernel);
+        let mut message = format!("policy {} applied on the {} backend ({})", daemon.source.describe(), status.backend, status.kernel);
+        if let Some(unclean) = unclean_end(daemon.audit.previous_record()) {
+            tracing::warn!("{unclean}");
+            message.push_str("; ");
+            message.push_str(&unclean);
+        }
         daemon.log_daemon("start", |r| {
             r.policy_version = Some(version);
             r.message = Some(message);
@@ -443,6 +448,19 @@ impl Daemon {
             last_reload_error: self.stats.last_reload_error.clone(),
             subscribers: self.live.receiver_count(),
         }
+    }
+}
+
+/// How the previous daemon run ended, if not with its `stop` record: a crash or SIGKILL. The
+/// kernel went on enforcing meanwhile; this names the window in which nothing was logged live.
+fn unclean_end(last: Option<&Record>) -> Option<String> {
+    match last? {
+        Record::Daemon(d) if d.event == "stop" => None,
+        last => Some(format!(
+            "the previous daemon did not stop cleanly: its last record is seq {} at {} (no daemon ran from then until now)",
+            last.seq(),
+            last.time()
+        )),
     }
 }
 

@@ -286,3 +286,26 @@ fn events_of_the_previous_daemon_resolve_after_a_restart() {
     assert_eq!((event.rule.as_str(), event.agent.as_deref()), ("coder.toml:2", Some("coder")));
     assert!(event.flags.is_empty(), "{:?}", event.flags);
 }
+
+#[test]
+fn a_restart_after_a_crash_says_so_in_the_start_record() {
+    let dir = crate::audit::writer::tests::tempdir();
+    let start_message = |log: &Path| {
+        records(log)
+            .into_iter()
+            .filter_map(|r| if let Record::Daemon(d) = r { (d.event == "start").then_some(d.message) } else { None })
+            .last()
+            .flatten()
+            .unwrap_or_default()
+    };
+    {
+        let h = start_in(&dir);
+        drop(h); // no stop record: a crash
+    }
+    let h = start_in(&dir);
+    let message = start_message(&h.log);
+    assert!(message.contains("did not stop cleanly") && message.contains("seq 2"), "{message}");
+    h.daemon.stop("test").unwrap();
+    let h = start_in(&dir);
+    assert!(!start_message(&h.log).contains("did not stop cleanly"), "a clean stop must not be reported as a crash");
+}
