@@ -294,7 +294,7 @@ fn a_restart_after_a_crash_says_so_in_the_start_record() {
         records(log)
             .into_iter()
             .filter_map(|r| if let Record::Daemon(d) = r { (d.event == "start").then_some(d.message) } else { None })
-            .last()
+            .next_back()
             .flatten()
             .unwrap_or_default()
     };
