@@ -183,3 +183,59 @@ fn missing_paths_are_errors() {
     let d = crate::policy::load_paths(&["/nonexistent/enforcer/p.toml".into()]).unwrap_err();
     assert_eq!(d.headlines(), vec!["/nonexistent/enforcer/p.toml: cannot read: No such file or directory (os error 2)"]);
 }
+
+#[test]
+fn remaining_validation_messages() {
+    let e = "invalid set name `-x`: use 1-64 letters, digits, `.`, `_`, `-`, starting with a letter or digit";
+    assert_eq!(one(&[("s.toml", "[set]\nname = \"-x\"\n")]), format!("s.toml:2:8: {e}"));
+    assert_eq!(
+        agent_err("match.cgroup = [\"agents/a\"]\n"),
+        "a.toml:3:17: agent.match.cgroup: a cgroup path is absolute within the cgroup2 hierarchy (e.g. `/agents/coder`)"
+    );
+    assert_eq!(
+        agent_err("match.cgroup = [\"/agents/../a\"]\n"),
+        "a.toml:3:17: agent.match.cgroup: a cgroup path must be normalized, without `*`, `.`, `..` or `//`"
+    );
+    assert_eq!(
+        one(&[("a.toml", "include = [\"/etc/enforcer/sets/x.toml\"]\n[agent]\nname = \"a\"\n")]),
+        "a.toml:1:12: include paths are relative to the including file"
+    );
+    assert_eq!(agent_err("[file]\nread = [\"\"]\n"), "a.toml:4:9: file.read: empty pattern");
+    assert_eq!(agent_err("[file]\nread = [\"/a\\u0000b\"]\n"), "a.toml:4:9: file.read: a pattern cannot contain a NUL byte");
+    assert_eq!(
+        agent_err("[file]\nread = [\"**/\"]\n"),
+        "a.toml:4:9: file.read: `**/` must be followed by a file name (`**/.env`) or `*.EXT` (`**/*.pem`); use `/**` to match everything"
+    );
+    assert_eq!(agent_err("[file]\nread = [\"**/..\"]\n"), "a.toml:4:9: file.read: `.` and `..` are not file names");
+    assert_eq!(agent_err("[net]\nconnect = [\"unix:@\"]\n"), "a.toml:4:12: net.connect: empty abstract socket name");
+    assert_eq!(
+        agent_err("[net]\nconnect = [\"unix:@x*\"]\n"),
+        "a.toml:4:12: net.connect: abstract socket names are matched exactly; `*` is not supported"
+    );
+    assert_eq!(agent_err("[net]\nconnect = [\":80\"]\n"), "a.toml:4:12: net.connect: missing address (use `*` for any address)");
+    assert_eq!(agent_err("[net]\nconnect = [\"example.com/24\"]\n"), "a.toml:4:12: net.connect: invalid address `example.com` in CIDR");
+    assert_eq!(agent_err("[net]\nconnect = [\"fe80::zz\"]\n"), "a.toml:4:12: net.connect: invalid IPv6 address `fe80::zz`");
+}
+
+#[test]
+fn agent_table_limits() {
+    // Delegation bits cover agent ids below 64: agent `a` (id 1) cannot delegate to id 65.
+    let mut files: Vec<(String, String)> = vec![("a.toml".into(), "[agent]\nname = \"a\"\ndelegate = [\"z\"]\n".into())];
+    for i in 0..63 {
+        files.push((format!("m{i:02}.toml"), format!("[agent]\nname = \"m{i:02}\"\n")));
+    }
+    files.push(("z.toml".into(), "[agent]\nname = \"z\"\n".into()));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    assert_eq!(errors(&refs), vec!["a.toml:3:13: agent `z` has id 65; delegation can only name agents with ids below 64"]);
+
+    let files: Vec<(String, String)> = (0..1024).map(|i| (format!("a{i:04}.toml"), format!("[agent]\nname = \"a{i:04}\"\n"))).collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    assert_eq!(errors(&refs), vec!["a1023.toml:2:8: too many agents: at most 1023 fit the kernel's agent table"]);
+}
+
+#[test]
+fn map_capacity_is_a_compile_error() {
+    let names: Vec<String> = (0..=crate::policy::limits::MAX_NAME_ENTRIES).map(|i| format!("\"**/n{i}\"")).collect();
+    let text = agent(&format!("[file]\ndeny = [{}]\n", names.join(",")));
+    assert_eq!(errors(&[("a.toml", &text)]), vec!["a.toml: the policies need 16385 NAME_RULES entries; the map holds 16384"]);
+}
