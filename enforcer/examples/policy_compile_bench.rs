@@ -3,7 +3,9 @@
 
 fn main() {
     let rules = match std::env::args().nth(1) {
-        Some(n) => n.parse().unwrap_or_else(|_| panic!("RULES must be a number, got `{n}`")),
+        Some(n) => n
+            .parse()
+            .unwrap_or_else(|_| panic!("RULES must be a number, got `{n}`")),
         None => 100_000,
     };
     let (load, compile) = enforcer::policy::bench::time_compile(rules);

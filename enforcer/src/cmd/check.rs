@@ -64,11 +64,20 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         (Err(diags), Format::Text) => {
             let mut err = std::io::stderr().lock();
             write!(err, "{diags}")?;
-            writeln!(err, "{} error{} in policies", diags.len(), if diags.len() == 1 { "" } else { "s" })?;
+            writeln!(
+                err,
+                "{} error{} in policies",
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" }
+            )?;
             Ok(ExitCode::from(1))
         }
         (Err(diags), Format::Json) => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&invalid_report(&diags))?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&invalid_report(&diags))?
+            )?;
             Ok(ExitCode::from(1))
         }
     }
@@ -88,7 +97,9 @@ fn resolve(args: &CheckArgs) -> anyhow::Result<(ResolvedHosts, Vec<(String, Stri
         return Ok((resolved, Vec::new()));
     }
     // Host names come from the policies, so load them once without resolution first.
-    let Ok(set) = policy::load_paths(&args.paths) else { return Ok((resolved, Vec::new())) };
+    let Ok(set) = policy::load_paths(&args.paths) else {
+        return Ok((resolved, Vec::new()));
+    };
     let names = hosts::host_names(&set.agents);
     let failures = resolved.resolve_missing(names.iter().map(String::as_str));
     Ok((resolved, failures))
@@ -108,7 +119,12 @@ fn print_summary(
         paths.join(" "),
         compiled.agents.len(),
         if compiled.agents.len() == 1 { "" } else { "s" },
-        compiled.agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", "),
+        compiled
+            .agents
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         set.sets.len(),
         if set.sets.len() == 1 { "" } else { "s" },
     )?;
@@ -125,7 +141,11 @@ fn print_summary(
         }
     }
     if !unresolved.is_empty() {
-        writeln!(out, "host names resolved by the daemon at load (not counted above): {}", unresolved.join(", "))?;
+        writeln!(
+            out,
+            "host names resolved by the daemon at load (not counted above): {}",
+            unresolved.join(", ")
+        )?;
     }
     for (host, why) in resolve_failures {
         writeln!(out, "warning: cannot resolve {host}: {why}")?;

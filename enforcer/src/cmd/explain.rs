@@ -54,12 +54,19 @@ pub enum Operation {
 }
 
 pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
-    let paths = if args.policy.is_empty() { vec![PathBuf::from(crate::paths::POLICY_DIR)] } else { args.policy.clone() };
+    let paths = if args.policy.is_empty() {
+        vec![PathBuf::from(crate::paths::POLICY_DIR)]
+    } else {
+        args.policy.clone()
+    };
     let set = match policy::load_paths(&paths) {
         Ok(set) => set,
         Err(diags) => {
             eprint!("{diags}");
-            bail!("the policies are invalid ({} errors); fix them first (see `enforcer check`)", diags.len());
+            bail!(
+                "the policies are invalid ({} errors); fix them first (see `enforcer check`)",
+                diags.len()
+            );
         }
     };
     let mut resolved = ResolvedHosts::new();
@@ -72,7 +79,9 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     if !args.offline && connects_to_ip {
         let agent_hosts = hosts::host_names(set.agent(&args.agent));
         for (host, why) in resolved.resolve_missing(agent_hosts.iter().map(String::as_str)) {
-            notes.push(format!("cannot resolve {host} ({why}): its rules match nothing"));
+            notes.push(format!(
+                "cannot resolve {host} ({why}): its rules match nothing"
+            ));
         }
     }
     let compiled = policy::compile(&set, &resolved).map_err(|d| {
@@ -103,15 +112,27 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if denied { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if denied {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn show_paths(paths: &[PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The request(s) for the operation; a host name gives one request per address.
-fn build_requests(op: &Operation, resolved: &ResolvedHosts, notes: &mut Vec<String>) -> anyhow::Result<Vec<(String, Request)>> {
+fn build_requests(
+    op: &Operation,
+    resolved: &ResolvedHosts,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<(String, Request)>> {
     Ok(match op {
         Operation::Open { path, write, read } => {
             let path = normalize_input(path, notes)?;
@@ -120,7 +141,14 @@ fn build_requests(op: &Operation, resolved: &ResolvedHosts, notes: &mut Vec<Stri
                 (_, true) => "write",
                 _ => "read",
             };
-            vec![(format!("open {path} for {mode}"), Request::Open { path, write: *write, read: *read || !*write })]
+            vec![(
+                format!("open {path} for {mode}"),
+                Request::Open {
+                    path,
+                    write: *write,
+                    read: *read || !*write,
+                },
+            )]
         }
         Operation::Exec { path } => {
             let path = normalize_input(path, notes)?;
@@ -128,18 +156,33 @@ fn build_requests(op: &Operation, resolved: &ResolvedHosts, notes: &mut Vec<Stri
         }
         Operation::Connect { target, udp } => {
             if let Some(unix) = target.strip_prefix("unix:") {
-                let path = if unix.starts_with('@') { unix.to_string() } else { normalize_input(unix, notes)? };
-                return Ok(vec![(format!("connect unix:{path}"), Request::ConnectUnix { path })]);
+                let path = if unix.starts_with('@') {
+                    unix.to_string()
+                } else {
+                    normalize_input(unix, notes)?
+                };
+                return Ok(vec![(
+                    format!("connect unix:{path}"),
+                    Request::ConnectUnix { path },
+                )]);
             }
             let proto = if *udp { "udp" } else { "tcp" };
             if let Ok(sa) = target.parse::<SocketAddr>() {
                 return Ok(vec![(
                     format!("connect {sa}/{proto}"),
-                    Request::Connect { addr: sa.ip(), port: sa.port(), udp: *udp },
+                    Request::Connect {
+                        addr: sa.ip(),
+                        port: sa.port(),
+                        udp: *udp,
+                    },
                 )]);
             }
-            let (host, port) = target.rsplit_once(':').context("expected ADDR:PORT, [V6]:PORT, HOST:PORT or unix:PATH")?;
-            let port: u16 = port.parse().with_context(|| format!("invalid port `{port}`"))?;
+            let (host, port) = target
+                .rsplit_once(':')
+                .context("expected ADDR:PORT, [V6]:PORT, HOST:PORT or unix:PATH")?;
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("invalid port `{port}`"))?;
             let mut addrs = resolved.get(host).to_vec();
             if addrs.is_empty() {
                 let mut once = resolved.clone();
@@ -151,7 +194,14 @@ fn build_requests(op: &Operation, resolved: &ResolvedHosts, notes: &mut Vec<Stri
             addrs
                 .into_iter()
                 .map(|addr| {
-                    (format!("connect {host} ({}):{port}/{proto}", addr), Request::Connect { addr, port, udp: *udp })
+                    (
+                        format!("connect {host} ({}):{port}/{proto}", addr),
+                        Request::Connect {
+                            addr,
+                            port,
+                            udp: *udp,
+                        },
+                    )
                 })
                 .collect()
         }
@@ -162,7 +212,11 @@ fn build_requests(op: &Operation, resolved: &ResolvedHosts, notes: &mut Vec<Stri
 /// followed here). Relative paths are taken from the current directory.
 fn normalize_input(path: &str, notes: &mut Vec<String>) -> anyhow::Result<String> {
     let p = Path::new(path);
-    let joined = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) };
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    };
     let mut out = PathBuf::from("/");
     for c in joined.components() {
         match c {
@@ -175,7 +229,9 @@ fn normalize_input(path: &str, notes: &mut Vec<String>) -> anyhow::Result<String
     }
     let normalized = out.to_string_lossy().into_owned();
     if normalized != path {
-        notes.push(format!("`{path}` normalized lexically to `{normalized}` (symlinks are not resolved)"));
+        notes.push(format!(
+            "`{path}` normalized lexically to `{normalized}` (symlinks are not resolved)"
+        ));
     }
     Ok(normalized)
 }
@@ -188,8 +244,16 @@ fn why(t: &Trace) -> String {
         _ => "connect",
     };
     let allowed = t.decision.verdict == Verdict::Allow;
-    let (verb, verbs) = if allowed { ("allow", "allows") } else { ("deny", "denies") };
-    let precedence = if t.decision.verdict == Verdict::Allow { "" } else { " (an explicit deny beats any allow)" };
+    let (verb, verbs) = if allowed {
+        ("allow", "allows")
+    } else {
+        ("deny", "denies")
+    };
+    let precedence = if t.decision.verdict == Verdict::Allow {
+        ""
+    } else {
+        " (an explicit deny beats any allow)"
+    };
     match &t.step {
         Step::NotAnAgent => "not an agent: not confined".into(),
         Step::UnknownAgent => "no such agent loaded: denied (fail closed)".into(),
@@ -244,7 +308,11 @@ fn print_text(
                 rule.source.line,
                 rule.source.col
             )?;
-            if let Some(line) = set.sources.get(&rule.source.file).and_then(|s| s.text.lines().nth(rule.source.line as usize - 1)) {
+            if let Some(line) = set
+                .sources
+                .get(&rule.source.file)
+                .and_then(|s| s.text.lines().nth(rule.source.line as usize - 1))
+            {
                 writeln!(out, "  {} | {}", rule.source.line, line.trim_end())?;
             }
         }

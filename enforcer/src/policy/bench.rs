@@ -24,7 +24,11 @@ pub fn synthetic_policy(rules: usize) -> String {
     }
     s.push_str("]\ndeny = [\n");
     for i in 0..name_rules {
-        let _ = if i % 2 == 0 { writeln!(s, "  \"**/secret{i}\",") } else { writeln!(s, "  \"**/*.k{i}\",") };
+        let _ = if i % 2 == 0 {
+            writeln!(s, "  \"**/secret{i}\",")
+        } else {
+            writeln!(s, "  \"**/*.k{i}\",")
+        };
     }
     s.push_str("]\n\n[net]\nconnect = [\n");
     for i in 0..net_rules {
@@ -38,11 +42,17 @@ pub fn synthetic_policy(rules: usize) -> String {
 pub fn time_compile(rules: usize) -> (Duration, Duration) {
     let text = synthetic_policy(rules);
     let start = Instant::now();
-    let set = load_sources(&[("bench.toml", &text)]).unwrap_or_else(|d| panic!("synthetic policy invalid:\n{d}"));
+    let set = load_sources(&[("bench.toml", &text)])
+        .unwrap_or_else(|d| panic!("synthetic policy invalid:\n{d}"));
     let loaded = start.elapsed();
     let start = Instant::now();
-    let compiled = compile(&set, &ResolvedHosts::new()).unwrap_or_else(|d| panic!("synthetic policy rejected:\n{d}"));
+    let compiled = compile(&set, &ResolvedHosts::new())
+        .unwrap_or_else(|d| panic!("synthetic policy rejected:\n{d}"));
     let compiled_in = start.elapsed();
-    assert_eq!(compiled.rules.len(), rules, "every synthetic rule compiles to one rule");
+    assert_eq!(
+        compiled.rules.len(),
+        rules,
+        "every synthetic rule compiles to one rule"
+    );
     (loaded, compiled_in)
 }

@@ -16,14 +16,27 @@ use super::net::{mapped, NetAddr};
 use super::pattern::Entries;
 
 pub fn compile(set: &PolicySet, hosts: &ResolvedHosts) -> Result<CompiledPolicy, Diagnostics> {
-    let mut c = Compiler { set, hosts, out: CompiledPolicy::default(), diags: Diagnostics::default(), exe: Vec::new() };
-    let agent_ids: HashMap<&str, u32> =
-        set.agents.iter().enumerate().map(|(i, a)| (a.name.as_str(), i as u32 + 1)).collect();
+    let mut c = Compiler {
+        set,
+        hosts,
+        out: CompiledPolicy::default(),
+        diags: Diagnostics::default(),
+        exe: Vec::new(),
+    };
+    let agent_ids: HashMap<&str, u32> = set
+        .agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.name.as_str(), i as u32 + 1))
+        .collect();
     let mut cgroups: HashMap<&str, (u32, &Located)> = HashMap::new();
     for (i, agent) in set.agents.iter().enumerate() {
         let id = i as u32 + 1;
         if id >= MAX_AGENTS {
-            let msg = format!("too many agents: at most {} fit the kernel's agent table", MAX_AGENTS - 1);
+            let msg = format!(
+                "too many agents: at most {} fit the kernel's agent table",
+                MAX_AGENTS - 1
+            );
             c.diags.push(set.error_at(&agent.name_at, msg));
             break;
         }
@@ -32,9 +45,12 @@ pub fn compile(set: &PolicySet, hosts: &ResolvedHosts) -> Result<CompiledPolicy,
     c.check_exe_overlaps();
     c.check_limits();
     let Compiler { mut out, diags, .. } = c;
-    out.path_entries.sort_by(|a, b| (a.agent, &a.bytes).cmp(&(b.agent, &b.bytes)));
-    out.name_entries.sort_by(|a, b| (a.agent, a.kind, &a.name).cmp(&(b.agent, b.kind, &b.name)));
-    out.net_entries.sort_by_key(|e| (e.agent, e.addr, e.prefix_bits));
+    out.path_entries
+        .sort_by(|a, b| (a.agent, &a.bytes).cmp(&(b.agent, &b.bytes)));
+    out.name_entries
+        .sort_by(|a, b| (a.agent, a.kind, &a.name).cmp(&(b.agent, b.kind, &b.name)));
+    out.net_entries
+        .sort_by_key(|e| (e.agent, e.addr, e.prefix_bits));
     out.exe_matches.sort_by(|a, b| a.bytes.cmp(&b.bytes));
     diags.into_result(out)
 }
@@ -56,7 +72,10 @@ impl<'a> Compiler<'a> {
         agent_ids: &HashMap<&str, u32>,
         cgroups: &mut HashMap<&'a str, (u32, &'a Located)>,
     ) {
-        let mut config = AgentConfig { flags: AGENT_PRESENT, ..Default::default() };
+        let mut config = AgentConfig {
+            flags: AGENT_PRESENT,
+            ..Default::default()
+        };
         if agent.mode == Mode::Audit {
             config.flags |= AGENT_AUDIT;
         }
@@ -114,7 +133,8 @@ impl<'a> Compiler<'a> {
                         Entries::Path(entries) => {
                             if rule.kind == RuleKind::MatchExe {
                                 for e in &entries {
-                                    self.exe.push((e.clone(), id, rule_id, &rule.at, &agent.name));
+                                    self.exe
+                                        .push((e.clone(), id, rule_id, &rule.at, &agent.name));
                                 }
                             }
                             for e in entries {
@@ -122,12 +142,21 @@ impl<'a> Compiler<'a> {
                             }
                         }
                         Entries::Name(kind, name) => {
-                            add_access(names.entry((kind, name)).or_default(), rule_id, allow, deny);
+                            add_access(
+                                names.entry((kind, name)).or_default(),
+                                rule_id,
+                                allow,
+                                deny,
+                            );
                         }
                     }
                 }
                 RuleTarget::Ip(target) => {
-                    let action = if rule.kind == RuleKind::NetDeny { ACTION_DENY } else { ACTION_ALLOW };
+                    let action = if rule.kind == RuleKind::NetDeny {
+                        ACTION_DENY
+                    } else {
+                        ACTION_ALLOW
+                    };
                     let port_rule = NetPortRule {
                         port_lo: target.port_lo,
                         port_hi: target.port_hi,
@@ -140,7 +169,12 @@ impl<'a> Compiler<'a> {
                         NetAddr::Host(host) => {
                             let addrs: Vec<IpAddr> = self.hosts.get(host).to_vec();
                             let keys = addrs.iter().map(|a| (mapped(*a), 128)).collect();
-                            self.out.host_rules.push(HostRule { agent: id, rule: rule_id, host: host.clone(), addrs });
+                            self.out.host_rules.push(HostRule {
+                                agent: id,
+                                rule: rule_id,
+                                host: host.clone(),
+                                addrs,
+                            });
                             keys
                         }
                     };
@@ -164,7 +198,10 @@ impl<'a> Compiler<'a> {
                         cgroups.insert(path, (id, &rule.at));
                         self.out.cgroup_matches.push(CgroupMatchEntry {
                             path: path.into(),
-                            value: CgroupMatch { agent: id, rule: rule_id },
+                            value: CgroupMatch {
+                                agent: id,
+                                rule: rule_id,
+                            },
                         });
                     }
                 },
@@ -172,15 +209,29 @@ impl<'a> Compiler<'a> {
         }
 
         for (bytes, value) in merge_paths(&paths) {
-            self.out.path_entries.push(PathEntry { agent: id, bytes, value });
+            self.out.path_entries.push(PathEntry {
+                agent: id,
+                bytes,
+                value,
+            });
         }
         for ((kind, name), value) in names {
-            self.out.name_entries.push(NameEntry { agent: id, kind, name, value });
+            self.out.name_entries.push(NameEntry {
+                agent: id,
+                kind,
+                name,
+                value,
+            });
         }
         match merge_net(&cidrs) {
             Ok(entries) => {
                 for (addr, prefix_bits, value) in entries {
-                    self.out.net_entries.push(NetEntry { agent: id, addr, prefix_bits, value });
+                    self.out.net_entries.push(NetEntry {
+                        agent: id,
+                        addr,
+                        prefix_bits,
+                        value,
+                    });
                 }
             }
             Err((at, msg)) => self.diags.push(self.set.error_at(at, msg)),
@@ -205,9 +256,15 @@ impl<'a> Compiler<'a> {
         }
         let mut reported = std::collections::HashSet::new();
         for (bytes, agent, rule, at, _) in &self.exe {
-            let prefixes = bytes.iter().enumerate().filter(|(_, b)| **b == b'/').map(|(i, _)| &bytes[..=i]);
+            let prefixes = bytes
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'/')
+                .map(|(i, _)| &bytes[..=i]);
             for prefix in prefixes.chain(std::iter::once(bytes.as_slice())) {
-                let Some(&j) = by_bytes.get(prefix) else { continue };
+                let Some(&j) = by_bytes.get(prefix) else {
+                    continue;
+                };
                 let (_, other_agent, _, other_at, other_name) = &self.exe[j];
                 if other_agent != agent && reported.insert((*rule, *other_agent)) {
                     let msg = format!(
@@ -223,7 +280,13 @@ impl<'a> Compiler<'a> {
         let mut seen = std::collections::HashSet::new();
         for (bytes, agent, rule, ..) in &self.exe {
             if seen.insert(bytes.clone()) {
-                self.out.exe_matches.push(ExeMatchEntry { bytes: bytes.clone(), value: ExeMatch { agent: *agent, rule: *rule } });
+                self.out.exe_matches.push(ExeMatchEntry {
+                    bytes: bytes.clone(),
+                    value: ExeMatch {
+                        agent: *agent,
+                        rule: *rule,
+                    },
+                });
             }
         }
     }
@@ -233,14 +296,28 @@ impl<'a> Compiler<'a> {
             ("PATH_RULES", self.out.path_entries.len(), MAX_PATH_ENTRIES),
             ("NAME_RULES", self.out.name_entries.len(), MAX_NAME_ENTRIES),
             ("NET_RULES", self.out.net_entries.len(), MAX_NET_ENTRIES),
-            ("EXE_MATCH", self.out.exe_matches.len(), MAX_EXE_MATCH_ENTRIES),
-            ("CGROUP_MATCH", self.out.cgroup_matches.len(), MAX_CGROUP_MATCH_ENTRIES),
+            (
+                "EXE_MATCH",
+                self.out.exe_matches.len(),
+                MAX_EXE_MATCH_ENTRIES,
+            ),
+            (
+                "CGROUP_MATCH",
+                self.out.cgroup_matches.len(),
+                MAX_CGROUP_MATCH_ENTRIES,
+            ),
         ];
         for (map, count, limit) in counts {
             if count > limit {
-                let file = self.set.agents.last().map(|a| a.source.clone()).unwrap_or_default();
+                let file = self
+                    .set
+                    .agents
+                    .last()
+                    .map(|a| a.source.clone())
+                    .unwrap_or_default();
                 let msg = format!("the policies need {count} {map} entries; the map holds {limit}");
-                self.diags.push(super::diag::Diagnostic::file_error(&file, msg));
+                self.diags
+                    .push(super::diag::Diagnostic::file_error(&file, msg));
             }
         }
     }

@@ -22,8 +22,14 @@ pub struct SourceFile {
 impl SourceFile {
     pub fn new(path: PathBuf, text: impl Into<Arc<str>>) -> Self {
         let text: Arc<str> = text.into();
-        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        SourceFile { path, text, line_starts }
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        SourceFile {
+            path,
+            text,
+            line_starts,
+        }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -41,8 +47,12 @@ impl SourceFile {
         let end = floor_char_boundary(&self.text, span.end.clamp(start, self.text.len()));
         let (line, col) = self.line_col(start);
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[start..].find('\n').map_or(self.text.len(), |i| start + i);
-        let source_line = self.text[line_start..line_end].trim_end_matches('\r').to_string();
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        let source_line = self.text[line_start..line_end]
+            .trim_end_matches('\r')
+            .to_string();
         // The caret covers the span, but never runs past the first line of a multi-line span.
         let caret_len = self.text[start..end.min(line_end)].chars().count().max(1) as u32;
         Diagnostic {
@@ -97,7 +107,13 @@ impl Diagnostic {
         if self.line == 0 {
             format!("{}: {}", self.file.display(), self.message)
         } else {
-            format!("{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
+            format!(
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.col,
+                self.message
+            )
         }
     }
 }
@@ -115,7 +131,11 @@ impl fmt::Display for Diagnostic {
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             writeln!(f, "{gutter} | {source_line}")?;
-            writeln!(f, "{pad} | {lead}{}", "^".repeat(self.caret_len.max(1) as usize))?;
+            writeln!(
+                f,
+                "{pad} | {lead}{}",
+                "^".repeat(self.caret_len.max(1) as usize)
+            )?;
         }
         Ok(())
     }
@@ -176,7 +196,10 @@ mod tests {
         let src = SourceFile::new("p.toml".into(), "[agent]\nname = \"bad name\"\n");
         let d = src.error(15..25, "invalid agent name");
         assert_eq!(d.headline(), "p.toml:2:8: invalid agent name");
-        assert_eq!(d.to_string(), "p.toml:2:8: invalid agent name\n2 | name = \"bad name\"\n  |        ^^^^^^^^^^\n");
+        assert_eq!(
+            d.to_string(),
+            "p.toml:2:8: invalid agent name\n2 | name = \"bad name\"\n  |        ^^^^^^^^^^\n"
+        );
     }
 
     #[test]

@@ -15,10 +15,22 @@ use super::net::{mapped, mask};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// `read`/`write`: the open's modes (an open with neither is checked as a read).
-    Open { path: String, write: bool, read: bool },
-    Exec { path: String },
-    Connect { addr: IpAddr, port: u16, udp: bool },
-    ConnectUnix { path: String },
+    Open {
+        path: String,
+        write: bool,
+        read: bool,
+    },
+    Exec {
+        path: String,
+    },
+    Connect {
+        addr: IpAddr,
+        port: u16,
+        udp: bool,
+    },
+    ConnectUnix {
+        path: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -80,7 +92,11 @@ pub fn evaluate(policy: &CompiledPolicy, agent: u32, request: &Request) -> Decis
 /// `evaluate`, also saying which step decided.
 pub fn trace(policy: &CompiledPolicy, agent: u32, request: &Request) -> Trace {
     let access_of = |r: &Request| match r {
-        Request::Open { write: true, read: false, .. } => ACCESS_WRITE,
+        Request::Open {
+            write: true,
+            read: false,
+            ..
+        } => ACCESS_WRITE,
         Request::Open { .. } => ACCESS_READ,
         Request::Exec { .. } => ACCESS_EXEC,
         Request::Connect { .. } | Request::ConnectUnix { .. } => ACCESS_CONNECT,
@@ -88,7 +104,10 @@ pub fn trace(policy: &CompiledPolicy, agent: u32, request: &Request) -> Trace {
     if agent == NO_AGENT {
         return done(Verdict::Allow, 0, 0, Step::NotAnAgent, access_of(request));
     }
-    let Some(info) = policy.agent(agent).filter(|a| a.config.flags & AGENT_PRESENT != 0) else {
+    let Some(info) = policy
+        .agent(agent)
+        .filter(|a| a.config.flags & AGENT_PRESENT != 0)
+    else {
         return done(Verdict::Deny, 0, 0, Step::UnknownAgent, access_of(request));
     };
     let audit = info.config.flags & AGENT_AUDIT != 0;
@@ -111,13 +130,27 @@ pub fn trace(policy: &CompiledPolicy, agent: u32, request: &Request) -> Trace {
             }
             first.expect("at least one access kind")
         }
-        Request::Exec { path } => path_decision(policy, agent, info.config.wildcard_depths, path, ACCESS_INDEX_EXEC),
-        Request::ConnectUnix { path } if !path.starts_with('/') && !path.starts_with('@') => {
-            done(Verdict::Deny, 0, EVENT_FLAG_RELATIVE_PATH, Step::RelativeUnixPath, ACCESS_CONNECT)
-        }
-        Request::ConnectUnix { path } => {
-            path_decision(policy, agent, info.config.wildcard_depths, path, ACCESS_INDEX_CONNECT)
-        }
+        Request::Exec { path } => path_decision(
+            policy,
+            agent,
+            info.config.wildcard_depths,
+            path,
+            ACCESS_INDEX_EXEC,
+        ),
+        Request::ConnectUnix { path } if !path.starts_with('/') && !path.starts_with('@') => done(
+            Verdict::Deny,
+            0,
+            EVENT_FLAG_RELATIVE_PATH,
+            Step::RelativeUnixPath,
+            ACCESS_CONNECT,
+        ),
+        Request::ConnectUnix { path } => path_decision(
+            policy,
+            agent,
+            info.config.wildcard_depths,
+            path,
+            ACCESS_INDEX_CONNECT,
+        ),
         Request::Connect { addr, port, udp } => net_decision(policy, agent, *addr, *port, *udp),
     };
     if audit && t.decision.verdict == Verdict::Deny {
@@ -127,7 +160,15 @@ pub fn trace(policy: &CompiledPolicy, agent: u32, request: &Request) -> Trace {
 }
 
 fn done(verdict: Verdict, rule: u32, flags: u32, step: Step, access: u32) -> Trace {
-    Trace { decision: Decision { verdict, rule, flags }, step, access }
+    Trace {
+        decision: Decision {
+            verdict,
+            rule,
+            flags,
+        },
+        step,
+        access,
+    }
 }
 
 /// The lookup key: path, one NUL, cut to `PATH_KEY_BYTES`.
@@ -159,8 +200,17 @@ fn name_lookup(policy: &CompiledPolicy, agent: u32, kind: u32, name: &[u8]) -> O
 /// `path` with component `depth` (1-based: the bytes after the depth-th `/` up to the next
 /// `/`) replaced by `*`; `None` if the path has no such non-empty component.
 pub fn wildcard_variant(path: &[u8], depth: u32) -> Option<Vec<u8>> {
-    let start = path.iter().enumerate().filter(|(_, b)| **b == b'/').nth(depth as usize - 1)?.0 + 1;
-    let end = path[start..].iter().position(|b| *b == b'/').map_or(path.len(), |i| start + i);
+    let start = path
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'/')
+        .nth(depth as usize - 1)?
+        .0
+        + 1;
+    let end = path[start..]
+        .iter()
+        .position(|b| *b == b'/')
+        .map_or(path.len(), |i| start + i);
     if end == start {
         return None;
     }
@@ -174,9 +224,18 @@ pub fn wildcard_variant(path: &[u8], depth: u32) -> Option<Vec<u8>> {
 /// The suffixes the kernel tries for a basename: from each of the rightmost `MAX_SUFFIX_TRIES`
 /// dots, leftmost first; a suffix longer than `NAME_KEY_BYTES` is skipped (its dot still counts).
 pub fn suffix_tries(basename: &[u8]) -> Vec<&[u8]> {
-    let dots: Vec<usize> = basename.iter().enumerate().filter(|(_, b)| **b == b'.').map(|(i, _)| i).collect();
+    let dots: Vec<usize> = basename
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'.')
+        .map(|(i, _)| i)
+        .collect();
     let rightmost = &dots[dots.len().saturating_sub(MAX_SUFFIX_TRIES as usize)..];
-    rightmost.iter().map(|&i| &basename[i..]).filter(|s| s.len() <= NAME_KEY_BYTES).collect()
+    rightmost
+        .iter()
+        .map(|&i| &basename[i..])
+        .filter(|s| s.len() <= NAME_KEY_BYTES)
+        .collect()
 }
 
 /// The basename the kernel uses: after the last `/` within the last 256 bytes of the path (the
@@ -193,13 +252,28 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
     let access = 1u32 << k;
     let p = path.as_bytes();
     if p.len() + 1 > PATH_BUF_BYTES {
-        return done(Verdict::Deny, 0, EVENT_FLAG_PATH_UNRESOLVED, Step::PathUnresolved, access);
+        return done(
+            Verdict::Deny,
+            0,
+            EVENT_FLAG_PATH_UNRESOLVED,
+            Step::PathUnresolved,
+            access,
+        );
     }
-    let flags = if p.len() + 1 > PATH_KEY_BYTES { EVENT_FLAG_PATH_TRUNCATED } else { 0 };
+    let flags = if p.len() + 1 > PATH_KEY_BYTES {
+        EVENT_FLAG_PATH_TRUNCATED
+    } else {
+        0
+    };
 
     let mut candidates: Vec<(Step, PathRule)> = Vec::new();
     if let Some(e) = lpm(policy, agent, &key(p)) {
-        candidates.push((Step::PathPrefix { entry: show(&e.bytes) }, e.value));
+        candidates.push((
+            Step::PathPrefix {
+                entry: show(&e.bytes),
+            },
+            e.value,
+        ));
     }
     for d in 1..=32u32 {
         if depths & (1 << (d - 1)) == 0 {
@@ -207,7 +281,13 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
         }
         if let Some(variant) = wildcard_variant(p, d) {
             if let Some(e) = lpm(policy, agent, &key(&variant)) {
-                candidates.push((Step::Wildcard { depth: d, entry: show(&e.bytes) }, e.value));
+                candidates.push((
+                    Step::Wildcard {
+                        depth: d,
+                        entry: show(&e.bytes),
+                    },
+                    e.value,
+                ));
             }
         }
     }
@@ -215,12 +295,22 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
     if !basename.is_empty() {
         if basename.len() <= NAME_KEY_BYTES {
             if let Some(v) = name_lookup(policy, agent, NAME_EXACT, basename) {
-                candidates.push((Step::NameExact { name: show(basename) }, v));
+                candidates.push((
+                    Step::NameExact {
+                        name: show(basename),
+                    },
+                    v,
+                ));
             }
         }
         for suffix in suffix_tries(basename) {
             if let Some(v) = name_lookup(policy, agent, NAME_SUFFIX, suffix) {
-                candidates.push((Step::NameSuffix { suffix: show(suffix) }, v));
+                candidates.push((
+                    Step::NameSuffix {
+                        suffix: show(suffix),
+                    },
+                    v,
+                ));
             }
         }
     }
@@ -231,7 +321,13 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
     if let Some((step, v)) = candidates.iter().find(|(_, v)| v.allow & access != 0) {
         return done(Verdict::Allow, v.allow_rule[k], flags, step.clone(), access);
     }
-    done(Verdict::Deny, RULE_DEFAULT_DENY, flags, Step::DefaultDeny, access)
+    done(
+        Verdict::Deny,
+        RULE_DEFAULT_DENY,
+        flags,
+        Step::DefaultDeny,
+        access,
+    )
 }
 
 fn net_decision(policy: &CompiledPolicy, agent: u32, addr: IpAddr, port: u16, udp: bool) -> Trace {
@@ -243,18 +339,47 @@ fn net_decision(policy: &CompiledPolicy, agent: u32, addr: IpAddr, port: u16, ud
         .filter(|e| e.agent == agent && mask(a, e.prefix_bits) == e.addr)
         .max_by_key(|e| e.prefix_bits);
     let Some(entry) = entry else {
-        return done(Verdict::Deny, RULE_DEFAULT_DENY, 0, Step::DefaultDeny, ACCESS_CONNECT);
+        return done(
+            Verdict::Deny,
+            RULE_DEFAULT_DENY,
+            0,
+            Step::DefaultDeny,
+            ACCESS_CONNECT,
+        );
     };
     let prefix = super::merge::describe(entry.addr, entry.prefix_bits);
     let rules = &entry.value.rules[..(entry.value.count as usize).min(NET_RULES_PER_PREFIX)];
     let applies = |r: &&NetPortRule| r.port_lo <= port && port <= r.port_hi && r.proto & proto != 0;
     for action in [ACTION_DENY, ACTION_ALLOW] {
-        if let Some((i, r)) = rules.iter().enumerate().find(|(_, r)| r.action == action && applies(r)) {
-            let verdict = if action == ACTION_DENY { Verdict::Deny } else { Verdict::Allow };
-            return done(verdict, r.rule, 0, Step::NetPrefix { prefix, index: i as u32 }, ACCESS_CONNECT);
+        if let Some((i, r)) = rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.action == action && applies(r))
+        {
+            let verdict = if action == ACTION_DENY {
+                Verdict::Deny
+            } else {
+                Verdict::Allow
+            };
+            return done(
+                verdict,
+                r.rule,
+                0,
+                Step::NetPrefix {
+                    prefix,
+                    index: i as u32,
+                },
+                ACCESS_CONNECT,
+            );
         }
     }
-    done(Verdict::Deny, RULE_DEFAULT_DENY, 0, Step::DefaultDeny, ACCESS_CONNECT)
+    done(
+        Verdict::Deny,
+        RULE_DEFAULT_DENY,
+        0,
+        Step::DefaultDeny,
+        ACCESS_CONNECT,
+    )
 }
 
 /// Entry bytes for humans: NUL shown as `\0`.

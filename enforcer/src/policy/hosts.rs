@@ -25,7 +25,9 @@ impl ResolvedHosts {
 
     /// The addresses of `host`, empty if it was not resolved.
     pub fn get(&self, host: &str) -> &[IpAddr] {
-        self.0.get(&host.to_ascii_lowercase()).map_or(&[], Vec::as_slice)
+        self.0
+            .get(&host.to_ascii_lowercase())
+            .map_or(&[], Vec::as_slice)
     }
 
     pub fn contains(&self, host: &str) -> bool {
@@ -34,7 +36,10 @@ impl ResolvedHosts {
 
     /// Resolve every host not already present with the system resolver (getaddrinfo). Returns
     /// the hosts that failed and why; those stay unresolved.
-    pub fn resolve_missing<'a>(&mut self, hosts: impl IntoIterator<Item = &'a str>) -> Vec<(String, String)> {
+    pub fn resolve_missing<'a>(
+        &mut self,
+        hosts: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<(String, String)> {
         let mut failed = Vec::new();
         for host in hosts {
             if self.contains(host) {
@@ -70,8 +75,12 @@ pub fn host_names<'a>(agents: impl IntoIterator<Item = &'a AgentPolicy>) -> BTre
 
 /// Parse `HOST=IP` (the `--resolve` flag).
 pub fn parse_resolve_flag(text: &str) -> Result<(String, IpAddr), String> {
-    let (host, ip) = text.split_once('=').ok_or_else(|| format!("expected HOST=IP, got `{text}`"))?;
-    let ip = ip.parse::<IpAddr>().map_err(|_| format!("invalid IP address `{ip}` in `{text}`"))?;
+    let (host, ip) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected HOST=IP, got `{text}`"))?;
+    let ip = ip
+        .parse::<IpAddr>()
+        .map_err(|_| format!("invalid IP address `{ip}` in `{text}`"))?;
     if host.is_empty() {
         return Err(format!("missing host name in `{text}`"));
     }

@@ -26,13 +26,21 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<PolicySet, Diagnostics> {
 /// Load policies from in-memory text (tests, fuzzing): `(file name, text)` pairs; includes
 /// resolve against the other entries by name.
 pub fn load_sources(files: &[(&str, &str)]) -> Result<PolicySet, Diagnostics> {
-    let mut loader = Loader { memory_only: true, ..Loader::default() };
+    let mut loader = Loader {
+        memory_only: true,
+        ..Loader::default()
+    };
     for (name, text) in files {
-        loader.in_memory.insert(PathBuf::from(name), text.to_string());
+        loader
+            .in_memory
+            .insert(PathBuf::from(name), text.to_string());
     }
     for (name, _) in files {
         if let Err(e) = loader.parse(PathBuf::from(name), name.to_string(), true) {
-            loader.diags.push(Diagnostic::file_error(Path::new(name), format!("cannot read: {e}")));
+            loader.diags.push(Diagnostic::file_error(
+                Path::new(name),
+                format!("cannot read: {e}"),
+            ));
         }
     }
     loader.finish()
@@ -57,19 +65,31 @@ impl Loader {
         if path.is_dir() {
             let mut found = Vec::new();
             if let Err(e) = walk_toml(path, &mut found) {
-                self.diags.push(Diagnostic::file_error(path, format!("cannot read directory: {e}")));
+                self.diags.push(Diagnostic::file_error(
+                    path,
+                    format!("cannot read directory: {e}"),
+                ));
             }
             found.sort();
             for file in found {
-                let rel = file.strip_prefix(path).unwrap_or(&file).to_string_lossy().into_owned();
+                let rel = file
+                    .strip_prefix(path)
+                    .unwrap_or(&file)
+                    .to_string_lossy()
+                    .into_owned();
                 if let Err(e) = self.parse(file.clone(), rel, true) {
-                    self.diags.push(Diagnostic::file_error(&file, format!("cannot read: {e}")));
+                    self.diags
+                        .push(Diagnostic::file_error(&file, format!("cannot read: {e}")));
                 }
             }
         } else {
-            let name = path.file_name().map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy()).into_owned();
+            let name = path
+                .file_name()
+                .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
+                .into_owned();
             if let Err(e) = self.parse(path.to_path_buf(), name, true) {
-                self.diags.push(Diagnostic::file_error(path, format!("cannot read: {e}")));
+                self.diags
+                    .push(Diagnostic::file_error(path, format!("cannot read: {e}")));
             }
         }
     }
@@ -120,11 +140,22 @@ impl Loader {
         let mut agents = Vec::new();
         let mut first_agent_at: HashMap<String, Located> = HashMap::new();
         for identity in self.listed.clone() {
-            let Some(Some(file)) = self.files.get(&identity).cloned() else { continue };
+            let Some(Some(file)) = self.files.get(&identity).cloned() else {
+                continue;
+            };
             let mut rules = Vec::new();
             let mut visited = HashSet::new();
-            self.flatten(&identity, &file, &sets_by_name, &mut vec![identity.clone()], &mut visited, &mut rules);
-            let Header::Agent(h) = file.header.clone() else { continue };
+            self.flatten(
+                &identity,
+                &file,
+                &sets_by_name,
+                &mut vec![identity.clone()],
+                &mut visited,
+                &mut rules,
+            );
+            let Header::Agent(h) = file.header.clone() else {
+                continue;
+            };
             if let Some(first) = first_agent_at.get(&h.name) {
                 let msg = format!(
                     "duplicate agent name `{}` (first defined at {}:{}:{})",
@@ -133,7 +164,8 @@ impl Loader {
                     first.loc.line,
                     first.loc.col
                 );
-                self.diags.push(file.source.error(h.name_at.span.clone(), msg));
+                self.diags
+                    .push(file.source.error(h.name_at.span.clone(), msg));
                 continue;
             }
             first_agent_at.insert(h.name.clone(), h.name_at.clone());
@@ -153,9 +185,14 @@ impl Loader {
 
         let mut set = PolicySet::default();
         for file in self.files.values().flatten() {
-            set.sources.insert(file.source.path.clone(), file.source.clone());
+            set.sources
+                .insert(file.source.path.clone(), file.source.clone());
             if let Header::Set { name, description } = &file.header {
-                set.sets.push(SetInfo { name: name.clone(), description: description.clone(), file: file.source.path.clone() });
+                set.sets.push(SetInfo {
+                    name: name.clone(),
+                    description: description.clone(),
+                    file: file.source.path.clone(),
+                });
             }
         }
         set.sets.sort_by(|a, b| a.file.cmp(&b.file));
@@ -185,25 +222,34 @@ impl Loader {
         rules.extend(file.rules.iter().cloned());
         let base_id = self.id_names.get(identity).cloned().unwrap_or_default();
         for (include, at) in &file.includes {
-            let target = match self.resolve_include(&file.source.path, &base_id, include, sets_by_name) {
-                Ok(t) => t,
-                Err(msg) => {
-                    self.diags.push(file.source.error(at.span.clone(), msg));
-                    continue;
-                }
-            };
+            let target =
+                match self.resolve_include(&file.source.path, &base_id, include, sets_by_name) {
+                    Ok(t) => t,
+                    Err(msg) => {
+                        self.diags.push(file.source.error(at.span.clone(), msg));
+                        continue;
+                    }
+                };
             if stack.contains(&target) {
-                let mut chain: Vec<String> = stack.iter().map(|p| self.id_names[p].clone()).collect();
+                let mut chain: Vec<String> =
+                    stack.iter().map(|p| self.id_names[p].clone()).collect();
                 chain.push(self.id_names[&target].clone());
-                self.diags.push(file.source.error(at.span.clone(), format!("include cycle: {}", chain.join(" -> "))));
+                self.diags.push(file.source.error(
+                    at.span.clone(),
+                    format!("include cycle: {}", chain.join(" -> ")),
+                ));
                 continue;
             }
             if visited.contains(&target) {
                 continue;
             }
-            let Some(Some(included)) = self.files.get(&target).cloned() else { continue };
+            let Some(Some(included)) = self.files.get(&target).cloned() else {
+                continue;
+            };
             if let Header::Agent(_) = included.header {
-                let msg = format!("`{include}` is an agent policy; only permission sets ([set]) can be included");
+                let msg = format!(
+                    "`{include}` is an agent policy; only permission sets ([set]) can be included"
+                );
                 self.diags.push(file.source.error(at.span.clone(), msg));
                 continue;
             }
@@ -227,7 +273,11 @@ impl Loader {
                 return Ok(identity.clone());
             }
         }
-        let rel = if by_name { format!("sets/{include}.toml") } else { include.to_string() };
+        let rel = if by_name {
+            format!("sets/{include}.toml")
+        } else {
+            include.to_string()
+        };
         if Path::new(&rel).is_absolute() {
             return Err("include paths are relative to the including file".into());
         }
@@ -237,7 +287,10 @@ impl Loader {
         let id_name = normalize(&id_dir.join(&rel)).to_string_lossy().into_owned();
         self.parse(path.clone(), id_name, false).map_err(|e| {
             if by_name {
-                format!("no permission set named `{include}` (looked for a loaded [set] and `{}`: {e})", path.display())
+                format!(
+                    "no permission set named `{include}` (looked for a loaded [set] and `{}`: {e})",
+                    path.display()
+                )
             } else {
                 format!("cannot read included file `{}`: {e}", path.display())
             }
@@ -245,10 +298,18 @@ impl Loader {
     }
 }
 
-fn check_agent(set: &PolicySet, agent: &AgentPolicy, agents: &HashMap<String, Located>, diags: &mut Diagnostics) {
+fn check_agent(
+    set: &PolicySet,
+    agent: &AgentPolicy,
+    agents: &HashMap<String, Located>,
+    diags: &mut Diagnostics,
+) {
     for (name, at) in &agent.delegate {
         if !agents.contains_key(name) {
-            diags.push(set.error_at(at, format!("unknown agent `{name}` in delegate (no loaded policy defines it)")));
+            diags.push(set.error_at(
+                at,
+                format!("unknown agent `{name}` in delegate (no loaded policy defines it)"),
+            ));
         }
     }
     let mut explicit: HashMap<&str, &Located> = HashMap::new();

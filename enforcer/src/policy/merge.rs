@@ -69,7 +69,9 @@ pub fn merge_net<'a>(cidrs: &CidrRules<'a>) -> Result<Vec<NetPrefixValue>, (&'a 
         let mut value = NetRule::default();
         let mut count = 0usize;
         for b in (0..=bits).rev() {
-            let Some(rules) = cidrs.get(&(mask(addr, b), b)) else { continue };
+            let Some(rules) = cidrs.get(&(mask(addr, b), b)) else {
+                continue;
+            };
             for (rule, _) in rules {
                 if count == NET_RULES_PER_PREFIX {
                     let msg = format!(

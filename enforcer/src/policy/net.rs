@@ -43,7 +43,11 @@ pub fn mapped(addr: IpAddr) -> [u8; 16] {
 /// Clear every bit past `prefix_bits`.
 pub fn mask(addr: [u8; 16], prefix_bits: u32) -> [u8; 16] {
     let bits = u128::from_be_bytes(addr);
-    let masked = if prefix_bits == 0 { 0 } else { bits & (u128::MAX << (128 - prefix_bits.min(128))) };
+    let masked = if prefix_bits == 0 {
+        0
+    } else {
+        bits & (u128::MAX << (128 - prefix_bits.min(128)))
+    };
     masked.to_be_bytes()
 }
 
@@ -70,7 +74,12 @@ impl NetTarget {
             None => (0, u16::MAX),
         };
         let addr = parse_addr(addr_text)?;
-        Ok(NetTarget::Ip(IpTarget { addr, port_lo, port_hi, proto }))
+        Ok(NetTarget::Ip(IpTarget {
+            addr,
+            port_lo,
+            port_hi,
+            proto,
+        }))
     }
 }
 
@@ -99,19 +108,24 @@ fn split_ports(text: &str) -> Result<(&str, Option<&str>), String> {
 
 fn parse_ports(text: &str) -> Result<(u16, u16), String> {
     if let Some((_, proto)) = text.split_once('/') {
-        return Err(format!("unknown protocol `/{proto}` (expected `/tcp` or `/udp`)"));
+        return Err(format!(
+            "unknown protocol `/{proto}` (expected `/tcp` or `/udp`)"
+        ));
     }
     let parse_one = |s: &str| -> Result<u16, String> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("invalid port `{s}` (expected 0..=65535, `LO-HI`)"));
         }
-        s.parse::<u16>().map_err(|_| format!("port {s} is out of range (0..=65535)"))
+        s.parse::<u16>()
+            .map_err(|_| format!("port {s} is out of range (0..=65535)"))
     };
     match text.split_once('-') {
         Some((lo, hi)) => {
             let (lo, hi) = (parse_one(lo)?, parse_one(hi)?);
             if lo > hi {
-                return Err(format!("empty port range {lo}-{hi} (the first port must not exceed the second)"));
+                return Err(format!(
+                    "empty port range {lo}-{hi} (the first port must not exceed the second)"
+                ));
             }
             Ok((lo, hi))
         }
@@ -124,7 +138,10 @@ fn parse_ports(text: &str) -> Result<(u16, u16), String> {
 
 fn parse_addr(text: &str) -> Result<NetAddr, String> {
     if text == "*" {
-        return Ok(NetAddr::Cidr { addr: [0; 16], prefix_bits: 0 });
+        return Ok(NetAddr::Cidr {
+            addr: [0; 16],
+            prefix_bits: 0,
+        });
     }
     if text.is_empty() {
         return Err("missing address (use `*` for any address)".into());
@@ -135,20 +152,32 @@ fn parse_addr(text: &str) -> Result<NetAddr, String> {
     };
     let ip = match ip_text.parse::<IpAddr>() {
         Ok(ip) => ip,
-        Err(_) if bits_text.is_none() && looks_like_host(ip_text) => return Ok(NetAddr::Host(ip_text.to_ascii_lowercase())),
+        Err(_) if bits_text.is_none() && looks_like_host(ip_text) => {
+            return Ok(NetAddr::Host(ip_text.to_ascii_lowercase()))
+        }
         Err(_) if ip_text.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
             return Err(format!("invalid IPv4 address `{ip_text}`"))
         }
         Err(_) if ip_text.contains(':') => return Err(format!("invalid IPv6 address `{ip_text}`")),
-        Err(_) if bits_text.is_some() => return Err(format!("invalid address `{ip_text}` in CIDR")),
-        Err(_) => return Err(format!("`{ip_text}` is neither an IP address nor a valid host name")),
+        Err(_) if bits_text.is_some() => {
+            return Err(format!("invalid address `{ip_text}` in CIDR"))
+        }
+        Err(_) => {
+            return Err(format!(
+                "`{ip_text}` is neither an IP address nor a valid host name"
+            ))
+        }
     };
     let family_bits = if ip.is_ipv4() { 32 } else { 128 };
     let bits = match bits_text {
         None => family_bits,
         Some(b) => match b.parse::<u32>() {
             Ok(n) if n <= family_bits && b.bytes().all(|c| c.is_ascii_digit()) => n,
-            _ => return Err(format!("invalid prefix length `/{b}` (expected 0..={family_bits})")),
+            _ => {
+                return Err(format!(
+                    "invalid prefix length `/{b}` (expected 0..={family_bits})"
+                ))
+            }
         },
     };
     let prefix_bits = if ip.is_ipv4() { bits + 96 } else { bits };
@@ -158,7 +187,9 @@ fn parse_addr(text: &str) -> Result<NetAddr, String> {
             IpAddr::V4(_) => IpAddr::V6(Ipv6Addr::from(mask(addr, prefix_bits))).to_canonical(),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(mask(addr, prefix_bits))),
         };
-        return Err(format!("host bits set in `{text}`: did you mean `{network}/{bits}`?"));
+        return Err(format!(
+            "host bits set in `{text}`: did you mean `{network}/{bits}`?"
+        ));
     }
     Ok(NetAddr::Cidr { addr, prefix_bits })
 }
@@ -176,7 +207,10 @@ fn looks_like_host(s: &str) -> bool {
             && !l.ends_with('-')
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    labels.iter().all(label_ok) && labels.last().is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
+    labels.iter().all(label_ok)
+        && labels
+            .last()
+            .is_some_and(|tld| !tld.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -193,30 +227,78 @@ mod tests {
     #[test]
     fn address_forms() {
         let t = ip("10.0.0.0/8:5432/tcp");
-        assert_eq!(t.addr, NetAddr::Cidr { addr: mapped("10.0.0.0".parse().unwrap()), prefix_bits: 104 });
+        assert_eq!(
+            t.addr,
+            NetAddr::Cidr {
+                addr: mapped("10.0.0.0".parse().unwrap()),
+                prefix_bits: 104
+            }
+        );
         assert_eq!((t.port_lo, t.port_hi, t.proto), (5432, 5432, PROTO_TCP));
         let t = ip("[2001:db8::/32]:8000-8999/udp");
-        assert_eq!(t.addr, NetAddr::Cidr { addr: mapped("2001:db8::".parse().unwrap()), prefix_bits: 32 });
+        assert_eq!(
+            t.addr,
+            NetAddr::Cidr {
+                addr: mapped("2001:db8::".parse().unwrap()),
+                prefix_bits: 32
+            }
+        );
         assert_eq!((t.port_lo, t.port_hi, t.proto), (8000, 8999, PROTO_UDP));
         let t = ip("::1");
-        assert_eq!(t.addr, NetAddr::Cidr { addr: mapped("::1".parse().unwrap()), prefix_bits: 128 });
+        assert_eq!(
+            t.addr,
+            NetAddr::Cidr {
+                addr: mapped("::1".parse().unwrap()),
+                prefix_bits: 128
+            }
+        );
         assert_eq!((t.port_lo, t.port_hi, t.proto), (0, 65535, PROTO_ANY));
-        assert_eq!(ip("*:53/udp").addr, NetAddr::Cidr { addr: [0; 16], prefix_bits: 0 });
-        assert_eq!(ip("API.Example.com:443").addr, NetAddr::Host("api.example.com".into()));
-        assert_eq!(NetTarget::parse("unix:@dbus").unwrap(), NetTarget::Unix(PathPattern::Abstract("@dbus".into())));
+        assert_eq!(
+            ip("*:53/udp").addr,
+            NetAddr::Cidr {
+                addr: [0; 16],
+                prefix_bits: 0
+            }
+        );
+        assert_eq!(
+            ip("API.Example.com:443").addr,
+            NetAddr::Host("api.example.com".into())
+        );
+        assert_eq!(
+            NetTarget::parse("unix:@dbus").unwrap(),
+            NetTarget::Unix(PathPattern::Abstract("@dbus".into()))
+        );
     }
 
     #[test]
     fn bad_targets() {
         let e = |s: &str| NetTarget::parse(s).expect_err(s);
-        assert_eq!(e("10.0.0.1/8"), "host bits set in `10.0.0.1/8`: did you mean `10.0.0.0/8`?");
-        assert_eq!(e("10.0.0.0/33"), "invalid prefix length `/33` (expected 0..=32)");
+        assert_eq!(
+            e("10.0.0.1/8"),
+            "host bits set in `10.0.0.1/8`: did you mean `10.0.0.0/8`?"
+        );
+        assert_eq!(
+            e("10.0.0.0/33"),
+            "invalid prefix length `/33` (expected 0..=32)"
+        );
         assert_eq!(e("10.0.0.256:80"), "invalid IPv4 address `10.0.0.256`");
         assert_eq!(e("1.2.3.4:70000"), "port 70000 is out of range (0..=65535)");
-        assert_eq!(e("1.2.3.4:90-80"), "empty port range 90-80 (the first port must not exceed the second)");
-        assert_eq!(e("1.2.3.4:http"), "invalid port `http` (expected 0..=65535, `LO-HI`)");
+        assert_eq!(
+            e("1.2.3.4:90-80"),
+            "empty port range 90-80 (the first port must not exceed the second)"
+        );
+        assert_eq!(
+            e("1.2.3.4:http"),
+            "invalid port `http` (expected 0..=65535, `LO-HI`)"
+        );
         assert_eq!(e("[::1:443"), "missing `]` after the IPv6 address");
-        assert_eq!(e("bad_host!:1"), "`bad_host!` is neither an IP address nor a valid host name");
-        assert_eq!(e("fe80::1/129"), "invalid prefix length `/129` (expected 0..=128)");
+        assert_eq!(
+            e("bad_host!:1"),
+            "`bad_host!` is neither an IP address nor a valid host name"
+        );
+        assert_eq!(
+            e("fe80::1/129"),
+            "invalid prefix length `/129` (expected 0..=128)"
+        );
     }
 }

@@ -4,15 +4,23 @@
 //! Only forms the kernel matches exactly are accepted; anything else is an error naming the
 //! supported forms, so a pattern is never silently widened or dropped.
 
-use enforcer_common::{MAX_SUFFIX_TRIES, MAX_WILDCARD_DEPTH, NAME_EXACT, NAME_KEY_BYTES, NAME_SUFFIX, PATH_KEY_BYTES};
+use enforcer_common::{
+    MAX_SUFFIX_TRIES, MAX_WILDCARD_DEPTH, NAME_EXACT, NAME_KEY_BYTES, NAME_SUFFIX, PATH_KEY_BYTES,
+};
 
 /// A validated path pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PathPattern {
     /// `/a/b` (optionally with one `*` component): that path only.
-    Exact { path: String, wildcard_depth: Option<u32> },
+    Exact {
+        path: String,
+        wildcard_depth: Option<u32>,
+    },
     /// `/a/b/**`: the directory and everything below it. `dir` is `/` for `/**`.
-    Subtree { dir: String, wildcard_depth: Option<u32> },
+    Subtree {
+        dir: String,
+        wildcard_depth: Option<u32>,
+    },
     /// `**/NAME`: any path whose last component is NAME.
     Name(String),
     /// `**/*SUFFIX` (SUFFIX starts with `.`): any path whose last component ends with SUFFIX.
@@ -48,8 +56,13 @@ impl PathPattern {
         if text.contains('\0') {
             return Err("a pattern cannot contain a NUL byte".into());
         }
-        if let Some(ch) = text.chars().find(|c| matches!(c, '?' | '[' | ']' | '{' | '}')) {
-            return Err(format!("glob character `{ch}` is not supported; {SUPPORTED}"));
+        if let Some(ch) = text
+            .chars()
+            .find(|c| matches!(c, '?' | '[' | ']' | '{' | '}'))
+        {
+            return Err(format!(
+                "glob character `{ch}` is not supported; {SUPPORTED}"
+            ));
         }
         let pattern = if let Some(name) = text.strip_prefix("**/") {
             parse_name(name)?
@@ -59,21 +72,28 @@ impl PathPattern {
             } else if text.is_empty() {
                 "empty pattern".into()
             } else {
-                format!("a path pattern must be absolute (start with `/`) or `**/NAME`; {SUPPORTED}")
+                format!(
+                    "a path pattern must be absolute (start with `/`) or `**/NAME`; {SUPPORTED}"
+                )
             });
         } else if let Some(dir) = text.strip_suffix("/**") {
             let dir = if dir.is_empty() { "/" } else { dir };
             let wildcard_depth = parse_absolute(dir)?;
-            PathPattern::Subtree { dir: dir.to_string(), wildcard_depth }
+            PathPattern::Subtree {
+                dir: dir.to_string(),
+                wildcard_depth,
+            }
         } else {
             let wildcard_depth = parse_absolute(text)?;
-            PathPattern::Exact { path: text.to_string(), wildcard_depth }
+            PathPattern::Exact {
+                path: text.to_string(),
+                wildcard_depth,
+            }
         };
         if allowed == Allowed::ExactOrSubtree {
             let ok = match &pattern {
-                PathPattern::Exact { wildcard_depth, .. } | PathPattern::Subtree { wildcard_depth, .. } => {
-                    wildcard_depth.is_none()
-                }
+                PathPattern::Exact { wildcard_depth, .. }
+                | PathPattern::Subtree { wildcard_depth, .. } => wildcard_depth.is_none(),
                 _ => false,
             };
             if !ok {
@@ -106,7 +126,8 @@ impl PathPattern {
     /// Depth (1-based) of the `*` component, if any.
     pub fn wildcard_depth(&self) -> Option<u32> {
         match self {
-            PathPattern::Exact { wildcard_depth, .. } | PathPattern::Subtree { wildcard_depth, .. } => *wildcard_depth,
+            PathPattern::Exact { wildcard_depth, .. }
+            | PathPattern::Subtree { wildcard_depth, .. } => *wildcard_depth,
             _ => None,
         }
     }
@@ -114,7 +135,9 @@ impl PathPattern {
     /// The kernel entries for this pattern (docs/kernel-maps.md).
     pub fn entries(&self) -> Entries {
         match self {
-            PathPattern::Exact { path, .. } | PathPattern::Abstract(path) => Entries::Path(vec![nul_terminated(path)]),
+            PathPattern::Exact { path, .. } | PathPattern::Abstract(path) => {
+                Entries::Path(vec![nul_terminated(path)])
+            }
             PathPattern::Subtree { dir, .. } if dir == "/" => Entries::Path(vec![b"/".to_vec()]),
             PathPattern::Subtree { dir, .. } => {
                 let mut below = dir.as_bytes().to_vec();
@@ -161,12 +184,16 @@ fn nul_terminated(s: &str) -> Vec<u8> {
 /// `**/NAME` or `**/*SUFFIX`.
 fn parse_name(name: &str) -> Result<PathPattern, String> {
     if name.is_empty() || name == "*" || name == "**" {
-        return Err("`**/` must be followed by a file name (`**/.env`) or `*.EXT` (`**/*.pem`); \
+        return Err(
+            "`**/` must be followed by a file name (`**/.env`) or `*.EXT` (`**/*.pem`); \
                     use `/**` to match everything"
-            .into());
+                .into(),
+        );
     }
     if name.contains('/') || name.contains("**") {
-        return Err(format!("`**/` must be followed by a single file name, not a path; {SUPPORTED}"));
+        return Err(format!(
+            "`**/` must be followed by a single file name, not a path; {SUPPORTED}"
+        ));
     }
     if name == "." || name == ".." {
         return Err("`.` and `..` are not file names".into());
@@ -184,7 +211,9 @@ fn parse_name(name: &str) -> Result<PathPattern, String> {
         return Ok(PathPattern::Suffix(suffix.to_string()));
     }
     if name.contains('*') {
-        return Err(format!("`*` inside a file name is only supported as `**/*.EXT`; {SUPPORTED}"));
+        return Err(format!(
+            "`*` inside a file name is only supported as `**/*.EXT`; {SUPPORTED}"
+        ));
     }
     Ok(PathPattern::Name(name.to_string()))
 }
@@ -243,21 +272,40 @@ mod tests {
     #[test]
     fn forms_and_entries() {
         assert_eq!(p("/a/b").entries(), Entries::Path(vec![b"/a/b\0".to_vec()]));
-        assert_eq!(p("/a/b/**").entries(), Entries::Path(vec![b"/a/b/".to_vec(), b"/a/b\0".to_vec()]));
+        assert_eq!(
+            p("/a/b/**").entries(),
+            Entries::Path(vec![b"/a/b/".to_vec(), b"/a/b\0".to_vec()])
+        );
         assert_eq!(p("/**").entries(), Entries::Path(vec![b"/".to_vec()]));
         assert_eq!(p("/").entries(), Entries::Path(vec![b"/\0".to_vec()]));
         let wild = p("/home/*/.ssh/**");
         assert_eq!(wild.wildcard_depth(), Some(2));
-        assert_eq!(wild.entries(), Entries::Path(vec![b"/home/*/.ssh/".to_vec(), b"/home/*/.ssh\0".to_vec()]));
-        assert_eq!(p("**/.env").entries(), Entries::Name(NAME_EXACT, b".env".to_vec()));
-        assert_eq!(p("**/*.pem").entries(), Entries::Name(NAME_SUFFIX, b".pem".to_vec()));
+        assert_eq!(
+            wild.entries(),
+            Entries::Path(vec![b"/home/*/.ssh/".to_vec(), b"/home/*/.ssh\0".to_vec()])
+        );
+        assert_eq!(
+            p("**/.env").entries(),
+            Entries::Name(NAME_EXACT, b".env".to_vec())
+        );
+        assert_eq!(
+            p("**/*.pem").entries(),
+            Entries::Name(NAME_SUFFIX, b".pem".to_vec())
+        );
         assert_eq!(p("**/*.tar.gz"), PathPattern::Suffix(".tar.gz".into()));
-        assert_eq!(PathPattern::parse_abstract("@dbus").unwrap().entries(), Entries::Path(vec![b"@dbus\0".to_vec()]));
+        assert_eq!(
+            PathPattern::parse_abstract("@dbus").unwrap().entries(),
+            Entries::Path(vec![b"@dbus\0".to_vec()])
+        );
     }
 
     #[test]
     fn rejects_unrepresentable_forms() {
-        assert!(err("/a/**/b").contains("`**` is only supported at the end"), "{}", err("/a/**/b"));
+        assert!(
+            err("/a/**/b").contains("`**` is only supported at the end"),
+            "{}",
+            err("/a/**/b")
+        );
         assert!(err("/a/x*").contains("`*` must be a whole path component"));
         assert!(err("**/x*").contains("`*` inside a file name"));
         assert!(err("**/*pem").contains("starts with `.`"));
@@ -273,7 +321,11 @@ mod tests {
         let deep = format!("/{}*", "d/".repeat(16));
         assert!(err(&deep).contains("depths 1..=16"), "{}", err(&deep));
         let long = format!("/{}", "x".repeat(251));
-        assert!(err(&long).contains("pattern too long: its kernel entry is 253 bytes"), "{}", err(&long));
+        assert!(
+            err(&long).contains("pattern too long: its kernel entry is 253 bytes"),
+            "{}",
+            err(&long)
+        );
         assert!(PathPattern::parse(&format!("/{}", "x".repeat(250)), Allowed::All).is_ok());
         assert!(err(&format!("**/{}", "n".repeat(61))).contains("at most 60 bytes"));
         assert!(PathPattern::parse("/usr/bin/*", Allowed::ExactOrSubtree).is_err());

@@ -100,13 +100,15 @@ pub struct NetRuleSpec(pub RuleSpec);
 
 impl<'de> Deserialize<'de> for PathRuleSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RuleVisitor { key: "path" }).map(PathRuleSpec)
+        d.deserialize_any(RuleVisitor { key: "path" })
+            .map(PathRuleSpec)
     }
 }
 
 impl<'de> Deserialize<'de> for NetRuleSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RuleVisitor { key: "to" }).map(NetRuleSpec)
+        d.deserialize_any(RuleVisitor { key: "to" })
+            .map(NetRuleSpec)
     }
 }
 
@@ -119,15 +121,27 @@ impl<'de> Visitor<'de> for RuleVisitor {
     type Value = RuleSpec;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a pattern string or a table {{ {} = \"...\", id = \"...\" }}", self.key)
+        write!(
+            f,
+            "a pattern string or a table {{ {} = \"...\", id = \"...\" }}",
+            self.key
+        )
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<RuleSpec, E> {
-        Ok(RuleSpec { pattern: v.to_string(), pattern_span: None, id: None })
+        Ok(RuleSpec {
+            pattern: v.to_string(),
+            pattern_span: None,
+            id: None,
+        })
     }
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RuleSpec, M::Error> {
-        let fields: &'static [&'static str] = if self.key == "path" { &["path", "id"] } else { &["to", "id"] };
+        let fields: &'static [&'static str] = if self.key == "path" {
+            &["path", "id"]
+        } else {
+            &["to", "id"]
+        };
         let mut pattern: Option<Spanned<String>> = None;
         let mut id: Option<Spanned<String>> = None;
         while let Some(key) = map.next_key::<String>()? {
@@ -141,6 +155,10 @@ impl<'de> Visitor<'de> for RuleVisitor {
         }
         let pattern = pattern.ok_or_else(|| de::Error::missing_field(self.key))?;
         let span = pattern.span();
-        Ok(RuleSpec { pattern: pattern.into_inner(), pattern_span: Some(span), id })
+        Ok(RuleSpec {
+            pattern: pattern.into_inner(),
+            pattern_span: Some(span),
+            id,
+        })
     }
 }

@@ -82,14 +82,23 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
             if let Err(msg) = check_name(s.name.get_ref(), "set") {
                 diags.push(source.error(s.name.span(), msg));
             }
-            Header::Set { name: s.name.get_ref().clone(), description: s.description.clone() }
+            Header::Set {
+                name: s.name.get_ref().clone(),
+                description: s.description.clone(),
+            }
         }
-        (Some(_), Some(set)) => {
-            return Err(source.error(set.span(), "a file is either an agent policy ([agent]) or a permission set ([set]), not both").into())
-        }
-        (None, None) => {
-            return Err(source.error(0..0, "expected an [agent] table (an agent policy) or a [set] table (a permission set)").into())
-        }
+        (Some(_), Some(set)) => return Err(source
+            .error(
+                set.span(),
+                "a file is either an agent policy ([agent]) or a permission set ([set]), not both",
+            )
+            .into()),
+        (None, None) => return Err(source
+            .error(
+                0..0,
+                "expected an [agent] table (an agent policy) or a [set] table (a permission set)",
+            )
+            .into()),
     };
 
     let includes: Vec<(String, Located)> = raw
@@ -102,17 +111,68 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
     // Every rule list with its kind, then sorted into source order.
     let agent_match = raw.agent.as_ref().and_then(|a| a.get_ref().match_.as_ref());
     let lists: [(RuleKind, Option<Vec<Spanned<RuleSpec>>>); 11] = [
-        (RuleKind::MatchExe, agent_match.and_then(|m| unwrap_specs(&m.exe, |s| &s.0))),
-        (RuleKind::MatchCgroup, agent_match.and_then(|m| unwrap_specs(&m.cgroup, |s| &s.0))),
-        (RuleKind::FileRead, raw.file.as_ref().and_then(|f| unwrap_specs(&f.read, |s| &s.0))),
-        (RuleKind::FileWrite, raw.file.as_ref().and_then(|f| unwrap_specs(&f.write, |s| &s.0))),
-        (RuleKind::FileDeny, raw.file.as_ref().and_then(|f| unwrap_specs(&f.deny, |s| &s.0))),
-        (RuleKind::FileDenyRead, raw.file.as_ref().and_then(|f| unwrap_specs(&f.deny_read, |s| &s.0))),
-        (RuleKind::FileDenyWrite, raw.file.as_ref().and_then(|f| unwrap_specs(&f.deny_write, |s| &s.0))),
-        (RuleKind::ExecAllow, raw.exec.as_ref().and_then(|e| unwrap_specs(&e.allow, |s| &s.0))),
-        (RuleKind::ExecDeny, raw.exec.as_ref().and_then(|e| unwrap_specs(&e.deny, |s| &s.0))),
-        (RuleKind::NetConnect, raw.net.as_ref().and_then(|n| unwrap_specs(&n.connect, |s| &s.0))),
-        (RuleKind::NetDeny, raw.net.as_ref().and_then(|n| unwrap_specs(&n.deny, |s| &s.0))),
+        (
+            RuleKind::MatchExe,
+            agent_match.and_then(|m| unwrap_specs(&m.exe, |s| &s.0)),
+        ),
+        (
+            RuleKind::MatchCgroup,
+            agent_match.and_then(|m| unwrap_specs(&m.cgroup, |s| &s.0)),
+        ),
+        (
+            RuleKind::FileRead,
+            raw.file
+                .as_ref()
+                .and_then(|f| unwrap_specs(&f.read, |s| &s.0)),
+        ),
+        (
+            RuleKind::FileWrite,
+            raw.file
+                .as_ref()
+                .and_then(|f| unwrap_specs(&f.write, |s| &s.0)),
+        ),
+        (
+            RuleKind::FileDeny,
+            raw.file
+                .as_ref()
+                .and_then(|f| unwrap_specs(&f.deny, |s| &s.0)),
+        ),
+        (
+            RuleKind::FileDenyRead,
+            raw.file
+                .as_ref()
+                .and_then(|f| unwrap_specs(&f.deny_read, |s| &s.0)),
+        ),
+        (
+            RuleKind::FileDenyWrite,
+            raw.file
+                .as_ref()
+                .and_then(|f| unwrap_specs(&f.deny_write, |s| &s.0)),
+        ),
+        (
+            RuleKind::ExecAllow,
+            raw.exec
+                .as_ref()
+                .and_then(|e| unwrap_specs(&e.allow, |s| &s.0)),
+        ),
+        (
+            RuleKind::ExecDeny,
+            raw.exec
+                .as_ref()
+                .and_then(|e| unwrap_specs(&e.deny, |s| &s.0)),
+        ),
+        (
+            RuleKind::NetConnect,
+            raw.net
+                .as_ref()
+                .and_then(|n| unwrap_specs(&n.connect, |s| &s.0)),
+        ),
+        (
+            RuleKind::NetDeny,
+            raw.net
+                .as_ref()
+                .and_then(|n| unwrap_specs(&n.deny, |s| &s.0)),
+        ),
     ];
     let mut specs: Vec<(RuleKind, Spanned<RuleSpec>)> = Vec::new();
     for (kind, list) in lists {
@@ -123,14 +183,20 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
     // Rules sharing a line get the column in their id so ids stay unique.
     let mut per_line: HashMap<u32, usize> = HashMap::new();
     for (_, s) in &specs {
-        *per_line.entry(source.line_col(s.span().start).0).or_default() += 1;
+        *per_line
+            .entry(source.line_col(s.span().start).0)
+            .or_default() += 1;
     }
 
     let mut rules = Vec::with_capacity(specs.len());
     for (kind, spec) in &specs {
         let kind = *kind;
         let rule_span = spec.span();
-        let RuleSpec { pattern, pattern_span, id } = spec.get_ref();
+        let RuleSpec {
+            pattern,
+            pattern_span,
+            id,
+        } = spec.get_ref();
         let pattern_span = pattern_span.clone().unwrap_or(rule_span.clone());
         let (line, col) = source.line_col(rule_span.start);
         let text_id = match id {
@@ -150,25 +216,53 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
                 continue;
             }
         };
-        rules.push(Rule { text_id, explicit_id: id.is_some(), kind, pattern: pattern.clone(), at: at(pattern_span), target });
+        rules.push(Rule {
+            text_id,
+            explicit_id: id.is_some(),
+            kind,
+            pattern: pattern.clone(),
+            at: at(pattern_span),
+            target,
+        });
     }
-    diags.into_result(ParsedFile { source, header, includes, rules })
+    diags.into_result(ParsedFile {
+        source,
+        header,
+        includes,
+        rules,
+    })
 }
 
 /// The rule specs of one list, without the per-language wrapper type.
-fn unwrap_specs<T>(list: &Option<Vec<Spanned<T>>>, inner: impl Fn(&T) -> &RuleSpec) -> Option<Vec<Spanned<RuleSpec>>> {
-    list.as_ref().map(|l| l.iter().map(|s| Spanned::new(s.span(), inner(s.get_ref()).clone())).collect())
+fn unwrap_specs<T>(
+    list: &Option<Vec<Spanned<T>>>,
+    inner: impl Fn(&T) -> &RuleSpec,
+) -> Option<Vec<Spanned<RuleSpec>>> {
+    list.as_ref().map(|l| {
+        l.iter()
+            .map(|s| Spanned::new(s.span(), inner(s.get_ref()).clone()))
+            .collect()
+    })
 }
 
 fn located(source: &SourceFile, span: Range<usize>) -> Located {
     let (line, col) = source.line_col(span.start);
-    Located { loc: SourceLoc { file: source.path.clone(), line, col }, span }
+    Located {
+        loc: SourceLoc {
+            file: source.path.clone(),
+            line,
+            col,
+        },
+        span,
+    }
 }
 
 fn parse_target(kind: RuleKind, pattern: &str) -> Result<RuleTarget, String> {
     match kind {
         RuleKind::NetConnect | RuleKind::NetDeny => NetTarget::parse(pattern).map(RuleTarget::from),
-        RuleKind::MatchExe => PathPattern::parse(pattern, Allowed::ExactOrSubtree).map(RuleTarget::Path),
+        RuleKind::MatchExe => {
+            PathPattern::parse(pattern, Allowed::ExactOrSubtree).map(RuleTarget::Path)
+        }
         RuleKind::MatchCgroup => parse_cgroup(pattern).map(RuleTarget::Cgroup),
         _ => PathPattern::parse(pattern, Allowed::All).map(RuleTarget::Path),
     }
@@ -177,13 +271,18 @@ fn parse_target(kind: RuleKind, pattern: &str) -> Result<RuleTarget, String> {
 /// A cgroup v2 path relative to the cgroup2 mount: absolute, normalized, not the root.
 fn parse_cgroup(path: &str) -> Result<String, String> {
     if !path.starts_with('/') {
-        return Err("a cgroup path is absolute within the cgroup2 hierarchy (e.g. `/agents/coder`)".into());
+        return Err(
+            "a cgroup path is absolute within the cgroup2 hierarchy (e.g. `/agents/coder`)".into(),
+        );
     }
     let trimmed = path.trim_end_matches('/');
     if trimmed.is_empty() {
         return Err("the root cgroup `/` would match every process".into());
     }
-    if trimmed[1..].split('/').any(|c| c.is_empty() || c == "." || c == ".." || c.contains('*')) {
+    if trimmed[1..]
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == ".." || c.contains('*'))
+    {
         return Err("a cgroup path must be normalized, without `*`, `.`, `..` or `//`".into());
     }
     Ok(trimmed.to_string())
@@ -194,7 +293,9 @@ pub fn check_name(name: &str, what: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -207,6 +308,8 @@ fn check_rule_id(id: &str) -> Result<(), String> {
     if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(())
     } else {
-        Err(format!("invalid rule id `{id}`: use 1-128 printable characters without spaces"))
+        Err(format!(
+            "invalid rule id `{id}`: use 1-128 printable characters without spaces"
+        ))
     }
 }

@@ -14,19 +14,49 @@ fn agent_err(body: &str) -> String {
 
 #[test]
 fn toml_syntax_and_schema_errors() {
-    assert_eq!(one(&[("a.toml", "[agent\nname = \"a\"\n")]), "a.toml:1:7: invalid table header\nexpected `.`, `]`");
+    assert_eq!(
+        one(&[("a.toml", "[agent\nname = \"a\"\n")]),
+        "a.toml:1:7: invalid table header\nexpected `.`, `]`"
+    );
     assert_eq!(agent_err("colour = \"red\"\n"), "a.toml:3:1: unknown field `colour`, expected one of `name`, `description`, `mode`, `on_violation`, `delegate`, `match`, `log`");
-    assert_eq!(agent_err("mode = \"strict\"\n"), "a.toml:3:8: unknown variant `strict`, expected `enforce` or `audit`");
-    assert_eq!(agent_err("on_violation = \"explode\"\n"), "a.toml:3:16: unknown variant `explode`, expected `audit` or `kill`");
-    assert_eq!(agent_err("log.file_allow = \"yes\"\n"), "a.toml:3:18: invalid type: string \"yes\", expected a boolean");
-    assert_eq!(agent_err("match.pid = [1]\n"), "a.toml:3:7: unknown field `pid`, expected `exe` or `cgroup`");
+    assert_eq!(
+        agent_err("mode = \"strict\"\n"),
+        "a.toml:3:8: unknown variant `strict`, expected `enforce` or `audit`"
+    );
+    assert_eq!(
+        agent_err("on_violation = \"explode\"\n"),
+        "a.toml:3:16: unknown variant `explode`, expected `audit` or `kill`"
+    );
+    assert_eq!(
+        agent_err("log.file_allow = \"yes\"\n"),
+        "a.toml:3:18: invalid type: string \"yes\", expected a boolean"
+    );
+    assert_eq!(
+        agent_err("match.pid = [1]\n"),
+        "a.toml:3:7: unknown field `pid`, expected `exe` or `cgroup`"
+    );
     assert_eq!(agent_err("[file]\nexecute = [\"/x\"]\n"), "a.toml:4:1: unknown field `execute`, expected one of `read`, `write`, `deny`, `deny_read`, `deny_write`");
-    assert_eq!(agent_err("[file]\nread = \"/x\"\n"), "a.toml:4:8: invalid type: string \"/x\", expected a sequence");
+    assert_eq!(
+        agent_err("[file]\nread = \"/x\"\n"),
+        "a.toml:4:8: invalid type: string \"/x\", expected a sequence"
+    );
     assert_eq!(agent_err("[file]\nread = [42]\n"), "a.toml:4:9: invalid type: integer `42`, expected a pattern string or a table { path = \"...\", id = \"...\" }");
-    assert_eq!(agent_err("[file]\nread = [{ pth = \"/x\" }]\n"), "a.toml:4:9: unknown field `pth`, expected `path` or `id`");
-    assert_eq!(agent_err("[net]\nconnect = [{ path = \"1.2.3.4\" }]\n"), "a.toml:4:12: unknown field `path`, expected `to` or `id`");
-    assert_eq!(agent_err("[file]\nread = [{ id = \"x\" }]\n"), "a.toml:4:9: missing field `path`");
-    assert_eq!(one(&[("a.toml", "[agent]\ndescription = \"no name\"\n")]), "a.toml:1:1: missing field `name`");
+    assert_eq!(
+        agent_err("[file]\nread = [{ pth = \"/x\" }]\n"),
+        "a.toml:4:9: unknown field `pth`, expected `path` or `id`"
+    );
+    assert_eq!(
+        agent_err("[net]\nconnect = [{ path = \"1.2.3.4\" }]\n"),
+        "a.toml:4:12: unknown field `path`, expected `to` or `id`"
+    );
+    assert_eq!(
+        agent_err("[file]\nread = [{ id = \"x\" }]\n"),
+        "a.toml:4:9: missing field `path`"
+    );
+    assert_eq!(
+        one(&[("a.toml", "[agent]\ndescription = \"no name\"\n")]),
+        "a.toml:1:1: missing field `name`"
+    );
     assert_eq!(one(&[("a.toml", "[file]\nread = [\"/x\"]\n")]), "a.toml:1:1: expected an [agent] table (an agent policy) or a [set] table (a permission set)");
     assert_eq!(
         one(&[("a.toml", "[agent]\nname = \"a\"\n[set]\nname = \"s\"\n")]),
@@ -37,9 +67,18 @@ fn toml_syntax_and_schema_errors() {
 #[test]
 fn name_and_id_errors() {
     let e = "invalid agent name `bad name`: use 1-64 letters, digits, `.`, `_`, `-`, starting with a letter or digit";
-    assert_eq!(one(&[("a.toml", "[agent]\nname = \"bad name\"\n")]), format!("a.toml:2:8: {e}"));
-    assert_eq!(agent_err("delegate = [\"a\"]\n"), "a.toml:3:13: an agent cannot delegate to itself");
-    assert_eq!(agent_err("delegate = [\"ghost\"]\n"), "a.toml:3:13: unknown agent `ghost` in delegate (no loaded policy defines it)");
+    assert_eq!(
+        one(&[("a.toml", "[agent]\nname = \"bad name\"\n")]),
+        format!("a.toml:2:8: {e}")
+    );
+    assert_eq!(
+        agent_err("delegate = [\"a\"]\n"),
+        "a.toml:3:13: an agent cannot delegate to itself"
+    );
+    assert_eq!(
+        agent_err("delegate = [\"ghost\"]\n"),
+        "a.toml:3:13: unknown agent `ghost` in delegate (no loaded policy defines it)"
+    );
     assert_eq!(
         agent_err("[file]\nread = [{ path = \"/x\", id = \"has space\" }]\n"),
         "a.toml:4:29: invalid rule id `has space`: use 1-128 printable characters without spaces"
@@ -49,7 +88,10 @@ fn name_and_id_errors() {
         "a.toml:5:19: rule id `r` is already used in agent `a` (at a.toml:4:18)"
     );
     assert_eq!(
-        one(&[("a.toml", "[agent]\nname = \"a\"\n"), ("b.toml", "[agent]\nname = \"a\"\n")]),
+        one(&[
+            ("a.toml", "[agent]\nname = \"a\"\n"),
+            ("b.toml", "[agent]\nname = \"a\"\n")
+        ]),
         "b.toml:2:8: duplicate agent name `a` (first defined at a.toml:2:8)"
     );
 }
@@ -90,7 +132,10 @@ fn net_errors() {
         agent_err("[net]\nconnect = [\"[::1]x\"]\n"),
         "a.toml:4:12: net.connect: unexpected `x` after `]` (expected `:PORT`)"
     );
-    assert_eq!(agent_err("[net]\ndeny = [\"1.2.3.4:99999\"]\n"), "a.toml:4:9: net.deny: port 99999 is out of range (0..=65535)");
+    assert_eq!(
+        agent_err("[net]\ndeny = [\"1.2.3.4:99999\"]\n"),
+        "a.toml:4:9: net.deny: port 99999 is out of range (0..=65535)"
+    );
     assert_eq!(
         agent_err("[net]\nconnect = [{ to = \"[::1]:80/sctp\", id = \"x\" }]\n"),
         "a.toml:4:19: net.connect: unknown protocol `/sctp` (expected `/tcp` or `/udp`)"
@@ -109,7 +154,10 @@ fn include_errors() {
          file or directory (os error 2))"
     );
     assert_eq!(
-        one(&[("a.toml", "include = [\"b.toml\"]\n[agent]\nname = \"a\"\n"), ("b.toml", "[agent]\nname = \"b\"\n")]),
+        one(&[
+            ("a.toml", "include = [\"b.toml\"]\n[agent]\nname = \"a\"\n"),
+            ("b.toml", "[agent]\nname = \"b\"\n")
+        ]),
         "a.toml:1:12: `b.toml` is an agent policy; only permission sets ([set]) can be included"
     );
     let cycle = [
@@ -118,7 +166,10 @@ fn include_errors() {
         ("y.toml", "include = [\"x.toml\"]\n[set]\nname = \"y\"\n"),
     ];
     let e = errors(&cycle);
-    assert!(e.contains(&"y.toml:1:12: include cycle: a.toml -> x.toml -> y.toml -> x.toml".to_string()), "{e:#?}");
+    assert!(
+        e.contains(&"y.toml:1:12: include cycle: a.toml -> x.toml -> y.toml -> x.toml".to_string()),
+        "{e:#?}"
+    );
 }
 
 #[test]
@@ -138,12 +189,15 @@ fn conflicting_selectors() {
 
 #[test]
 fn limits_are_compile_errors() {
-    let depths = "[file]\nread = [\"/*/a\", \"/a/*/b\", \"/a/b/*/c\", \"/a/b/c/*/d\", \"/a/b/c/d/*/e\"]\n";
+    let depths =
+        "[file]\nread = [\"/*/a\", \"/a/*/b\", \"/a/b/*/c\", \"/a/b/c/*/d\", \"/a/b/c/d/*/e\"]\n";
     assert_eq!(
         agent_err(depths),
         "a.toml:4:53: `*` at depth 5: agent `a` already uses `*` at depths [1, 2, 3, 4]; at most 4 distinct depths per agent"
     );
-    let rules: Vec<String> = (0..17).map(|p| format!("\"10.0.0.0/8:{}\"", 1000 + p)).collect();
+    let rules: Vec<String> = (0..17)
+        .map(|p| format!("\"10.0.0.0/8:{}\"", 1000 + p))
+        .collect();
     assert_eq!(
         agent_err(&format!("[net]\nconnect = [{}]\n", rules.join(", "))),
         "a.toml:4:12: more than 16 net rules apply to 10.0.0.0/8 (counting every rule of a CIDR that contains it); \
@@ -154,40 +208,68 @@ fn limits_are_compile_errors() {
 #[test]
 fn errors_are_collected_across_files_and_rules() {
     let files = [
-        ("a.toml", "[agent]\nname = \"a\"\n[file]\nread = [\"rel\", \"/ok\", \"/x*\"]\n"),
+        (
+            "a.toml",
+            "[agent]\nname = \"a\"\n[file]\nread = [\"rel\", \"/ok\", \"/x*\"]\n",
+        ),
         ("b.toml", "[agent]\nname = \"b\"\nmode = \"loud\"\n"),
     ];
     let e = errors(&files);
     assert_eq!(e.len(), 3, "{e:#?}");
-    assert!(e[0].starts_with("a.toml:4:9: file.read: a path pattern must be absolute"), "{e:#?}");
-    assert!(e[1].starts_with("a.toml:4:23: file.read: `*` must be a whole path component"), "{e:#?}");
-    assert!(e[2].starts_with("b.toml:3:8: unknown variant `loud`"), "{e:#?}");
+    assert!(
+        e[0].starts_with("a.toml:4:9: file.read: a path pattern must be absolute"),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].starts_with("a.toml:4:23: file.read: `*` must be a whole path component"),
+        "{e:#?}"
+    );
+    assert!(
+        e[2].starts_with("b.toml:3:8: unknown variant `loud`"),
+        "{e:#?}"
+    );
 }
 
 #[test]
 fn rendered_errors_quote_the_line_with_a_caret() {
-    let d = load_sources(&[("a.toml", "[agent]\nname = \"a\"\n[file]\nread = [\"/ok\", \"/a/**/b\"]\n")]).unwrap_err();
+    let d = load_sources(&[(
+        "a.toml",
+        "[agent]\nname = \"a\"\n[file]\nread = [\"/ok\", \"/a/**/b\"]\n",
+    )])
+    .unwrap_err();
     let text = d.to_string();
     let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("a.toml:4:16: file.read: `**` is only supported"));
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("a.toml:4:16: file.read: `**` is only supported"));
     assert_eq!(lines.next(), Some("4 | read = [\"/ok\", \"/a/**/b\"]"));
     assert_eq!(lines.next(), Some("  |                ^^^^^^^^^"));
     let json = serde_json::to_value(&d).unwrap();
     assert_eq!(json[0]["file"], "a.toml");
-    assert_eq!((json[0]["line"].as_u64(), json[0]["col"].as_u64()), (Some(4), Some(16)));
+    assert_eq!(
+        (json[0]["line"].as_u64(), json[0]["col"].as_u64()),
+        (Some(4), Some(16))
+    );
     assert_eq!(json[0]["source_line"], "read = [\"/ok\", \"/a/**/b\"]");
 }
 
 #[test]
 fn missing_paths_are_errors() {
     let d = crate::policy::load_paths(&["/nonexistent/enforcer/p.toml".into()]).unwrap_err();
-    assert_eq!(d.headlines(), vec!["/nonexistent/enforcer/p.toml: cannot read: No such file or directory (os error 2)"]);
+    assert_eq!(
+        d.headlines(),
+        vec!["/nonexistent/enforcer/p.toml: cannot read: No such file or directory (os error 2)"]
+    );
 }
 
 #[test]
 fn remaining_validation_messages() {
     let e = "invalid set name `-x`: use 1-64 letters, digits, `.`, `_`, `-`, starting with a letter or digit";
-    assert_eq!(one(&[("s.toml", "[set]\nname = \"-x\"\n")]), format!("s.toml:2:8: {e}"));
+    assert_eq!(
+        one(&[("s.toml", "[set]\nname = \"-x\"\n")]),
+        format!("s.toml:2:8: {e}")
+    );
     assert_eq!(
         agent_err("match.cgroup = [\"agents/a\"]\n"),
         "a.toml:3:17: agent.match.cgroup: a cgroup path is absolute within the cgroup2 hierarchy (e.g. `/agents/coder`)"
@@ -197,45 +279,99 @@ fn remaining_validation_messages() {
         "a.toml:3:17: agent.match.cgroup: a cgroup path must be normalized, without `*`, `.`, `..` or `//`"
     );
     assert_eq!(
-        one(&[("a.toml", "include = [\"/etc/enforcer/sets/x.toml\"]\n[agent]\nname = \"a\"\n")]),
+        one(&[(
+            "a.toml",
+            "include = [\"/etc/enforcer/sets/x.toml\"]\n[agent]\nname = \"a\"\n"
+        )]),
         "a.toml:1:12: include paths are relative to the including file"
     );
-    assert_eq!(agent_err("[file]\nread = [\"\"]\n"), "a.toml:4:9: file.read: empty pattern");
-    assert_eq!(agent_err("[file]\nread = [\"/a\\u0000b\"]\n"), "a.toml:4:9: file.read: a pattern cannot contain a NUL byte");
+    assert_eq!(
+        agent_err("[file]\nread = [\"\"]\n"),
+        "a.toml:4:9: file.read: empty pattern"
+    );
+    assert_eq!(
+        agent_err("[file]\nread = [\"/a\\u0000b\"]\n"),
+        "a.toml:4:9: file.read: a pattern cannot contain a NUL byte"
+    );
     assert_eq!(
         agent_err("[file]\nread = [\"**/\"]\n"),
         "a.toml:4:9: file.read: `**/` must be followed by a file name (`**/.env`) or `*.EXT` (`**/*.pem`); use `/**` to match everything"
     );
-    assert_eq!(agent_err("[file]\nread = [\"**/..\"]\n"), "a.toml:4:9: file.read: `.` and `..` are not file names");
-    assert_eq!(agent_err("[net]\nconnect = [\"unix:@\"]\n"), "a.toml:4:12: net.connect: empty abstract socket name");
+    assert_eq!(
+        agent_err("[file]\nread = [\"**/..\"]\n"),
+        "a.toml:4:9: file.read: `.` and `..` are not file names"
+    );
+    assert_eq!(
+        agent_err("[net]\nconnect = [\"unix:@\"]\n"),
+        "a.toml:4:12: net.connect: empty abstract socket name"
+    );
     assert_eq!(
         agent_err("[net]\nconnect = [\"unix:@x*\"]\n"),
         "a.toml:4:12: net.connect: abstract socket names are matched exactly; `*` is not supported"
     );
-    assert_eq!(agent_err("[net]\nconnect = [\":80\"]\n"), "a.toml:4:12: net.connect: missing address (use `*` for any address)");
-    assert_eq!(agent_err("[net]\nconnect = [\"example.com/24\"]\n"), "a.toml:4:12: net.connect: invalid address `example.com` in CIDR");
-    assert_eq!(agent_err("[net]\nconnect = [\"fe80::zz\"]\n"), "a.toml:4:12: net.connect: invalid IPv6 address `fe80::zz`");
+    assert_eq!(
+        agent_err("[net]\nconnect = [\":80\"]\n"),
+        "a.toml:4:12: net.connect: missing address (use `*` for any address)"
+    );
+    assert_eq!(
+        agent_err("[net]\nconnect = [\"example.com/24\"]\n"),
+        "a.toml:4:12: net.connect: invalid address `example.com` in CIDR"
+    );
+    assert_eq!(
+        agent_err("[net]\nconnect = [\"fe80::zz\"]\n"),
+        "a.toml:4:12: net.connect: invalid IPv6 address `fe80::zz`"
+    );
 }
 
 #[test]
 fn agent_table_limits() {
     // Delegation bits cover agent ids below 64: agent `a` (id 1) cannot delegate to id 65.
-    let mut files: Vec<(String, String)> = vec![("a.toml".into(), "[agent]\nname = \"a\"\ndelegate = [\"z\"]\n".into())];
+    let mut files: Vec<(String, String)> = vec![(
+        "a.toml".into(),
+        "[agent]\nname = \"a\"\ndelegate = [\"z\"]\n".into(),
+    )];
     for i in 0..63 {
-        files.push((format!("m{i:02}.toml"), format!("[agent]\nname = \"m{i:02}\"\n")));
+        files.push((
+            format!("m{i:02}.toml"),
+            format!("[agent]\nname = \"m{i:02}\"\n"),
+        ));
     }
     files.push(("z.toml".into(), "[agent]\nname = \"z\"\n".into()));
-    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-    assert_eq!(errors(&refs), vec!["a.toml:3:13: agent `z` has id 65; delegation can only name agents with ids below 64"]);
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    assert_eq!(
+        errors(&refs),
+        vec!["a.toml:3:13: agent `z` has id 65; delegation can only name agents with ids below 64"]
+    );
 
-    let files: Vec<(String, String)> = (0..1024).map(|i| (format!("a{i:04}.toml"), format!("[agent]\nname = \"a{i:04}\"\n"))).collect();
-    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
-    assert_eq!(errors(&refs), vec!["a1023.toml:2:8: too many agents: at most 1023 fit the kernel's agent table"]);
+    let files: Vec<(String, String)> = (0..1024)
+        .map(|i| {
+            (
+                format!("a{i:04}.toml"),
+                format!("[agent]\nname = \"a{i:04}\"\n"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    assert_eq!(
+        errors(&refs),
+        vec!["a1023.toml:2:8: too many agents: at most 1023 fit the kernel's agent table"]
+    );
 }
 
 #[test]
 fn map_capacity_is_a_compile_error() {
-    let names: Vec<String> = (0..=crate::policy::limits::MAX_NAME_ENTRIES).map(|i| format!("\"**/n{i}\"")).collect();
+    let names: Vec<String> = (0..=crate::policy::limits::MAX_NAME_ENTRIES)
+        .map(|i| format!("\"**/n{i}\""))
+        .collect();
     let text = agent(&format!("[file]\ndeny = [{}]\n", names.join(",")));
-    assert_eq!(errors(&[("a.toml", &text)]), vec!["a.toml: the policies need 16385 NAME_RULES entries; the map holds 16384"]);
+    assert_eq!(
+        errors(&[("a.toml", &text)]),
+        vec!["a.toml: the policies need 16385 NAME_RULES entries; the map holds 16384"]
+    );
 }

@@ -43,10 +43,18 @@ fn agent(body: &str) -> String {
 }
 
 fn open_read(path: &str) -> Request {
-    Request::Open { path: path.into(), read: true, write: false }
+    Request::Open {
+        path: path.into(),
+        read: true,
+        write: false,
+    }
 }
 fn open_write(path: &str) -> Request {
-    Request::Open { path: path.into(), read: false, write: true }
+    Request::Open {
+        path: path.into(),
+        read: false,
+        write: true,
+    }
 }
 fn exec(path: &str) -> Request {
     Request::Exec { path: path.into() }
@@ -55,5 +63,8 @@ fn exec(path: &str) -> Request {
 /// Evaluate for agent 1 and name the deciding rule by its text id ("" for rule 0).
 fn decide(p: &CompiledPolicy, r: &Request) -> (Verdict, String) {
     let Decision { verdict, rule, .. } = evaluate(p, 1, r);
-    (verdict, p.rule(rule).map_or(String::new(), |r| r.text_id.clone()))
+    (
+        verdict,
+        p.rule(rule).map_or(String::new(), |r| r.text_id.clone()),
+    )
 }

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 pub fn path_matches(pattern: &str, path: &str) -> bool {
     let components: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     if let Some(name) = pattern.strip_prefix("**/") {
-        let Some(base) = components.last() else { return false };
+        let Some(base) = components.last() else {
+            return false;
+        };
         return match name.strip_prefix('*') {
             Some(suffix) => base.ends_with(suffix),
             None => *base == name,
@@ -23,7 +25,11 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
     } else {
         components.len() == pattern_components.len()
     };
-    count_ok && pattern_components.iter().zip(&components).all(|(p, c)| *p == "*" || p == c)
+    count_ok
+        && pattern_components
+            .iter()
+            .zip(&components)
+            .all(|(p, c)| *p == "*" || p == c)
 }
 
 /// Does net target `target` (`ADDR[/BITS][:LO[-HI]][/tcp|/udp]`, IPv4 only, or `*`) match?
@@ -38,7 +44,10 @@ pub fn net_matches(target: &str, addr: IpAddr, port: u16, udp: bool) -> bool {
     let (addr_part, port_ok) = match rest.split_once(':') {
         Some((a, ports)) => {
             let (lo, hi) = ports.split_once('-').unwrap_or((ports, ports));
-            (a, lo.parse::<u16>().unwrap() <= port && port <= hi.parse::<u16>().unwrap())
+            (
+                a,
+                lo.parse::<u16>().unwrap() <= port && port <= hi.parse::<u16>().unwrap(),
+            )
         }
         None => (rest, true),
     };
@@ -53,7 +62,11 @@ pub fn net_matches(target: &str, addr: IpAddr, port: u16, udp: bool) -> bool {
             IpAddr::V6(v6) => v6.to_ipv4_mapped(),
         };
         v4.is_some_and(|a| {
-            let m = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let m = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(a) & m == u32::from(net) & m
         })
     };
@@ -69,7 +82,17 @@ fn naive_matcher_agrees_with_the_documented_examples() {
     assert!(!path_matches("/a", "/a/b"));
     assert!(path_matches("**/*.pem", "/x/.pem"));
     assert!(!path_matches("**/.env", "/"));
-    assert!(net_matches("10.0.0.0/8:80-90/tcp", "10.2.3.4".parse().unwrap(), 85, false));
-    assert!(!net_matches("10.0.0.0/8:80-90/tcp", "10.2.3.4".parse().unwrap(), 85, true));
+    assert!(net_matches(
+        "10.0.0.0/8:80-90/tcp",
+        "10.2.3.4".parse().unwrap(),
+        85,
+        false
+    ));
+    assert!(!net_matches(
+        "10.0.0.0/8:80-90/tcp",
+        "10.2.3.4".parse().unwrap(),
+        85,
+        true
+    ));
     assert!(net_matches("*", "::1".parse().unwrap(), 1, true));
 }

@@ -11,7 +11,18 @@ use super::*;
 use crate::policy::compile::RuleKind;
 
 const COMPONENTS: &[&str] = &["a", "b", "c", ".env", "x.pem", "k.tar.gz"];
-const REQUEST_COMPONENTS: &[&str] = &["a", "b", "c", ".env", "x.pem", "k.tar.gz", "y.tar.gz", "a.b.c.d.e.pem", "*", "z"];
+const REQUEST_COMPONENTS: &[&str] = &[
+    "a",
+    "b",
+    "c",
+    ".env",
+    "x.pem",
+    "k.tar.gz",
+    "y.tar.gz",
+    "a.b.c.d.e.pem",
+    "*",
+    "z",
+];
 const FIELDS: &[(&str, &str)] = &[
     ("file", "read"),
     ("file", "write"),
@@ -49,18 +60,25 @@ fn path_pattern() -> impl Strategy<Value = String> {
         c
     };
     prop_oneof![
-        (comps(1..4), prop::option::of(0usize..4)).prop_map(move |(c, s)| format!("/{}", with_wildcard(c, s).join("/"))),
+        (comps(1..4), prop::option::of(0usize..4))
+            .prop_map(move |(c, s)| format!("/{}", with_wildcard(c, s).join("/"))),
         (comps(0..4), prop::option::of(0usize..4)).prop_map(move |(c, s)| {
             let c = with_wildcard(c, s);
-            if c.is_empty() { "/**".to_string() } else { format!("/{}/**", c.join("/")) }
+            if c.is_empty() {
+                "/**".to_string()
+            } else {
+                format!("/{}/**", c.join("/"))
+            }
         }),
         prop::sample::select(&[".env", "x.pem", "c"][..]).prop_map(|n| format!("**/{n}")),
-        prop::sample::select(&[".pem", ".gz", ".tar.gz", ".env"][..]).prop_map(|s| format!("**/*{s}")),
+        prop::sample::select(&[".pem", ".gz", ".tar.gz", ".env"][..])
+            .prop_map(|s| format!("**/*{s}")),
     ]
 }
 
 fn request_path() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(REQUEST_COMPONENTS), 0..6).prop_map(|c| format!("/{}", c.join("/")))
+    prop::collection::vec(prop::sample::select(REQUEST_COMPONENTS), 0..6)
+        .prop_map(|c| format!("/{}", c.join("/")))
 }
 
 /// A TOML policy for agent `p` from (field index, pattern) rules, one rule per line.
@@ -72,7 +90,11 @@ fn policy_text(rules: &[(usize, String)]) -> String {
             if *sec != section {
                 continue;
             }
-            let items: Vec<String> = rules.iter().filter(|(f, _)| *f == i).map(|(_, p)| format!("  \"{p}\",\n")).collect();
+            let items: Vec<String> = rules
+                .iter()
+                .filter(|(f, _)| *f == i)
+                .map(|(_, p)| format!("  \"{p}\",\n"))
+                .collect();
             text.push_str(&format!("{field} = [\n{}]\n", items.concat()));
         }
     }
