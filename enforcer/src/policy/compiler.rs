@@ -291,34 +291,58 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// Map capacity. The error points at the agent that needs the most entries of that map.
     fn check_limits(&mut self) {
-        let counts = [
-            ("PATH_RULES", self.out.path_entries.len(), MAX_PATH_ENTRIES),
-            ("NAME_RULES", self.out.name_entries.len(), MAX_NAME_ENTRIES),
-            ("NET_RULES", self.out.net_entries.len(), MAX_NET_ENTRIES),
+        let per_agent = |agents: Vec<u32>| -> HashMap<u32, usize> {
+            let mut counts = HashMap::new();
+            for a in agents {
+                *counts.entry(a).or_default() += 1;
+            }
+            counts
+        };
+        let out = &self.out;
+        let maps = [
             (
-                "EXE_MATCH",
-                self.out.exe_matches.len(),
+                MAP_PATH_RULES,
+                per_agent(out.path_entries.iter().map(|e| e.agent).collect()),
+                MAX_PATH_ENTRIES,
+            ),
+            (
+                MAP_NAME_RULES,
+                per_agent(out.name_entries.iter().map(|e| e.agent).collect()),
+                MAX_NAME_ENTRIES,
+            ),
+            (
+                MAP_NET_RULES,
+                per_agent(out.net_entries.iter().map(|e| e.agent).collect()),
+                MAX_NET_ENTRIES,
+            ),
+            (
+                MAP_EXE_MATCH,
+                per_agent(out.exe_matches.iter().map(|e| e.value.agent).collect()),
                 MAX_EXE_MATCH_ENTRIES,
             ),
             (
-                "CGROUP_MATCH",
-                self.out.cgroup_matches.len(),
+                MAP_CGROUP_MATCH,
+                per_agent(out.cgroup_matches.iter().map(|e| e.value.agent).collect()),
                 MAX_CGROUP_MATCH_ENTRIES,
             ),
         ];
-        for (map, count, limit) in counts {
-            if count > limit {
-                let file = self
-                    .set
-                    .agents
-                    .last()
-                    .map(|a| a.source.clone())
-                    .unwrap_or_default();
-                let msg = format!("the policies need {count} {map} entries; the map holds {limit}");
-                self.diags
-                    .push(super::diag::Diagnostic::file_error(&file, msg));
+        for (map, counts, limit) in maps {
+            let total: usize = counts.values().sum();
+            if total <= limit {
+                continue;
             }
+            let (&agent, &most) = counts
+                .iter()
+                .max_by_key(|(a, n)| (**n, std::cmp::Reverse(**a)))
+                .expect("entries");
+            let policy = &self.set.agents[agent as usize - 1];
+            let msg = format!(
+                "the policies need {total} {map} entries; the map holds {limit} (agent `{}` needs {most})",
+                policy.name
+            );
+            self.diags.push(self.set.error_at(&policy.name_at, msg));
         }
     }
 }
