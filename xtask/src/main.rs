@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Build, boot test kernels and run every test of enforcer"
 )]
 struct Cli {
