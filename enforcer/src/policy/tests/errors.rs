@@ -372,6 +372,6 @@ fn map_capacity_is_a_compile_error() {
     let text = agent(&format!("[file]\ndeny = [{}]\n", names.join(",")));
     assert_eq!(
         errors(&[("a.toml", &text)]),
-        vec!["a.toml:2:8: the policies need 16385 NAME_RULES entries; the map holds 16384 (agent `a` needs 16385)"]
+        vec!["a.toml:2:8: the policies need 8193 NAME_RULES entries; the map holds 8192 (agent `a` needs 8193)"]
     );
 }
