@@ -105,6 +105,33 @@ mod tests {
     use crate::api::protocol::{AgentReport, DecisionCount, LossCount};
 
     #[test]
+    fn serves_the_text_over_http() {
+        use std::io::{Read, Write};
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let listener = runtime.block_on(bind("127.0.0.1:0".parse().unwrap())).expect("bind on loopback");
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = mpsc::channel::<oneshot::Sender<String>>(1);
+        let response = runtime.block_on(async {
+            tokio::spawn(serve(listener, tx));
+            let client = tokio::task::spawn_blocking(move || {
+                let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+                stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                let mut response = String::new();
+                stream.read_to_string(&mut response).expect("the response within 10 s");
+                response
+            });
+            let reply = rx.recv().await.expect("a metrics request reaches the core");
+            reply.send(render(&StatusReport { policy_version: 9, ..Default::default() })).unwrap();
+            client.await.expect("the HTTP client")
+        });
+        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+        assert!(response.contains("Content-Type: text/plain; version=0.0.4"), "{response}");
+        assert!(response.contains("\r\n\r\n# HELP enforcer_decisions_total"), "{response}");
+        assert!(response.lines().any(|l| l == "enforcer_policy_version 9"), "{response}");
+    }
+
+    #[test]
     fn renders_counters_with_escaped_labels() {
         let status = StatusReport {
             policy_version: 4,
