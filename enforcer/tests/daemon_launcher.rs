@@ -44,11 +44,14 @@ fn registers_itself_then_execs_and_passes_the_exit_status() {
     let dir = tempdir("ok");
     let socket = dir.join("api.sock");
     let daemon = fake_daemon(&socket, "{\"result\":\"registered\",\"agent\":\"coder\",\"session\":\"00000000000000ab\",\"policy_version\":1}\n");
-    let out = launcher(&socket, "coder", &["sh", "-c", "echo $$; exit 7"]);
+    let out = launcher(&socket, "coder", &["sh", "-c", "echo $$; echo $ENFORCER_AGENT $ENFORCER_SESSION; exit 7"]);
     let (request, peer_pid) = daemon.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    let shell_pid: i64 = lines.next().unwrap_or_default().parse().expect("the command printed its pid");
+    assert_eq!(lines.next(), Some("coder 00000000000000ab"), "agent and session are passed to the command");
     assert_eq!(request["request"], "register");
     assert_eq!(request["agent"], "coder");
-    let shell_pid: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("the command printed its pid");
     assert_eq!(request["pid"].as_i64(), Some(shell_pid), "the registered pid must be the pid CMD runs as (exec, not fork)");
     assert_eq!(peer_pid as i64, shell_pid, "the registered pid must be the caller's own");
     assert_eq!(out.status.code(), Some(7), "exit status passes through; stderr: {}", String::from_utf8_lossy(&out.stderr));

@@ -29,15 +29,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let socket = socket_path(args.socket);
     let mut client = ApiClient::connect(&socket)?;
     let request = Request::Register { agent: args.agent.clone(), pid: std::process::id() };
-    match client.call(&request) {
-        Ok(Response::Registered { .. }) => {}
+    let session = match client.call(&request) {
+        Ok(Response::Registered { session, .. }) => session,
         Ok(other) => bail!("the daemon answered the registration with {other:?}"),
         Err(ApiError::Refused(message)) => bail!("cannot start agent {:?}: {message}", args.agent),
         Err(e) => return Err(e).context(format!("registering agent {:?}", args.agent)),
-    }
+    };
     drop(client);
-    // exec only returns on failure; on success CMD's exit status is this process's.
-    let error = Command::new(&args.command[0]).args(&args.command[1..]).exec();
+    // exec only returns on failure; on success CMD's exit status is this process's. The agent
+    // name and session are informational for CMD (tools, logs); the kernel does not trust them.
+    let error = Command::new(&args.command[0])
+        .args(&args.command[1..])
+        .env("ENFORCER_AGENT", &args.agent)
+        .env("ENFORCER_SESSION", &session)
+        .exec();
     eprintln!("enforcer run: cannot execute {}: {error}", args.command[0].to_string_lossy());
     // The shell's conventions: 127 not found, 126 found but not executable.
     Ok(ExitCode::from(if error.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 }))
