@@ -106,3 +106,65 @@ fn unknown_filter_names_are_errors() {
     let out = events(&dir.join("missing.jsonl"), &[]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no audit log at"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--follow` against a stand-in daemon that closes the stream (a restart) and comes back: the
+/// records written meanwhile come from the log, nothing is printed twice.
+#[test]
+fn follow_continues_across_a_daemon_restart_without_gap_or_repeat() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixListener;
+    use std::process::Stdio;
+
+    let dir = tempdir("follow");
+    let path = dir.join("audit.jsonl");
+    let rotation = Rotation { max_bytes: 1 << 20, retain: 2, fsync_interval: Duration::ZERO };
+    let mut writer = AuditWriter::open(&path, rotation).unwrap();
+    writer.append(&mut [event(0), event(1)]).1.unwrap();
+    let socket = dir.join("api.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_enforcer"))
+        .args(["events", "--follow", "--format", "json", "--socket"])
+        .arg(&socket)
+        .arg("--log")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        let mut serve_once = |writer: &mut AuditWriter, record: Record| {
+            let (stream, _) = listener.accept().unwrap();
+            let mut request = String::new();
+            BufReader::new(&stream).read_line(&mut request).unwrap();
+            assert!(request.contains("subscribe"), "{request}");
+            let subscribed = format!("{{\"result\":\"subscribed\",\"next_seq\":{}}}\n", writer.next_seq());
+            (&stream).write_all(subscribed.as_bytes()).unwrap();
+            let (live, written) = writer.append(&mut [record]);
+            written.unwrap();
+            (&stream).write_all(live[0].as_bytes()).unwrap();
+        };
+        serve_once(&mut writer, event(2));
+        // The daemon is away: this record only reaches the log.
+        writer.append(&mut [event(3)]).1.unwrap();
+        serve_once(&mut writer, event(4));
+    });
+
+    let mut seqs = Vec::new();
+    while seqs.len() < 5 {
+        match lines.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => seqs.push(serde_json::from_str::<serde_json::Value>(&line).unwrap()["seq"].as_u64().unwrap()),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5], "every record exactly once, in order");
+}

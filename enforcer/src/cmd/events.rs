@@ -96,38 +96,88 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     if !log.exists() && stream_from.is_none() {
         bail!("no audit log at {} (use --log FILE)", log.display());
     }
-    let mut stopped = false;
+    // Records before the stream's first seq come from the files, the rest from the stream.
+    if !print_log(&log, &filter, &mut out, 0, stream_from.unwrap_or(u64::MAX))? {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some((mut client, mut next_seq)) = live else { return Ok(ExitCode::SUCCESS) };
+    loop {
+        match follow(&mut client, &filter, &mut out)? {
+            Followed::ReaderGone => return Ok(ExitCode::SUCCESS),
+            Followed::Closed { last_seq } => next_seq = last_seq.map_or(next_seq, |s| s + 1),
+        }
+        eprintln!("enforcer events: the daemon closed the live stream; reconnecting");
+        let (new_client, stream_from) = resubscribe(&socket);
+        // What the daemon wrote while this command was not subscribed is in the log.
+        if !print_log(&log, &filter, &mut out, next_seq, stream_from)? {
+            return Ok(ExitCode::SUCCESS);
+        }
+        client = new_client;
+        next_seq = stream_from;
+    }
+}
+
+/// Print the log's records with `from <= seq < until` that pass the filter. False when the
+/// reader of our output went away.
+fn print_log(log: &std::path::Path, filter: &Filter, out: &mut Output<'_>, from: u64, until: u64) -> anyhow::Result<bool> {
+    let mut reader_gone = false;
+    if from >= until || !log.exists() {
+        return Ok(true);
+    }
     read_log(
-        &log,
+        log,
         &mut |record| {
-            // Records from the stream's first seq on are printed from the stream instead.
-            if stopped || stream_from.is_some_and(|seq| record.seq() >= seq) || !filter.matches(&record) {
+            if reader_gone || !(from..until).contains(&record.seq()) || !filter.matches(&record) {
                 return;
             }
-            stopped = out.print(&record).is_err();
+            reader_gone = out.print(&record).is_err();
         },
         &mut |error| eprintln!("enforcer events: skipping {error}"),
     )?;
-    if stopped {
-        return Ok(ExitCode::SUCCESS);
-    }
+    Ok(!reader_gone)
+}
 
-    if let Some((mut client, _)) = live {
-        while let Some(line) = client.next_line()? {
-            let record: Record = match serde_json::from_str(&line) {
-                Ok(record) => record,
-                Err(e) => {
-                    eprintln!("enforcer events: the daemon sent something that is not a record ({e}): {}", line.trim_end());
-                    continue;
-                }
-            };
-            if filter.matches(&record) && out.print(&record).is_err() {
-                return Ok(ExitCode::SUCCESS);
+enum Followed {
+    ReaderGone,
+    /// The daemon closed the stream (stopped or restarting); the last seq it sent.
+    Closed { last_seq: Option<u64> },
+}
+
+fn follow(client: &mut ApiClient, filter: &Filter, out: &mut Output<'_>) -> anyhow::Result<Followed> {
+    let mut last_seq = None;
+    loop {
+        let line = match client.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) | Err(ApiError::Io { .. }) => return Ok(Followed::Closed { last_seq }),
+            Err(e) => return Err(e.into()),
+        };
+        let record: Record = match serde_json::from_str(&line) {
+            Ok(record) => record,
+            Err(e) => {
+                eprintln!("enforcer events: the daemon sent something that is not a record ({e}): {}", line.trim_end());
+                continue;
             }
+        };
+        // `lost` notices of a lagging stream carry no seq of their own.
+        if record.seq() != 0 {
+            last_seq = Some(record.seq());
         }
-        return Err(ApiError::Closed).context("the daemon stopped the live stream");
+        if filter.matches(&record) && out.print(&record).is_err() {
+            return Ok(Followed::ReaderGone);
+        }
     }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Connect and subscribe again, waiting as long as it takes (the daemon restarts).
+fn resubscribe(socket: &std::path::Path) -> (ApiClient, u64) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let Ok(mut client) = ApiClient::connect(socket) else { continue };
+        if let Ok(Response::Subscribed { next_seq }) = client.call(&Request::Subscribe {}) {
+            eprintln!("enforcer events: following again");
+            return (client, next_seq);
+        }
+    }
 }
 
 struct Output<'a> {
