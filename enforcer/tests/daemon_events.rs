@@ -140,7 +140,7 @@ fn follow_continues_across_a_daemon_restart_without_gap_or_repeat() {
         }
     });
     std::thread::spawn(move || {
-        let mut serve_once = |writer: &mut AuditWriter, record: Record| {
+        let serve_once = |writer: &mut AuditWriter, record: Record| {
             let (stream, _) = listener.accept().unwrap();
             let mut request = String::new();
             BufReader::new(&stream).read_line(&mut request).unwrap();
