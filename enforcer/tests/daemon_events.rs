@@ -16,13 +16,21 @@ fn tempdir(name: &str) -> PathBuf {
 
 fn event(i: u64) -> Record {
     let verdict = ["allow", "deny", "audit-deny"][(i % 3) as usize];
-    let agent = if i.is_multiple_of(2) { "coder" } else { "helper" };
+    let agent = if i.is_multiple_of(2) {
+        "coder"
+    } else {
+        "helper"
+    };
     Record::Event(EventRecord {
         time: format!("2026-11-23T14:{:02}:00.000000000Z", i % 60),
         host: "h".into(),
         agent: Some(agent.into()),
         session: format!("{:016x}", 0xab + (i % 2)),
-        op: if i.is_multiple_of(4) { "exec".into() } else { "open".into() },
+        op: if i.is_multiple_of(4) {
+            "exec".into()
+        } else {
+            "open".into()
+        },
         path: Some(format!("/work/file-{i}")),
         verdict: verdict.into(),
         rule: "default-deny".into(),
@@ -34,9 +42,20 @@ fn event(i: u64) -> Record {
 /// 60 events plus a lifecycle record, rotated over several files.
 fn write_log(dir: &Path) -> PathBuf {
     let path = dir.join("audit.jsonl");
-    let rotation = Rotation { max_bytes: 64 * 1024, retain: 50, fsync_interval: Duration::ZERO };
+    let rotation = Rotation {
+        max_bytes: 64 * 1024,
+        retain: 50,
+        fsync_interval: Duration::ZERO,
+    };
     let mut writer = AuditWriter::open(&path, rotation).unwrap();
-    writer.append(&mut [Record::Daemon(DaemonRecord { event: "start".into(), time: "2026-11-23T13:59:00.000000000Z".into(), ..Default::default() })]).1.unwrap();
+    writer
+        .append(&mut [Record::Daemon(DaemonRecord {
+            event: "start".into(),
+            time: "2026-11-23T13:59:00.000000000Z".into(),
+            ..Default::default()
+        })])
+        .1
+        .unwrap();
     // Long paths make each record big enough to rotate every few records.
     for i in 0..60 {
         let mut record = event(i);
@@ -58,30 +77,65 @@ fn events(log: &Path, args: &[&str]) -> Output {
 }
 
 fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    assert!(out.status.success(), "enforcer events failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    assert!(
+        out.status.success(),
+        "enforcer events failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
 }
 
 #[test]
 fn reads_rotated_files_in_order_and_filters() {
     let dir = tempdir("filter");
     let log = write_log(&dir);
-    assert!(enforcer::audit::reader::log_files(&log).len() >= 3, "the fixture must span several rotated files");
+    assert!(
+        enforcer::audit::reader::log_files(&log).len() >= 3,
+        "the fixture must span several rotated files"
+    );
 
     let all = json_lines(&events(&log, &["--format", "json"]));
     let seqs: Vec<u64> = all.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=61).collect::<Vec<_>>(), "every record, oldest file first");
+    assert_eq!(
+        seqs,
+        (1..=61).collect::<Vec<_>>(),
+        "every record, oldest file first"
+    );
 
-    let denies = json_lines(&events(&log, &["--format", "json", "--verdict", "deny", "--agent", "helper"]));
+    let denies = json_lines(&events(
+        &log,
+        &["--format", "json", "--verdict", "deny", "--agent", "helper"],
+    ));
     assert!(!denies.is_empty());
-    assert!(denies.iter().all(|r| r["verdict"] == "deny" && r["agent"] == "helper"), "{denies:?}");
-    assert_eq!(denies.len(), (0..60).filter(|i| i % 3 == 1 && i % 2 == 1).count());
+    assert!(
+        denies
+            .iter()
+            .all(|r| r["verdict"] == "deny" && r["agent"] == "helper"),
+        "{denies:?}"
+    );
+    assert_eq!(
+        denies.len(),
+        (0..60).filter(|i| i % 3 == 1 && i % 2 == 1).count()
+    );
 
-    let execs = json_lines(&events(&log, &["--format", "json", "--op", "exec", "--session", "ab"]));
+    let execs = json_lines(&events(
+        &log,
+        &["--format", "json", "--op", "exec", "--session", "ab"],
+    ));
     assert_eq!(execs.len(), 15, "exec events of session ab");
 
-    let late = json_lines(&events(&log, &["--format", "json", "--since", "2026-11-23T14:50:00Z"]));
-    assert!(late.iter().all(|r| r["time"].as_str().unwrap() >= "2026-11-23T14:50:00"), "{late:?}");
+    let late = json_lines(&events(
+        &log,
+        &["--format", "json", "--since", "2026-11-23T14:50:00Z"],
+    ));
+    assert!(
+        late.iter()
+            .all(|r| r["time"].as_str().unwrap() >= "2026-11-23T14:50:00"),
+        "{late:?}"
+    );
     assert_eq!(late.len(), 10);
 }
 
@@ -91,8 +145,14 @@ fn text_format_is_plain_when_piped() {
     let log = write_log(&dir);
     let out = events(&log, &["--verdict", "deny"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.lines().count() == 20 && text.lines().all(|l| l.contains(" DENY ")), "{text}");
-    assert!(!text.contains('\u{1b}'), "no colour codes when stdout is not a terminal");
+    assert!(
+        text.lines().count() == 20 && text.lines().all(|l| l.contains(" DENY ")),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "no colour codes when stdout is not a terminal"
+    );
 }
 
 #[test]
@@ -104,7 +164,11 @@ fn unknown_filter_names_are_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("unknown op \"opne\""), "{stderr}");
     let out = events(&dir.join("missing.jsonl"), &[]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no audit log at"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no audit log at"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `--follow` against a stand-in daemon that closes the stream (a restart) and comes back: the
@@ -117,7 +181,11 @@ fn follow_continues_across_a_daemon_restart_without_gap_or_repeat() {
 
     let dir = tempdir("follow");
     let path = dir.join("audit.jsonl");
-    let rotation = Rotation { max_bytes: 1 << 20, retain: 2, fsync_interval: Duration::ZERO };
+    let rotation = Rotation {
+        max_bytes: 1 << 20,
+        retain: 2,
+        fsync_interval: Duration::ZERO,
+    };
     let mut writer = AuditWriter::open(&path, rotation).unwrap();
     writer.append(&mut [event(0), event(1)]).1.unwrap();
     let socket = dir.join("api.sock");
@@ -145,7 +213,10 @@ fn follow_continues_across_a_daemon_restart_without_gap_or_repeat() {
             let mut request = String::new();
             BufReader::new(&stream).read_line(&mut request).unwrap();
             assert!(request.contains("subscribe"), "{request}");
-            let subscribed = format!("{{\"result\":\"subscribed\",\"next_seq\":{}}}\n", writer.next_seq());
+            let subscribed = format!(
+                "{{\"result\":\"subscribed\",\"next_seq\":{}}}\n",
+                writer.next_seq()
+            );
             (&stream).write_all(subscribed.as_bytes()).unwrap();
             let (live, written) = writer.append(&mut [record]);
             written.unwrap();
@@ -160,11 +231,19 @@ fn follow_continues_across_a_daemon_restart_without_gap_or_repeat() {
     let mut seqs = Vec::new();
     while seqs.len() < 5 {
         match lines.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) => seqs.push(serde_json::from_str::<serde_json::Value>(&line).unwrap()["seq"].as_u64().unwrap()),
+            Ok(line) => seqs.push(
+                serde_json::from_str::<serde_json::Value>(&line).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap(),
+            ),
             Err(_) => break,
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(seqs, vec![1, 2, 3, 4, 5], "every record exactly once, in order");
+    assert_eq!(
+        seqs,
+        vec![1, 2, 3, 4, 5],
+        "every record exactly once, in order"
+    );
 }

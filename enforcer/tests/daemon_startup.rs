@@ -30,7 +30,10 @@ fn daemon(dir: &Path, extra: &[&str]) -> Output {
 
 fn assert_nothing_created(dir: &Path) {
     for name in ["api.sock", "audit.jsonl", "state", "pins"] {
-        assert!(!dir.join(name).exists(), "{name} was created by a daemon that refused to start");
+        assert!(
+            !dir.join(name).exists(),
+            "{name} was created by a daemon that refused to start"
+        );
     }
 }
 
@@ -38,20 +41,33 @@ fn assert_nothing_created(dir: &Path) {
 fn config_syntax_errors_name_file_line_and_column() {
     let dir = tempdir("config");
     let config = dir.join("enforcer.toml");
-    std::fs::write(&config, "policy_dir = \"/etc/enforcer/policies\"\n\n[audit]\nretian = 3\n").unwrap();
+    std::fs::write(
+        &config,
+        "policy_dir = \"/etc/enforcer/policies\"\n\n[audit]\nretian = 3\n",
+    )
+    .unwrap();
     let out = daemon(&dir, &["--config", config.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("{}:4:1: unknown field `retian`", config.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:4:1: unknown field `retian`", config.display())),
+        "{stderr}"
+    );
     assert_nothing_created(&dir);
 }
 
 #[test]
 fn bad_flag_values_are_refused() {
     let dir = tempdir("flags");
-    let out = daemon(&dir, &["--config", "/dev/null", "--audit-rotate-bytes", "100"]);
+    let out = daemon(
+        &dir,
+        &["--config", "/dev/null", "--audit-rotate-bytes", "100"],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("command line: `audit.rotate_bytes`: 100 is below the minimum 65536"), "{stderr}");
+    assert!(
+        stderr.contains("command line: `audit.rotate_bytes`: 100 is below the minimum 65536"),
+        "{stderr}"
+    );
     assert_eq!(out.status.code(), Some(2));
     assert_nothing_created(&dir);
 }
@@ -61,13 +77,31 @@ fn an_invalid_policy_is_refused_with_positions_before_anything_starts() {
     let dir = tempdir("policy");
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(policies.join("a.toml"), "[agent]\nname = \"a\"\n\n[file]\nreed = [\"/work/**\"]\n").unwrap();
-    let out = daemon(&dir, &["--config", "/dev/null", "--policy-dir", policies.to_str().unwrap()]);
+    std::fs::write(
+        policies.join("a.toml"),
+        "[agent]\nname = \"a\"\n\n[file]\nreed = [\"/work/**\"]\n",
+    )
+    .unwrap();
+    let out = daemon(
+        &dir,
+        &[
+            "--config",
+            "/dev/null",
+            "--policy-dir",
+            policies.to_str().unwrap(),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("policy rejected"), "{stderr}");
-    assert!(stderr.contains(&format!("{}:5:", policies.join("a.toml").display())), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "no ready line may be printed");
+    assert!(
+        stderr.contains(&format!("{}:5:", policies.join("a.toml").display())),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "no ready line may be printed"
+    );
     assert_nothing_created(&dir);
 }
 
@@ -76,6 +110,9 @@ fn a_missing_explicit_config_file_is_an_error() {
     let dir = tempdir("missing");
     let out = daemon(&dir, &["--config", dir.join("nope.toml").to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("nope.toml: No such file or directory"), "{stderr}");
+    assert!(
+        stderr.contains("nope.toml: No such file or directory"),
+        "{stderr}"
+    );
     assert_eq!(out.status.code(), Some(2));
 }

@@ -23,19 +23,32 @@ impl ApiClient {
     pub fn connect(path: &Path) -> Result<Self, ApiError> {
         let stream = UnixStream::connect(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                ApiError::NotRunning { path: path.to_path_buf() }
+                ApiError::NotRunning {
+                    path: path.to_path_buf(),
+                }
             }
-            std::io::ErrorKind::PermissionDenied => ApiError::PermissionDenied { path: path.to_path_buf() },
-            _ => ApiError::Io { path: path.to_path_buf(), cause: e },
+            std::io::ErrorKind::PermissionDenied => ApiError::PermissionDenied {
+                path: path.to_path_buf(),
+            },
+            _ => ApiError::Io {
+                path: path.to_path_buf(),
+                cause: e,
+            },
         })?;
-        Ok(ApiClient { path: path.to_path_buf(), reader: BufReader::new(stream) })
+        Ok(ApiClient {
+            path: path.to_path_buf(),
+            reader: BufReader::new(stream),
+        })
     }
 
     /// Send one request and read its response. `Response::Error` becomes `ApiError::Refused`.
     pub fn call(&mut self, request: &Request) -> Result<Response, ApiError> {
         let mut line = serde_json::to_string(request).expect("requests always serialize");
         line.push('\n');
-        self.reader.get_mut().write_all(line.as_bytes()).map_err(|e| self.io(e))?;
+        self.reader
+            .get_mut()
+            .write_all(line.as_bytes())
+            .map_err(|e| self.io(e))?;
         let reply = self.next_line()?.ok_or(ApiError::Closed)?;
         match serde_json::from_str::<Response>(&reply) {
             Ok(Response::Error { message }) => Err(ApiError::Refused(message)),
@@ -55,6 +68,9 @@ impl ApiClient {
     }
 
     fn io(&self, cause: std::io::Error) -> ApiError {
-        ApiError::Io { path: self.path.clone(), cause }
+        ApiError::Io {
+            path: self.path.clone(),
+            cause,
+        }
     }
 }

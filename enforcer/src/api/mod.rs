@@ -18,7 +18,10 @@ pub enum ApiError {
     #[error("permission denied on {}: the API socket is for root and the group set as `api.group` in the daemon's config", path.display())]
     PermissionDenied { path: PathBuf },
     #[error("{}: {cause}", path.display())]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("the daemon closed the connection without answering")]
     Closed,
     #[error("the daemon sent something that is not a response: {0}")]

@@ -23,12 +23,23 @@ pub enum Request {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
-    Registered { agent: String, session: String, policy_version: u32 },
+    Registered {
+        agent: String,
+        session: String,
+        policy_version: u32,
+    },
     Status(Box<StatusReport>),
     /// Records with `seq >= next_seq` will follow on this connection; older ones are in the log.
-    Subscribed { next_seq: u64 },
-    Reloaded { policy_version: u32, changed: bool },
-    Error { message: String },
+    Subscribed {
+        next_seq: u64,
+    },
+    Reloaded {
+        policy_version: u32,
+        changed: bool,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -103,7 +114,10 @@ pub struct LossCount {
 /// Parse one request line, with an error that says precisely what is wrong.
 pub fn parse_request(line: &str) -> Result<Request, String> {
     if line.len() > MAX_REQUEST_BYTES {
-        return Err(format!("request is {} bytes, the limit is {MAX_REQUEST_BYTES}", line.len()));
+        return Err(format!(
+            "request is {} bytes, the limit is {MAX_REQUEST_BYTES}",
+            line.len()
+        ));
     }
     serde_json::from_str::<Request>(line.trim_end()).map_err(|e| {
         let what = e.to_string();
@@ -119,42 +133,85 @@ mod tests {
     fn parses_each_request() {
         assert_eq!(
             parse_request(r#"{"request":"register","agent":"coder","pid":42}"#),
-            Ok(Request::Register { agent: "coder".into(), pid: 42 })
+            Ok(Request::Register {
+                agent: "coder".into(),
+                pid: 42
+            })
         );
-        assert_eq!(parse_request(r#"{"request":"status"}"#), Ok(Request::Status {}));
-        assert_eq!(parse_request("{\"request\":\"subscribe\"}\n"), Ok(Request::Subscribe {}));
-        assert_eq!(parse_request(r#"{"request":"reload"}"#), Ok(Request::Reload {}));
+        assert_eq!(
+            parse_request(r#"{"request":"status"}"#),
+            Ok(Request::Status {})
+        );
+        assert_eq!(
+            parse_request("{\"request\":\"subscribe\"}\n"),
+            Ok(Request::Subscribe {})
+        );
+        assert_eq!(
+            parse_request(r#"{"request":"reload"}"#),
+            Ok(Request::Reload {})
+        );
     }
 
     #[test]
     fn rejects_bad_requests_precisely() {
         let cases = [
             (r#"{"request":"shutdown"}"#, "unknown variant `shutdown`"),
-            (r#"{"request":"register","agent":"a"}"#, "missing field `pid`"),
-            (r#"{"request":"register","agent":"a","pid":-1}"#, "invalid value"),
-            (r#"{"request":"status","verbose":true}"#, "unknown field `verbose`"),
+            (
+                r#"{"request":"register","agent":"a"}"#,
+                "missing field `pid`",
+            ),
+            (
+                r#"{"request":"register","agent":"a","pid":-1}"#,
+                "invalid value",
+            ),
+            (
+                r#"{"request":"status","verbose":true}"#,
+                "unknown field `verbose`",
+            ),
             (r#"{"agent":"a"}"#, "missing field `request`"),
             ("not json", "expected"),
         ];
         for (line, expected) in cases {
             let err = parse_request(line).expect_err(line);
-            assert!(err.contains(expected), "for {line}: error {err:?} does not mention {expected:?}");
+            assert!(
+                err.contains(expected),
+                "for {line}: error {err:?} does not mention {expected:?}"
+            );
         }
-        let huge = format!(r#"{{"request":"register","agent":"{}","pid":1}}"#, "a".repeat(MAX_REQUEST_BYTES));
-        assert!(parse_request(&huge).unwrap_err().contains("limit"), "oversized request must be refused");
+        let huge = format!(
+            r#"{{"request":"register","agent":"{}","pid":1}}"#,
+            "a".repeat(MAX_REQUEST_BYTES)
+        );
+        assert!(
+            parse_request(&huge).unwrap_err().contains("limit"),
+            "oversized request must be refused"
+        );
     }
 
     #[test]
     fn responses_round_trip() {
         for response in [
-            Response::Registered { agent: "a".into(), session: "00ff".into(), policy_version: 2 },
+            Response::Registered {
+                agent: "a".into(),
+                session: "00ff".into(),
+                policy_version: 2,
+            },
             Response::Status(Box::default()),
             Response::Subscribed { next_seq: 10 },
-            Response::Reloaded { policy_version: 3, changed: true },
-            Response::Error { message: "no".into() },
+            Response::Reloaded {
+                policy_version: 3,
+                changed: true,
+            },
+            Response::Error {
+                message: "no".into(),
+            },
         ] {
             let line = serde_json::to_string(&response).unwrap();
-            assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), response, "{line}");
+            assert_eq!(
+                serde_json::from_str::<Response>(&line).unwrap(),
+                response,
+                "{line}"
+            );
         }
     }
 }

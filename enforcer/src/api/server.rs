@@ -37,7 +37,10 @@ pub struct CallReply {
 
 impl CallReply {
     pub fn plain(response: Response) -> Self {
-        CallReply { response, stream: None }
+        CallReply {
+            response,
+            stream: None,
+        }
     }
 }
 
@@ -47,7 +50,10 @@ const SOCKET_MODE: u32 = 0o660;
 /// Create the socket at `path`, owned by root and `group` (a group name), mode 0660. Refuses
 /// when another daemon already answers there; removes a stale socket file otherwise.
 pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, ApiError> {
-    let setup = |reason: String| ApiError::Setup { path: path.to_path_buf(), reason };
+    let setup = |reason: String| ApiError::Setup {
+        path: path.to_path_buf(),
+        reason,
+    };
     let gid = match group {
         Some(name) => Some(
             nix::unistd::Group::from_name(name)
@@ -57,21 +63,32 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, ApiError> 
         ),
         None => None,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
         // The directory closes the window between bind() and chmod() below.
-        std::fs::DirBuilder::new().recursive(true).mode(0o750).create(dir).map_err(|e| setup(format!("creating {}: {e}", dir.display())))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(|e| setup(format!("creating {}: {e}", dir.display())))?;
         if let Some(gid) = gid {
-            nix::unistd::chown(dir, None, Some(gid)).map_err(|e| setup(format!("chown {}: {e}", dir.display())))?;
+            nix::unistd::chown(dir, None, Some(gid))
+                .map_err(|e| setup(format!("chown {}: {e}", dir.display())))?;
         }
     }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(setup("another enforcer daemon is already listening there".into()));
+            return Err(setup(
+                "another enforcer daemon is already listening there".into(),
+            ));
         }
         std::fs::remove_file(path).map_err(|e| setup(format!("removing the stale socket: {e}")))?;
     }
     let listener = UnixListener::bind(path).map_err(|e| setup(e.to_string()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(|e| setup(format!("chmod: {e}")))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
+        .map_err(|e| setup(format!("chmod: {e}")))?;
     if let Some(gid) = gid {
         nix::unistd::chown(path, None, Some(gid)).map_err(|e| setup(format!("chown: {e}")))?;
     }
@@ -97,7 +114,11 @@ pub async fn serve(listener: UnixListener, calls: mpsc::Sender<ApiCall>, host: A
 
 async fn handle_connection(stream: UnixStream, calls: mpsc::Sender<ApiCall>, host: Arc<str>) {
     let peer = match stream.peer_cred() {
-        Ok(cred) => Peer { pid: cred.pid().and_then(|p| u32::try_from(p).ok()), uid: cred.uid(), gid: cred.gid() },
+        Ok(cred) => Peer {
+            pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
+            uid: cred.uid(),
+            gid: cred.gid(),
+        },
         Err(e) => {
             tracing::warn!("API connection without peer credentials: {e}");
             return;
@@ -108,10 +129,20 @@ async fn handle_connection(stream: UnixStream, calls: mpsc::Sender<ApiCall>, hos
     let mut line = String::new();
     loop {
         line.clear();
-        let n = match (&mut reader).take(MAX_REQUEST_BYTES as u64 + 1).read_line(&mut line).await {
+        let n = match (&mut reader)
+            .take(MAX_REQUEST_BYTES as u64 + 1)
+            .read_line(&mut line)
+            .await
+        {
             Ok(n) => n,
             Err(e) => {
-                let _ = send(&mut write, &Response::Error { message: format!("unreadable request: {e}") }).await;
+                let _ = send(
+                    &mut write,
+                    &Response::Error {
+                        message: format!("unreadable request: {e}"),
+                    },
+                )
+                .await;
                 return;
             }
         };
@@ -126,15 +157,32 @@ async fn handle_connection(stream: UnixStream, calls: mpsc::Sender<ApiCall>, hos
         let request = match parse_request(&line) {
             Ok(request) => request,
             Err(message) => {
-                if send(&mut write, &Response::Error { message }).await.is_err() {
+                if send(&mut write, &Response::Error { message })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
             }
         };
         let (reply_tx, reply_rx) = oneshot::channel();
-        if calls.send(ApiCall { request, peer, reply: reply_tx }).await.is_err() {
-            let _ = send(&mut write, &Response::Error { message: "the daemon is stopping".into() }).await;
+        if calls
+            .send(ApiCall {
+                request,
+                peer,
+                reply: reply_tx,
+            })
+            .await
+            .is_err()
+        {
+            let _ = send(
+                &mut write,
+                &Response::Error {
+                    message: "the daemon is stopping".into(),
+                },
+            )
+            .await;
             return;
         }
         let Ok(reply) = reply_rx.await else { return };
@@ -148,7 +196,10 @@ async fn handle_connection(stream: UnixStream, calls: mpsc::Sender<ApiCall>, hos
     }
 }
 
-async fn send(write: &mut tokio::net::unix::OwnedWriteHalf, response: &Response) -> std::io::Result<()> {
+async fn send(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    response: &Response,
+) -> std::io::Result<()> {
     let mut line = serde_json::to_string(response).expect("responses always serialize");
     line.push('\n');
     write.write_all(line.as_bytes()).await

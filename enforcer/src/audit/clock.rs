@@ -14,7 +14,10 @@ pub struct BootClock {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; both clock ids exist on every Linux we support.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime({clock}) failed");
@@ -25,12 +28,16 @@ impl BootClock {
     pub fn sample() -> Self {
         let boot = clock_ns(libc::CLOCK_BOOTTIME);
         let real = clock_ns(libc::CLOCK_REALTIME);
-        BootClock { realtime_minus_boot_ns: real - boot }
+        BootClock {
+            realtime_minus_boot_ns: real - boot,
+        }
     }
 
     /// A clock with a fixed offset (tests).
     pub fn with_offset(realtime_minus_boot_ns: i128) -> Self {
-        BootClock { realtime_minus_boot_ns }
+        BootClock {
+            realtime_minus_boot_ns,
+        }
     }
 
     /// Wall-clock nanoseconds since the Unix epoch of a boot-time stamp.
@@ -46,8 +53,10 @@ pub fn now_ns() -> i128 {
 
 /// Format epoch nanoseconds as RFC 3339 with nanoseconds (`2026-11-23T14:37:00.000000001Z`).
 pub fn format_rfc3339_ns(epoch_ns: i128) -> String {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(epoch_ns).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    t.format(RFC3339_NS).expect("RFC 3339 formatting of a valid date cannot fail")
+    let t =
+        OffsetDateTime::from_unix_timestamp_nanos(epoch_ns).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    t.format(RFC3339_NS)
+        .expect("RFC 3339 formatting of a valid date cannot fail")
 }
 
 /// Parse an RFC 3339 time (any offset, any number of fractional digits) into epoch nanoseconds.
@@ -63,8 +72,14 @@ mod tests {
 
     #[test]
     fn formats_nine_fraction_digits_in_utc() {
-        assert_eq!(format_rfc3339_ns(1_000_000_001), "1970-01-01T00:00:01.000000001Z");
-        assert_eq!(format_rfc3339_ns(1_795_444_620_123_456_789), "2026-11-23T14:37:00.123456789Z");
+        assert_eq!(
+            format_rfc3339_ns(1_000_000_001),
+            "1970-01-01T00:00:01.000000001Z"
+        );
+        assert_eq!(
+            format_rfc3339_ns(1_795_444_620_123_456_789),
+            "2026-11-23T14:37:00.123456789Z"
+        );
     }
 
     #[test]
@@ -73,7 +88,10 @@ mod tests {
         assert_eq!(clock.wall_ns(5), 1_005);
         let live = BootClock::sample();
         let wall = live.wall_ns(clock_ns(libc::CLOCK_BOOTTIME) as u64);
-        assert!((wall - now_ns()).abs() < 1_000_000_000, "boot->wall conversion is off by more than 1s");
+        assert!(
+            (wall - now_ns()).abs() < 1_000_000_000,
+            "boot->wall conversion is off by more than 1s"
+        );
     }
 
     #[test]

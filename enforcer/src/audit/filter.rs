@@ -28,12 +28,20 @@ impl Filter {
         for verdict in &self.verdicts {
             if !is_verdict_name(verdict) {
                 let known: Vec<&str> = VERDICTS.iter().map(|(_, n)| *n).collect();
-                return Err(format!("unknown verdict {verdict:?} (verdicts: {})", known.join(", ")));
+                return Err(format!(
+                    "unknown verdict {verdict:?} (verdicts: {})",
+                    known.join(", ")
+                ));
             }
         }
         if let Some(session) = &self.session {
-            if session.is_empty() || session.len() > 16 || !session.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(format!("session {session:?} is not a session id (up to 16 hex digits)"));
+            if session.is_empty()
+                || session.len() > 16
+                || !session.chars().all(|c| c.is_ascii_hexdigit())
+            {
+                return Err(format!(
+                    "session {session:?} is not a session id (up to 16 hex digits)"
+                ));
             }
         }
         Ok(())
@@ -58,13 +66,19 @@ impl Filter {
                 agent_ok(e.agent.as_ref(), &e.chain)
                     && (self.verdicts.is_empty() || self.verdicts.contains(&e.verdict))
                     && (self.ops.is_empty() || self.ops.contains(&e.op))
-                    && self.session.as_ref().is_none_or(|s| same_session(s, &e.session))
+                    && self
+                        .session
+                        .as_ref()
+                        .is_none_or(|s| same_session(s, &e.session))
             }
             Record::Lost(l) => l.agent.is_none() || agent_ok(l.agent.as_ref(), &[]),
             Record::Daemon(d) => {
                 self.verdicts.is_empty()
                     && self.ops.is_empty()
-                    && self.session.as_ref().is_none_or(|s| d.session.as_ref().is_some_and(|ds| same_session(s, ds)))
+                    && self
+                        .session
+                        .as_ref()
+                        .is_none_or(|s| d.session.as_ref().is_some_and(|ds| same_session(s, ds)))
                     && (self.agents.is_empty() || agent_ok(d.agent.as_ref(), &[]))
             }
         }
@@ -109,44 +123,137 @@ mod tests {
         let a = event("coder", "open", "deny", "00000000000000ab", T1);
         let b = event("helper", "connect", "allow", "00000000000000cd", T2);
         let check = |f: Filter, expect_a: bool, expect_b: bool| {
-            assert_eq!((f.matches(&a), f.matches(&b)), (expect_a, expect_b), "{f:?}");
+            assert_eq!(
+                (f.matches(&a), f.matches(&b)),
+                (expect_a, expect_b),
+                "{f:?}"
+            );
         };
         check(Filter::default(), true, true);
-        check(Filter { agents: vec!["coder".into()], ..Default::default() }, true, false);
-        check(Filter { verdicts: vec!["allow".into()], ..Default::default() }, false, true);
-        check(Filter { ops: vec!["open".into(), "exec".into()], ..Default::default() }, true, false);
-        check(Filter { session: Some("ab".into()), ..Default::default() }, true, false);
-        check(Filter { since_ns: parse_rfc3339("2026-11-23T14:30:00Z"), ..Default::default() }, false, true);
+        check(
+            Filter {
+                agents: vec!["coder".into()],
+                ..Default::default()
+            },
+            true,
+            false,
+        );
+        check(
+            Filter {
+                verdicts: vec!["allow".into()],
+                ..Default::default()
+            },
+            false,
+            true,
+        );
+        check(
+            Filter {
+                ops: vec!["open".into(), "exec".into()],
+                ..Default::default()
+            },
+            true,
+            false,
+        );
+        check(
+            Filter {
+                session: Some("ab".into()),
+                ..Default::default()
+            },
+            true,
+            false,
+        );
+        check(
+            Filter {
+                since_ns: parse_rfc3339("2026-11-23T14:30:00Z"),
+                ..Default::default()
+            },
+            false,
+            true,
+        );
     }
 
     #[test]
     fn chains_match_any_of_their_agents() {
-        let mut rec = EventRecord { agent: Some("helper".into()), chain: vec!["coder".into(), "helper".into()], ..Default::default() };
+        let mut rec = EventRecord {
+            agent: Some("helper".into()),
+            chain: vec!["coder".into(), "helper".into()],
+            ..Default::default()
+        };
         rec.time = T1.into();
-        let f = Filter { agents: vec!["coder".into()], ..Default::default() };
+        let f = Filter {
+            agents: vec!["coder".into()],
+            ..Default::default()
+        };
         assert!(f.matches(&Record::Event(rec)));
     }
 
     #[test]
     fn losses_stay_visible_and_lifecycle_records_only_without_event_filters() {
-        let lost = Record::Lost(LostRecord { count: 1, source: "kernel".into(), time: T1.into(), ..Default::default() });
-        let start = Record::Daemon(DaemonRecord { event: "start".into(), time: T1.into(), ..Default::default() });
-        let deny_only = Filter { verdicts: vec!["deny".into()], ..Default::default() };
-        assert!(deny_only.matches(&lost), "a loss must show whatever the verdict filter");
+        let lost = Record::Lost(LostRecord {
+            count: 1,
+            source: "kernel".into(),
+            time: T1.into(),
+            ..Default::default()
+        });
+        let start = Record::Daemon(DaemonRecord {
+            event: "start".into(),
+            time: T1.into(),
+            ..Default::default()
+        });
+        let deny_only = Filter {
+            verdicts: vec!["deny".into()],
+            ..Default::default()
+        };
+        assert!(
+            deny_only.matches(&lost),
+            "a loss must show whatever the verdict filter"
+        );
         assert!(!deny_only.matches(&start));
         assert!(Filter::default().matches(&start));
-        let other_agent = Record::Lost(LostRecord { agent: Some("helper".into()), time: T1.into(), ..Default::default() });
-        assert!(!Filter { agents: vec!["coder".into()], ..Default::default() }.matches(&other_agent));
+        let other_agent = Record::Lost(LostRecord {
+            agent: Some("helper".into()),
+            time: T1.into(),
+            ..Default::default()
+        });
+        assert!(!Filter {
+            agents: vec!["coder".into()],
+            ..Default::default()
+        }
+        .matches(&other_agent));
     }
 
     #[test]
     fn validation_names_what_is_wrong() {
-        let err = Filter { ops: vec!["opne".into()], ..Default::default() }.validate().unwrap_err();
-        assert!(err.contains("unknown op \"opne\"") && err.contains("open, exec"), "{err}");
-        let err = Filter { verdicts: vec!["denied".into()], ..Default::default() }.validate().unwrap_err();
+        let err = Filter {
+            ops: vec!["opne".into()],
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            err.contains("unknown op \"opne\"") && err.contains("open, exec"),
+            "{err}"
+        );
+        let err = Filter {
+            verdicts: vec!["denied".into()],
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.contains("audit-deny"), "{err}");
-        assert!(Filter { session: Some("xyz".into()), ..Default::default() }.validate().is_err());
-        assert!(Filter { verdicts: vec!["kill".into()], ops: vec!["sendmsg".into()], ..Default::default() }.validate().is_ok());
+        assert!(Filter {
+            session: Some("xyz".into()),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(Filter {
+            verdicts: vec!["kill".into()],
+            ops: vec!["sendmsg".into()],
+            ..Default::default()
+        }
+        .validate()
+        .is_ok());
     }
 
     #[test]
@@ -154,6 +261,8 @@ mod tests {
         let now = parse_rfc3339(T2).unwrap();
         assert_eq!(parse_since("10m", now), Ok(now - 600_000_000_000));
         assert_eq!(parse_since(T1, now), Ok(parse_rfc3339(T1).unwrap()));
-        assert!(parse_since("last tuesday", now).unwrap_err().contains("--since \"last tuesday\""));
+        assert!(parse_since("last tuesday", now)
+            .unwrap_err()
+            .contains("--since \"last tuesday\""));
     }
 }

@@ -35,12 +35,21 @@ impl PolicyNames {
     pub fn of(policy: &CompiledPolicy) -> Self {
         PolicyNames {
             agents: policy.agents.iter().map(|a| a.name.clone()).collect(),
-            rules: policy.rules.iter().map(|r| RuleName { text_id: r.text_id.clone(), pattern: r.pattern.clone() }).collect(),
+            rules: policy
+                .rules
+                .iter()
+                .map(|r| RuleName {
+                    text_id: r.text_id.clone(),
+                    pattern: r.pattern.clone(),
+                })
+                .collect(),
         }
     }
 
     pub fn agent(&self, id: u32) -> Option<&str> {
-        self.agents.get((id as usize).checked_sub(1)?).map(String::as_str)
+        self.agents
+            .get((id as usize).checked_sub(1)?)
+            .map(String::as_str)
     }
 
     pub fn rule(&self, id: u32) -> Option<&RuleName> {
@@ -56,7 +65,10 @@ pub struct PolicyHistory {
 
 impl PolicyHistory {
     pub fn new(keep: usize) -> Self {
-        PolicyHistory { versions: VecDeque::new(), keep: keep.max(1) }
+        PolicyHistory {
+            versions: VecDeque::new(),
+            keep: keep.max(1),
+        }
     }
 
     /// Record the names of the policy applied as `version` (the newest).
@@ -69,7 +81,11 @@ impl PolicyHistory {
     }
 
     pub fn get(&self, version: u32) -> Option<&Arc<PolicyNames>> {
-        self.versions.iter().rev().find(|(v, _)| *v == version).map(|(_, p)| p)
+        self.versions
+            .iter()
+            .rev()
+            .find(|(v, _)| *v == version)
+            .map(|(_, p)| p)
     }
 
     /// Versions held, oldest first.
@@ -80,14 +96,22 @@ impl PolicyHistory {
     /// Save the table of `version` under `dir` and delete tables that are no longer kept.
     /// Best effort: a failure only means old events lose their names after a restart.
     pub fn persist(&self, dir: &Path, version: u32) -> std::io::Result<()> {
-        let Some(names) = self.get(version) else { return Ok(()) };
+        let Some(names) = self.get(version) else {
+            return Ok(());
+        };
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!("{version}.json.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec(names.as_ref()).expect("names always serialize"))?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(names.as_ref()).expect("names always serialize"),
+        )?;
         std::fs::rename(&tmp, dir.join(format!("{version}.json")))?;
         for entry in std::fs::read_dir(dir)?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let kept = name.strip_suffix(".json").and_then(|v| v.parse::<u32>().ok()).is_some_and(|v| self.get(v).is_some());
+            let kept = name
+                .strip_suffix(".json")
+                .and_then(|v| v.parse::<u32>().ok())
+                .is_some_and(|v| self.get(v).is_some());
             if !kept {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -97,11 +121,18 @@ impl PolicyHistory {
 
     /// Load the tables saved under `dir` (a previous daemon's versions), oldest first.
     pub fn restore(&mut self, dir: &Path) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         let mut found: Vec<(u32, PolicyNames)> = entries
             .flatten()
             .filter_map(|e| {
-                let version = e.file_name().to_str()?.strip_suffix(".json")?.parse::<u32>().ok()?;
+                let version = e
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".json")?
+                    .parse::<u32>()
+                    .ok()?;
                 let names = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
                 Some((version, names))
             })
@@ -118,7 +149,10 @@ mod tests {
     use super::*;
 
     fn names(agent: &str) -> Arc<PolicyNames> {
-        Arc::new(PolicyNames { agents: vec![agent.into()], rules: vec![] })
+        Arc::new(PolicyNames {
+            agents: vec![agent.into()],
+            rules: vec![],
+        })
     }
 
     #[test]
@@ -140,7 +174,10 @@ mod tests {
             h.push(v, names(&format!("agent-{v}")));
             h.persist(&dir, v).unwrap();
         }
-        assert!(!dir.join("1.json").exists(), "a table no longer kept must be deleted");
+        assert!(
+            !dir.join("1.json").exists(),
+            "a table no longer kept must be deleted"
+        );
         let mut restored = PolicyHistory::new(2);
         restored.restore(&dir);
         assert_eq!(restored.versions().collect::<Vec<_>>(), vec![2, 3]);

@@ -21,9 +21,16 @@ pub use record::{DaemonRecord, EventRecord, LostRecord, Record};
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("{}: {cause}", path.display())]
-    Io { path: PathBuf, cause: std::io::Error },
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("{}:{line}: not an audit record: {reason}", path.display())]
-    Malformed { path: PathBuf, line: u64, reason: String },
+    Malformed {
+        path: PathBuf,
+        line: u64,
+        reason: String,
+    },
     #[error("serializing an audit record: {0}")]
     Serialize(serde_json::Error),
 }

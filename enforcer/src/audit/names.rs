@@ -70,7 +70,10 @@ fn bit_names(table: &[(u32, &'static str)], bits: u32) -> Vec<String> {
     (0..32)
         .map(|i| 1u32 << i)
         .filter(|bit| bits & bit != 0)
-        .map(|bit| lookup(table, bit).map_or_else(|| format!("bit-{}", bit.trailing_zeros()), str::to_owned))
+        .map(|bit| {
+            lookup(table, bit)
+                .map_or_else(|| format!("bit-{}", bit.trailing_zeros()), str::to_owned)
+        })
         .collect()
 }
 
@@ -142,7 +145,10 @@ mod tests {
 
     #[test]
     fn access_bits_are_named_in_bit_order() {
-        assert_eq!(access_names(ACCESS_READ | ACCESS_WRITE), vec!["read", "write"]);
+        assert_eq!(
+            access_names(ACCESS_READ | ACCESS_WRITE),
+            vec!["read", "write"]
+        );
         assert_eq!(access_names(0), Vec::<String>::new());
     }
 }

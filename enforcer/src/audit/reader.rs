@@ -17,12 +17,21 @@ pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
 /// Only files that exist are listed.
 pub fn log_files(path: &Path) -> Vec<PathBuf> {
     let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let n = name.strip_prefix(&base).and_then(|rest| rest.strip_prefix('.')).and_then(|n| n.parse::<u32>().ok());
+            let n = name
+                .strip_prefix(&base)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .and_then(|n| n.parse::<u32>().ok());
             if let Some(n) = n.filter(|n| *n > 0) {
                 rotated.push((n, rotated_path(path, n)));
             }
@@ -57,7 +66,11 @@ pub fn read_file(
         number += 1;
         match serde_json::from_str::<Record>(line.trim_end()) {
             Ok(record) => visit(record),
-            Err(e) => on_error(AuditError::Malformed { path: file.to_path_buf(), line: number, reason: e.to_string() }),
+            Err(e) => on_error(AuditError::Malformed {
+                path: file.to_path_buf(),
+                line: number,
+                reason: e.to_string(),
+            }),
         }
     }
 }
@@ -71,7 +84,9 @@ pub fn read_log(
     for file in log_files(path) {
         match read_file(&file, visit, on_error) {
             // Rotated away between listing and opening: its records are in the next file name.
-            Err(AuditError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(AuditError::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+                continue
+            }
             other => other?,
         }
     }
@@ -89,12 +104,18 @@ pub fn last_record(file: &Path) -> Result<Option<Record>, AuditError> {
     let mut f = match File::open(file) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(AuditError::Io { path: file.to_path_buf(), cause: e }),
+        Err(e) => {
+            return Err(AuditError::Io {
+                path: file.to_path_buf(),
+                cause: e,
+            })
+        }
     };
     let len = f.metadata().map_err(AuditError::io(file))?.len();
     // Records are far below 64 KiB (target <= 4 KiB); the tail holds at least one whole line.
     let start = len.saturating_sub(64 * 1024);
-    f.seek(SeekFrom::Start(start)).map_err(AuditError::io(file))?;
+    f.seek(SeekFrom::Start(start))
+        .map_err(AuditError::io(file))?;
     let mut tail = Vec::new();
     f.read_to_end(&mut tail).map_err(AuditError::io(file))?;
     let text = String::from_utf8_lossy(&tail);
@@ -102,5 +123,8 @@ pub fn last_record(file: &Path) -> Result<Option<Record>, AuditError> {
         Some(end) => &text[..end],
         None => return Ok(None),
     };
-    Ok(complete.lines().rev().find_map(|l| serde_json::from_str::<Record>(l).ok()))
+    Ok(complete
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Record>(l).ok()))
 }

@@ -157,13 +157,16 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
         flags.push(names::FLAG_POLICY_UNKNOWN.to_owned());
     }
     let agent_name = |id: u32| -> String {
-        policy.and_then(|p| p.agent(id)).map_or_else(|| format!("#{id}"), str::to_owned)
+        policy
+            .and_then(|p| p.agent(id))
+            .map_or_else(|| format!("#{id}"), str::to_owned)
     };
     let depth = (h.depth as usize).min(MAX_CHAIN);
     let chain: Vec<String> = h.chain[..depth].iter().map(|&id| agent_name(id)).collect();
     let agent = chain.last().cloned();
-    let rule_agent = (h.rule_agent != NO_AGENT && Some(h.rule_agent) != h.chain[..depth].last().copied())
-        .then(|| agent_name(h.rule_agent));
+    let rule_agent = (h.rule_agent != NO_AGENT
+        && Some(h.rule_agent) != h.chain[..depth].last().copied())
+    .then(|| agent_name(h.rule_agent));
     let (rule, rule_pattern) = rule_text(policy.map(|p| p.as_ref()), h.rule);
 
     let mut record = EventRecord {
@@ -182,7 +185,8 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
         exe: (ctx.exe_of)(h.tgid),
         op: names::op_name(h.op),
         access: names::access_names(h.access),
-        open_flags: (h.op == OP_OPEN || h.op == OP_CHMOD || h.op == OP_MKDIR).then_some(h.open_flags),
+        open_flags: (h.op == OP_OPEN || h.op == OP_CHMOD || h.op == OP_MKDIR)
+            .then_some(h.open_flags),
         verdict: names::verdict_name(h.verdict),
         rule,
         rule_pattern,

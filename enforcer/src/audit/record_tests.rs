@@ -5,7 +5,9 @@ use enforcer_common::EventHeader;
 
 use super::*;
 use crate::audit::history::PolicyNames;
-use crate::policy::compile::{AgentInfo, CompiledPolicy, Mode, OnViolation, RuleInfo, RuleKind, SourceLoc};
+use crate::policy::compile::{
+    AgentInfo, CompiledPolicy, Mode, OnViolation, RuleInfo, RuleKind, SourceLoc,
+};
 
 pub(crate) fn test_policy(agents: &[&str], rules: &[(u32, &str, &str)]) -> CompiledPolicy {
     CompiledPolicy {
@@ -31,7 +33,11 @@ pub(crate) fn test_policy(agents: &[&str], rules: &[(u32, &str, &str)]) -> Compi
                 agent: *agent,
                 kind: RuleKind::FileRead,
                 pattern: (*pattern).to_owned(),
-                source: SourceLoc { file: PathBuf::from("p.toml"), line: 1, col: 1 },
+                source: SourceLoc {
+                    file: PathBuf::from("p.toml"),
+                    line: 1,
+                    col: 1,
+                },
             })
             .collect(),
         ..CompiledPolicy::default()
@@ -44,7 +50,10 @@ fn history() -> PolicyHistory {
         7,
         Arc::new(PolicyNames::of(&test_policy(
             &["coder", "helper"],
-            &[(1, "coder.toml:10", "/work/**"), (2, "helper.toml:3", "api.example.com:443")],
+            &[
+                (1, "coder.toml:10", "/work/**"),
+                (2, "helper.toml:3", "api.example.com:443"),
+            ],
         ))),
     );
     h
@@ -74,8 +83,19 @@ fn header(op: u32, verdict: u32) -> EventHeader {
 fn map(header: EventHeader, target: &[u8]) -> EventRecord {
     let policies = history();
     let exe = |pid: u32| (pid == 100).then(|| "/usr/bin/cat".to_owned());
-    let ctx = EventContext { host: "box", clock: BootClock::with_offset(1_000_000_000), policies: &policies, exe_of: &exe };
-    event_record(&RawEvent { header, target: target.to_vec() }, &ctx)
+    let ctx = EventContext {
+        host: "box",
+        clock: BootClock::with_offset(1_000_000_000),
+        policies: &policies,
+        exe_of: &exe,
+    };
+    event_record(
+        &RawEvent {
+            header,
+            target: target.to_vec(),
+        },
+        &ctx,
+    )
 }
 
 #[test]
@@ -107,13 +127,18 @@ fn file_event_maps_every_field() {
 #[test]
 fn every_op_and_verdict_gets_its_schema_name() {
     let expected_ops = [
-        "open", "exec", "connect", "sendmsg", "unlink", "rename", "mkdir", "rmdir", "link", "symlink", "truncate",
-        "chmod", "chown", "mknod", "join",
+        "open", "exec", "connect", "sendmsg", "unlink", "rename", "mkdir", "rmdir", "link",
+        "symlink", "truncate", "chmod", "chown", "mknod", "join",
     ];
     for (i, name) in expected_ops.iter().enumerate() {
         assert_eq!(map(header(i as u32 + 1, VERDICT_DENY), b"/x").op, *name);
     }
-    for (verdict, name) in [(VERDICT_ALLOW, "allow"), (VERDICT_DENY, "deny"), (VERDICT_AUDIT_DENY, "audit-deny"), (VERDICT_KILL, "kill")] {
+    for (verdict, name) in [
+        (VERDICT_ALLOW, "allow"),
+        (VERDICT_DENY, "deny"),
+        (VERDICT_AUDIT_DENY, "audit-deny"),
+        (VERDICT_KILL, "kill"),
+    ] {
         assert_eq!(map(header(OP_EXEC, verdict), b"/bin/sh").verdict, name);
     }
 }
@@ -133,8 +158,14 @@ fn every_kernel_flag_is_named() {
     assert_eq!(
         r.flags,
         vec![
-            "path-truncated", "path-unresolved", "addr-unreadable", "relative-path", "proc-table-full", "second-path",
-            "target-cut", "script"
+            "path-truncated",
+            "path-unresolved",
+            "addr-unreadable",
+            "relative-path",
+            "proc-table-full",
+            "second-path",
+            "target-cut",
+            "script"
         ]
     );
 }
@@ -155,7 +186,11 @@ fn ipv4_connect_shows_dotted_address_port_and_proto() {
     assert_eq!(r.port, Some(443));
     assert_eq!(r.proto.as_deref(), Some("tcp"));
     assert_eq!(r.path, None);
-    assert_eq!(r.rule_pattern.as_deref(), Some("api.example.com:443"), "the host name that allowed it");
+    assert_eq!(
+        r.rule_pattern.as_deref(),
+        Some("api.example.com:443"),
+        "the host name that allowed it"
+    );
 }
 
 #[test]
@@ -166,7 +201,10 @@ fn ipv6_and_mapped_ipv6_keep_their_family() {
     h.net_port = 53;
     h.net_addr = "2001:db8::1".parse::<Ipv6Addr>().unwrap().octets();
     let r = map(h, b"");
-    assert_eq!((r.addr.as_deref(), r.proto.as_deref(), r.op.as_str()), (Some("2001:db8::1"), Some("udp"), "sendmsg"));
+    assert_eq!(
+        (r.addr.as_deref(), r.proto.as_deref(), r.op.as_str()),
+        (Some("2001:db8::1"), Some("udp"), "sendmsg")
+    );
     h.net_addr = Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped().octets();
     assert_eq!(map(h, b"").addr.as_deref(), Some("::ffff:10.0.0.1"));
 }
@@ -193,12 +231,20 @@ fn default_deny_and_unknown_versions_and_rules() {
     h.rule = 0;
     assert_eq!(map(h, b"/etc/shadow").rule, "default-deny");
     h.rule = 99;
-    assert_eq!(map(h, b"/etc/shadow").rule, "#99", "a rule id outside the table stays numeric");
+    assert_eq!(
+        map(h, b"/etc/shadow").rule,
+        "#99",
+        "a rule id outside the table stays numeric"
+    );
     h.policy_version = 3;
     h.rule = 1;
     let r = map(h, b"/etc/shadow");
     assert_eq!((r.rule.as_str(), r.agent.as_deref()), ("#1", Some("#1")));
-    assert!(r.flags.contains(&names::FLAG_POLICY_UNKNOWN.to_owned()), "{:?}", r.flags);
+    assert!(
+        r.flags.contains(&names::FLAG_POLICY_UNKNOWN.to_owned()),
+        "{:?}",
+        r.flags
+    );
 }
 
 #[test]
@@ -219,8 +265,16 @@ fn records_round_trip_through_json_with_a_type_tag() {
     let line = serde_json::to_string(&rec).unwrap();
     assert!(line.starts_with(r#"{"type":"event""#), "{line}");
     assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), rec);
-    let lost = Record::Lost(LostRecord { count: 3, agent: Some("coder".into()), source: "kernel".into(), ..Default::default() });
+    let lost = Record::Lost(LostRecord {
+        count: 3,
+        agent: Some("coder".into()),
+        source: "kernel".into(),
+        ..Default::default()
+    });
     let line = serde_json::to_string(&lost).unwrap();
-    assert!(line.contains(r#""type":"lost""#) && line.contains(r#""count":3"#), "{line}");
+    assert!(
+        line.contains(r#""type":"lost""#) && line.contains(r#""count":3"#),
+        "{line}"
+    );
     assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), lost);
 }

@@ -17,7 +17,13 @@ fn verdict_style(verdict: &str) -> Style {
 
 /// One line (no newline). With `color`, ANSI styles mark the verdict and record kind.
 pub fn format_record(record: &Record, color: bool) -> String {
-    let paint = |style: Style, text: &str| if color { format!("{style}{text}{style:#}") } else { text.to_owned() };
+    let paint = |style: Style, text: &str| {
+        if color {
+            format!("{style}{text}{style:#}")
+        } else {
+            text.to_owned()
+        }
+    };
     let dim = Style::new().dimmed();
     match record {
         Record::Event(e) => format_event(e, &paint, dim),
@@ -38,8 +44,16 @@ fn format_event(e: &EventRecord, paint: &dyn Fn(Style, &str) -> String, dim: Sty
     };
     let target = match (&e.path, &e.addr, &e.unix_path) {
         (Some(path), _, _) => path.clone(),
-        (_, Some(addr), _) if addr.contains(':') => format!("[{addr}]:{}/{}", e.port.unwrap_or(0), e.proto.as_deref().unwrap_or("?")),
-        (_, Some(addr), _) => format!("{addr}:{}/{}", e.port.unwrap_or(0), e.proto.as_deref().unwrap_or("?")),
+        (_, Some(addr), _) if addr.contains(':') => format!(
+            "[{addr}]:{}/{}",
+            e.port.unwrap_or(0),
+            e.proto.as_deref().unwrap_or("?")
+        ),
+        (_, Some(addr), _) => format!(
+            "{addr}:{}/{}",
+            e.port.unwrap_or(0),
+            e.proto.as_deref().unwrap_or("?")
+        ),
         (_, _, Some(unix)) => format!("unix:{unix}"),
         _ => String::new(),
     };
@@ -47,7 +61,10 @@ fn format_event(e: &EventRecord, paint: &dyn Fn(Style, &str) -> String, dim: Sty
         "{} {:<10} {} {}[{} {}] {} {}",
         paint(dim, short_time(&e.time)),
         paint(verdict_style(&e.verdict), &e.verdict.to_uppercase()),
-        paint(dim, &format!("s:{}", e.session.get(12..).unwrap_or(&e.session))),
+        paint(
+            dim,
+            &format!("s:{}", e.session.get(12..).unwrap_or(&e.session))
+        ),
         who,
         e.pid,
         e.comm,
@@ -64,7 +81,11 @@ fn format_event(e: &EventRecord, paint: &dyn Fn(Style, &str) -> String, dim: Sty
     if let Some(by) = &e.rule_agent {
         rule.push_str(&format!(" of {by}"));
     }
-    line.push_str(&format!(" {} {}", paint(dim, &rule), paint(dim, &format!("v{}", e.policy_version))));
+    line.push_str(&format!(
+        " {} {}",
+        paint(dim, &rule),
+        paint(dim, &format!("v{}", e.policy_version))
+    ));
     if !e.flags.is_empty() {
         line.push_str(&format!(" [{}]", e.flags.join(",")));
     }
@@ -72,19 +93,35 @@ fn format_event(e: &EventRecord, paint: &dyn Fn(Style, &str) -> String, dim: Sty
 }
 
 fn format_lost(l: &LostRecord, paint: &dyn Fn(Style, &str) -> String) -> String {
-    let style = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold().underline();
-    let whose = l.agent.as_ref().map_or_else(String::new, |a| format!(" of agent {a}"));
+    let style = Style::new()
+        .fg_color(Some(AnsiColor::Yellow.into()))
+        .bold()
+        .underline();
+    let whose = l
+        .agent
+        .as_ref()
+        .map_or_else(String::new, |a| format!(" of agent {a}"));
     let why = match l.source.as_str() {
         "kernel" => "the kernel ring buffer was full; these events are not in the log",
         "subscriber" => "this live stream fell behind; the events are in the log",
         other => other,
     };
-    format!("{} {:<10} {} events{whose} ({why})", short_time(&l.time), paint(style, "LOST"), l.count)
+    format!(
+        "{} {:<10} {} events{whose} ({why})",
+        short_time(&l.time),
+        paint(style, "LOST"),
+        l.count
+    )
 }
 
 fn format_daemon(d: &DaemonRecord, paint: &dyn Fn(Style, &str) -> String, dim: Style) -> String {
     let style = Style::new().fg_color(Some(AnsiColor::Cyan.into())).bold();
-    let mut line = format!("{} {:<10} {}", paint(dim, short_time(&d.time)), paint(style, "DAEMON"), d.event);
+    let mut line = format!(
+        "{} {:<10} {}",
+        paint(dim, short_time(&d.time)),
+        paint(style, "DAEMON"),
+        d.event
+    );
     if let Some(v) = d.policy_version {
         line.push_str(&format!(" v{v}"));
     }
@@ -123,7 +160,10 @@ mod tests {
         let plain = format_record(&Record::Event(e.clone()), false);
         assert_eq!(plain, "14:37:00.123 DENY       s:beef coder[42 cat] open /etc/shadow (read) rule=default-deny v3");
         let colored = format_record(&Record::Event(e), true);
-        assert!(colored.contains("\u{1b}[") && colored.contains("DENY"), "{colored:?}");
+        assert!(
+            colored.contains("\u{1b}[") && colored.contains("DENY"),
+            "{colored:?}"
+        );
     }
 
     #[test]
@@ -138,8 +178,17 @@ mod tests {
             ..Default::default()
         };
         assert!(format_record(&Record::Event(e), false).contains("connect [2001:db8::1]:443/tcp"));
-        let l = LostRecord { time: "2026-11-23T14:37:00.000000000Z".into(), count: 7, agent: Some("coder".into()), source: "kernel".into(), ..Default::default() };
+        let l = LostRecord {
+            time: "2026-11-23T14:37:00.000000000Z".into(),
+            count: 7,
+            agent: Some("coder".into()),
+            source: "kernel".into(),
+            ..Default::default()
+        };
         let line = format_record(&Record::Lost(l), false);
-        assert!(line.contains("LOST") && line.contains("7 events of agent coder"), "{line}");
+        assert!(
+            line.contains("LOST") && line.contains("7 events of agent coder"),
+            "{line}"
+        );
     }
 }

@@ -36,7 +36,11 @@ pub struct Rotation {
 
 impl Default for Rotation {
     fn default() -> Self {
-        Rotation { max_bytes: 100 * 1024 * 1024, retain: 10, fsync_interval: Duration::from_secs(1) }
+        Rotation {
+            max_bytes: 100 * 1024 * 1024,
+            retain: 10,
+            fsync_interval: Duration::from_secs(1),
+        }
     }
 }
 
@@ -68,7 +72,12 @@ pub struct AuditWriter {
 const LOG_MODE: u32 = 0o640;
 
 fn open_append(path: &Path) -> Result<(File, u64), AuditError> {
-    let file = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(path).map_err(AuditError::io(path))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(LOG_MODE)
+        .open(path)
+        .map_err(AuditError::io(path))?;
     let size = file.metadata().map_err(AuditError::io(path))?.len();
     Ok((file, size))
 }
@@ -167,7 +176,10 @@ impl AuditWriter {
     /// Write queued lines, rotating between lines as needed.
     fn flush(&mut self) -> Result<(), AuditError> {
         while let Some(front_len) = self.queue.front().map(String::len) {
-            if self.front_written == 0 && self.size > 0 && self.size + front_len as u64 > self.rotation.max_bytes {
+            if self.front_written == 0
+                && self.size > 0
+                && self.size + front_len as u64 > self.rotation.max_bytes
+            {
                 self.rotate()?;
             }
             let front = &self.queue[0];
@@ -175,7 +187,9 @@ impl AuditWriter {
             let mut chunk = front.as_bytes()[self.front_written..].to_vec();
             for line in self.queue.iter().skip(1) {
                 // Bounded chunks: a long queue (after an outage) is not copied in one piece.
-                if self.size + (chunk.len() + line.len()) as u64 > self.rotation.max_bytes || chunk.len() >= WRITE_CHUNK {
+                if self.size + (chunk.len() + line.len()) as u64 > self.rotation.max_bytes
+                    || chunk.len() >= WRITE_CHUNK
+                {
                     break;
                 }
                 chunk.extend_from_slice(line.as_bytes());
@@ -232,7 +246,12 @@ impl AuditWriter {
         for n in (1..=self.rotation.retain).rev() {
             let from = rotated_path(&self.path, n);
             match std::fs::rename(&from, rotated_path(&self.path, n + 1)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(AuditError::Io { path: from, cause: e }),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(AuditError::Io {
+                        path: from,
+                        cause: e,
+                    })
+                }
                 _ => {}
             }
         }
@@ -243,7 +262,12 @@ impl AuditWriter {
             std::fs::rename(&self.path, &first).map_err(AuditError::io(&self.path))?;
         }
         match std::fs::remove_file(&oldest) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(AuditError::Io { path: oldest, cause: e }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(AuditError::Io {
+                    path: oldest,
+                    cause: e,
+                })
+            }
             _ => {}
         }
         let (file, size) = open_append(&self.path)?;
@@ -266,12 +290,20 @@ pub(crate) mod tests {
     use super::*;
 
     fn record(i: u64) -> Record {
-        Record::Daemon(DaemonRecord { event: format!("test-{i}"), time: "t".into(), host: "h".into(), ..Default::default() })
+        Record::Daemon(DaemonRecord {
+            event: format!("test-{i}"),
+            time: "t".into(),
+            host: "h".into(),
+            ..Default::default()
+        })
     }
 
     fn read_all(path: &Path) -> Vec<Record> {
         let mut out = Vec::new();
-        read_log(path, &mut |r| out.push(r), &mut |e| panic!("malformed record: {e}")).expect("reading the log");
+        read_log(path, &mut |r| out.push(r), &mut |e| {
+            panic!("malformed record: {e}")
+        })
+        .expect("reading the log");
         out
     }
 
@@ -279,43 +311,76 @@ pub(crate) mod tests {
     fn rotation_keeps_every_record_in_order_up_to_retention() {
         let dir = tempdir();
         let path = dir.join("audit.jsonl");
-        let rotation = Rotation { max_bytes: 400, retain: 100, fsync_interval: Duration::ZERO };
+        let rotation = Rotation {
+            max_bytes: 400,
+            retain: 100,
+            fsync_interval: Duration::ZERO,
+        };
         let mut w = AuditWriter::open(&path, rotation).unwrap();
         for batch in 0..20u64 {
             let mut records: Vec<Record> = (0..7).map(|i| record(batch * 7 + i)).collect();
             w.append(&mut records).1.unwrap();
         }
         let files = log_files(&path);
-        assert!(files.len() > 5, "expected several rotations, got files {files:?}");
+        assert!(
+            files.len() > 5,
+            "expected several rotations, got files {files:?}"
+        );
         for f in &files {
             let len = std::fs::metadata(f).unwrap().len();
-            assert!(len <= 400, "{} is {len} bytes, over the rotation size", f.display());
+            assert!(
+                len <= 400,
+                "{} is {len} bytes, over the rotation size",
+                f.display()
+            );
         }
         let seqs: Vec<u64> = read_all(&path).iter().map(Record::seq).collect();
-        assert_eq!(seqs, (1..=140).collect::<Vec<_>>(), "records lost or reordered across rotation");
+        assert_eq!(
+            seqs,
+            (1..=140).collect::<Vec<_>>(),
+            "records lost or reordered across rotation"
+        );
     }
 
     #[test]
     fn retention_deletes_only_the_oldest_files() {
         let dir = tempdir();
         let path = dir.join("audit.jsonl");
-        let rotation = Rotation { max_bytes: 200, retain: 2, fsync_interval: Duration::ZERO };
+        let rotation = Rotation {
+            max_bytes: 200,
+            retain: 2,
+            fsync_interval: Duration::ZERO,
+        };
         let mut w = AuditWriter::open(&path, rotation).unwrap();
         for i in 0..60 {
             w.append(&mut [record(i)]).1.unwrap();
         }
         let files = log_files(&path);
-        assert_eq!(files, vec![rotated_path(&path, 2), rotated_path(&path, 1), path.clone()]);
+        assert_eq!(
+            files,
+            vec![rotated_path(&path, 2), rotated_path(&path, 1), path.clone()]
+        );
         let seqs: Vec<u64> = read_all(&path).iter().map(Record::seq).collect();
-        assert_eq!(*seqs.last().unwrap(), 60, "the newest record must survive retention");
-        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "a gap inside the retained files: {seqs:?}");
+        assert_eq!(
+            *seqs.last().unwrap(),
+            60,
+            "the newest record must survive retention"
+        );
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "a gap inside the retained files: {seqs:?}"
+        );
     }
 
     #[test]
     fn sequence_numbers_continue_after_reopening() {
         let dir = tempdir();
         let path = dir.join("audit.jsonl");
-        let rotation = Rotation { max_bytes: 300, retain: 3, fsync_interval: Duration::from_secs(60) };
+        let rotation = Rotation {
+            max_bytes: 300,
+            retain: 3,
+            fsync_interval: Duration::from_secs(60),
+        };
         {
             let mut w = AuditWriter::open(&path, rotation).unwrap();
             for i in 0..10 {
@@ -323,32 +388,64 @@ pub(crate) mod tests {
             }
         }
         // Simulate a crash mid-line: the partial record is skipped by readers.
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"type\":\"dae").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"type\":\"dae")
+            .unwrap();
         let mut w = AuditWriter::open(&path, rotation).unwrap();
         assert_eq!(w.next_seq(), 11);
         w.append(&mut [record(10)]).1.unwrap();
         drop(w);
         let mut errors = Vec::new();
         let mut seqs = Vec::new();
-        read_log(&path, &mut |r| seqs.push(r.seq()), &mut |e| errors.push(e.to_string())).unwrap();
+        read_log(&path, &mut |r| seqs.push(r.seq()), &mut |e| {
+            errors.push(e.to_string())
+        })
+        .unwrap();
         assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
-        assert_eq!(errors.len(), 1, "the cut line must be reported once: {errors:?}");
-        assert!(errors[0].contains("audit.jsonl:"), "error names file and line: {}", errors[0]);
+        assert_eq!(
+            errors.len(),
+            1,
+            "the cut line must be reported once: {errors:?}"
+        );
+        assert!(
+            errors[0].contains("audit.jsonl:"),
+            "error names file and line: {}",
+            errors[0]
+        );
     }
 
     #[test]
     fn write_failures_queue_records_in_order_until_the_log_is_writable_again() {
         let dir = tempdir();
         let path = dir.join("audit.jsonl");
-        let rotation = Rotation { max_bytes: 64 * 1024, retain: 3, fsync_interval: Duration::from_secs(60) };
+        let rotation = Rotation {
+            max_bytes: 64 * 1024,
+            retain: 3,
+            fsync_interval: Duration::from_secs(60),
+        };
         let mut w = AuditWriter::open(&path, rotation).unwrap();
         w.append(&mut [record(0)]).1.unwrap();
         // The disk fills up: every write fails with ENOSPC.
-        let real = std::mem::replace(&mut w.file, OpenOptions::new().write(true).open("/dev/full").unwrap());
+        let real = std::mem::replace(
+            &mut w.file,
+            OpenOptions::new().write(true).open("/dev/full").unwrap(),
+        );
         let (lines, result) = w.append(&mut [record(1), record(2)]);
-        assert_eq!(lines.len(), 2, "queued records still go to live subscribers");
-        let err = result.expect_err("writing to a full disk must be reported").to_string();
-        assert!(err.contains("audit.jsonl") && err.contains("No space left"), "{err}");
+        assert_eq!(
+            lines.len(),
+            2,
+            "queued records still go to live subscribers"
+        );
+        let err = result
+            .expect_err("writing to a full disk must be reported")
+            .to_string();
+        assert!(
+            err.contains("audit.jsonl") && err.contains("No space left"),
+            "{err}"
+        );
         assert_eq!(w.queued(), 2);
         // Space is back: the queue is written first, then the new record, in seq order.
         w.file = real;
@@ -366,20 +463,39 @@ pub(crate) mod tests {
         let path = dir.join("audit.jsonl");
         let mut w = AuditWriter::open(&path, Rotation::default()).unwrap();
         w.max_queued_bytes = 64 * 1024;
-        let real = std::mem::replace(&mut w.file, OpenOptions::new().write(true).open("/dev/full").unwrap());
+        let real = std::mem::replace(
+            &mut w.file,
+            OpenOptions::new().write(true).open("/dev/full").unwrap(),
+        );
         let big = |i: u64| {
-            Record::Daemon(DaemonRecord { event: "x".into(), message: Some("m".repeat(1 << 10)), seq: i, ..Default::default() })
+            Record::Daemon(DaemonRecord {
+                event: "x".into(),
+                message: Some("m".repeat(1 << 10)),
+                seq: i,
+                ..Default::default()
+            })
         };
         let mut accepted = 0;
         for i in 0..80 {
             accepted += w.append(&mut [big(i)]).0.len();
         }
-        assert!((50..80).contains(&accepted), "{accepted} records of 1 KiB accepted into a 64 KiB queue");
-        assert_eq!(w.take_refused(), None, "the refusal count waits until the queue is written");
+        assert!(
+            (50..80).contains(&accepted),
+            "{accepted} records of 1 KiB accepted into a 64 KiB queue"
+        );
+        assert_eq!(
+            w.take_refused(),
+            None,
+            "the refusal count waits until the queue is written"
+        );
         w.file = real;
         w.append(&mut []).1.unwrap();
         assert_eq!(w.take_refused(), Some(80 - accepted as u64));
-        assert_eq!(w.next_seq(), accepted as u64 + 1, "refused records must not spend seq numbers");
+        assert_eq!(
+            w.next_seq(),
+            accepted as u64 + 1,
+            "refused records must not spend seq numbers"
+        );
     }
 
     #[test]
@@ -389,15 +505,22 @@ pub(crate) mod tests {
         let path = dir.join("sub/audit.jsonl");
         AuditWriter::open(&path, Rotation::default()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode & 0o007, 0, "audit log mode {mode:o} lets everyone read it");
+        assert_eq!(
+            mode & 0o007,
+            0,
+            "audit log mode {mode:o} lets everyone read it"
+        );
     }
 
     /// A fresh directory under the target dir's temp (cleaned by the OS / next run).
     pub(crate) fn tempdir() -> PathBuf {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir()
-            .join(format!("enforcer-audit-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let dir = std::env::temp_dir().join(format!(
+            "enforcer-audit-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir

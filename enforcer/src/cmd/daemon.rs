@@ -20,13 +20,19 @@ pub struct DaemonArgs {
 }
 
 pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
-    let path = args.config.clone().unwrap_or_else(|| PathBuf::from(paths::CONFIG_FILE));
+    let path = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(paths::CONFIG_FILE));
     let mut config = DaemonConfig::load(&path, args.config.is_some())?;
     config.apply(&args.overrides)?;
     init_logging(&config.log_level);
     if args.uninstall {
         kernel::uninstall(&config.pin_dir)?;
-        println!("removed pinned kernel state under {}: agents are no longer confined", config.pin_dir.display());
+        println!(
+            "removed pinned kernel state under {}: agents are no longer confined",
+            config.pin_dir.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     daemon::service::run(&config)?;
@@ -37,5 +43,9 @@ fn init_logging(filter: &str) {
     // The filter was validated with the config; stderr keeps stdout for the `ready` line.
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
 }

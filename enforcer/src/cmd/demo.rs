@@ -46,33 +46,101 @@ struct Step {
 }
 
 fn script() -> Vec<Step> {
-    let step = |what, op: String, allowed, event_op, target: String| Step { what, op, allowed, event_op, target };
+    let step = |what, op: String, allowed, event_op, target: String| Step {
+        what,
+        op,
+        allowed,
+        event_op,
+        target,
+    };
     vec![
-        step("read a work file", format!("open:{ROOT}/work/notes.txt"), true, "open", format!("{ROOT}/work/notes.txt")),
-        step("create a work file", format!("create:{ROOT}/work/out.txt"), true, "open", format!("{ROOT}/work/out.txt")),
-        step("read a secret in the work tree", format!("open:{ROOT}/work/secrets/token"), false, "open", format!("{ROOT}/work/secrets/token")),
-        step("read a file outside the work tree", format!("open:{ROOT}/outside.txt"), false, "open", format!("{ROOT}/outside.txt")),
-        step("run an allowed tool", format!("exec:{ROOT}/bin/enforcer,--version"), true, "exec", format!("{ROOT}/bin/enforcer")),
-        step("run a tool not in the policy", format!("exec:{ROOT}/forbidden/enforcer,--version"), false, "exec", format!("{ROOT}/forbidden/enforcer")),
-        step("connect to the allowed port", format!("connect:127.0.0.1:{ALLOWED_PORT}"), true, "connect", format!("127.0.0.1:{ALLOWED_PORT}")),
-        step("connect to another port", format!("connect:127.0.0.1:{DENIED_PORT}"), false, "connect", format!("127.0.0.1:{DENIED_PORT}")),
+        step(
+            "read a work file",
+            format!("open:{ROOT}/work/notes.txt"),
+            true,
+            "open",
+            format!("{ROOT}/work/notes.txt"),
+        ),
+        step(
+            "create a work file",
+            format!("create:{ROOT}/work/out.txt"),
+            true,
+            "open",
+            format!("{ROOT}/work/out.txt"),
+        ),
+        step(
+            "read a secret in the work tree",
+            format!("open:{ROOT}/work/secrets/token"),
+            false,
+            "open",
+            format!("{ROOT}/work/secrets/token"),
+        ),
+        step(
+            "read a file outside the work tree",
+            format!("open:{ROOT}/outside.txt"),
+            false,
+            "open",
+            format!("{ROOT}/outside.txt"),
+        ),
+        step(
+            "run an allowed tool",
+            format!("exec:{ROOT}/bin/enforcer,--version"),
+            true,
+            "exec",
+            format!("{ROOT}/bin/enforcer"),
+        ),
+        step(
+            "run a tool not in the policy",
+            format!("exec:{ROOT}/forbidden/enforcer,--version"),
+            false,
+            "exec",
+            format!("{ROOT}/forbidden/enforcer"),
+        ),
+        step(
+            "connect to the allowed port",
+            format!("connect:127.0.0.1:{ALLOWED_PORT}"),
+            true,
+            "connect",
+            format!("127.0.0.1:{ALLOWED_PORT}"),
+        ),
+        step(
+            "connect to another port",
+            format!("connect:127.0.0.1:{DENIED_PORT}"),
+            false,
+            "connect",
+            format!("127.0.0.1:{DENIED_PORT}"),
+        ),
     ]
 }
 
 fn default_policy_dir() -> PathBuf {
-    let candidates = [std::env::var_os("ENFORCER_POLICIES").map(PathBuf::from), Some("/policies".into()), Some("policies".into())];
-    candidates.into_iter().flatten().map(|base| base.join("demo")).find(|d| d.is_dir()).unwrap_or_else(|| "policies/demo".into())
+    let candidates = [
+        std::env::var_os("ENFORCER_POLICIES").map(PathBuf::from),
+        Some("/policies".into()),
+        Some("policies".into()),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(|base| base.join("demo"))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| "policies/demo".into())
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let policy_dir = args.policy_dir.unwrap_or_else(default_policy_dir);
-    let policy_dir = policy_dir.canonicalize().with_context(|| format!("demo policy directory {}", policy_dir.display()))?;
+    let policy_dir = policy_dir
+        .canonicalize()
+        .with_context(|| format!("demo policy directory {}", policy_dir.display()))?;
     let exe = std::env::current_exe().context("locating the enforcer binary")?;
     prepare_root(&exe)?;
-    let _listeners = [TcpListener::bind(("127.0.0.1", ALLOWED_PORT)), TcpListener::bind(("127.0.0.1", DENIED_PORT))]
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .context("listening on the demo ports 47001/47002 (in use?)")?;
+    let _listeners = [
+        TcpListener::bind(("127.0.0.1", ALLOWED_PORT)),
+        TcpListener::bind(("127.0.0.1", DENIED_PORT)),
+    ]
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .context("listening on the demo ports 47001/47002 (in use?)")?;
 
     println!("== starting the daemon with {}", policy_dir.display());
     let outcome = Daemon::start(&exe, &policy_dir).and_then(|mut daemon| {
@@ -94,16 +162,22 @@ fn prepare_root(exe: &Path) -> anyhow::Result<()> {
         std::fs::remove_dir_all(root).with_context(|| format!("removing the previous {ROOT}"))?;
     }
     for dir in ["work/secrets", "bin", "forbidden", "state"] {
-        std::fs::create_dir_all(root.join(dir)).with_context(|| format!("creating {ROOT}/{dir}"))?;
+        std::fs::create_dir_all(root.join(dir))
+            .with_context(|| format!("creating {ROOT}/{dir}"))?;
     }
-    let files = [("work/notes.txt", "notes\n"), ("work/secrets/token", "s3cr3t\n"), ("outside.txt", "not for agents\n")];
+    let files = [
+        ("work/notes.txt", "notes\n"),
+        ("work/secrets/token", "s3cr3t\n"),
+        ("outside.txt", "not for agents\n"),
+    ];
     for (name, text) in files {
         std::fs::write(root.join(name), text).with_context(|| format!("writing {ROOT}/{name}"))?;
     }
     // The agent program is this binary (`try-ops`); a copy outside the exec allow list is the
     // forbidden tool.
     for dir in ["bin", "forbidden"] {
-        std::fs::copy(exe, root.join(dir).join("enforcer")).with_context(|| format!("copying the binary to {ROOT}/{dir}"))?;
+        std::fs::copy(exe, root.join(dir).join("enforcer"))
+            .with_context(|| format!("copying the binary to {ROOT}/{dir}"))?;
     }
     Ok(())
 }
@@ -117,7 +191,8 @@ impl Daemon {
     fn start(exe: &Path, policy_dir: &Path) -> anyhow::Result<Self> {
         let root = Path::new(ROOT);
         let socket = root.join("api.sock");
-        let log = std::fs::File::create(root.join("daemon.log")).context("creating the daemon log")?;
+        let log =
+            std::fs::File::create(root.join("daemon.log")).context("creating the daemon log")?;
         let mut child = Command::new(exe)
             .arg("daemon")
             .arg("--config")
@@ -177,13 +252,17 @@ type Results = Vec<serde_json::Value>;
 /// Run the scripted agent under `enforcer run`, printing the live audit stream meanwhile.
 fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRecord>)> {
     let mut live = ApiClient::connect(socket)?;
-    let Response::Subscribed { .. } = live.call(&Request::Subscribe {})? else { bail!("subscription refused") };
+    let Response::Subscribed { .. } = live.call(&Request::Subscribe {})? else {
+        bail!("subscription refused")
+    };
     let events: Arc<Mutex<Vec<EventRecord>>> = Arc::default();
     let seen = events.clone();
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     std::thread::spawn(move || {
         while let Ok(Some(line)) = live.next_line() {
-            let Ok(record) = serde_json::from_str::<Record>(&line) else { continue };
+            let Ok(record) = serde_json::from_str::<Record>(&line) else {
+                continue;
+            };
             println!("   {}", format_record(&record, color));
             if let Record::Event(e) = record {
                 seen.lock().unwrap().push(e);
@@ -191,7 +270,9 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
         }
     });
 
-    println!("== running the agent: enforcer run --agent demo-agent -- {ROOT}/bin/enforcer try-ops ...");
+    println!(
+        "== running the agent: enforcer run --agent demo-agent -- {ROOT}/bin/enforcer try-ops ..."
+    );
     let output = Command::new(exe)
         .arg("run")
         .arg("--socket")
@@ -206,7 +287,10 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
     if !output.status.success() {
         bail!("the agent failed: {}", output.status);
     }
-    let results: Results = String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let results: Results = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     // Let the daemon's 50 ms drain bring the last events in.
     let mut last = usize::MAX;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -223,24 +307,34 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
 }
 
 fn event_for<'a>(step: &Step, events: &'a [EventRecord]) -> Option<&'a EventRecord> {
-    events.iter().filter(|e| e.op == step.event_op && e.agent.as_deref() == Some("demo-agent")).find(|e| {
-        let target = match (&e.path, &e.addr, e.port) {
-            (Some(path), _, _) => path.clone(),
-            (_, Some(addr), Some(port)) => format!("{addr}:{port}"),
-            _ => String::new(),
-        };
-        target == step.target
-    })
+    events
+        .iter()
+        .filter(|e| e.op == step.event_op && e.agent.as_deref() == Some("demo-agent"))
+        .find(|e| {
+            let target = match (&e.path, &e.addr, e.port) {
+                (Some(path), _, _) => path.clone(),
+                (_, Some(addr), Some(port)) => format!("{addr}:{port}"),
+                _ => String::new(),
+            };
+            target == step.target
+        })
 }
 
 /// Print the summary table; exit status 0 when every step did what the policy says.
 fn summarize(steps: &[Step], results: &Results, events: &[EventRecord]) -> ExitCode {
     println!("\n== summary");
-    println!("   {:<36} {:<8} {:<24} {:<12} OK", "STEP", "POLICY", "RESULT", "EVENT");
+    println!(
+        "   {:<36} {:<8} {:<24} {:<12} OK",
+        "STEP", "POLICY", "RESULT", "EVENT"
+    );
     let mut failures = 0;
     for (i, step) in steps.iter().enumerate() {
         let errno = results.get(i).and_then(|r| r["errno"].as_i64());
-        let result = results.get(i).and_then(|r| r["result"].as_str()).unwrap_or("no result").to_owned();
+        let result = results
+            .get(i)
+            .and_then(|r| r["result"].as_str())
+            .unwrap_or("no result")
+            .to_owned();
         let event = event_for(step, events);
         let verdict = event.map_or("none", |e| e.verdict.as_str());
         let ok = step_ok(step.allowed, errno, verdict);
@@ -248,7 +342,14 @@ fn summarize(steps: &[Step], results: &Results, events: &[EventRecord]) -> ExitC
             failures += 1;
         }
         let policy = if step.allowed { "allow" } else { "deny" };
-        println!("   {:<36} {:<8} {:<24} {:<12} {}", step.what, policy, truncate(&result, 24), verdict, if ok { "yes" } else { "NO" });
+        println!(
+            "   {:<36} {:<8} {:<24} {:<12} {}",
+            step.what,
+            policy,
+            truncate(&result, 24),
+            verdict,
+            if ok { "yes" } else { "NO" }
+        );
     }
     if failures == 0 {
         println!("\nevery operation was allowed or denied as the policy says; full log: {ROOT}/audit.jsonl");
@@ -286,12 +387,27 @@ mod tests {
     #[test]
     fn a_step_passes_only_when_result_and_event_agree_with_the_policy() {
         assert!(step_ok(true, Some(0), "allow"));
-        assert!(step_ok(true, Some(0), "none"), "allowed opens need not be logged");
-        assert!(!step_ok(true, Some(1), "deny"), "an allowed operation that was denied");
+        assert!(
+            step_ok(true, Some(0), "none"),
+            "allowed opens need not be logged"
+        );
+        assert!(
+            !step_ok(true, Some(1), "deny"),
+            "an allowed operation that was denied"
+        );
         assert!(step_ok(false, Some(libc::EPERM as i64), "deny"));
-        assert!(!step_ok(false, Some(0), "deny"), "a deny event while the call succeeded");
-        assert!(!step_ok(false, Some(0), "none"), "a forbidden operation that happened unlogged");
-        assert!(!step_ok(false, Some(libc::ENOENT as i64), "none"), "failing for another reason is not a deny");
+        assert!(
+            !step_ok(false, Some(0), "deny"),
+            "a deny event while the call succeeded"
+        );
+        assert!(
+            !step_ok(false, Some(0), "none"),
+            "a forbidden operation that happened unlogged"
+        );
+        assert!(
+            !step_ok(false, Some(libc::ENOENT as i64), "none"),
+            "failing for another reason is not a deny"
+        );
         assert!(step_ok(false, Some(0), "audit-deny"));
         assert!(!step_ok(false, None, "deny"), "no result from the agent");
     }
@@ -299,7 +415,10 @@ mod tests {
     #[test]
     fn events_are_matched_by_op_agent_and_target() {
         let steps = script();
-        let connect = steps.iter().find(|s| s.op.ends_with(&DENIED_PORT.to_string())).unwrap();
+        let connect = steps
+            .iter()
+            .find(|s| s.op.ends_with(&DENIED_PORT.to_string()))
+            .unwrap();
         let event = EventRecord {
             agent: Some("demo-agent".into()),
             op: "connect".into(),
@@ -308,8 +427,14 @@ mod tests {
             verdict: "deny".into(),
             ..Default::default()
         };
-        let other = EventRecord { agent: Some("someone-else".into()), ..event.clone() };
-        assert_eq!(event_for(connect, std::slice::from_ref(&other)).map(|e| e.verdict.as_str()), None);
+        let other = EventRecord {
+            agent: Some("someone-else".into()),
+            ..event.clone()
+        };
+        assert_eq!(
+            event_for(connect, std::slice::from_ref(&other)).map(|e| e.verdict.as_str()),
+            None
+        );
         assert!(event_for(connect, &[other, event]).is_some());
     }
 }

@@ -60,12 +60,23 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
         agents: args.agent.clone(),
         verdicts: args.verdict.clone(),
         ops: args.op.clone(),
-        since_ns: args.since.as_deref().map(|s| parse_since(s, clock::now_ns())).transpose().map_err(anyhow::Error::msg)?,
+        since_ns: args
+            .since
+            .as_deref()
+            .map(|s| parse_since(s, clock::now_ns()))
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
         session: args.session.clone(),
     };
     filter.validate().map_err(anyhow::Error::msg)?;
-    let color = args.format == Format::Text && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut out = Output { format: args.format, color, stdout: std::io::stdout().lock() };
+    let color = args.format == Format::Text
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none();
+    let mut out = Output {
+        format: args.format,
+        color,
+        stdout: std::io::stdout().lock(),
+    };
 
     let socket = socket_path(args.socket.clone());
     let mut daemon = match ApiClient::connect(&socket) {
@@ -81,7 +92,11 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
         },
         _ => None,
     };
-    let log = args.log.clone().or(daemon_log).unwrap_or_else(|| PathBuf::from(paths::AUDIT_LOG));
+    let log = args
+        .log
+        .clone()
+        .or(daemon_log)
+        .unwrap_or_else(|| PathBuf::from(paths::AUDIT_LOG));
 
     let mut live = None;
     if args.follow {
@@ -100,7 +115,9 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     if !print_log(&log, &filter, &mut out, 0, stream_from.unwrap_or(u64::MAX))? {
         return Ok(ExitCode::SUCCESS);
     }
-    let Some((mut client, mut next_seq)) = live else { return Ok(ExitCode::SUCCESS) };
+    let Some((mut client, mut next_seq)) = live else {
+        return Ok(ExitCode::SUCCESS);
+    };
     loop {
         match follow(&mut client, &filter, &mut out)? {
             Followed::ReaderGone => return Ok(ExitCode::SUCCESS),
@@ -119,7 +136,13 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
 
 /// Print the log's records with `from <= seq < until` that pass the filter. False when the
 /// reader of our output went away.
-fn print_log(log: &std::path::Path, filter: &Filter, out: &mut Output<'_>, from: u64, until: u64) -> anyhow::Result<bool> {
+fn print_log(
+    log: &std::path::Path,
+    filter: &Filter,
+    out: &mut Output<'_>,
+    from: u64,
+    until: u64,
+) -> anyhow::Result<bool> {
     let mut reader_gone = false;
     if from >= until || !log.exists() {
         return Ok(true);
@@ -140,10 +163,16 @@ fn print_log(log: &std::path::Path, filter: &Filter, out: &mut Output<'_>, from:
 enum Followed {
     ReaderGone,
     /// The daemon closed the stream (stopped or restarting); the last seq it sent.
-    Closed { last_seq: Option<u64> },
+    Closed {
+        last_seq: Option<u64>,
+    },
 }
 
-fn follow(client: &mut ApiClient, filter: &Filter, out: &mut Output<'_>) -> anyhow::Result<Followed> {
+fn follow(
+    client: &mut ApiClient,
+    filter: &Filter,
+    out: &mut Output<'_>,
+) -> anyhow::Result<Followed> {
     let mut last_seq = None;
     loop {
         let line = match client.next_line() {
@@ -154,7 +183,10 @@ fn follow(client: &mut ApiClient, filter: &Filter, out: &mut Output<'_>) -> anyh
         let record: Record = match serde_json::from_str(&line) {
             Ok(record) => record,
             Err(e) => {
-                eprintln!("enforcer events: the daemon sent something that is not a record ({e}): {}", line.trim_end());
+                eprintln!(
+                    "enforcer events: the daemon sent something that is not a record ({e}): {}",
+                    line.trim_end()
+                );
                 continue;
             }
         };
@@ -172,7 +204,9 @@ fn follow(client: &mut ApiClient, filter: &Filter, out: &mut Output<'_>) -> anyh
 fn resubscribe(socket: &std::path::Path) -> (ApiClient, u64) {
     loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
-        let Ok(mut client) = ApiClient::connect(socket) else { continue };
+        let Ok(mut client) = ApiClient::connect(socket) else {
+            continue;
+        };
         if let Ok(Response::Subscribed { next_seq }) = client.call(&Request::Subscribe {}) {
             eprintln!("enforcer events: following again");
             return (client, next_seq);

@@ -21,14 +21,22 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<OsString>,
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let socket = socket_path(args.socket);
     let mut client = ApiClient::connect(&socket)?;
-    let request = Request::Register { agent: args.agent.clone(), pid: std::process::id() };
+    let request = Request::Register {
+        agent: args.agent.clone(),
+        pid: std::process::id(),
+    };
     let session = match client.call(&request) {
         Ok(Response::Registered { session, .. }) => session,
         Ok(other) => bail!("the daemon answered the registration with {other:?}"),
@@ -43,7 +51,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .env("ENFORCER_AGENT", &args.agent)
         .env("ENFORCER_SESSION", &session)
         .exec();
-    eprintln!("enforcer run: cannot execute {}: {error}", args.command[0].to_string_lossy());
+    eprintln!(
+        "enforcer run: cannot execute {}: {error}",
+        args.command[0].to_string_lossy()
+    );
     // The shell's conventions: 127 not found, 126 found but not executable.
-    Ok(ExitCode::from(if error.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 }))
+    Ok(ExitCode::from(
+        if error.kind() == std::io::ErrorKind::NotFound {
+            127
+        } else {
+            126
+        },
+    ))
 }

@@ -47,30 +47,72 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 pub fn render_text(s: &StatusReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let _ = writeln!(out, "daemon:   running, pid {}, since {} (up {}s)", s.daemon_pid, s.started, s.uptime_secs);
-    let _ = writeln!(out, "policy:   version {} from {}", s.policy_version, s.policy_dir);
-    let _ = writeln!(out, "reloads:  {} applied, {} rejected", s.reloads, s.reload_failures);
+    let _ = writeln!(
+        out,
+        "daemon:   running, pid {}, since {} (up {}s)",
+        s.daemon_pid, s.started, s.uptime_secs
+    );
+    let _ = writeln!(
+        out,
+        "policy:   version {} from {}",
+        s.policy_version, s.policy_dir
+    );
+    let _ = writeln!(
+        out,
+        "reloads:  {} applied, {} rejected",
+        s.reloads, s.reload_failures
+    );
     if let Some(error) = &s.last_reload_error {
-        let _ = writeln!(out, "          last rejection: {}", error.lines().next().unwrap_or(""));
+        let _ = writeln!(
+            out,
+            "          last rejection: {}",
+            error.lines().next().unwrap_or("")
+        );
     }
     let _ = writeln!(out, "backend:  {} on kernel {}", s.backend, s.kernel);
     for f in &s.features {
-        let state = if f.available { "available".to_owned() } else { format!("unavailable: {}", f.reason.as_deref().unwrap_or("?")) };
+        let state = if f.available {
+            "available".to_owned()
+        } else {
+            format!("unavailable: {}", f.reason.as_deref().unwrap_or("?"))
+        };
         let _ = writeln!(out, "          {:<28} {state}", f.name);
     }
-    let _ = writeln!(out, "audit:    {} ({} live subscribers)", s.audit_log, s.subscribers);
+    let _ = writeln!(
+        out,
+        "audit:    {} ({} live subscribers)",
+        s.audit_log, s.subscribers
+    );
     let _ = writeln!(out, "\nagents:");
     for a in &s.agents {
-        let _ = writeln!(out, "  {:<24} {:<8} {} processes", a.name, a.mode, a.processes);
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<8} {} processes",
+            a.name, a.mode, a.processes
+        );
         for session in &a.sessions {
-            let _ = writeln!(out, "    session {} chain {}: {} processes", session.session, session.chain.join(">"), session.processes);
+            let _ = writeln!(
+                out,
+                "    session {} chain {}: {} processes",
+                session.session,
+                session.chain.join(">"),
+                session.processes
+            );
         }
     }
     if !s.rules.is_empty() {
         let _ = writeln!(out, "\nrules:");
-        let _ = writeln!(out, "  {:<20} {:<32} {:<17} WHY", "AGENT", "RULE", "ENFORCEMENT");
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<32} {:<17} WHY",
+            "AGENT", "RULE", "ENFORCEMENT"
+        );
         for r in &s.rules {
-            let _ = writeln!(out, "  {:<20} {:<32} {:<17} {}", r.agent, r.rule, r.enforcement, r.why);
+            let _ = writeln!(
+                out,
+                "  {:<20} {:<32} {:<17} {}",
+                r.agent, r.rule, r.enforcement, r.why
+            );
         }
     }
     let _ = writeln!(out, "\ndecisions since the daemon started:");
@@ -78,7 +120,11 @@ pub fn render_text(s: &StatusReport) -> String {
         let _ = writeln!(out, "  none");
     }
     for d in &s.decisions {
-        let _ = writeln!(out, "  {:<24} {:<10} {:<11} {}", d.agent, d.op, d.verdict, d.count);
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<10} {:<11} {}",
+            d.agent, d.op, d.verdict, d.count
+        );
     }
     let lost: u64 = s.losses.iter().map(|l| l.count).sum();
     let _ = writeln!(out, "\nlost events: {lost}");
@@ -101,13 +147,29 @@ mod tests {
                 name: "coder".into(),
                 mode: "enforce".into(),
                 processes: 2,
-                sessions: vec![SessionReport { session: "00000000000000ab".into(), chain: vec!["coder".into()], processes: 2 }],
+                sessions: vec![SessionReport {
+                    session: "00000000000000ab".into(),
+                    chain: vec!["coder".into()],
+                    processes: 2,
+                }],
             }],
-            rules: vec![RuleReport { agent: "coder".into(), rule: "coder.toml:4".into(), enforcement: "enforced".into(), why: "BPF LSM".into() }],
+            rules: vec![RuleReport {
+                agent: "coder".into(),
+                rule: "coder.toml:4".into(),
+                enforcement: "enforced".into(),
+                why: "BPF LSM".into(),
+            }],
             ..Default::default()
         };
         let text = render_text(&status);
-        for expected in ["version 5", "coder", "2 processes", "session 00000000000000ab chain coder", "coder.toml:4", "enforced"] {
+        for expected in [
+            "version 5",
+            "coder",
+            "2 processes",
+            "session 00000000000000ab chain coder",
+            "coder.toml:4",
+            "enforced",
+        ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
     }

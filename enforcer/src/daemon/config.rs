@@ -14,11 +14,23 @@ use crate::paths;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: {cause}", path.display())]
-    Read { path: PathBuf, cause: std::io::Error },
+    Read {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
     #[error("{}:{line}:{col}: {message}", path.display())]
-    Parse { path: PathBuf, line: usize, col: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
     #[error("{origin}: `{field}`: {message}")]
-    Invalid { origin: String, field: &'static str, message: String },
+    Invalid {
+        origin: String,
+        field: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -97,7 +109,10 @@ impl Default for AuditConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { socket: paths::API_SOCKET.into(), group: None }
+        ApiConfig {
+            socket: paths::API_SOCKET.into(),
+            group: None,
+        }
     }
 }
 
@@ -143,7 +158,12 @@ impl DaemonConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let config: DaemonConfig = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map_or((1, 1), |span| line_col(text, span.start));
-            ConfigError::Parse { path: path.to_path_buf(), line, col, message: e.message().to_owned() }
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                col,
+                message: e.message().to_owned(),
+            }
         })?;
         config.validate(&path.display().to_string())?;
         Ok(config)
@@ -155,7 +175,10 @@ impl DaemonConfig {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::default()),
-            Err(cause) => Err(ConfigError::Read { path: path.to_path_buf(), cause }),
+            Err(cause) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                cause,
+            }),
         }
     }
 
@@ -190,16 +213,32 @@ impl DaemonConfig {
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |field: &'static str, message: String| {
-            Err(ConfigError::Invalid { origin: origin.to_owned(), field, message })
+            Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                field,
+                message,
+            })
         };
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
-            return invalid("log_level", format!("{:?} is not a log filter: {e}", self.log_level));
+            return invalid(
+                "log_level",
+                format!("{:?} is not a log filter: {e}", self.log_level),
+            );
         }
         if self.audit.rotate_bytes < MIN_ROTATE_BYTES {
-            return invalid("audit.rotate_bytes", format!("{} is below the minimum {MIN_ROTATE_BYTES}", self.audit.rotate_bytes));
+            return invalid(
+                "audit.rotate_bytes",
+                format!(
+                    "{} is below the minimum {MIN_ROTATE_BYTES}",
+                    self.audit.rotate_bytes
+                ),
+            );
         }
         if !(1..=1 << 22).contains(&self.max_agent_processes) {
-            return invalid("max_agent_processes", format!("{} is outside 1..=4194304", self.max_agent_processes));
+            return invalid(
+                "max_agent_processes",
+                format!("{} is outside 1..=4194304", self.max_agent_processes),
+            );
         }
         if self.dns_refresh_secs == 0 {
             return invalid("dns_refresh_secs", "must be at least 1".into());
@@ -216,7 +255,10 @@ impl DaemonConfig {
             }
         }
         if self.api.group.as_deref() == Some("") {
-            return invalid("api.group", "must not be empty (leave it out for root only)".into());
+            return invalid(
+                "api.group",
+                "must not be empty (leave it out for root only)".into(),
+            );
         }
         Ok(())
     }
@@ -246,43 +288,75 @@ mod tests {
 
     #[test]
     fn the_shipped_sample_parses() {
-        let config = DaemonConfig::parse(SAMPLE, Path::new("enforcer.toml")).expect("packaging/enforcer.toml");
+        let config = DaemonConfig::parse(SAMPLE, Path::new("enforcer.toml"))
+            .expect("packaging/enforcer.toml");
         assert_eq!(config.audit.path, PathBuf::from(paths::AUDIT_LOG));
         assert_eq!(config.api.group.as_deref(), Some("enforcer"));
     }
 
     #[test]
     fn empty_file_means_defaults() {
-        assert_eq!(DaemonConfig::parse("", Path::new("c.toml")).unwrap(), DaemonConfig::default());
+        assert_eq!(
+            DaemonConfig::parse("", Path::new("c.toml")).unwrap(),
+            DaemonConfig::default()
+        );
     }
 
     #[test]
     fn parse_errors_point_at_file_line_and_column() {
         let text = "policy_dir = \"/p\"\n[audit]\nretain = \"ten\"\n";
-        let err = DaemonConfig::parse(text, Path::new("/etc/e.toml")).unwrap_err().to_string();
+        let err = DaemonConfig::parse(text, Path::new("/etc/e.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("/etc/e.toml:3:10: "), "{err}");
         assert!(err.contains("u32") || err.contains("integer"), "{err}");
 
-        let err = DaemonConfig::parse("[api]\nsockt = \"/x\"\n", Path::new("e.toml")).unwrap_err().to_string();
-        assert!(err.starts_with("e.toml:2:1: ") && err.contains("unknown field `sockt`"), "{err}");
+        let err = DaemonConfig::parse("[api]\nsockt = \"/x\"\n", Path::new("e.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("e.toml:2:1: ") && err.contains("unknown field `sockt`"),
+            "{err}"
+        );
 
-        let err = DaemonConfig::parse("backend = \"ebpf\"\n", Path::new("e.toml")).unwrap_err().to_string();
-        assert!(err.starts_with("e.toml:1:11: ") && err.contains("auto"), "{err}");
+        let err = DaemonConfig::parse("backend = \"ebpf\"\n", Path::new("e.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("e.toml:1:11: ") && err.contains("auto"),
+            "{err}"
+        );
     }
 
     #[test]
     fn semantic_errors_name_the_field() {
-        let err = DaemonConfig::parse("[audit]\nrotate_bytes = 10\n", Path::new("e.toml")).unwrap_err().to_string();
-        assert_eq!(err, "e.toml: `audit.rotate_bytes`: 10 is below the minimum 65536");
-        let err = DaemonConfig::parse("policy_dir = \"rel/dir\"\n", Path::new("e.toml")).unwrap_err().to_string();
-        assert!(err.contains("`policy_dir`") && err.contains("not an absolute path"), "{err}");
-        let err = DaemonConfig::parse("log_level = \"info,[\"\n", Path::new("e.toml")).unwrap_err().to_string();
+        let err = DaemonConfig::parse("[audit]\nrotate_bytes = 10\n", Path::new("e.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "e.toml: `audit.rotate_bytes`: 10 is below the minimum 65536"
+        );
+        let err = DaemonConfig::parse("policy_dir = \"rel/dir\"\n", Path::new("e.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`policy_dir`") && err.contains("not an absolute path"),
+            "{err}"
+        );
+        let err = DaemonConfig::parse("log_level = \"info,[\"\n", Path::new("e.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`log_level`"), "{err}");
     }
 
     #[test]
     fn flags_override_the_file_and_are_validated() {
-        let mut config = DaemonConfig::parse("policy_dir = \"/a\"\n[api]\nsocket = \"/s\"\n", Path::new("c")).unwrap();
+        let mut config = DaemonConfig::parse(
+            "policy_dir = \"/a\"\n[api]\nsocket = \"/s\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
         let overrides = Overrides {
             policy_dir: Some("/b".into()),
             audit_log: Some("/tmp/x.jsonl".into()),
@@ -293,21 +367,38 @@ mod tests {
         };
         config.apply(&overrides).unwrap();
         assert_eq!(config.policy_dir, PathBuf::from("/b"));
-        assert_eq!(config.api.socket, PathBuf::from("/s"), "a flag not given keeps the file's value");
+        assert_eq!(
+            config.api.socket,
+            PathBuf::from("/s"),
+            "a flag not given keeps the file's value"
+        );
         assert_eq!(config.audit.path, PathBuf::from("/tmp/x.jsonl"));
         assert_eq!(config.api.group.as_deref(), Some("wheel"));
         assert_eq!(config.backend, BackendChoice::Fallback);
-        assert_eq!(config.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(
+            config.metrics.listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
 
-        let err = config.apply(&Overrides { audit_retain: Some(3), audit_rotate_bytes: Some(1), ..Default::default() });
+        let err = config.apply(&Overrides {
+            audit_retain: Some(3),
+            audit_rotate_bytes: Some(1),
+            ..Default::default()
+        });
         let err = err.unwrap_err().to_string();
-        assert_eq!(err, "command line: `audit.rotate_bytes`: 1 is below the minimum 65536");
+        assert_eq!(
+            err,
+            "command line: `audit.rotate_bytes`: 1 is below the minimum 65536"
+        );
     }
 
     #[test]
     fn missing_default_file_is_fine_missing_explicit_file_is_not() {
         let missing = Path::new("/nonexistent/enforcer.toml");
-        assert_eq!(DaemonConfig::load(missing, false).unwrap(), DaemonConfig::default());
+        assert_eq!(
+            DaemonConfig::load(missing, false).unwrap(),
+            DaemonConfig::default()
+        );
         let err = DaemonConfig::load(missing, true).unwrap_err().to_string();
         assert!(err.starts_with("/nonexistent/enforcer.toml: "), "{err}");
     }

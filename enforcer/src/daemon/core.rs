@@ -116,7 +116,12 @@ impl Daemon {
         daemon.persist_names();
         let status = daemon.backend.status();
         let table = serde_json::to_value(&status).ok();
-        let mut message = format!("policy {} applied on the {} backend ({})", daemon.source.describe(), status.backend, status.kernel);
+        let mut message = format!(
+            "policy {} applied on the {} backend ({})",
+            daemon.source.describe(),
+            status.backend,
+            status.kernel
+        );
         if let Some(unclean) = unclean_end(daemon.audit.previous_record()) {
             tracing::warn!("{unclean}");
             message.push_str("; ");
@@ -177,16 +182,23 @@ impl Daemon {
     fn try_reload(&mut self, force: bool) -> Result<Reloaded, DaemonError> {
         let policy = self.source.load().map_err(DaemonError::Policy)?;
         if !force && policy == **self.policy() {
-            return Ok(Reloaded { version: self.version, changed: false });
+            return Ok(Reloaded {
+                version: self.version,
+                changed: false,
+            });
         }
         let version = self.version.wrapping_add(1).max(1);
         self.backend.apply(&policy, version)?;
         self.version = version;
-        self.history.push(version, Arc::new(PolicyNames::of(&policy)));
+        self.history
+            .push(version, Arc::new(PolicyNames::of(&policy)));
         self.policy = Arc::new(policy);
         self.save_state()?;
         self.persist_names();
-        Ok(Reloaded { version, changed: true })
+        Ok(Reloaded {
+            version,
+            changed: true,
+        })
     }
 
     /// Host names whose addresses the caller should look up again (off the event loop).
@@ -195,7 +207,10 @@ impl Daemon {
     }
 
     /// Fresh answers for [`Daemon::host_names`]; reload when an address set changed.
-    pub fn hosts_resolved(&mut self, fresh: crate::policy::ResolvedHosts) -> Result<Option<Reloaded>, DaemonError> {
+    pub fn hosts_resolved(
+        &mut self,
+        fresh: crate::policy::ResolvedHosts,
+    ) -> Result<Option<Reloaded>, DaemonError> {
         if !self.source.hosts_resolved(fresh) {
             return Ok(None);
         }
@@ -203,7 +218,12 @@ impl Daemon {
     }
 
     /// Register the calling process as `agent` (the launcher, right before it execs).
-    pub fn register(&mut self, peer: Peer, agent: &str, pid: u32) -> Result<(String, u32), DaemonError> {
+    pub fn register(
+        &mut self,
+        peer: Peer,
+        agent: &str,
+        pid: u32,
+    ) -> Result<(String, u32), DaemonError> {
         let refuse = |m: String| Err(DaemonError::Register(m));
         match peer.pid {
             Some(caller) if caller == pid => {}
@@ -213,10 +233,16 @@ impl Daemon {
         let policy = self.policy().clone();
         let Some(info) = policy.agent_by_name(agent) else {
             let names: Vec<&str> = policy.agents.iter().map(|a| a.name.as_str()).collect();
-            return refuse(format!("no agent named {agent:?} in policy version {} (agents: {})", self.version, names.join(", ")));
+            return refuse(format!(
+                "no agent named {agent:?} in policy version {} (agents: {})",
+                self.version,
+                names.join(", ")
+            ));
         };
         if let Some(state) = self.backend.proc_state(pid)? {
-            let current = policy.agent(state.agent()).map_or_else(|| format!("#{}", state.agent()), |a| a.name.clone());
+            let current = policy
+                .agent(state.agent())
+                .map_or_else(|| format!("#{}", state.agent()), |a| a.name.clone());
             return refuse(format!(
                 "process {pid} is already a member of agent {current:?} (session {}); an agent process cannot register again",
                 session_hex(state.session)
@@ -241,10 +267,19 @@ impl Daemon {
         if !self.raw.is_empty() {
             let inspect = self.options.inspect_procs;
             let exe_of = |tgid: u32| if inspect { procs::exe_of(tgid) } else { None };
-            let ctx = EventContext { host: &self.options.host, clock: BootClock::sample(), policies: &self.history, exe_of: &exe_of };
+            let ctx = EventContext {
+                host: &self.options.host,
+                clock: BootClock::sample(),
+                policies: &self.history,
+                exe_of: &exe_of,
+            };
             for raw in &self.raw {
                 let event = event_record(raw, &ctx);
-                let key = (event.agent.clone().unwrap_or_default(), event.op.clone(), event.verdict.clone());
+                let key = (
+                    event.agent.clone().unwrap_or_default(),
+                    event.op.clone(),
+                    event.verdict.clone(),
+                );
                 *self.stats.decisions.entry(key).or_default() += 1;
                 records.push(Record::Event(event));
             }
@@ -266,13 +301,20 @@ impl Daemon {
         for (agent, total) in self.backend.losses()? {
             let reported = self.saved.losses_reported.get(&agent).copied().unwrap_or(0);
             // A counter below what was reported was recreated (kernel state reloaded): all new.
-            let delta = if total >= reported { total - reported } else { total };
+            let delta = if total >= reported {
+                total - reported
+            } else {
+                total
+            };
             if delta == 0 {
                 continue;
             }
             changed = true;
             self.saved.losses_reported.insert(agent, total);
-            let name = self.policy().agent(agent).map_or_else(|| format!("#{agent}"), |a| a.name.clone());
+            let name = self
+                .policy()
+                .agent(agent)
+                .map_or_else(|| format!("#{agent}"), |a| a.name.clone());
             *self.stats.losses.entry(name.clone()).or_default() += delta;
             out.push(Record::Lost(LostRecord {
                 seq: 0,
@@ -320,7 +362,11 @@ impl Daemon {
         }
     }
 
-    fn log_daemon(&mut self, event: &str, fill: impl FnOnce(&mut DaemonRecord)) -> Result<(), DaemonError> {
+    fn log_daemon(
+        &mut self,
+        event: &str,
+        fill: impl FnOnce(&mut DaemonRecord),
+    ) -> Result<(), DaemonError> {
         let mut record = DaemonRecord {
             time: clock::format_rfc3339_ns(clock::now_ns()),
             host: self.options.host.clone(),
@@ -383,7 +429,6 @@ fn unclean_end(last: Option<&Record>) -> Option<String> {
         )),
     }
 }
-
 
 /// A random, non-zero session id (0 means "no session" in the kernel).
 fn new_session_id() -> u64 {

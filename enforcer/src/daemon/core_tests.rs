@@ -26,13 +26,21 @@ impl Backend for MockBackend {
     fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
         let mut k = self.0.lock().unwrap();
         if std::mem::take(&mut k.fail_next_apply) {
-            return Err(KernelError::Map { map: "PATH_RULES".into(), reason: "full".into() });
+            return Err(KernelError::Map {
+                map: "PATH_RULES".into(),
+                reason: "full".into(),
+            });
         }
         k.applied.push((version, policy.clone()));
         Ok(())
     }
     fn register(&mut self, pid: u32, agent: u32, session: u64) -> Result<(), KernelError> {
-        let mut state = ProcState { session, depth: 1, joined_by: enforcer_common::JOIN_LAUNCHER, ..Default::default() };
+        let mut state = ProcState {
+            session,
+            depth: 1,
+            joined_by: enforcer_common::JOIN_LAUNCHER,
+            ..Default::default()
+        };
         state.chain[0] = agent;
         self.0.lock().unwrap().procs.insert(pid, state);
         Ok(())
@@ -48,7 +56,12 @@ impl Backend for MockBackend {
         Ok(self.0.lock().unwrap().losses.clone())
     }
     fn status(&self) -> BackendStatus {
-        BackendStatus { backend: "mock".into(), kernel: "test".into(), features: vec![], rules: vec![] }
+        BackendStatus {
+            backend: "mock".into(),
+            kernel: "test".into(),
+            features: vec![],
+            rules: vec![],
+        }
     }
 }
 
@@ -93,10 +106,20 @@ pub(crate) fn start_in(dir: &Path) -> Harness {
         inspect_procs: false,
     };
     let initial = next.lock().unwrap().clone().unwrap();
-    let daemon =
-        Daemon::start(Box::new(MockBackend(kernel.clone())), Box::new(Source(next.clone())), initial, audit, options)
-            .expect("daemon start with a mock backend");
-    Harness { daemon, kernel, next, log }
+    let daemon = Daemon::start(
+        Box::new(MockBackend(kernel.clone())),
+        Box::new(Source(next.clone())),
+        initial,
+        audit,
+        options,
+    )
+    .expect("daemon start with a mock backend");
+    Harness {
+        daemon,
+        kernel,
+        next,
+        log,
+    }
 }
 
 fn records(log: &Path) -> Vec<Record> {
@@ -116,7 +139,11 @@ fn daemon_events(log: &Path) -> Vec<String> {
 }
 
 fn peer(pid: u32) -> Peer {
-    Peer { pid: Some(pid), uid: 1000, gid: 1000 }
+    Peer {
+        pid: Some(pid),
+        uid: 1000,
+        gid: 1000,
+    }
 }
 
 #[test]
@@ -133,13 +160,27 @@ fn invalid_edit_is_rejected_whole_and_the_old_policy_stays() {
     let dir = crate::audit::writer::tests::tempdir();
     let mut h = start_in(&dir);
     *h.next.lock().unwrap() = Err("p.toml:3:7: unknown field `raed`".into());
-    let err = h.daemon.reload("SIGHUP", true).expect_err("an invalid policy must not reload");
+    let err = h
+        .daemon
+        .reload("SIGHUP", true)
+        .expect_err("an invalid policy must not reload");
     assert!(err.to_string().contains("p.toml:3:7"), "{err}");
-    assert_eq!(h.daemon.version(), 1, "version must not change on a rejected reload");
-    assert_eq!(h.kernel.lock().unwrap().applied.len(), 1, "nothing may be applied to the kernel");
+    assert_eq!(
+        h.daemon.version(),
+        1,
+        "version must not change on a rejected reload"
+    );
+    assert_eq!(
+        h.kernel.lock().unwrap().applied.len(),
+        1,
+        "nothing may be applied to the kernel"
+    );
     assert_eq!(h.daemon.policy().rules[0].text_id, "coder.toml:1");
     assert_eq!(h.daemon.stats().reload_failures, 1);
-    assert_eq!(daemon_events(&h.log).last().map(String::as_str), Some("reload-failed"));
+    assert_eq!(
+        daemon_events(&h.log).last().map(String::as_str),
+        Some("reload-failed")
+    );
 }
 
 #[test]
@@ -157,11 +198,36 @@ fn kernel_apply_failure_keeps_the_version() {
 fn valid_reload_bumps_the_version_and_identical_ones_do_nothing() {
     let dir = crate::audit::writer::tests::tempdir();
     let mut h = start_in(&dir);
-    assert_eq!(h.daemon.reload("file change", false).unwrap(), Reloaded { version: 1, changed: false });
+    assert_eq!(
+        h.daemon.reload("file change", false).unwrap(),
+        Reloaded {
+            version: 1,
+            changed: false
+        }
+    );
     *h.next.lock().unwrap() = Ok(policy_v("coder.toml:2"));
-    assert_eq!(h.daemon.reload("file change", false).unwrap(), Reloaded { version: 2, changed: true });
-    assert_eq!(h.daemon.reload("SIGHUP", true).unwrap(), Reloaded { version: 3, changed: true });
-    let applied: Vec<u32> = h.kernel.lock().unwrap().applied.iter().map(|(v, _)| *v).collect();
+    assert_eq!(
+        h.daemon.reload("file change", false).unwrap(),
+        Reloaded {
+            version: 2,
+            changed: true
+        }
+    );
+    assert_eq!(
+        h.daemon.reload("SIGHUP", true).unwrap(),
+        Reloaded {
+            version: 3,
+            changed: true
+        }
+    );
+    let applied: Vec<u32> = h
+        .kernel
+        .lock()
+        .unwrap()
+        .applied
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
     assert_eq!(applied, vec![1, 2, 3]);
 }
 
@@ -175,9 +241,16 @@ fn versions_continue_after_a_restart() {
         h.daemon.stop("test").unwrap();
     }
     let h = start_in(&dir);
-    assert_eq!(h.daemon.version(), 3, "a restarted daemon must not reuse version numbers");
+    assert_eq!(
+        h.daemon.version(),
+        3,
+        "a restarted daemon must not reuse version numbers"
+    );
     let seqs: Vec<u64> = records(&h.log).iter().map(Record::seq).collect();
-    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "seq must continue across restarts: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "seq must continue across restarts: {seqs:?}"
+    );
 }
 
 #[test]
@@ -186,13 +259,32 @@ fn events_of_an_older_version_resolve_against_that_version() {
     let mut h = start_in(&dir);
     *h.next.lock().unwrap() = Ok(policy_v("coder.toml:99"));
     h.daemon.reload("test", false).unwrap();
-    let mut header = EventHeader { op: OP_OPEN, verdict: VERDICT_DENY, rule: 1, policy_version: 1, depth: 1, ..Default::default() };
+    let mut header = EventHeader {
+        op: OP_OPEN,
+        verdict: VERDICT_DENY,
+        rule: 1,
+        policy_version: 1,
+        depth: 1,
+        ..Default::default()
+    };
     header.chain[0] = 1;
-    h.kernel.lock().unwrap().pending.push(RawEvent { header, target: b"/work/x".to_vec() });
+    h.kernel.lock().unwrap().pending.push(RawEvent {
+        header,
+        target: b"/work/x".to_vec(),
+    });
     assert_eq!(h.daemon.pump().unwrap(), 1);
-    let event = records(&h.log).into_iter().find_map(|r| if let Record::Event(e) = r { Some(e) } else { None });
+    let event = records(&h.log).into_iter().find_map(|r| {
+        if let Record::Event(e) = r {
+            Some(e)
+        } else {
+            None
+        }
+    });
     let event = event.expect("the event is in the log");
-    assert_eq!((event.rule.as_str(), event.policy_version), ("coder.toml:1", 1));
+    assert_eq!(
+        (event.rule.as_str(), event.policy_version),
+        ("coder.toml:1", 1)
+    );
     let key = ("coder".to_string(), "open".to_string(), "deny".to_string());
     assert_eq!(h.daemon.stats().decisions.get(&key), Some(&1));
 }
@@ -210,37 +302,83 @@ fn losses_are_logged_as_deltas_once() {
     h.daemon.pump().unwrap();
     let lost: Vec<(u64, Option<String>)> = records(&h.log)
         .into_iter()
-        .filter_map(|r| if let Record::Lost(l) = r { Some((l.count, l.agent)) } else { None })
+        .filter_map(|r| {
+            if let Record::Lost(l) = r {
+                Some((l.count, l.agent))
+            } else {
+                None
+            }
+        })
         .collect();
-    assert_eq!(lost, vec![(5, Some("coder".into())), (2, Some("coder".into()))]);
+    assert_eq!(
+        lost,
+        vec![(5, Some("coder".into())), (2, Some("coder".into()))]
+    );
     drop(h);
     // A restarted daemon must not report the same kernel losses again.
     let mut h = start_in(&dir);
     h.kernel.lock().unwrap().losses = vec![(1, 7)];
     h.daemon.pump().unwrap();
-    let lost = records(&h.log).into_iter().filter(|r| matches!(r, Record::Lost(_))).count();
-    assert_eq!(lost, 2, "losses already reported were reported again after a restart");
+    let lost = records(&h.log)
+        .into_iter()
+        .filter(|r| matches!(r, Record::Lost(_)))
+        .count();
+    assert_eq!(
+        lost, 2,
+        "losses already reported were reported again after a restart"
+    );
 }
 
 #[test]
 fn register_checks_caller_agent_and_membership() {
     let dir = crate::audit::writer::tests::tempdir();
     let mut h = start_in(&dir);
-    let err = h.daemon.register(peer(10), "coder", 11).unwrap_err().to_string();
+    let err = h
+        .daemon
+        .register(peer(10), "coder", 11)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("pid 11 is not the caller"), "{err}");
-    let err = h.daemon.register(peer(10), "nobody", 10).unwrap_err().to_string();
-    assert!(err.contains("no agent named \"nobody\"") && err.contains("coder, helper"), "{err}");
-    assert!(h.kernel.lock().unwrap().procs.is_empty(), "refused registrations must change nothing");
+    let err = h
+        .daemon
+        .register(peer(10), "nobody", 10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no agent named \"nobody\"") && err.contains("coder, helper"),
+        "{err}"
+    );
+    assert!(
+        h.kernel.lock().unwrap().procs.is_empty(),
+        "refused registrations must change nothing"
+    );
 
     let (session, version) = h.daemon.register(peer(10), "helper", 10).unwrap();
     assert_eq!((session.len(), version), (16, 1));
     let state = h.kernel.lock().unwrap().procs[&10];
-    assert_eq!((state.agent(), session_hex(state.session)), (2, session.clone()));
+    assert_eq!(
+        (state.agent(), session_hex(state.session)),
+        (2, session.clone())
+    );
 
-    let err = h.daemon.register(peer(10), "coder", 10).unwrap_err().to_string();
-    assert!(err.contains("already a member of agent \"helper\"") && err.contains(&session), "{err}");
-    assert_eq!(h.kernel.lock().unwrap().procs[&10].agent(), 2, "membership must not change");
-    assert_eq!(daemon_events(&h.log).last().map(String::as_str), Some("register"));
+    let err = h
+        .daemon
+        .register(peer(10), "coder", 10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("already a member of agent \"helper\"") && err.contains(&session),
+        "{err}"
+    );
+    assert_eq!(
+        h.kernel.lock().unwrap().procs[&10].agent(),
+        2,
+        "membership must not change"
+    );
+    assert_eq!(
+        daemon_events(&h.log).last().map(String::as_str),
+        Some("register")
+    );
 }
 
 #[test]
@@ -260,7 +398,10 @@ fn status_reports_version_agents_and_counters() {
     let dir = crate::audit::writer::tests::tempdir();
     let h = start_in(&dir);
     let status = h.daemon.status();
-    assert_eq!((status.policy_version, status.backend.as_str()), (1, "mock"));
+    assert_eq!(
+        (status.policy_version, status.backend.as_str()),
+        (1, "mock")
+    );
     let names: Vec<&str> = status.agents.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, vec!["coder", "helper"]);
 }
@@ -277,13 +418,32 @@ fn events_of_the_previous_daemon_resolve_after_a_restart() {
     let mut h = start_in(&dir);
     assert_eq!(h.daemon.version(), 3);
     // An event of version 2 still in the (adopted) ring buffer.
-    let mut header = EventHeader { op: OP_OPEN, verdict: VERDICT_DENY, rule: 1, policy_version: 2, depth: 1, ..Default::default() };
+    let mut header = EventHeader {
+        op: OP_OPEN,
+        verdict: VERDICT_DENY,
+        rule: 1,
+        policy_version: 2,
+        depth: 1,
+        ..Default::default()
+    };
     header.chain[0] = 1;
-    h.kernel.lock().unwrap().pending.push(RawEvent { header, target: b"/work/y".to_vec() });
+    h.kernel.lock().unwrap().pending.push(RawEvent {
+        header,
+        target: b"/work/y".to_vec(),
+    });
     h.daemon.pump().unwrap();
-    let event = records(&h.log).into_iter().find_map(|r| if let Record::Event(e) = r { Some(e) } else { None });
+    let event = records(&h.log).into_iter().find_map(|r| {
+        if let Record::Event(e) = r {
+            Some(e)
+        } else {
+            None
+        }
+    });
     let event = event.expect("the event is in the log");
-    assert_eq!((event.rule.as_str(), event.agent.as_deref()), ("coder.toml:2", Some("coder")));
+    assert_eq!(
+        (event.rule.as_str(), event.agent.as_deref()),
+        ("coder.toml:2", Some("coder"))
+    );
     assert!(event.flags.is_empty(), "{:?}", event.flags);
 }
 
@@ -293,7 +453,13 @@ fn a_restart_after_a_crash_says_so_in_the_start_record() {
     let start_message = |log: &Path| {
         records(log)
             .into_iter()
-            .filter_map(|r| if let Record::Daemon(d) = r { (d.event == "start").then_some(d.message) } else { None })
+            .filter_map(|r| {
+                if let Record::Daemon(d) = r {
+                    (d.event == "start").then_some(d.message)
+                } else {
+                    None
+                }
+            })
             .next_back()
             .flatten()
             .unwrap_or_default()
@@ -304,8 +470,14 @@ fn a_restart_after_a_crash_says_so_in_the_start_record() {
     }
     let h = start_in(&dir);
     let message = start_message(&h.log);
-    assert!(message.contains("did not stop cleanly") && message.contains("seq 2"), "{message}");
+    assert!(
+        message.contains("did not stop cleanly") && message.contains("seq 2"),
+        "{message}"
+    );
     h.daemon.stop("test").unwrap();
     let h = start_in(&dir);
-    assert!(!start_message(&h.log).contains("did not stop cleanly"), "a clean stop must not be reported as a crash");
+    assert!(
+        !start_message(&h.log).contains("did not stop cleanly"),
+        "a clean stop must not be reported as a crash"
+    );
 }

@@ -44,43 +44,90 @@ pub fn render(status: &StatusReport) -> String {
         "enforcer_events_lost_total",
         "counter",
         "Events the kernel could not put in the ring buffer, by agent.",
-        status.losses.iter().map(|l| format!("enforcer_events_lost_total{{agent=\"{}\"}} {}", escape(&l.agent), l.count)).collect(),
+        status
+            .losses
+            .iter()
+            .map(|l| {
+                format!(
+                    "enforcer_events_lost_total{{agent=\"{}\"}} {}",
+                    escape(&l.agent),
+                    l.count
+                )
+            })
+            .collect(),
     );
-    section(&mut out, "enforcer_reloads_total", "counter", "Policy reloads applied.", vec![format!("enforcer_reloads_total {}", status.reloads)]);
+    section(
+        &mut out,
+        "enforcer_reloads_total",
+        "counter",
+        "Policy reloads applied.",
+        vec![format!("enforcer_reloads_total {}", status.reloads)],
+    );
     section(
         &mut out,
         "enforcer_reload_failures_total",
         "counter",
         "Policy reloads rejected (invalid policy or kernel error).",
-        vec![format!("enforcer_reload_failures_total {}", status.reload_failures)],
+        vec![format!(
+            "enforcer_reload_failures_total {}",
+            status.reload_failures
+        )],
     );
-    section(&mut out, "enforcer_policy_version", "gauge", "Version of the applied policy.", vec![format!("enforcer_policy_version {}", status.policy_version)]);
+    section(
+        &mut out,
+        "enforcer_policy_version",
+        "gauge",
+        "Version of the applied policy.",
+        vec![format!("enforcer_policy_version {}", status.policy_version)],
+    );
     section(
         &mut out,
         "enforcer_agent_processes",
         "gauge",
         "Live processes that are members of each agent.",
-        status.agents.iter().map(|a| format!("enforcer_agent_processes{{agent=\"{}\"}} {}", escape(&a.name), a.processes)).collect(),
+        status
+            .agents
+            .iter()
+            .map(|a| {
+                format!(
+                    "enforcer_agent_processes{{agent=\"{}\"}} {}",
+                    escape(&a.name),
+                    a.processes
+                )
+            })
+            .collect(),
     );
-    section(&mut out, "enforcer_subscribers", "gauge", "Live event stream subscribers.", vec![format!("enforcer_subscribers {}", status.subscribers)]);
+    section(
+        &mut out,
+        "enforcer_subscribers",
+        "gauge",
+        "Live event stream subscribers.",
+        vec![format!("enforcer_subscribers {}", status.subscribers)],
+    );
     out
 }
 
 /// Label values escape backslash, double quote and newline.
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Answer every HTTP request on `listener` with the current metrics (fetched from the core).
 pub async fn serve(listener: TcpListener, snapshots: mpsc::Sender<oneshot::Sender<String>>) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
         let snapshots = snapshots.clone();
         tokio::spawn(async move {
             // The request itself does not matter (every path serves the metrics); read its head
             // so the client is not reset while still sending.
             let mut head = [0u8; 2048];
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut head)).await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut head))
+                .await;
             let (tx, rx) = oneshot::channel();
             let body = match snapshots.send(tx).await {
                 Ok(()) => rx.await.unwrap_or_default(),
@@ -107,28 +154,53 @@ mod tests {
     #[test]
     fn serves_the_text_over_http() {
         use std::io::{Read, Write};
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let listener = runtime.block_on(bind("127.0.0.1:0".parse().unwrap())).expect("bind on loopback");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(bind("127.0.0.1:0".parse().unwrap()))
+            .expect("bind on loopback");
         let addr = listener.local_addr().unwrap();
         let (tx, mut rx) = mpsc::channel::<oneshot::Sender<String>>(1);
         let response = runtime.block_on(async {
             tokio::spawn(serve(listener, tx));
             let client = tokio::task::spawn_blocking(move || {
                 let mut stream = std::net::TcpStream::connect(addr).unwrap();
-                stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-                stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+                stream
+                    .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                    .unwrap();
+                stream
+                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
                 let mut response = String::new();
-                stream.read_to_string(&mut response).expect("the response within 10 s");
+                stream
+                    .read_to_string(&mut response)
+                    .expect("the response within 10 s");
                 response
             });
             let reply = rx.recv().await.expect("a metrics request reaches the core");
-            reply.send(render(&StatusReport { policy_version: 9, ..Default::default() })).unwrap();
+            reply
+                .send(render(&StatusReport {
+                    policy_version: 9,
+                    ..Default::default()
+                }))
+                .unwrap();
             client.await.expect("the HTTP client")
         });
         assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-        assert!(response.contains("Content-Type: text/plain; version=0.0.4"), "{response}");
-        assert!(response.contains("\r\n\r\n# HELP enforcer_decisions_total"), "{response}");
-        assert!(response.lines().any(|l| l == "enforcer_policy_version 9"), "{response}");
+        assert!(
+            response.contains("Content-Type: text/plain; version=0.0.4"),
+            "{response}"
+        );
+        assert!(
+            response.contains("\r\n\r\n# HELP enforcer_decisions_total"),
+            "{response}"
+        );
+        assert!(
+            response.lines().any(|l| l == "enforcer_policy_version 9"),
+            "{response}"
+        );
     }
 
     #[test]
@@ -137,9 +209,21 @@ mod tests {
             policy_version: 4,
             reloads: 3,
             reload_failures: 1,
-            decisions: vec![DecisionCount { agent: "co\"der".into(), op: "open".into(), verdict: "deny".into(), count: 9 }],
-            losses: vec![LossCount { agent: "coder".into(), count: 2 }],
-            agents: vec![AgentReport { name: "coder".into(), processes: 3, ..Default::default() }],
+            decisions: vec![DecisionCount {
+                agent: "co\"der".into(),
+                op: "open".into(),
+                verdict: "deny".into(),
+                count: 9,
+            }],
+            losses: vec![LossCount {
+                agent: "coder".into(),
+                count: 2,
+            }],
+            agents: vec![AgentReport {
+                name: "coder".into(),
+                processes: 3,
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let text = render(&status);
@@ -152,7 +236,10 @@ mod tests {
             "enforcer_policy_version 4",
             "enforcer_agent_processes{agent=\"coder\"} 3",
         ] {
-            assert!(text.lines().any(|l| l == expected), "missing line {expected:?} in:\n{text}");
+            assert!(
+                text.lines().any(|l| l == expected),
+                "missing line {expected:?} in:\n{text}"
+            );
         }
     }
 }

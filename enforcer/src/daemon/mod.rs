@@ -37,7 +37,10 @@ pub enum DaemonError {
     #[error("watching {}: {reason}", path.display())]
     Watch { path: PathBuf, reason: String },
     #[error("metrics endpoint {addr}: {cause}")]
-    Metrics { addr: std::net::SocketAddr, cause: std::io::Error },
+    Metrics {
+        addr: std::net::SocketAddr,
+        cause: std::io::Error,
+    },
     #[error("{what}: {cause}")]
     Io { what: String, cause: std::io::Error },
 }

@@ -34,11 +34,19 @@ pub struct PolicyDir {
 
 impl PolicyDir {
     pub fn new(dir: &Path) -> Self {
-        PolicyDir { dir: dir.to_path_buf(), host_names: BTreeSet::new(), resolved: ResolvedHosts::new() }
+        PolicyDir {
+            dir: dir.to_path_buf(),
+            host_names: BTreeSet::new(),
+            resolved: ResolvedHosts::new(),
+        }
     }
 
     /// `fresh` answers for `names`, where a name without an answer keeps those in `previous`.
-    fn merge(names: &BTreeSet<String>, mut fresh: ResolvedHosts, previous: &ResolvedHosts) -> ResolvedHosts {
+    fn merge(
+        names: &BTreeSet<String>,
+        mut fresh: ResolvedHosts,
+        previous: &ResolvedHosts,
+    ) -> ResolvedHosts {
         for host in names {
             if !fresh.get(host).is_empty() {
                 continue;
@@ -47,7 +55,9 @@ impl PolicyDir {
             if kept.is_empty() {
                 tracing::warn!("host {host} (net rule) does not resolve; its rules match no address until it does");
             } else {
-                tracing::warn!("host {host} (net rule) does not resolve now; keeping its previous addresses");
+                tracing::warn!(
+                    "host {host} (net rule) does not resolve now; keeping its previous addresses"
+                );
                 for addr in kept {
                     fresh.insert(host, *addr);
                 }
@@ -91,7 +101,10 @@ impl PolicySource for PolicyDir {
     fn hosts_resolved(&mut self, fresh: ResolvedHosts) -> bool {
         let fresh = Self::merge(&self.host_names, fresh, &self.resolved);
         // Round-robin DNS reorders answers: compare address sets.
-        let changed = self.host_names.iter().any(|h| sorted(fresh.get(h)) != sorted(self.resolved.get(h)));
+        let changed = self
+            .host_names
+            .iter()
+            .any(|h| sorted(fresh.get(h)) != sorted(self.resolved.get(h)));
         self.resolved = fresh;
         changed
     }
@@ -120,25 +133,50 @@ mod tests {
         assert_eq!(policy.agents.len(), 1);
         assert_eq!(policy.agents[0].name, "a");
 
-        write(&dir, "a.toml", "[agent]\nname = \"a\"\n\n[file]\nraed = [\"/x\"]\n");
-        let err = source.load().expect_err("an unknown field must be rejected");
-        assert!(err.contains("a.toml:5:"), "diagnostics must carry file:line:col: {err}");
+        write(
+            &dir,
+            "a.toml",
+            "[agent]\nname = \"a\"\n\n[file]\nraed = [\"/x\"]\n",
+        );
+        let err = source
+            .load()
+            .expect_err("an unknown field must be rejected");
+        assert!(
+            err.contains("a.toml:5:"),
+            "diagnostics must carry file:line:col: {err}"
+        );
     }
 
     #[test]
     fn host_names_resolve_through_the_system_resolver() {
         let dir = crate::audit::writer::tests::tempdir();
-        write(&dir, "a.toml", "[agent]\nname = \"a\"\n\n[net]\nconnect = [\"localhost:443/tcp\"]\n");
+        write(
+            &dir,
+            "a.toml",
+            "[agent]\nname = \"a\"\n\n[net]\nconnect = [\"localhost:443/tcp\"]\n",
+        );
         let mut source = PolicyDir::new(&dir);
         source.load().expect("a policy with a host name");
-        assert!(!source.resolved.get("localhost").is_empty(), "localhost resolves from /etc/hosts");
+        assert!(
+            !source.resolved.get("localhost").is_empty(),
+            "localhost resolves from /etc/hosts"
+        );
         assert_eq!(source.host_names(), vec!["localhost".to_string()]);
-        assert!(!source.hosts_resolved(resolve_hosts(&source.host_names())), "the same answers are not a change");
+        assert!(
+            !source.hosts_resolved(resolve_hosts(&source.host_names())),
+            "the same answers are not a change"
+        );
         // A failed lookup keeps the previous answers instead of emptying the rule.
-        assert!(!source.hosts_resolved(ResolvedHosts::new()), "a failed lookup is not a change");
+        assert!(
+            !source.hosts_resolved(ResolvedHosts::new()),
+            "a failed lookup is not a change"
+        );
         assert!(!source.resolved.get("localhost").is_empty());
         let mut moved = ResolvedHosts::new();
         moved.insert("localhost", "127.0.0.9".parse().unwrap());
-        assert!(source.hosts_resolved(moved), "a new address set is a change");
+        assert!(
+            source.hosts_resolved(moved),
+            "a new address set is a change"
+        );
     }
 }

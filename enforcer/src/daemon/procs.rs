@@ -7,7 +7,9 @@ use crate::kernel::Backend;
 
 /// `(pid, state)` of every live process that is an agent member.
 pub fn agent_members(backend: &dyn Backend) -> Vec<(u32, ProcState)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
@@ -20,5 +22,7 @@ pub fn agent_members(backend: &dyn Backend) -> Vec<(u32, ProcState)> {
 
 /// The executable of process `tgid`, if it still exists.
 pub fn exe_of(tgid: u32) -> Option<String> {
-    std::fs::read_link(format!("/proc/{tgid}/exe")).ok().map(|p| p.to_string_lossy().into_owned())
+    std::fs::read_link(format!("/proc/{tgid}/exe"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }

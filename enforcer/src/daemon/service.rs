@@ -32,7 +32,10 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|cause| DaemonError::Io { what: "starting the async runtime".into(), cause })?;
+        .map_err(|cause| DaemonError::Io {
+            what: "starting the async runtime".into(),
+            cause,
+        })?;
     runtime.block_on(serve(config))
 }
 
@@ -40,7 +43,12 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     // Refuse an invalid policy before touching the kernel or the socket.
     let mut source = PolicyDir::new(&config.policy_dir);
     let policy = source.load().map_err(DaemonError::Policy)?;
-    tracing::info!(agents = policy.agents.len(), rules = policy.rules.len(), "policy {} is valid", source.describe());
+    tracing::info!(
+        agents = policy.agents.len(),
+        rules = policy.rules.len(),
+        "policy {} is valid",
+        source.describe()
+    );
 
     // Bind before loading the kernel side: a second daemon stops here, changing nothing.
     let listener = server::bind(&config.api.socket, config.api.group.as_deref())?;
@@ -53,7 +61,10 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
         pin_dir: config.pin_dir.clone(),
         max_procs: config.max_agent_processes,
     })?;
-    tracing::info!("kernel side loaded in {:.1}s", loading.elapsed().as_secs_f64());
+    tracing::info!(
+        "kernel side loaded in {:.1}s",
+        loading.elapsed().as_secs_f64()
+    );
     let audit = AuditWriter::open(&config.audit.path, config.rotation())?;
     let host = hostname();
     let options = CoreOptions {
@@ -70,7 +81,9 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
 
     let (metrics_tx, mut metrics_requests) = mpsc::channel::<oneshot::Sender<String>>(16);
     if let Some(addr) = config.metrics.listen {
-        let listener = metrics::bind(addr).await.map_err(|cause| DaemonError::Metrics { addr, cause })?;
+        let listener = metrics::bind(addr)
+            .await
+            .map_err(|cause| DaemonError::Metrics { addr, cause })?;
         tokio::spawn(metrics::serve(listener, metrics_tx));
         tracing::info!("metrics at http://{addr}/metrics");
     }
@@ -78,7 +91,10 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     let (changes_tx, mut changes) = mpsc::channel::<()>(1);
     let _watcher = watch_policy_dir(&config.policy_dir, changes_tx)?;
 
-    let signal_error = |cause| DaemonError::Io { what: "installing signal handlers".into(), cause };
+    let signal_error = |cause| DaemonError::Io {
+        what: "installing signal handlers".into(),
+        cause,
+    };
     let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
@@ -157,12 +173,20 @@ fn report_reload(result: Result<super::core::Reloaded, DaemonError>) {
 }
 
 pub(crate) fn handle_call(daemon: &mut Daemon, call: ApiCall) {
-    let error = |e: DaemonError| CallReply::plain(Response::Error { message: e.to_string() });
+    let error = |e: DaemonError| {
+        CallReply::plain(Response::Error {
+            message: e.to_string(),
+        })
+    };
     let reply = match call.request {
         Request::Register { agent, pid } => match daemon.register(call.peer, &agent, pid) {
             Ok((session, policy_version)) => {
                 tracing::info!(agent, pid, session, "agent process registered");
-                CallReply::plain(Response::Registered { agent, session, policy_version })
+                CallReply::plain(Response::Registered {
+                    agent,
+                    session,
+                    policy_version,
+                })
             }
             Err(e) => {
                 tracing::warn!(agent, pid, "{e}");
@@ -172,10 +196,16 @@ pub(crate) fn handle_call(daemon: &mut Daemon, call: ApiCall) {
         Request::Status {} => CallReply::plain(Response::Status(Box::new(daemon.status()))),
         Request::Subscribe {} => {
             let (next_seq, stream) = daemon.subscribe();
-            CallReply { response: Response::Subscribed { next_seq }, stream: Some(stream) }
+            CallReply {
+                response: Response::Subscribed { next_seq },
+                stream: Some(stream),
+            }
         }
         Request::Reload {} => match daemon.reload("API request", true) {
-            Ok(r) => CallReply::plain(Response::Reloaded { policy_version: r.version, changed: r.changed }),
+            Ok(r) => CallReply::plain(Response::Reloaded {
+                policy_version: r.version,
+                changed: r.changed,
+            }),
             Err(e) => error(e),
         },
     };
@@ -184,7 +214,12 @@ pub(crate) fn handle_call(daemon: &mut Daemon, call: ApiCall) {
 
 fn log_enforcement_table(daemon: &Daemon) {
     let status = daemon.backend().status();
-    tracing::info!(backend = status.backend, kernel = status.kernel, version = daemon.version(), "kernel backend ready");
+    tracing::info!(
+        backend = status.backend,
+        kernel = status.kernel,
+        version = daemon.version(),
+        "kernel backend ready"
+    );
     for (feature, result) in &status.features {
         match result {
             Ok(()) => tracing::info!("feature {feature}: available"),
@@ -192,12 +227,21 @@ fn log_enforcement_table(daemon: &Daemon) {
         }
     }
     for rule in &status.rules {
-        tracing::info!("agent {} rule {}: {} ({})", rule.agent, rule.rule, enforcement_name(rule.enforcement), rule.why);
+        tracing::info!(
+            "agent {} rule {}: {} ({})",
+            rule.agent,
+            rule.rule,
+            enforcement_name(rule.enforcement),
+            rule.why
+        );
     }
 }
 
 /// Watch the policy directory; any change (not mere reads) sends a reload hint.
-fn watch_policy_dir(dir: &Path, changes: mpsc::Sender<()>) -> Result<notify::RecommendedWatcher, DaemonError> {
+fn watch_policy_dir(
+    dir: &Path,
+    changes: mpsc::Sender<()>,
+) -> Result<notify::RecommendedWatcher, DaemonError> {
     use notify::{EventKind, RecursiveMode, Watcher};
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
@@ -207,10 +251,16 @@ fn watch_policy_dir(dir: &Path, changes: mpsc::Sender<()>) -> Result<notify::Rec
             }
         }
     })
-    .map_err(|e| DaemonError::Watch { path: dir.to_path_buf(), reason: e.to_string() })?;
+    .map_err(|e| DaemonError::Watch {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     watcher
         .watch(dir, RecursiveMode::Recursive)
-        .map_err(|e| DaemonError::Watch { path: dir.to_path_buf(), reason: e.to_string() })?;
+        .map_err(|e| DaemonError::Watch {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
     Ok(watcher)
 }
 
@@ -234,7 +284,9 @@ impl Throttle {
             (Some(error), Some((message, last, repeats))) if *message == error => {
                 *repeats += 1;
                 if last.elapsed() >= THROTTLE_EVERY {
-                    tracing::error!("moving kernel events to the audit log: {error} (again, {repeats} times)");
+                    tracing::error!(
+                        "moving kernel events to the audit log: {error} (again, {repeats} times)"
+                    );
                     *last = Instant::now();
                     *repeats = 0;
                 }
@@ -248,7 +300,9 @@ impl Throttle {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Removes the API socket file when the daemon stops, so launchers get "not running".

@@ -23,7 +23,9 @@ pub struct StateFile {
 
 impl StateFile {
     pub fn new(dir: &Path) -> Self {
-        StateFile { path: dir.join("state.json") }
+        StateFile {
+            path: dir.join("state.json"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -39,7 +41,8 @@ impl StateFile {
     /// a silent reset, which would reuse policy versions.
     pub fn load(&self) -> Result<DaemonState, DaemonError> {
         match std::fs::read_to_string(&self.path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| self.error(format!("{e} (remove the file to start over)"))),
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| self.error(format!("{e} (remove the file to start over)"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DaemonState::default()),
             Err(e) => Err(self.error(e.to_string())),
         }
@@ -49,16 +52,22 @@ impl StateFile {
     pub fn save(&self, state: &DaemonState) -> Result<(), DaemonError> {
         use std::io::Write;
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| self.error(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| self.error(format!("creating {}: {e}", dir.display())))?;
         }
         let tmp = self.path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(state).expect("state always serializes");
         let mut f = std::fs::File::create(&tmp).map_err(|e| self.error(e.to_string()))?;
-        f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| self.error(e.to_string()))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| self.error(e.to_string()))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| self.error(e.to_string()))
     }
 
     fn error(&self, reason: String) -> DaemonError {
-        DaemonError::State { path: self.path.clone(), reason }
+        DaemonError::State {
+            path: self.path.clone(),
+            reason,
+        }
     }
 }

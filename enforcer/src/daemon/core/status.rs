@@ -13,7 +13,11 @@ impl Daemon {
     pub fn status(&self) -> StatusReport {
         let policy = self.policy();
         let backend = self.backend.status();
-        let name_of = |id: u32| policy.agent(id).map_or_else(|| format!("#{id}"), |a| a.name.clone());
+        let name_of = |id: u32| {
+            policy
+                .agent(id)
+                .map_or_else(|| format!("#{id}"), |a| a.name.clone())
+        };
         let mut agents: Vec<AgentReport> = policy
             .agents
             .iter()
@@ -28,14 +32,20 @@ impl Daemon {
             .collect();
         if self.options.inspect_procs {
             for (_, state) in procs::agent_members(self.backend.as_ref()) {
-                let Some(report) = agents.iter_mut().find(|a| a.name == name_of(state.agent())) else { continue };
+                let Some(report) = agents.iter_mut().find(|a| a.name == name_of(state.agent()))
+                else {
+                    continue;
+                };
                 report.processes += 1;
                 let session = session_hex(state.session);
                 match report.sessions.iter_mut().find(|s| s.session == session) {
                     Some(s) => s.processes += 1,
                     None => report.sessions.push(SessionReport {
                         session,
-                        chain: state.chain[..(state.depth as usize).min(state.chain.len())].iter().map(|&id| name_of(id)).collect(),
+                        chain: state.chain[..(state.depth as usize).min(state.chain.len())]
+                            .iter()
+                            .map(|&id| name_of(id))
+                            .collect(),
                         processes: 1,
                     }),
                 }
@@ -81,7 +91,15 @@ impl Daemon {
                     count: *count,
                 })
                 .collect(),
-            losses: self.stats.losses.iter().map(|(agent, count)| LossCount { agent: agent.clone(), count: *count }).collect(),
+            losses: self
+                .stats
+                .losses
+                .iter()
+                .map(|(agent, count)| LossCount {
+                    agent: agent.clone(),
+                    count: *count,
+                })
+                .collect(),
             reloads: self.stats.reloads,
             reload_failures: self.stats.reload_failures,
             last_reload_error: self.stats.last_reload_error.clone(),
