@@ -40,6 +40,16 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
 }
 
 async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
+    // First, so that a SIGHUP during a slow start (loading programs can take minutes under
+    // emulation) is a reload request rather than the default action, termination.
+    let signal_error = |cause| DaemonError::Io {
+        what: "installing signal handlers".into(),
+        cause,
+    };
+    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
+
     // Refuse an invalid policy before touching the kernel or the socket.
     let mut source = PolicyDir::new(&config.policy_dir);
     let policy = source.load().map_err(DaemonError::Policy)?;
@@ -49,6 +59,9 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
         "policy {} is valid",
         source.describe()
     );
+    // Watch right after the load: an edit made while the kernel side loads is picked up then.
+    let (changes_tx, mut changes) = mpsc::channel::<()>(1);
+    let _watcher = watch_policy_dir(&config.policy_dir, changes_tx)?;
 
     // Bind before loading the kernel side: a second daemon stops here, changing nothing.
     let listener = server::bind(&config.api.socket, config.api.group.as_deref())?;
@@ -87,17 +100,6 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
         tokio::spawn(metrics::serve(listener, metrics_tx));
         tracing::info!("metrics at http://{addr}/metrics");
     }
-
-    let (changes_tx, mut changes) = mpsc::channel::<()>(1);
-    let _watcher = watch_policy_dir(&config.policy_dir, changes_tx)?;
-
-    let signal_error = |cause| DaemonError::Io {
-        what: "installing signal handlers".into(),
-        cause,
-    };
-    let mut sigterm = signal(SignalKind::terminate()).map_err(signal_error)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(signal_error)?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
 
     let mut pump = tokio::time::interval(PUMP_INTERVAL);
     pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
