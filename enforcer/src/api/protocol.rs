@@ -62,6 +62,9 @@ pub struct StatusReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reload_error: Option<String>,
     pub subscribers: usize,
+    /// Audit records waiting to be written because the log cannot take them (disk full).
+    #[serde(default)]
+    pub audit_backlog: usize,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

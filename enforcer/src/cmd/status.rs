@@ -83,6 +83,13 @@ pub fn render_text(s: &StatusReport) -> String {
         "audit:    {} ({} live subscribers)",
         s.audit_log, s.subscribers
     );
+    if s.audit_backlog > 0 {
+        let _ = writeln!(
+            out,
+            "          {} records NOT WRITTEN YET: the log cannot take them (see the daemon log)",
+            s.audit_backlog
+        );
+    }
     let _ = writeln!(out, "\nagents:");
     for a in &s.agents {
         let _ = writeln!(

@@ -104,6 +104,16 @@ pub fn render(status: &StatusReport) -> String {
         "Live event stream subscribers.",
         vec![format!("enforcer_subscribers {}", status.subscribers)],
     );
+    section(
+        &mut out,
+        "enforcer_audit_backlog_records",
+        "gauge",
+        "Audit records waiting to be written (the log cannot take them: disk full, I/O errors).",
+        vec![format!(
+            "enforcer_audit_backlog_records {}",
+            status.audit_backlog
+        )],
+    );
     out
 }
 
@@ -235,6 +245,7 @@ mod tests {
             "enforcer_reload_failures_total 1",
             "enforcer_policy_version 4",
             "enforcer_agent_processes{agent=\"coder\"} 3",
+            "enforcer_audit_backlog_records 0",
         ] {
             assert!(
                 text.lines().any(|l| l == expected),

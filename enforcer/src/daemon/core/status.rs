@@ -104,6 +104,7 @@ impl Daemon {
             reload_failures: self.stats.reload_failures,
             last_reload_error: self.stats.last_reload_error.clone(),
             subscribers: self.live.receiver_count(),
+            audit_backlog: self.audit.queued(),
         }
     }
 }
