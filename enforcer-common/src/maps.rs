@@ -35,6 +35,11 @@ pub struct AgentConfig {
     pub flags: u32,
     /// Bit d-1 set: some path rule of this agent has a `*` component at depth d.
     pub wildcard_depths: u32,
+    /// The same depths as a list, ascending, 0 = unused (filled by the loader from
+    /// `wildcard_depths`): the kernel loops over data instead of testing 16 bits.
+    pub wildcard_list: [u8; 4],
+    /// Deepest wildcard depth + 1: how many '/' the kernel must locate (0 = no wildcards).
+    pub wildcard_need: u32,
     /// Agents this agent may delegate to (bit i = agent id i, ids < 64), for sub-agents.
     pub delegate_lo: u64,
 }
@@ -54,15 +59,36 @@ pub struct ProcState {
     pub joined_by: u32,
 }
 
+impl AgentConfig {
+    /// Fill `wildcard_list` and `wildcard_need` from `wildcard_depths`.
+    pub fn with_wildcard_list(mut self) -> Self {
+        let mut list = [0u8; 4];
+        let mut n = 0;
+        for d in 1..=MAX_WILDCARD_DEPTH {
+            if self.wildcard_depths & (1 << (d - 1)) != 0 && n < list.len() {
+                list[n] = d as u8;
+                n += 1;
+                self.wildcard_need = d + 1;
+            }
+        }
+        self.wildcard_list = list;
+        self
+    }
+}
+
 impl ProcState {
     /// The agent whose rules decide (innermost of the chain).
     #[inline(always)]
     pub fn agent(&self) -> u32 {
-        let d = self.depth as usize;
-        if d == 0 || d > MAX_CHAIN {
-            return NO_AGENT;
+        // Constant indices only: an eBPF program must have no panic path, and a variable stack
+        // offset loses its bounds in the verifier.
+        match self.depth {
+            1 => self.chain[0],
+            2 => self.chain[1],
+            3 => self.chain[2],
+            4 => self.chain[3],
+            _ => NO_AGENT,
         }
-        self.chain[d - 1]
     }
 }
 

@@ -1,11 +1,14 @@
 //! Turning a policy answer into a verdict, an event and a return value, the same way for every
 //! hook: audit-mode agents are never blocked, unresolvable inputs fail closed.
+//!
+//! The acting agent (`s.cur`) and the record being built (`s.rec`) live in scratch memory, read
+//! through volatile accesses: hooks reach this code along several paths carrying different
+//! constants, and parking them in memory lets the verifier merge those paths into one state.
 
 use enforcer_common::*;
 
 use crate::{
     emit::{emit, should_log, Record},
-    identity::Current,
     maps::count,
     net_match::NetTarget,
     path_match,
@@ -14,96 +17,113 @@ use crate::{
 
 pub const EPERM: i32 = 1;
 
-/// Finish a decision: pick the verdict from the agent's mode, log it, return the hook's value.
+/// The hook's return value. Through `black_box` so LLVM cannot turn `deny ? -1 : 0` into
+/// arithmetic (`-(x & 1)`) whose range the verifier cannot see: LSM returns must be provably in
+/// [-4095, 0]. The value is 64-bit so the register holds a sign-extended -1, not 0xffffffff.
 #[inline(always)]
-pub fn finish(s: &mut Scratch, cur: &Current, allow: bool, mut r: Record) -> i32 {
-    let deny = !allow || cur.doomed;
-    r.verdict = if !deny {
+pub fn ret_code(deny: bool) -> i32 {
+    if deny {
+        core::hint::black_box(-(EPERM as i64)) as i32
+    } else {
+        core::hint::black_box(0i64) as i32
+    }
+}
+
+macro_rules! vget {
+    ($place:expr) => {{
+        #[allow(unused_unsafe)]
+        let value = unsafe { core::ptr::read_volatile(&$place) };
+        value
+    }};
+}
+macro_rules! vset {
+    ($place:expr, $value:expr) => {{
+        let value = $value;
+        unsafe { core::ptr::write_volatile(&mut $place, value) }
+    }};
+}
+
+/// Start a record in `s.rec`.
+#[inline(always)]
+pub fn begin(s: &mut Scratch, op: u32, access: u32, open_flags: u32, flags: u32, net: NetTarget) {
+    vset!(
+        s.rec,
+        Record { op, verdict: 0, rule: RULE_DEFAULT_DENY, flags, access, open_flags, target_len: 0, net }
+    );
+}
+
+/// The ruleset of the parked agent in the active slot.
+#[inline(always)]
+pub fn current_ruleset(s: &Scratch) -> u32 {
+    ruleset(vget!(s.cur.slot), vget!(s.cur.agent))
+}
+
+/// Finish the decision in `s.rec`: pick the verdict from the agent's mode, log it, return the
+/// hook's value.
+#[inline(always)]
+pub fn finish(s: &mut Scratch, allow: bool, rule: u32) -> i32 {
+    let doomed = vget!(s.cur.doomed) != 0;
+    let agent_flags = vget!(s.cur.cfg.flags);
+    let deny = !allow || doomed;
+    let verdict = if !deny {
         VERDICT_ALLOW
-    } else if cur.cfg.flags & AGENT_AUDIT != 0 && !cur.doomed {
+    } else if agent_flags & AGENT_AUDIT != 0 && !doomed {
         VERDICT_AUDIT_DENY
     } else {
         VERDICT_DENY
     };
-    r.flags |= cur.flags;
+    vset!(s.rec.verdict, verdict);
+    vset!(s.rec.rule, rule);
+    vset!(s.rec.flags, vget!(s.rec.flags) | vget!(s.cur.flags));
     if deny {
         count(STAT_DENIED);
     }
-    if cur.joined != 0 {
-        let join = Record {
-            op: OP_JOIN,
-            verdict: VERDICT_ALLOW,
-            rule: 0,
-            flags: cur.flags,
-            access: cur.joined,
-            open_flags: 0,
-            target_len: r.target_len,
-            net: NetTarget::default(),
-        };
-        emit(s, cur, &join);
+    let joined = vget!(s.cur.joined);
+    if joined != 0 {
+        emit(s, OP_JOIN, VERDICT_ALLOW, 0, joined);
     }
-    if should_log(cur, r.op, r.verdict) {
-        emit(s, cur, &r);
+    let op = vget!(s.rec.op);
+    if should_log(agent_flags, op, verdict) {
+        emit(s, op, verdict, rule, vget!(s.rec.access));
     }
-    if r.verdict == VERDICT_DENY { -EPERM } else { 0 }
+    ret_code(verdict == VERDICT_DENY)
 }
 
 /// Decide an operation on the path `bpf_d_path` wrote into `s.event.target` (`d_path_ret` is its
-/// return value: length incl. NUL, or a negative error).
+/// return value: length incl. NUL, or a negative error). The agent is parked in `s.cur`.
 #[inline(always)]
-pub fn path_op(
-    s: &mut Scratch,
-    cur: &Current,
-    op: u32,
-    access: u32,
-    open_flags: u32,
-    extra_flags: u32,
-    d_path_ret: i64,
-) -> i32 {
-    path_decide(s, cur, op, access, open_flags, extra_flags, d_path_ret, NetTarget::default())
+pub fn path_op(s: &mut Scratch, op: u32, access: u32, open_flags: u32, extra_flags: u32, d_path_ret: i64) -> i32 {
+    begin(s, op, access, open_flags, extra_flags, NetTarget::default());
+    path_decide(s, d_path_ret)
 }
 
 /// A unix socket path already in `s.event.target` (`len` bytes incl. NUL).
 #[inline(always)]
-pub fn path_op_net(s: &mut Scratch, cur: &Current, op: u32, len: usize, net: NetTarget) -> i32 {
-    path_decide(s, cur, op, ACCESS_CONNECT, 0, 0, len as i64, net)
+pub fn path_op_net(s: &mut Scratch, op: u32, len: usize, net: NetTarget) -> i32 {
+    begin(s, op, ACCESS_CONNECT, 0, 0, net);
+    path_decide(s, len as i64)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn path_decide(
-    s: &mut Scratch,
-    cur: &Current,
-    op: u32,
-    access: u32,
-    open_flags: u32,
-    extra_flags: u32,
-    d_path_ret: i64,
-    net: NetTarget,
-) -> i32 {
-    let mut r = Record {
-        op,
-        verdict: 0,
-        rule: RULE_DEFAULT_DENY,
-        flags: extra_flags,
-        access,
-        open_flags,
-        target_len: 0,
-        net,
-    };
+fn path_decide(s: &mut Scratch, d_path_ret: i64) -> i32 {
     if d_path_ret <= 0 || d_path_ret as usize > PATH_BUF_BYTES {
         // Fail closed: a path we cannot see cannot be allowed.
-        r.flags |= EVENT_FLAG_PATH_UNRESOLVED;
+        vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_UNRESOLVED);
         count(STAT_PATH_UNRESOLVED);
-        return finish(s, cur, false, r);
+        return finish(s, false, RULE_DEFAULT_DENY);
     }
     let len = d_path_ret as usize;
     if len > PATH_KEY_BYTES {
-        r.flags |= EVENT_FLAG_PATH_TRUNCATED;
+        vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_TRUNCATED);
     }
-    let acc = path_match::evaluate(s, ruleset(cur.slot, cur.agent), &cur.cfg, len);
-    let (allow, rule) = acc.decide(access);
-    r.rule = rule;
-    r.target_len = len - 1;
-    finish(s, cur, allow, r)
+    vset!(s.rec.target_len, len - 1);
+    let rs = current_ruleset(s);
+    let need = vget!(s.cur.cfg.wildcard_need);
+    let list = vget!(s.cur.cfg.wildcard_list);
+    path_match::evaluate(s, rs, need, list, len);
+    if path_match::undecidable(s) {
+        vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_UNRESOLVED);
+    }
+    let (allow, rule) = path_match::decide(s, vget!(s.rec.access));
+    finish(s, allow, rule)
 }

@@ -9,7 +9,6 @@ use aya_ebpf::helpers::{
 use enforcer_common::*;
 
 use crate::{
-    identity::Current,
     maps::{count, EVENTS, LOSSES},
     net_match::NetTarget,
     offsets::get as off,
@@ -30,6 +29,8 @@ fn ppid() -> u32 {
     }
 }
 
+#[repr(C)]
+#[derive(Clone, Copy)]
 pub struct Record {
     pub op: u32,
     pub verdict: u32,
@@ -42,35 +43,38 @@ pub struct Record {
     pub net: NetTarget,
 }
 
-/// Send one record. The target bytes must already be in `s.event.target`. Overwrites the
-/// header, including the LPM key overlay: do all lookups first.
+/// Send one record built from `s.cur` (the agent), `s.rec` (target length, flags, open flags,
+/// network target) and the arguments. The target bytes must already be in `s.event.target`.
+/// Overwrites the header, including the LPM key overlay: do all lookups first.
 #[inline(always)]
-pub fn emit(s: &mut Scratch, cur: &Current, r: &Record) {
+pub fn emit(s: &mut Scratch, op: u32, verdict: u32, rule: u32, access: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
+    let agent = unsafe { core::ptr::read_volatile(&s.cur.agent) };
+    let len = unsafe { core::ptr::read_volatile(&s.rec.target_len) };
+    let len = if len > EVENT_TARGET_BYTES { EVENT_TARGET_BYTES } else { len };
     let h = &mut s.event.header;
     h.ts_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
-    h.session = cur.state.session;
-    h.chain = cur.state.chain;
-    h.depth = cur.state.depth;
-    h.rule_agent = cur.agent;
-    h.policy_version = cur.policy_version;
+    h.session = s.cur.state.session;
+    h.chain = s.cur.state.chain;
+    h.depth = s.cur.state.depth;
+    h.rule_agent = agent;
+    h.policy_version = s.cur.policy_version;
     h.pid = pid_tgid as u32;
     h.tgid = (pid_tgid >> 32) as u32;
     h.ppid = ppid();
     h.uid = bpf_get_current_uid_gid() as u32;
     h.cpu = unsafe { bpf_get_smp_processor_id() };
-    h.op = r.op;
-    h.verdict = r.verdict;
-    h.rule = r.rule;
-    h.flags = r.flags;
-    h.access = r.access;
-    h.open_flags = r.open_flags;
-    h.net_family = r.net.family;
-    h.net_port = r.net.port;
-    h.net_proto = r.net.proto;
-    h.net_addr = r.net.addr;
+    h.op = op;
+    h.verdict = verdict;
+    h.rule = rule;
+    h.flags = s.rec.flags;
+    h.access = access;
+    h.open_flags = s.rec.open_flags;
+    h.net_family = s.rec.net.family;
+    h.net_port = s.rec.net.port;
+    h.net_proto = s.rec.net.proto;
+    h.net_addr = s.rec.net.addr;
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    let len = if r.target_len > EVENT_TARGET_BYTES { EVENT_TARGET_BYTES } else { r.target_len };
     h.target_len = len as u32;
     h._pad = 0;
     let size = EVENT_HEADER_BYTES + len;
@@ -79,7 +83,7 @@ pub fn emit(s: &mut Scratch, cur: &Current, r: &Record) {
     }
     let bytes = unsafe { core::slice::from_raw_parts(&s.event as *const Event as *const u8, size) };
     if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-        let agent = if cur.agent < MAX_AGENTS { cur.agent } else { 0 };
+        let agent = if agent < MAX_AGENTS { agent } else { 0 };
         if let Some(p) = LOSSES.get_ptr_mut(agent) {
             unsafe { *p += 1 };
         }
@@ -91,13 +95,13 @@ pub fn emit(s: &mut Scratch, cur: &Current, r: &Record) {
 /// The policy says which decisions are logged: every deny and would-deny, every exec, connect
 /// and join, and file allows only for agents that ask for them.
 #[inline(always)]
-pub fn should_log(cur: &Current, op: u32, verdict: u32) -> bool {
+pub fn should_log(agent_flags: u32, op: u32, verdict: u32) -> bool {
     if verdict != VERDICT_ALLOW {
         return true;
     }
     match op {
         OP_EXEC | OP_CONNECT | OP_JOIN => true,
         OP_SENDMSG => false,
-        _ => cur.cfg.flags & AGENT_LOG_FILE_ALLOW != 0,
+        _ => agent_flags & AGENT_LOG_FILE_ALLOW != 0,
     }
 }

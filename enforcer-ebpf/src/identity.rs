@@ -10,6 +10,7 @@ use enforcer_common::*;
 use crate::maps::{count, AGENTS, CGROUP_MATCH, CONFIG, DOOMED, DOOMED_ANY, PROCS};
 
 /// The current task as an agent, with the rule slot and agent config the decision uses.
+#[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Current {
     pub tid: u32,
@@ -22,8 +23,8 @@ pub struct Current {
     pub flags: u32,
     /// Set when the process just joined (an OP_JOIN event is owed).
     pub joined: u32,
-    /// Recorded nowhere (table full): deny everything.
-    pub doomed: bool,
+    /// Non-zero: recorded nowhere (table full), deny everything.
+    pub doomed: u32,
 }
 
 #[inline(always)]
@@ -65,7 +66,7 @@ pub fn for_state(tid: u32, state: ProcState, cfg0: &Config) -> Current {
         cfg: agent_config(cfg0.active_slot & 1, agent),
         flags: 0,
         joined: 0,
-        doomed: false,
+        doomed: 0,
     }
 }
 
@@ -113,7 +114,7 @@ pub fn current() -> Option<Current> {
     if doomed_any() && unsafe { DOOMED.get(&tid) }.is_some() {
         let state = ProcState { session: 0, chain: [0; MAX_CHAIN], depth: 0, joined_by: 0 };
         let mut cur = for_state(tid, state, &cfg0);
-        cur.doomed = true;
+        cur.doomed = 1;
         cur.flags |= EVENT_FLAG_PROC_TABLE_FULL;
         return Some(cur);
     }
@@ -123,4 +124,23 @@ pub fn current() -> Option<Current> {
 #[inline(always)]
 pub fn doomed_any() -> bool {
     matches!(DOOMED_ANY.get(0), Some(v) if *v != 0)
+}
+
+/// Identify the current task and park the result in `s.cur` for the decision code (which reads
+/// it from there, keeping the 512-byte stack free and the verifier's states merged).
+#[inline(always)]
+pub fn park_current(s: &mut crate::scratch::Scratch) -> bool {
+    match current() {
+        Some(c) => {
+            unsafe { core::ptr::write_volatile(&mut s.cur, c) };
+            true
+        }
+        None => false,
+    }
+}
+
+/// A parked Current, for code that has just parked one (exec matching).
+#[inline(always)]
+pub fn park(s: &mut crate::scratch::Scratch, c: Current) {
+    unsafe { core::ptr::write_volatile(&mut s.cur, c) };
 }

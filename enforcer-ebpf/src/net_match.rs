@@ -7,6 +7,7 @@ use enforcer_common::*;
 use crate::{maps::NET_RULES, scratch::Scratch};
 
 /// A network destination as the events carry it.
+#[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct NetTarget {
     pub family: u16,

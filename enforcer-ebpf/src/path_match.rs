@@ -13,73 +13,103 @@ use crate::{
 
 const MASK: usize = PATH_BUF_BYTES - 1;
 
-/// What the candidates said, per access kind: the first deny and the first allow seen.
+/// What the candidates said, per access kind: the first deny and the first allow seen. Lives
+/// in the per-CPU scratch and is only touched through volatile accesses: held in registers, every
+/// combination of seen-bits would be a separate verifier state across ten candidates.
+#[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct Acc {
+    /// Non-zero: a wildcard component could not be delimited within the key window (fail closed).
+    pub undecidable: u32,
     pub deny_seen: u32,
     pub allow_seen: u32,
     pub deny_rule: [u32; ACCESS_KINDS],
     pub allow_rule: [u32; ACCESS_KINDS],
 }
 
-impl Acc {
-    #[inline(always)]
-    pub fn add(&mut self, v: &PathRule) {
-        for k in 0..ACCESS_KINDS {
-            let bit = 1u32 << k;
-            if v.deny & bit != 0 && self.deny_seen & bit == 0 {
-                self.deny_seen |= bit;
-                self.deny_rule[k] = v.deny_rule[k];
-            }
-            if v.allow & bit != 0 && self.allow_seen & bit == 0 {
-                self.allow_seen |= bit;
-                self.allow_rule[k] = v.allow_rule[k];
-            }
-        }
-    }
-
-    /// Verdict for the requested `ACCESS_*` bits, checked in kind order: the first kind that is
-    /// denied (explicitly, or by default with rule 0) decides; if all are allowed, the allow
-    /// rule of the first requested kind is reported.
-    #[inline(always)]
-    pub fn decide(&self, access: u32) -> (bool, u32) {
-        let mut first_allow = 0u32;
-        let mut have_allow = false;
-        for k in 0..ACCESS_KINDS {
-            let bit = 1u32 << k;
-            if access & bit == 0 {
-                continue;
-            }
-            if self.deny_seen & bit != 0 {
-                return (false, self.deny_rule[k]);
-            }
-            if self.allow_seen & bit == 0 {
-                return (false, RULE_DEFAULT_DENY);
-            }
-            if !have_allow {
-                have_allow = true;
-                first_allow = self.allow_rule[k];
-            }
-        }
-        (have_allow, first_allow)
-    }
+macro_rules! vget {
+    ($place:expr) => {{
+        #[allow(unused_unsafe)]
+        let value = unsafe { core::ptr::read_volatile(&$place) };
+        value
+    }};
+}
+macro_rules! vset {
+    ($place:expr, $value:expr) => {{
+        let value = $value;
+        unsafe { core::ptr::write_volatile(&mut $place, value) }
+    }};
 }
 
 #[inline(always)]
-fn byte(s: &Scratch, i: usize) -> u8 {
-    s.event.target[i & MASK]
+fn acc_reset(s: &mut Scratch) {
+    vset!(s.acc.undecidable, 0);
+    vset!(s.acc.deny_seen, 0);
+    vset!(s.acc.allow_seen, 0);
 }
 
-/// Evaluate the path in `s.event.target` (`len` bytes incl. NUL, 1..=PATH_BUF_BYTES).
 #[inline(always)]
-pub fn evaluate(s: &mut Scratch, ruleset: u32, cfg: &AgentConfig, len: usize) -> Acc {
-    let mut acc = Acc::default();
-    lookup_main(s, ruleset, len, &mut acc);
-    if cfg.wildcard_depths != 0 {
-        lookup_wildcards(s, ruleset, len, cfg.wildcard_depths, &mut acc);
+fn acc_add(s: &mut Scratch, v: &PathRule) {
+    for k in 0..ACCESS_KINDS {
+        let bit = 1u32 << k;
+        let seen = vget!(s.acc.deny_seen);
+        if v.deny & bit != 0 && seen & bit == 0 {
+            vset!(s.acc.deny_seen, seen | bit);
+            vset!(s.acc.deny_rule[k], v.deny_rule[k]);
+        }
+        let seen = vget!(s.acc.allow_seen);
+        if v.allow & bit != 0 && seen & bit == 0 {
+            vset!(s.acc.allow_seen, seen | bit);
+            vset!(s.acc.allow_rule[k], v.allow_rule[k]);
+        }
     }
-    lookup_names(s, ruleset, len, &mut acc);
-    acc
+}
+
+/// Verdict for the requested `ACCESS_*` bits, checked in kind order: the first kind that is
+/// denied (explicitly, or by default with rule 0) decides; if all are allowed, the allow rule of
+/// the first requested kind is reported.
+#[inline(always)]
+pub fn decide(s: &Scratch, access: u32) -> (bool, u32) {
+    if vget!(s.acc.undecidable) != 0 {
+        return (false, RULE_DEFAULT_DENY);
+    }
+    let deny_seen = vget!(s.acc.deny_seen);
+    let allow_seen = vget!(s.acc.allow_seen);
+    let mut first_allow = 0u32;
+    let mut have_allow = false;
+    for k in 0..ACCESS_KINDS {
+        let bit = 1u32 << k;
+        if access & bit == 0 {
+            continue;
+        }
+        if deny_seen & bit != 0 {
+            return (false, vget!(s.acc.deny_rule[k]));
+        }
+        if allow_seen & bit == 0 {
+            return (false, RULE_DEFAULT_DENY);
+        }
+        if !have_allow {
+            have_allow = true;
+            first_allow = vget!(s.acc.allow_rule[k]);
+        }
+    }
+    (have_allow, first_allow)
+}
+
+pub fn undecidable(s: &Scratch) -> bool {
+    vget!(s.acc.undecidable) != 0
+}
+
+/// Evaluate the path in `s.event.target` (`len` bytes incl. NUL, 1..=PATH_BUF_BYTES) into
+/// `s.acc`; then [`decide`].
+#[inline(always)]
+pub fn evaluate(s: &mut Scratch, ruleset: u32, need: u32, list: [u8; 4], len: usize) {
+    acc_reset(s);
+    lookup_main(s, ruleset, len);
+    if need != 0 && !lookup_wildcards(s, ruleset, len, need, list) {
+        vset!(s.acc.undecidable, 1);
+    }
+    lookup_names(s, ruleset, len);
 }
 
 /// Also used by exec matching with the matcher ruleset.
@@ -92,120 +122,198 @@ pub fn set_main_key(s: &mut Scratch, ruleset: u32, len: usize) -> *const Key<Pat
 }
 
 #[inline(always)]
-fn lookup_main(s: &mut Scratch, ruleset: u32, len: usize, acc: &mut Acc) {
+fn lookup_main(s: &mut Scratch, ruleset: u32, len: usize) {
     let key = set_main_key(s, ruleset, len);
     if let Some(v) = PATH_RULES.get(unsafe { &*key }) {
-        acc.add(v);
+        acc_add(s, v);
     }
 }
 
+/// Copy `n` (<= `max`) bytes of the path from `from` into `dst`. A bounded helper copy instead
+/// of a byte loop keeps the verifier's work small. Offset and size pass through memory, so LLVM
+/// cannot re-derive them from the path length without the masks the verifier needs.
 #[inline(always)]
-fn lookup_wildcards(s: &mut Scratch, ruleset: u32, len: usize, depths: u32, acc: &mut Acc) {
-    // Deepest wildcard depth decides how many '/' we need to know about.
-    let mut need = 0u32;
-    for d in 1..=MAX_WILDCARD_DEPTH {
-        if depths & (1 << (d - 1)) != 0 {
-            need = d + 1;
-        }
+fn copy_from_path(s: &mut Scratch, from: usize, dst: *mut u8, n: usize, max: usize) -> bool {
+    vset!(s.offset, n as u32);
+    let n = vget!(s.offset) as usize & 0x1ff;
+    if n == 0 {
+        return true;
     }
-    let mut n = 0u32;
-    for i in 0..PATH_BUF_BYTES {
-        if i + 1 >= len || n >= need || n as usize >= s.slashes.len() {
+    if n > max {
+        return false;
+    }
+    vset!(s.offset, from as u32);
+    let from = vget!(s.offset) as usize & MASK;
+    let src = unsafe { s.event.target.as_ptr().add(from) };
+    unsafe { aya_ebpf::helpers::generated::bpf_probe_read_kernel(dst as *mut _, n as u32, src as *const _) == 0 }
+}
+
+/// Returns false when a wildcard component cannot be delimited inside the key window (a
+/// component straddling byte 252): the caller fails closed.
+#[inline(always)]
+fn lookup_wildcards(s: &mut Scratch, ruleset: u32, len: usize, need: u32, list: [u8; 4]) -> bool {
+    // Counters live in scratch memory (volatile): as registers they would be tracked per value,
+    // per iteration. The scan stops at the path's NUL rather than comparing against its length,
+    // which would split the length's range in the verifier on every iteration.
+    vset!(s.need, need);
+    vset!(s.nslash, 0);
+    vset!(s.hit_nul, 0);
+    for i in 0..PATH_KEY_BYTES {
+        let c = s.event.target[i];
+        if c == 0 {
+            vset!(s.hit_nul, 1);
             break;
         }
-        if byte(s, i) == b'/' {
-            s.slashes[n as usize] = i as u16;
-            n += 1;
+        let n = vget!(s.nslash);
+        if n >= vget!(s.need) || n >= 18 {
+            break;
+        }
+        if c == b'/' {
+            vset!(s.slashes[(n % 20) as usize], i as u16);
+            vset!(s.nslash, n + 1);
         }
     }
-    let mut done = 0u32;
-    for d in 1..=MAX_WILDCARD_DEPTH {
-        if depths & (1 << (d - 1)) == 0 || n < d || done >= MAX_WILDCARD_DEPTHS {
-            continue;
+    vset!(s.nulpos, (len - 1) as u32);
+    for t in 0..4 {
+        let d = list[t] as u32;
+        if d == 0 {
+            break;
         }
-        done += 1;
-        let start = s.slashes[(d - 1) as usize & 15] as usize + 1;
-        let end = if n > d { s.slashes[d as usize & 15] as usize } else { len - 1 };
-        if end <= start || end >= len {
-            continue;
-        }
-        // P' = P[..start] + "*" + P[end..], NUL included.
-        let vlen = start + 1 + (len - end);
-        for j in 0..PATH_KEY_BYTES {
-            if j >= vlen {
-                break;
-            }
-            let c = if j < start {
-                byte(s, j)
-            } else if j == start {
-                b'*'
-            } else {
-                byte(s, end + (j - start - 1))
-            };
-            s.variant.path[j] = c;
-        }
-        let klen = if vlen > PATH_KEY_BYTES { PATH_KEY_BYTES } else { vlen };
-        s.variant.prefix_len = (32 + 8 * klen) as u32;
-        s.variant.ruleset_be = ruleset.to_be_bytes();
-        let key = &s.variant as *const _ as *const Key<PathData>;
-        if let Some(v) = PATH_RULES.get(unsafe { &*key }) {
-            acc.add(v);
+        if !wildcard_variant(s, ruleset, d) {
+            return false;
         }
     }
+    true
 }
 
+/// Look up P with component `d` replaced by `*`. Everything comes from scratch memory so each
+/// call starts from the same verifier state.
 #[inline(always)]
-fn name_lookup(s: &mut Scratch, ruleset: u32, kind: u32, from: usize, to: usize, acc: &mut Acc) {
-    let n = to - from;
-    if n == 0 || n > NAME_KEY_BYTES {
+fn wildcard_variant(s: &mut Scratch, ruleset: u32, d: u32) -> bool {
+    let n = vget!(s.nslash);
+    let whole = vget!(s.hit_nul) != 0 || n >= vget!(s.need);
+    if n < d {
+        // Fewer than d components: fine if the whole path was seen, undecidable otherwise.
+        return whole;
+    }
+    let start = vget!(s.slashes[((d - 1) & 15) as usize]) as usize + 1;
+    let nul = vget!(s.nulpos) as usize & MASK;
+    let end = if n > d {
+        vget!(s.slashes[(d & 15) as usize]) as usize
+    } else if vget!(s.hit_nul) != 0 {
+        nul
+    } else {
+        return false; // component d runs past the window
+    };
+    if start >= PATH_KEY_BYTES || end <= start || end > nul {
+        return true;
+    }
+    // P' = P[..start] + "*" + P[end..] (NUL included), cut to the key window.
+    let pre = start & 0xff;
+    let dst = s.variant.path.as_mut_ptr();
+    if !copy_from_path(s, 0, dst, pre, PATH_KEY_BYTES) {
+        return true;
+    }
+    s.variant.path[pre] = b'*';
+    let rest = nul + 1 - end;
+    let room = PATH_KEY_BYTES - 1 - pre;
+    let take = if rest < room { rest } else { room };
+    let dst = unsafe { s.variant.path.as_mut_ptr().add(pre + 1) };
+    if !copy_from_path(s, end, dst, take & 0xff, PATH_KEY_BYTES) {
+        return true;
+    }
+    let vlen = pre + 1 + take;
+    s.variant.prefix_len = (32 + 8 * vlen) as u32;
+    s.variant.ruleset_be = ruleset.to_be_bytes();
+    let key = &s.variant as *const _ as *const Key<PathData>;
+    if let Some(v) = PATH_RULES.get(unsafe { &*key }) {
+        acc_add(s, v);
+    }
+    true
+}
+
+const TAIL: usize = NAME_KEY_BYTES + 1;
+
+/// Look up `tail[rel..TAIL]` (a basename or suffix) in NAME_RULES.
+#[inline(always)]
+fn name_lookup(s: &mut Scratch, ruleset: u32, kind: u32, rel: usize) {
+    if rel >= TAIL {
+        return;
+    }
+    let n = TAIL - rel;
+    if n > NAME_KEY_BYTES {
         return;
     }
     s.name.ruleset = ruleset;
     s.name.kind = kind;
-    for j in 0..NAME_KEY_BYTES {
-        s.name.name[j] = if j < n { byte(s, from + j) } else { 0 };
+    // Word stores, volatile so LLVM does not turn them back into a memset byte loop.
+    let words = s.name.name.as_mut_ptr() as *mut u32;
+    for i in 0..NAME_KEY_BYTES / 4 {
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
+    }
+    let src = unsafe { s.tail.as_ptr().add(rel & 63) };
+    let dst = s.name.name.as_mut_ptr();
+    // Through memory, so LLVM cannot re-derive the size as `61 - rel` without the mask.
+    vset!(s.offset, n as u32);
+    let n = vget!(s.offset) as usize & 63;
+    if n == 0 || n > NAME_KEY_BYTES {
+        return;
+    }
+    if unsafe { aya_ebpf::helpers::generated::bpf_probe_read_kernel(dst as *mut _, n as u32, src as *const _) } != 0 {
+        return;
     }
     if let Some(v) = unsafe { NAME_RULES.get(&s.name) } {
-        acc.add(v);
+        acc_add(s, v);
     }
 }
 
+/// Basename and suffix rules. Names and suffixes longer than NAME_KEY_BYTES never match, so only
+/// the last NAME_KEY_BYTES + 1 bytes matter: the '/' before a short basename, and the dots.
 #[inline(always)]
-fn lookup_names(s: &mut Scratch, ruleset: u32, len: usize, acc: &mut Acc) {
+fn lookup_names(s: &mut Scratch, ruleset: u32, len: usize) {
     if len < 3 {
         return; // "/" has no basename
     }
     let last = len - 1; // index of the NUL
-    // Basename start: after the last '/', searched backwards at most NAME_MAX + 1 bytes.
-    let mut bstart = 0usize;
-    // Up to MAX_SUFFIX_TRIES dot positions, rightmost first.
-    let mut dots = [0usize; MAX_SUFFIX_TRIES as usize];
-    let mut ndots = 0usize;
-    for k in 1..=256usize {
-        if k > last {
-            break;
-        }
-        let i = last - k;
-        let c = byte(s, i);
-        if c == b'/' {
-            bstart = i + 1;
-            break;
-        }
-        if c == b'.' && ndots < dots.len() {
-            dots[ndots] = i;
-            ndots += 1;
-        }
+    let take = if last < TAIL { last } else { TAIL };
+    // Right-align the tail: tail[TAIL - 1] is the byte before the NUL.
+    let words = s.tail.as_mut_ptr() as *mut u32;
+    for i in 0..64 / 4 {
+        unsafe { core::ptr::write_volatile(words.add(i), 0) };
     }
-    if bstart == 0 || bstart >= last {
+    vset!(s.offset, (TAIL - take) as u32);
+    let dst = unsafe { s.tail.as_mut_ptr().add(vget!(s.offset) as usize & 63) };
+    if !copy_from_path(s, last - take, dst, take & 63, TAIL) {
         return;
     }
-    name_lookup(s, ruleset, NAME_EXACT, bstart, last, acc);
+    vset!(s.bstart, 0);
+    vset!(s.ndots, 0);
+    for j in (0..TAIL).rev() {
+        let c = s.tail[j];
+        if c == b'/' {
+            vset!(s.bstart, (j + 1) as u32);
+            break;
+        }
+        if c == 0 {
+            break; // before the start of a short path (cannot happen: paths start with '/')
+        }
+        let nd = vget!(s.ndots);
+        if c == b'.' && nd < 4 {
+            vset!(s.dots[(nd & 3) as usize], j as u32);
+            vset!(s.ndots, nd + 1);
+        }
+    }
+    let bstart = vget!(s.bstart) as usize;
+    if bstart != 0 {
+        name_lookup(s, ruleset, NAME_EXACT, bstart & 63);
+    }
     // Left to right among the (at most four) rightmost dots: longest suffix first.
+    let ndots = vget!(s.ndots) as usize & 7;
     for t in 0..MAX_SUFFIX_TRIES as usize {
         if t >= ndots {
             break;
         }
-        let i = dots[(ndots - 1 - t) & 3];
-        name_lookup(s, ruleset, NAME_SUFFIX, i, last, acc);
+        let rel = vget!(s.dots[(ndots - 1 - t) & 3]) as usize;
+        name_lookup(s, ruleset, NAME_SUFFIX, rel & 63);
     }
 }

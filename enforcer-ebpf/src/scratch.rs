@@ -2,11 +2,13 @@
 
 use enforcer_common::{Event, NameKey, NetData, PATH_KEY_BYTES};
 
+/// Wildcard-variant key. Twice the key size: the verifier bounds a copy by the largest offset plus
+/// the largest size, not by their sum at run time.
 #[repr(C)]
 pub struct VariantLookup {
     pub prefix_len: u32,
     pub ruleset_be: [u8; 4],
-    pub path: [u8; PATH_KEY_BYTES + 4],
+    pub path: [u8; 2 * PATH_KEY_BYTES + 8],
 }
 
 #[repr(C)]
@@ -21,8 +23,8 @@ pub struct Scratch {
     /// (`target_len`, `_pad`) hold the key's prefix length and ruleset during lookups, so
     /// `bpf_d_path` writes the path once and it is both looked up and logged without a copy.
     pub event: Event,
-    /// Slack after the target so masked indices and fixed-size reads stay inside the value.
-    pub _slack: [u8; 64],
+    /// Slack after the target: a bounded copy from a masked offset may run this far past it.
+    pub _slack: [u8; 320],
     pub variant: VariantLookup,
     pub name: NameKey,
     pub net: NetLookup,
@@ -30,6 +32,29 @@ pub struct Scratch {
     pub unix_path: [u8; 128],
     /// Positions of the first '/' characters of the path (component starts - 1).
     pub slashes: [u16; 20],
+    /// Basename start and dot positions. Kept in map memory (volatile) rather than registers:
+    /// the verifier then sees bounded unknowns instead of one state per combination.
+    pub bstart: u32,
+    pub dots: [u32; 4],
+    pub ndots: u32,
+    /// The last NAME_KEY_BYTES + 1 bytes of the path, right-aligned (TAIL - 1 is the byte before
+    /// the NUL), so the basename scan uses constant indices.
+    pub tail: [u8; 128],
+    /// The wildcard scan met the path's NUL inside the key window.
+    pub hit_nul: u32,
+    /// Passes an offset through memory so LLVM cannot fold away the mask the verifier needs.
+    pub offset: u32,
+    /// Index of the path's NUL, re-read per wildcard depth (see lookup_wildcards).
+    pub nulpos: u32,
+    /// Slashes found so far and slashes needed (wildcard scan).
+    pub nslash: u32,
+    pub need: u32,
+    /// The decision's inputs, parked here at the start of a path decision so that every way
+    /// into it (identity paths, access kinds) reaches one verifier state.
+    pub cur: crate::identity::Current,
+    pub rec: crate::emit::Record,
+    /// What the path candidates said (see path_match::Acc). In map memory for the same reason.
+    pub acc: crate::path_match::Acc,
 }
 
 #[inline(always)]

@@ -29,4 +29,7 @@ pub enum Command {
     Status(cmd::status::StatusArgs),
     /// Start a daemon with the demo policy, run a scripted agent, show its audit events live.
     Demo(cmd::demo::DemoArgs),
+    /// Perform file/exec/network operations and report errno per operation (tests, demo).
+    #[command(hide = true)]
+    TryOps(cmd::try_ops::TryOpsArgs),
 }

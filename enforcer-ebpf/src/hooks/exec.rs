@@ -25,20 +25,20 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     }
 }
 
+#[inline(always)]
 fn try_bprm_check_security(ctx: &LsmContext) -> Result<i32, i32> {
-    let prior = super::prior(ctx, 1);
-    if prior != 0 {
-        return Ok(prior);
+    if super::prior_denied(ctx, 1) {
+        return Ok(decide::ret_code(true));
     }
     let cfg0 = identity::config();
-    let cur = identity::current();
-    if cur.is_none() && cfg0.flags & CONFIG_HAVE_EXE_MATCH == 0 {
+    let s = scratch::get().ok_or_else(|| decide::ret_code(true))?;
+    let is_agent = identity::park_current(s);
+    if !is_agent && cfg0.flags & CONFIG_HAVE_EXE_MATCH == 0 {
         return Ok(0);
     }
     let bprm: *const u8 = ctx.arg(0);
     // A direct load (not a probe read) keeps `file` a trusted BTF pointer for bpf_d_path.
     let file: *const u8 = unsafe { *(bprm.add(off::OFF_BPRM_FILE()) as *const *const u8) };
-    let s = scratch::get().ok_or(-decide::EPERM)?;
     let ret = unsafe {
         bpf_d_path(
             file.add(off::OFF_FILE_F_PATH()) as *mut _,
@@ -46,19 +46,18 @@ fn try_bprm_check_security(ctx: &LsmContext) -> Result<i32, i32> {
             PATH_BUF_BYTES as u32,
         )
     };
-    let cur = match cur {
-        Some(c) => c,
-        None => match exe_match(s, &cfg0, ret) {
-            Some(c) => c,
+    if !is_agent {
+        match exe_match(s, &cfg0, ret) {
+            Some(c) => identity::park(s, c),
             None => return Ok(0),
-        },
-    };
+        }
+    }
     let head: [u8; 2] =
         unsafe { bpf_probe_read_kernel(bprm.add(off::OFF_BPRM_BUF()) as *const [u8; 2]) }.unwrap_or([0; 2]);
     if head == *b"#!" {
-        return Ok(decide::path_op(s, &cur, OP_OPEN, ACCESS_READ, 0, EVENT_FLAG_SCRIPT, ret));
+        return Ok(decide::path_op(s, OP_OPEN, ACCESS_READ, 0, EVENT_FLAG_SCRIPT, ret));
     }
-    Ok(decide::path_op(s, &cur, OP_EXEC, ACCESS_EXEC, 0, 0, ret))
+    Ok(decide::path_op(s, OP_EXEC, ACCESS_EXEC, 0, 0, ret))
 }
 
 /// A non-agent execs a binary some agent's `match.exe` names: it becomes that agent, for good.

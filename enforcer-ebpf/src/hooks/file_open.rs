@@ -21,14 +21,15 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     }
 }
 
+#[inline(always)]
 fn try_file_open(ctx: &LsmContext) -> Result<i32, i32> {
-    let prior = super::prior(ctx, 1);
-    if prior != 0 {
-        return Ok(prior);
+    if super::prior_denied(ctx, 1) {
+        return Ok(decide::ret_code(true));
     }
-    let Some(cur) = identity::current() else {
+    let s = scratch::get().ok_or_else(|| decide::ret_code(true))?;
+    if !identity::park_current(s) {
         return Ok(0);
-    };
+    }
     let file: *const u8 = ctx.arg(0);
     let fmode: u32 =
         unsafe { bpf_probe_read_kernel(file.add(off::OFF_FILE_F_MODE()) as *const u32) }.unwrap_or(0);
@@ -47,7 +48,6 @@ fn try_file_open(ctx: &LsmContext) -> Result<i32, i32> {
     if access == 0 {
         return Ok(0);
     }
-    let s = scratch::get().ok_or(-decide::EPERM)?;
     let ret = unsafe {
         bpf_d_path(
             file.add(off::OFF_FILE_F_PATH()) as *mut _,
@@ -55,5 +55,5 @@ fn try_file_open(ctx: &LsmContext) -> Result<i32, i32> {
             PATH_BUF_BYTES as u32,
         )
     };
-    Ok(decide::path_op(s, &cur, OP_OPEN, access, fflags, 0, ret))
+    Ok(decide::path_op(s, OP_OPEN, access, fflags, 0, ret))
 }

@@ -4,10 +4,11 @@ pub mod exec;
 pub mod file_open;
 pub mod net;
 pub mod proc;
+pub mod verifier_probe;
 
-/// LSM programs see the previous LSM's return value as their last argument: a denial by
-/// someone else stands.
+/// LSM programs see the previous BPF LSM program's return value as their last argument: a
+/// denial by someone else stands (returned as EPERM: the verifier needs a bounded constant).
 #[inline(always)]
-pub fn prior(ctx: &aya_ebpf::programs::LsmContext, nargs: usize) -> i32 {
-    ctx.arg::<i32>(nargs)
+pub fn prior_denied(ctx: &aya_ebpf::programs::LsmContext, nargs: usize) -> bool {
+    ctx.arg::<i32>(nargs) != 0
 }

@@ -11,8 +11,7 @@ use enforcer_common::*;
 
 use crate::{
     decide,
-    emit::Record,
-    identity::{self, Current},
+    identity,
     net_match::{self, v4_mapped, NetTarget},
     offsets::get as off,
     scratch::{self, Scratch},
@@ -29,19 +28,19 @@ pub fn socket_connect(ctx: LsmContext) -> i32 {
     }
 }
 
+#[inline(always)]
 fn try_socket_connect(ctx: &LsmContext) -> Result<i32, i32> {
-    let prior = super::prior(ctx, 3);
-    if prior != 0 {
-        return Ok(prior);
+    if super::prior_denied(ctx, 3) {
+        return Ok(decide::ret_code(true));
     }
-    let Some(cur) = identity::current() else {
+    let s = scratch::get().ok_or_else(|| decide::ret_code(true))?;
+    if !identity::park_current(s) {
         return Ok(0);
-    };
+    }
     let sock: *const u8 = ctx.arg(0);
     let addr: *const u8 = ctx.arg(1);
     let addrlen: i32 = ctx.arg(2);
-    let s = scratch::get().ok_or(-decide::EPERM)?;
-    Ok(sockaddr_op(s, &cur, OP_CONNECT, sock, addr, addrlen))
+    Ok(sockaddr_op(s, OP_CONNECT, sock, addr, addrlen))
 }
 
 #[lsm(hook = "socket_sendmsg")]
@@ -51,14 +50,15 @@ pub fn socket_sendmsg(ctx: LsmContext) -> i32 {
     }
 }
 
+#[inline(always)]
 fn try_socket_sendmsg(ctx: &LsmContext) -> Result<i32, i32> {
-    let prior = super::prior(ctx, 3);
-    if prior != 0 {
-        return Ok(prior);
+    if super::prior_denied(ctx, 3) {
+        return Ok(decide::ret_code(true));
     }
-    let Some(cur) = identity::current() else {
+    let s = scratch::get().ok_or_else(|| decide::ret_code(true))?;
+    if !identity::park_current(s) {
         return Ok(0);
-    };
+    }
     let sock: *const u8 = ctx.arg(0);
     let msg: *const u8 = ctx.arg(1);
     let name: *const u8 =
@@ -70,8 +70,7 @@ fn try_socket_sendmsg(ctx: &LsmContext) -> Result<i32, i32> {
     let namelen: i32 =
         unsafe { bpf_probe_read_kernel(msg.add(off::OFF_MSGHDR_MSG_NAMELEN()) as *const i32) }
             .unwrap_or(0);
-    let s = scratch::get().ok_or(-decide::EPERM)?;
-    Ok(sockaddr_op(s, &cur, OP_SENDMSG, sock, name, namelen))
+    Ok(sockaddr_op(s, OP_SENDMSG, sock, name, namelen))
 }
 
 #[inline(always)]
@@ -80,24 +79,15 @@ fn read<T>(p: *const u8) -> Option<T> {
 }
 
 #[inline(always)]
-fn unreadable(s: &mut Scratch, cur: &Current, op: u32, t: NetTarget) -> i32 {
-    let r = Record {
-        op,
-        verdict: 0,
-        rule: RULE_DEFAULT_DENY,
-        flags: EVENT_FLAG_ADDR_UNREADABLE,
-        access: ACCESS_CONNECT,
-        open_flags: 0,
-        target_len: 0,
-        net: t,
-    };
-    decide::finish(s, cur, false, r)
+fn unreadable(s: &mut Scratch, op: u32, t: NetTarget) -> i32 {
+    decide::begin(s, op, ACCESS_CONNECT, 0, EVENT_FLAG_ADDR_UNREADABLE, t);
+    decide::finish(s, false, RULE_DEFAULT_DENY)
 }
 
 #[inline(always)]
-fn sockaddr_op(s: &mut Scratch, cur: &Current, op: u32, sock: *const u8, addr: *const u8, addrlen: i32) -> i32 {
+fn sockaddr_op(s: &mut Scratch, op: u32, sock: *const u8, addr: *const u8, addrlen: i32) -> i32 {
     let Some(family) = read::<u16>(addr) else {
-        return unreadable(s, cur, op, NetTarget::default());
+        return unreadable(s, op, NetTarget::default());
     };
     let stype = read::<u16>(unsafe { sock.add(off::OFF_SOCKET_TYPE()) }).unwrap_or(0);
     let proto = match stype {
@@ -109,47 +99,48 @@ fn sockaddr_op(s: &mut Scratch, cur: &Current, op: u32, sock: *const u8, addr: *
     match family {
         AF_INET => {
             if addrlen < 8 {
-                return unreadable(s, cur, op, t);
+                return unreadable(s, op, t);
             }
             let (Some(port), Some(a4)) = (read::<u16>(unsafe { addr.add(2) }), read::<[u8; 4]>(unsafe { addr.add(4) }))
             else {
-                return unreadable(s, cur, op, t);
+                return unreadable(s, op, t);
             };
             t.port = u16::from_be(port);
             t.addr = v4_mapped(a4);
         }
         AF_INET6 => {
             if addrlen < 24 {
-                return unreadable(s, cur, op, t);
+                return unreadable(s, op, t);
             }
             let (Some(port), Some(a6)) = (read::<u16>(unsafe { addr.add(2) }), read::<[u8; 16]>(unsafe { addr.add(8) }))
             else {
-                return unreadable(s, cur, op, t);
+                return unreadable(s, op, t);
             };
             t.port = u16::from_be(port);
             t.addr = a6;
         }
-        AF_UNIX => return unix_op(s, cur, op, addr, addrlen, t),
+        AF_UNIX => return unix_op(s, op, addr, addrlen, t),
         // Other families (netlink, packet, AF_UNSPEC disconnect...) are not egress we police.
         _ => return 0,
     }
-    let (allow, rule) = net_match::evaluate(s, ruleset(cur.slot, cur.agent), &t);
-    let r = Record { op, verdict: 0, rule, flags: 0, access: ACCESS_CONNECT, open_flags: 0, target_len: 0, net: t };
-    decide::finish(s, cur, allow, r)
+    decide::begin(s, op, ACCESS_CONNECT, 0, 0, t);
+    let rs = decide::current_ruleset(s);
+    let (allow, rule) = net_match::evaluate(s, rs, &t);
+    decide::finish(s, allow, rule)
 }
 
 /// Unix socket: the path (or `@abstract` name) goes through the path rules with ACCESS_CONNECT.
 #[inline(always)]
-fn unix_op(s: &mut Scratch, cur: &Current, op: u32, addr: *const u8, addrlen: i32, t: NetTarget) -> i32 {
+fn unix_op(s: &mut Scratch, op: u32, addr: *const u8, addrlen: i32, t: NetTarget) -> i32 {
     let n = addrlen as i64 - 2;
     if n <= 0 || n > SUN_PATH_BYTES as i64 {
-        return unreadable(s, cur, op, t);
+        return unreadable(s, op, t);
     }
     let n = n as usize;
     // The address always lives in a kernel sockaddr_storage (128 bytes): a fixed read is safe.
     // Read into scratch memory: the 512-byte stack has no room for it.
     if unsafe { bpf_probe_read_kernel_buf(addr.add(2), &mut s.unix_path[..SUN_PATH_BYTES]) }.is_err() {
-        return unreadable(s, cur, op, t);
+        return unreadable(s, op, t);
     }
     let first = s.unix_path[0];
     let abstract_name = first == 0;
@@ -166,19 +157,15 @@ fn unix_op(s: &mut Scratch, cur: &Current, op: u32, addr: *const u8, addrlen: i3
         len = i + 1;
     }
     s.event.target[len & 127] = 0;
+    // Through memory: each of the loop's exits has its own `len`, and the path pipeline below
+    // would otherwise be verified once per exit.
+    unsafe { core::ptr::write_volatile(&mut s.offset, len as u32) };
+    let len = unsafe { core::ptr::read_volatile(&s.offset) } as usize & 127;
     let t = NetTarget { family: AF_UNIX, ..t };
     if !abstract_name && first != b'/' {
-        let r = Record {
-            op,
-            verdict: 0,
-            rule: RULE_DEFAULT_DENY,
-            flags: EVENT_FLAG_RELATIVE_PATH,
-            access: ACCESS_CONNECT,
-            open_flags: 0,
-            target_len: len,
-            net: t,
-        };
-        return decide::finish(s, cur, false, r);
+        decide::begin(s, op, ACCESS_CONNECT, 0, EVENT_FLAG_RELATIVE_PATH, t);
+        unsafe { core::ptr::write_volatile(&mut s.rec.target_len, len) };
+        return decide::finish(s, false, RULE_DEFAULT_DENY);
     }
-    decide::path_op_net(s, cur, op, len + 1, t)
+    decide::path_op_net(s, op, len + 1, t)
 }

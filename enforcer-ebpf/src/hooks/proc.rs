@@ -23,6 +23,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 }
 
 /// Runs in the parent. The child inherits the parent's agent chain and session.
+#[inline(always)]
 fn try_sched_process_fork(ctx: &TracePointContext) -> Result<u32, u32> {
     let child = unsafe { ctx.read_at::<i32>(off::TP_FORK_CHILD_PID()) }.map_err(|_| 0u32)? as u32;
     let parent = bpf_get_current_pid_tgid() as u32;
@@ -31,7 +32,7 @@ fn try_sched_process_fork(ctx: &TracePointContext) -> Result<u32, u32> {
     let Some(cur) = identity::current() else {
         return Ok(0);
     };
-    if cur.doomed {
+    if cur.doomed != 0 {
         doom(child);
         return Ok(0);
     }
@@ -70,6 +71,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 }
 
 /// A non-leader thread that execs takes over the thread-group leader's pid: move its entry.
+#[inline(always)]
 fn try_sched_process_exec(ctx: &TracePointContext) -> Result<u32, u32> {
     let tid = bpf_get_current_pid_tgid() as u32;
     let old = unsafe { ctx.read_at::<i32>(off::TP_EXEC_OLD_PID()) }.map_err(|_| 0u32)? as u32;

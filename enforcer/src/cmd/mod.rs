@@ -8,6 +8,7 @@ pub mod explain;
 pub mod probe;
 pub mod run;
 pub mod status;
+pub mod try_ops;
 
 use std::process::ExitCode;
 
@@ -23,5 +24,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(args) => events::run(args),
         Command::Status(args) => status::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::TryOps(args) => try_ops::run(args),
     }
 }

@@ -67,7 +67,7 @@ pub fn apply<T: BorrowMut<Ebpf>>(mut ebpf: T, policy: &CompiledPolicy, version: 
             Array::try_from(ebpf.map_mut(MAP_AGENTS).ok_or_else(|| map_err(MAP_AGENTS, "missing"))?)
                 .map_err(|e| map_err(MAP_AGENTS, e))?;
         for id in 1..MAX_AGENTS {
-            let cfg = policy.agent(id).map(|a| a.config).unwrap_or_default();
+            let cfg = policy.agent(id).map(|a| a.config.with_wildcard_list()).unwrap_or_default();
             agents.set(slot * MAX_AGENTS + id, cfg, 0).map_err(|e| map_err(MAP_AGENTS, e))?;
         }
     }

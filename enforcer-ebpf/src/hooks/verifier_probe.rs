@@ -1,0 +1,38 @@
+//! `verifier_probe`: the same pipeline as `file_open` (identity, path decision, event) behind a
+//! tracepoint, which the verifier checks on every kernel, including those that refuse LSM
+//! programs. Never attached by the daemon; a host test loads it to keep the decision code's
+//! verifier cost measured and bounded, in seconds rather than a VM boot.
+
+use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
+use enforcer_common::*;
+
+use crate::{decide, identity, scratch};
+
+#[tracepoint(category = "syscalls", name = "sys_enter_getppid")]
+pub fn verifier_probe(ctx: TracePointContext) -> u32 {
+    match try_verifier_probe(&ctx) {
+        Ok(ret) | Err(ret) => ret as u32,
+    }
+}
+
+#[inline(always)]
+fn try_verifier_probe(_ctx: &TracePointContext) -> Result<i32, i32> {
+    let s = scratch::get().ok_or(0)?;
+    if !identity::park_current(s) {
+        return Ok(0);
+    }
+    // Stand-ins for what file_open reads from the kernel: unknown values of the same kinds.
+    let fmode: u32 = unsafe { bpf_probe_read_kernel(s.event.target.as_ptr() as *const u32) }.unwrap_or(0);
+    let mut access = 0;
+    if fmode & 1 != 0 {
+        access |= ACCESS_READ;
+    }
+    if fmode & 2 != 0 {
+        access |= ACCESS_WRITE;
+    }
+    if access == 0 {
+        return Ok(0);
+    }
+    let ret: i64 = unsafe { bpf_probe_read_kernel(s.event.target.as_ptr().add(8) as *const i64) }.unwrap_or(-1);
+    Ok(decide::path_op(s, OP_OPEN, access, fmode, 0, ret))
+}

@@ -1,0 +1,97 @@
+//! A real process to confine: `enforcer try-ops`, started, registered, then told to act.
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::PathBuf,
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+};
+
+/// The enforcer binary: ENFORCER_BIN (set by `cargo xtask test`), else the workspace build.
+pub fn enforcer_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ENFORCER_BIN") {
+        return p.into();
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/enforcer");
+    assert!(p.exists(), "no enforcer binary: set ENFORCER_BIN or build it ({})", p.display());
+    p
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpResult {
+    pub op: String,
+    pub arg: String,
+    pub errno: i32,
+    pub result: String,
+}
+
+pub struct Agent {
+    pub pid: u32,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Agent {
+    /// Start `enforcer try-ops --wait-stdin [--step] OPS...`; returns once it is ready.
+    pub fn spawn(ops: &[String], step: bool) -> Agent {
+        let mut cmd = Command::new(enforcer_bin());
+        cmd.arg("try-ops").arg("--wait-stdin");
+        if step {
+            cmd.arg("--step");
+        }
+        cmd.arg("--").args(ops).stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", enforcer_bin().display()));
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read ready line");
+        let pid: u32 = line
+            .strip_prefix("ready ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("try-ops did not say ready: {line:?}"));
+        assert_eq!(pid, child.id(), "try-ops pid");
+        Agent { pid, child, stdin, stdout }
+    }
+
+    fn send_line(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(b"\n").and_then(|_| stdin.flush()).expect("signal try-ops");
+    }
+
+    fn read_result(&mut self) -> OpResult {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read result");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad try-ops output {line:?}: {e}"));
+        OpResult {
+            op: v["op"].as_str().unwrap_or_default().into(),
+            arg: v["arg"].as_str().unwrap_or_default().into(),
+            errno: v["errno"].as_i64().unwrap_or(-1) as i32,
+            result: v["result"].as_str().unwrap_or_default().into(),
+        }
+    }
+
+    /// Start the operations (non-step mode) and collect every result.
+    pub fn go(mut self, n: usize) -> Vec<OpResult> {
+        self.send_line();
+        let out = (0..n).map(|_| self.read_result()).collect();
+        self.finish();
+        out
+    }
+
+    /// Step mode: release the start gate (call once), then `step()` per operation.
+    pub fn start(&mut self) {
+        self.send_line();
+    }
+
+    pub fn step(&mut self) -> OpResult {
+        self.send_line();
+        self.read_result()
+    }
+
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let status = self.child.wait().expect("wait try-ops");
+        assert!(status.success(), "try-ops exited with {status}");
+    }
+}

@@ -1,0 +1,34 @@
+//! Getting a kernel backend, or a loud, checked "not here".
+
+use enforcer::kernel::{lsm::LsmBackend, KernelError, LoadOptions};
+
+/// `host`, `6.1`, `6.12`... set by `cargo xtask test` (ENFORCER_KERNEL).
+pub fn kernel_label() -> String {
+    std::env::var("ENFORCER_KERNEL").unwrap_or_else(|_| "host".into())
+}
+
+/// The VM kernels are booted with `bpf` in `lsm=`: there BPF LSM must work.
+fn lsm_expected() -> bool {
+    kernel_label() != "host"
+}
+
+/// Load the BPF LSM backend, or, where this kernel cannot run BPF LSM, check that the failure is
+/// exactly that (the LSM program's load/attach was refused), print the n/a line and return None.
+pub fn lsm_or_na(test: &str) -> Option<LsmBackend> {
+    crate::require_root();
+    match LsmBackend::load(&LoadOptions::default()) {
+        Ok(b) => Some(b),
+        Err(e) if !lsm_expected() => {
+            match &e {
+                KernelError::Attach { program, reason } => {
+                    assert_eq!(program, "file_open", "the first LSM program should be the one refused: {e}");
+                    assert!(!reason.is_empty(), "the refusal must carry the kernel's reason");
+                }
+                other => panic!("BPF LSM failed for a reason other than the kernel refusing LSM programs: {other}"),
+            }
+            crate::not_applicable(test, &format!("BPF LSM unusable on this kernel: {e}"));
+            None
+        }
+        Err(e) => panic!("BPF LSM must load on kernel {}: {e}", kernel_label()),
+    }
+}

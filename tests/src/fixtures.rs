@@ -1,0 +1,56 @@
+//! Policies and files for tests.
+
+use std::path::{Path, PathBuf};
+
+use enforcer::policy::{self, compile::CompiledPolicy, ResolvedHosts};
+
+/// Compile one TOML policy text (panics with the diagnostics if it is invalid).
+pub fn compile(toml: &str) -> CompiledPolicy {
+    let set = policy::load_sources(&[("test-policy.toml", toml)])
+        .unwrap_or_else(|d| panic!("test policy does not load:\n{d}\n{toml}"));
+    policy::compile(&set, &ResolvedHosts::default())
+        .unwrap_or_else(|d| panic!("test policy does not compile:\n{d}\n{toml}"))
+}
+
+/// Id of the rule whose pattern is exactly `pattern`.
+pub fn rule_id(policy: &CompiledPolicy, pattern: &str) -> u32 {
+    policy
+        .rules
+        .iter()
+        .find(|r| r.pattern == pattern)
+        .unwrap_or_else(|| panic!("no rule with pattern {pattern:?} in {:#?}", policy.rules))
+        .id
+}
+
+/// A directory under /tmp removed on drop. Not under /tmp/enforcer* of other tests.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let p = PathBuf::from(format!("/tmp/enforcer-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create test dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    /// Create `rel` with `contents`, returning its full path as a string.
+    pub fn file(&self, rel: &str, contents: &str) -> String {
+        let p = self.0.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+        }
+        std::fs::write(&p, contents).expect("write fixture");
+        p.to_string_lossy().into_owned()
+    }
+    pub fn join(&self, rel: &str) -> String {
+        self.0.join(rel).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
