@@ -245,6 +245,27 @@ pub fn basename(path: &[u8]) -> &[u8] {
     &window[window.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1)..]
 }
 
+/// True when the kernel, which locates '/' only inside the key window (the first
+/// `PATH_KEY_BYTES` bytes), cannot delimit the component at some wildcard depth of `depths`.
+pub fn wildcard_undecidable(path: &[u8], depths: u32) -> bool {
+    let mut list = Vec::new();
+    for d in 1..=MAX_WILDCARD_DEPTH {
+        if depths & (1 << (d - 1)) != 0 && list.len() < 4 {
+            list.push(d);
+        }
+    }
+    let Some(&deepest) = list.last() else { return false };
+    let need = (deepest + 1) as usize;
+    let hit_nul = path.len() < PATH_KEY_BYTES;
+    let window = &path[..path.len().min(PATH_KEY_BYTES)];
+    let n = window.iter().filter(|b| **b == b'/').count().min(need).min(18);
+    let whole = hit_nul || n >= need;
+    list.iter().any(|&d| {
+        let d = d as usize;
+        (n < d && !whole) || (n == d && !hit_nul)
+    })
+}
+
 /// Bytes at the end of a path the kernel searches for the last `/`.
 const BASENAME_WINDOW: usize = 256;
 
@@ -265,6 +286,18 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
     } else {
         0
     };
+
+    if wildcard_undecidable(p, depths) {
+        // The kernel cannot delimit a wildcard component inside its 252-byte key window and
+        // fails closed (docs/kernel-maps.md).
+        return done(
+            Verdict::Deny,
+            0,
+            flags | EVENT_FLAG_PATH_UNRESOLVED,
+            Step::PathUnresolved,
+            access,
+        );
+    }
 
     let mut candidates: Vec<(Step, PathRule)> = Vec::new();
     if let Some(e) = lpm(policy, agent, &key(p)) {
@@ -292,8 +325,10 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
         }
     }
     let basename = basename(p);
+    // The kernel looks a basename up only when a '/' precedes it (abstract unix names have none).
+    let anchored = basename.len() < p.len();
     if !basename.is_empty() {
-        if basename.len() <= NAME_KEY_BYTES {
+        if anchored && basename.len() <= NAME_KEY_BYTES {
             if let Some(v) = name_lookup(policy, agent, NAME_EXACT, basename) {
                 candidates.push((
                     Step::NameExact {
