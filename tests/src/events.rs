@@ -1,22 +1,32 @@
 //! Waiting for kernel events.
 
-use std::time::{Duration, Instant};
+use std::{
+    cell::RefCell,
+    time::{Duration, Instant},
+};
 
 use enforcer::kernel::{Backend, RawEvent};
 
-/// Poll `backend` until an event satisfies `pred` (panics after 5 s with what was seen).
+thread_local! {
+    /// Every event polled so far in this test: a wait must see events an earlier wait passed.
+    static SEEN: RefCell<Vec<RawEvent>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Wait until an event satisfies `pred` (panics after 5 s with what was seen).
 pub fn wait_for(backend: &mut dyn Backend, what: &str, pred: impl Fn(&RawEvent) -> bool) -> RawEvent {
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut seen = Vec::new();
     loop {
+        if let Some(e) = SEEN.with(|s| s.borrow().iter().find(|e| pred(e)).cloned()) {
+            return e;
+        }
         let mut batch = Vec::new();
         backend.poll_events(&mut batch).expect("poll events");
-        for e in batch {
-            if pred(&e) {
-                return e;
-            }
-            seen.push(e);
+        let got = !batch.is_empty();
+        SEEN.with(|s| s.borrow_mut().extend(batch));
+        if got {
+            continue;
         }
+        let seen = SEEN.with(|s| s.borrow().clone());
         if Instant::now() > deadline {
             let summary: Vec<String> = seen
                 .iter()

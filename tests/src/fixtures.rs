@@ -2,7 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use enforcer::policy::{self, compile::CompiledPolicy, ResolvedHosts};
+use enforcer::policy::{
+    self,
+    compile::{CompiledPolicy, RuleKind},
+    ResolvedHosts,
+};
 
 /// Compile one TOML policy text (panics with the diagnostics if it is invalid).
 pub fn compile(toml: &str) -> CompiledPolicy {
@@ -12,13 +16,23 @@ pub fn compile(toml: &str) -> CompiledPolicy {
         .unwrap_or_else(|d| panic!("test policy does not compile:\n{d}\n{toml}"))
 }
 
-/// Id of the rule whose pattern is exactly `pattern`.
+/// Id of the rule whose pattern is exactly `pattern` (the first in file order).
 pub fn rule_id(policy: &CompiledPolicy, pattern: &str) -> u32 {
     policy
         .rules
         .iter()
         .find(|r| r.pattern == pattern)
         .unwrap_or_else(|| panic!("no rule with pattern {pattern:?} in {:#?}", policy.rules))
+        .id
+}
+
+/// Id of the rule of `kind` whose pattern is exactly `pattern`.
+pub fn rule_id_of(policy: &CompiledPolicy, kind: RuleKind, pattern: &str) -> u32 {
+    policy
+        .rules
+        .iter()
+        .find(|r| r.kind == kind && r.pattern == pattern)
+        .unwrap_or_else(|| panic!("no {kind:?} rule with pattern {pattern:?} in {:#?}", policy.rules))
         .id
 }
 

@@ -12,7 +12,10 @@ use crate::{decide, identity, offsets::get as off, scratch};
 const FMODE_READ: u32 = 0x1;
 const FMODE_WRITE: u32 = 0x2;
 /// Opens done by execve for the binary and its interpreter: decided by bprm_check_security.
+/// Older kernels mark them in f_mode before this hook; newer ones only in the open flags
+/// (`__FMODE_EXEC`, the same bit), which user space cannot set (outside VALID_OPEN_FLAGS).
 const FMODE_EXEC: u32 = 0x20;
+const OPEN_FLAG_FMODE_EXEC: u32 = 0x20;
 
 #[lsm(hook = "file_open")]
 pub fn file_open(ctx: LsmContext) -> i32 {
@@ -33,11 +36,11 @@ fn try_file_open(ctx: &LsmContext) -> Result<i32, i32> {
     let file: *const u8 = ctx.arg(0);
     let fmode: u32 =
         unsafe { bpf_probe_read_kernel(file.add(off::OFF_FILE_F_MODE()) as *const u32) }.unwrap_or(0);
-    if fmode & FMODE_EXEC != 0 {
-        return Ok(0);
-    }
     let fflags: u32 = unsafe { bpf_probe_read_kernel(file.add(off::OFF_FILE_F_FLAGS()) as *const u32) }
         .unwrap_or(0);
+    if fmode & FMODE_EXEC != 0 || fflags & OPEN_FLAG_FMODE_EXEC != 0 {
+        return Ok(0);
+    }
     let mut access = 0;
     if fmode & FMODE_READ != 0 {
         access |= ACCESS_READ;
