@@ -148,6 +148,19 @@ pub fn cgroup2_mount() -> Result<std::path::PathBuf, KernelError> {
         .ok_or_else(|| KernelError::Unsupported("no cgroup2 filesystem is mounted".into()))
 }
 
+/// What a rule kind does not cover on the LSM backend yet. Said in every status table so
+/// nobody reads "enforced" as more than it is.
+fn rule_caveat(kind: crate::policy::compile::RuleKind) -> &'static str {
+    use crate::policy::compile::RuleKind::*;
+    match kind {
+        FileWrite | FileDeny | FileDenyWrite => {
+            "opens for writing are enforced; unlink, rename, mkdir/rmdir, link/symlink, truncate, chmod/chown are not hooked yet"
+        }
+        MatchCgroup => "members are recognised at their first hooked operation",
+        _ => "",
+    }
+}
+
 /// One status line per rule of `policy`, all with the same enforcement (backends refine this).
 pub fn rule_status(policy: Option<&CompiledPolicy>, enforcement: Enforcement) -> Vec<RuleStatus> {
     let Some(policy) = policy else { return Vec::new() };
@@ -161,12 +174,18 @@ pub fn rule_status(policy: Option<&CompiledPolicy>, enforcement: Enforcement) ->
                 Some(crate::policy::compile::Mode::Audit) => Enforcement::AuditOnly,
                 _ => enforcement,
             },
-            why: String::new(),
+            why: rule_caveat(r.kind).to_string(),
         })
         .collect()
 }
 
-/// Remove everything pinned under `pin_dir` (deliberate uninstall: enforcement stops).
+/// Remove everything pinned under `pin_dir` (deliberate uninstall: enforcement stops). Nothing
+/// is pinned yet (programs detach when the daemon exits), so this removes the directory if a
+/// previous version left one; a missing directory is not an error.
 pub fn uninstall(pin_dir: &std::path::Path) -> Result<(), KernelError> {
-    Err(KernelError::Unsupported(format!("uninstall of {} is not implemented yet", pin_dir.display())))
+    match std::fs::remove_dir_all(pin_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(KernelError::Unsupported(format!("removing {}: {e}", pin_dir.display()))),
+    }
 }
