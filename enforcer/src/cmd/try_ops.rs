@@ -68,7 +68,9 @@ fn two(arg: &str) -> std::io::Result<(&str, &str)> {
 fn exec(arg: &str) -> std::io::Result<()> {
     let mut parts = arg.split(',');
     let prog = parts.next().unwrap_or_default();
-    let status = std::process::Command::new(prog).args(parts).status()?;
+    // Its stdout must not mix with our one-JSON-line-per-operation output. Sent to our stderr
+    // (a dup): Stdio::null() would open /dev/null, an open the agent may well be denied.
+    let status = std::process::Command::new(prog).args(parts).stdout(std::io::stderr()).status()?;
     if status.success() {
         Ok(())
     } else {
