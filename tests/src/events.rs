@@ -41,3 +41,21 @@ pub fn wait_for(backend: &mut dyn Backend, what: &str, pred: impl Fn(&RawEvent) 
 pub fn target(e: &RawEvent) -> String {
     String::from_utf8_lossy(&e.target).into_owned()
 }
+
+/// Poll until the ring buffer has stayed empty for a while, then return every event seen so far
+/// in this test.
+pub fn drain_all(backend: &mut dyn Backend) -> Vec<RawEvent> {
+    let mut quiet = 0;
+    while quiet < 5 {
+        let mut batch = Vec::new();
+        backend.poll_events(&mut batch).expect("poll events");
+        if batch.is_empty() {
+            quiet += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        } else {
+            quiet = 0;
+            SEEN.with(|s| s.borrow_mut().extend(batch));
+        }
+    }
+    SEEN.with(|s| s.borrow().clone())
+}
