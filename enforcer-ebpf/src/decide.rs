@@ -29,19 +29,6 @@ pub fn ret_code(deny: bool) -> i32 {
     }
 }
 
-macro_rules! vget {
-    ($place:expr) => {{
-        #[allow(unused_unsafe)]
-        let value = unsafe { core::ptr::read_volatile(&$place) };
-        value
-    }};
-}
-macro_rules! vset {
-    ($place:expr, $value:expr) => {{
-        let value = $value;
-        unsafe { core::ptr::write_volatile(&mut $place, value) }
-    }};
-}
 
 /// Start a record in `s.rec`.
 #[inline(always)]

@@ -3,6 +3,9 @@
 #![no_std]
 #![no_main]
 
+#[macro_use]
+mod macros;
+
 mod decide;
 mod emit;
 mod hooks;

@@ -27,19 +27,6 @@ pub struct Acc {
     pub allow_rule: [u32; ACCESS_KINDS],
 }
 
-macro_rules! vget {
-    ($place:expr) => {{
-        #[allow(unused_unsafe)]
-        let value = unsafe { core::ptr::read_volatile(&$place) };
-        value
-    }};
-}
-macro_rules! vset {
-    ($place:expr, $value:expr) => {{
-        let value = $value;
-        unsafe { core::ptr::write_volatile(&mut $place, value) }
-    }};
-}
 
 #[inline(always)]
 fn acc_reset(s: &mut Scratch) {

@@ -68,3 +68,12 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A static binary to run in exec tests (busybox-static: `cargo xtask bootstrap` installs it on
+/// the host, and every VM image has it).
+pub fn busybox() -> &'static str {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("busybox-static is needed for exec tests (cargo xtask bootstrap installs it)")
+}

@@ -10,21 +10,10 @@ use enforcer_common::*;
 use enforcer::policy::compile::RuleKind;
 use enforcer_tests::{compile, events, fixtures::rule_id_of, lsm_or_na, Agent, TempDir, EPERM};
 
-/// A static binary to run (busybox-static is installed by `cargo xtask bootstrap` and is in
-/// every VM image).
-fn static_binary() -> &'static str {
-    for p in ["/bin/busybox", "/usr/bin/busybox"] {
-        if std::path::Path::new(p).exists() {
-            return p;
-        }
-    }
-    panic!("busybox-static is needed for the exec tests (cargo xtask bootstrap installs it)");
-}
-
 fn install(dir: &TempDir, rel: &str) -> String {
     let dst = dir.join(rel);
     std::fs::create_dir_all(std::path::Path::new(&dst).parent().expect("parent")).expect("mkdir");
-    std::fs::copy(static_binary(), &dst).expect("copy busybox");
+    std::fs::copy(enforcer_tests::fixtures::busybox(), &dst).expect("copy busybox");
     dst
 }
 

@@ -6,13 +6,6 @@ use enforcer::kernel::Backend;
 use enforcer_common::*;
 use enforcer_tests::{events, lsm_or_na, Agent, TempDir, EPERM};
 
-fn busybox() -> &'static str {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("busybox-static is needed (cargo xtask bootstrap installs it)")
-}
-
 #[test]
 fn descendants_inherit_exe_match_joins_no_switching() {
     let Some(mut backend) = lsm_or_na("lsm_identity::descendants_inherit_exe_match_joins_no_switching") else { return };
@@ -25,7 +18,7 @@ fn descendants_inherit_exe_match_joins_no_switching() {
     let b_exe = dir.join("b/busybox");
     for p in [&tool, &b_exe] {
         std::fs::create_dir_all(std::path::Path::new(p).parent().unwrap()).unwrap();
-        std::fs::copy(busybox(), p).expect("copy busybox");
+        std::fs::copy(enforcer_tests::fixtures::busybox(), p).expect("copy busybox");
     }
     // A second policy file for agent B, matched by its executable.
     let set = enforcer::policy::load_sources(&[

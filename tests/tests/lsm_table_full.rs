@@ -14,10 +14,9 @@ fn full_process_table_denies_unrecorded_children() {
     let dir = TempDir::new("table-full");
     let d = dir.path().display().to_string();
     let readable = dir.file("readable.txt", "ok");
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"].into_iter().find(|p| std::path::Path::new(p).exists()).expect("busybox");
     let tool = dir.join("bin/busybox");
     std::fs::create_dir_all(dir.path().join("bin")).unwrap();
-    std::fs::copy(busybox, &tool).unwrap();
+    std::fs::copy(enforcer_tests::fixtures::busybox(), &tool).unwrap();
     let compiled = compile(&format!(
         "[agent]\nname = \"full-agent\"\n[file]\nread = [\"{d}/**\", \"/dev/null\"]\n[exec]\nallow = [\"{d}/bin/**\"]\n"
     ));

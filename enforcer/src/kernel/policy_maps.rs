@@ -142,50 +142,32 @@ pub fn apply<T: BorrowMut<Ebpf>>(mut ebpf: T, policy: &CompiledPolicy, version: 
 
 /// Delete every rule entry of `slot`.
 fn clear_slot(ebpf: &mut Ebpf, slot: u32) -> Result<(), KernelError> {
-    {
-        let mut trie: LpmTrie<&mut MapData, PathData, PathRule> =
-            LpmTrie::try_from(ebpf.map_mut(MAP_PATH_RULES).ok_or_else(|| map_err(MAP_PATH_RULES, "missing"))?)
-                .map_err(|e| map_err(MAP_PATH_RULES, e))?;
-        let keys: Vec<_> = trie.keys().filter_map(Result::ok).filter(|k| slot_of_ruleset_be(k.data().ruleset_be) == slot).collect();
-        for k in keys {
-            trie.remove(&k).map_err(|e| map_err(MAP_PATH_RULES, e))?;
-        }
+    clear_trie::<PathData, PathRule>(ebpf, MAP_PATH_RULES, |k| slot_of_ruleset_be(k.ruleset_be) == slot)?;
+    clear_trie::<PathData, ExeMatch>(ebpf, MAP_EXE_MATCH, |k| slot_of_ruleset_be(k.ruleset_be) == slot)?;
+    clear_trie::<NetData, NetRule>(ebpf, MAP_NET_RULES, |k| slot_of_ruleset_be(k.ruleset_be) == slot)?;
+    clear_hash::<NameKey, PathRule>(ebpf, MAP_NAME_RULES, |k| k.ruleset >> RULESET_SLOT_SHIFT == slot)?;
+    clear_hash::<CgroupKey, CgroupMatch>(ebpf, MAP_CGROUP_MATCH, |k| k.slot == slot)?;
+    Ok(())
+}
+
+/// Remove the LPM entries whose data `doomed` selects (keys collected first: no deleting while
+/// iterating).
+fn clear_trie<K: aya::Pod, V: aya::Pod>(ebpf: &mut Ebpf, name: &str, doomed: impl Fn(&K) -> bool) -> Result<(), KernelError> {
+    let mut trie: LpmTrie<&mut MapData, K, V> =
+        LpmTrie::try_from(ebpf.map_mut(name).ok_or_else(|| map_err(name, "missing"))?).map_err(|e| map_err(name, e))?;
+    let keys: Vec<_> = trie.keys().filter_map(Result::ok).filter(|k| doomed(&k.data())).collect();
+    for k in keys {
+        trie.remove(&k).map_err(|e| map_err(name, e))?;
     }
-    {
-        let mut exe: LpmTrie<&mut MapData, PathData, ExeMatch> =
-            LpmTrie::try_from(ebpf.map_mut(MAP_EXE_MATCH).ok_or_else(|| map_err(MAP_EXE_MATCH, "missing"))?)
-                .map_err(|e| map_err(MAP_EXE_MATCH, e))?;
-        let keys: Vec<_> = exe.keys().filter_map(Result::ok).filter(|k| slot_of_ruleset_be(k.data().ruleset_be) == slot).collect();
-        for k in keys {
-            exe.remove(&k).map_err(|e| map_err(MAP_EXE_MATCH, e))?;
-        }
-    }
-    {
-        let mut net: LpmTrie<&mut MapData, NetData, NetRule> =
-            LpmTrie::try_from(ebpf.map_mut(MAP_NET_RULES).ok_or_else(|| map_err(MAP_NET_RULES, "missing"))?)
-                .map_err(|e| map_err(MAP_NET_RULES, e))?;
-        let keys: Vec<_> = net.keys().filter_map(Result::ok).filter(|k| slot_of_ruleset_be(k.data().ruleset_be) == slot).collect();
-        for k in keys {
-            net.remove(&k).map_err(|e| map_err(MAP_NET_RULES, e))?;
-        }
-    }
-    {
-        let mut names: HashMap<&mut MapData, NameKey, PathRule> =
-            HashMap::try_from(ebpf.map_mut(MAP_NAME_RULES).ok_or_else(|| map_err(MAP_NAME_RULES, "missing"))?)
-                .map_err(|e| map_err(MAP_NAME_RULES, e))?;
-        let keys: Vec<_> = names.keys().filter_map(Result::ok).filter(|k| k.ruleset >> RULESET_SLOT_SHIFT == slot).collect();
-        for k in keys {
-            names.remove(&k).map_err(|e| map_err(MAP_NAME_RULES, e))?;
-        }
-    }
-    {
-        let mut cg: HashMap<&mut MapData, CgroupKey, CgroupMatch> =
-            HashMap::try_from(ebpf.map_mut(MAP_CGROUP_MATCH).ok_or_else(|| map_err(MAP_CGROUP_MATCH, "missing"))?)
-                .map_err(|e| map_err(MAP_CGROUP_MATCH, e))?;
-        let keys: Vec<_> = cg.keys().filter_map(Result::ok).filter(|k| k.slot == slot).collect();
-        for k in keys {
-            cg.remove(&k).map_err(|e| map_err(MAP_CGROUP_MATCH, e))?;
-        }
+    Ok(())
+}
+
+fn clear_hash<K: aya::Pod, V: aya::Pod>(ebpf: &mut Ebpf, name: &str, doomed: impl Fn(&K) -> bool) -> Result<(), KernelError> {
+    let mut map: HashMap<&mut MapData, K, V> =
+        HashMap::try_from(ebpf.map_mut(name).ok_or_else(|| map_err(name, "missing"))?).map_err(|e| map_err(name, e))?;
+    let keys: Vec<_> = map.keys().filter_map(Result::ok).filter(|k| doomed(k)).collect();
+    for k in keys {
+        map.remove(&k).map_err(|e| map_err(name, e))?;
     }
     Ok(())
 }
