@@ -82,6 +82,9 @@ impl LsmBackend {
         let mut ebpf = load_object(opts)?;
         attach_identity(&mut ebpf)?;
         attach_lsm(&mut ebpf)?;
+        // Attached is not running (a kernel without `bpf` in lsm= accepts the programs and never
+        // calls them): never claim enforcement a canary process has not seen.
+        super::probe::canary(&mut ebpf).map_err(KernelError::Unsupported)?;
         let events = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).ok_or_else(|| KernelError::Load("EVENTS map missing".into()))?)
             .map_err(|e| KernelError::Map { map: MAP_EVENTS.into(), reason: e.to_string() })?;
         let features = vec![

@@ -9,6 +9,7 @@ pub mod lsm;
 pub mod object;
 pub mod offsets;
 pub mod policy_maps;
+pub mod probe;
 
 use enforcer_common::{EventHeader, ProcState};
 
