@@ -45,7 +45,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         (Ok((set, compiled)), Format::Text) => {
             print_summary(&mut out, &args, &set, &compiled, &resolve_failures)?;
             if args.kernel {
-                writeln!(out, "kernel support report is not available yet")?;
+                let (report, rules) = kernel_report(&compiled);
+                writeln!(out, "kernel {}: {}", report.kernel, backend_line(&report))?;
+                for r in &rules {
+                    let why = if r.why.is_empty() { String::new() } else { format!(" ({})", r.why) };
+                    writeln!(out, "  {:<16} {:<28} {:?}{why}", r.agent, r.rule, r.enforcement)?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -56,7 +61,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 "sets": set.sets.iter().map(|s| &s.name).collect::<Vec<_>>(),
                 "sizes": compiled.map_sizes().iter().map(|(k, v)| (k.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
                 "unresolved_hosts": compiled.unresolved_hosts().map(|h| &h.host).collect::<std::collections::BTreeSet<_>>(),
-                "kernel": if args.kernel { Some("kernel support report is not available yet") } else { None },
+                "kernel": if args.kernel {
+                    let (report, rules) = kernel_report(&compiled);
+                    Some(serde_json::json!({ "probe": report, "rules": rules }))
+                } else {
+                    None
+                },
             });
             writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
             Ok(ExitCode::SUCCESS)
@@ -151,4 +161,23 @@ fn print_summary(
         writeln!(out, "warning: cannot resolve {host}: {why}")?;
     }
     Ok(())
+}
+
+/// What this kernel would do with each rule: the probe (by trying; needs root) and, per rule,
+/// enforced / audit-only / unsupported with the caveats the daemon's status table shows.
+fn kernel_report(compiled: &policy::CompiledPolicy) -> (crate::kernel::probe::KernelReport, Vec<crate::kernel::RuleStatus>) {
+    let report = crate::kernel::probe::probe();
+    let enforcement = if report.usable("bpf-lsm") {
+        crate::kernel::Enforcement::Enforced
+    } else {
+        crate::kernel::Enforcement::Unsupported
+    };
+    (report, crate::kernel::rule_status(Some(compiled), enforcement))
+}
+
+fn backend_line(report: &crate::kernel::probe::KernelReport) -> String {
+    match report.features.iter().find(|f| f.name == "bpf-lsm").and_then(|f| f.problem.clone()) {
+        None => "BPF LSM backend: rules are enforced in the kernel".into(),
+        Some(why) => format!("no backend: BPF LSM unusable ({why}); the fallback backend is not built yet, so no rule is enforced"),
+    }
 }

@@ -175,7 +175,10 @@ pub fn rule_status(policy: Option<&CompiledPolicy>, enforcement: Enforcement) ->
                 Some(crate::policy::compile::Mode::Audit) => Enforcement::AuditOnly,
                 _ => enforcement,
             },
-            why: rule_caveat(r.kind).to_string(),
+            why: match enforcement {
+                Enforcement::Unsupported => "no enforcement backend on this kernel".to_string(),
+                _ => rule_caveat(r.kind).to_string(),
+            },
         })
         .collect()
 }
