@@ -17,7 +17,8 @@ pub enum Command {
     Check(cmd::check::CheckArgs),
     /// Decide one operation for an agent with the reference evaluator and say why.
     Explain(cmd::explain::ExplainArgs),
-    /// Report what this kernel supports: BPF LSM, tracepoints, cgroup socket hooks.
+    /// Report what this kernel supports (BTF, struct offsets, cgroup v2, identity tracepoints,
+    /// BPF LSM), found by trying; exit 0 only if BPF LSM enforcement works here.
     Probe(cmd::probe::ProbeArgs),
     /// Run the enforcement daemon (foreground; prints a `ready` line once enforcing).
     Daemon(cmd::daemon::DaemonArgs),

@@ -90,12 +90,14 @@ pub trait Backend: Send {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendChoice {
-    /// BPF LSM when it really works here (tried by loading), else the fallback.
+    /// BPF LSM when it really works here (tried by loading, proven by a canary); the fallback
+    /// is not implemented yet, so on other kernels the daemon refuses to start and says why.
     #[default]
     Auto,
     /// BPF LSM or fail.
     Lsm,
-    /// Tracepoints + cgroup socket hooks, even where BPF LSM works.
+    /// Tracepoints + cgroup socket hooks (not implemented yet: choosing it fails with that
+    /// message).
     Fallback,
 }
 
