@@ -77,3 +77,18 @@ pub fn busybox() -> &'static str {
         .find(|p| std::path::Path::new(p).exists())
         .expect("busybox-static is needed for exec tests (cargo xtask bootstrap installs it)")
 }
+
+/// xorshift64: reproducible random test cases without a dependency (print the seed).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+}

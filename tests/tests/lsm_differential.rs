@@ -10,23 +10,9 @@ use enforcer::{
     policy::eval::{self, Request, Verdict},
 };
 use enforcer_common::*;
-use enforcer_tests::{compile, events, lsm_or_na, Agent, TempDir, EPERM};
+use enforcer_tests::{compile, events, fixtures::Rng, lsm_or_na, Agent, TempDir, EPERM};
 
 const CASES: usize = 2000;
-
-/// xorshift: reproducible without a dependency; the seed is printed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[(self.next() % xs.len() as u64) as usize]
-    }
-}
 
 #[test]
 fn kernel_matches_reference_evaluator() {

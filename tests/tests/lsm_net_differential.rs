@@ -10,7 +10,7 @@ use enforcer::{
     policy::eval::{self, Request, Verdict},
 };
 use enforcer_common::*;
-use enforcer_tests::{compile, events, lsm_or_na, Agent, EPERM};
+use enforcer_tests::{compile, events, fixtures::Rng, lsm_or_na, Agent, EPERM};
 
 const CASES: usize = 600;
 
@@ -29,13 +29,8 @@ deny = ["127.1.0.0/16", "127.2.3.4:5000", "127.0.0.0/8:1500/tcp"]
     );
     let agent_id = compiled.agent_by_name("netdiff-agent").expect("agent").id;
     backend.apply(&compiled, 1).expect("apply");
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || rng.next();
     let mut cases = Vec::new();
     for _ in 0..CASES {
         let r = next();
