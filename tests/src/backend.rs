@@ -32,3 +32,16 @@ pub fn lsm_or_na(test: &str) -> Option<LsmBackend> {
         Err(e) => panic!("BPF LSM must load on kernel {}: {e}", kernel_label()),
     }
 }
+
+/// Load the fallback backend (cgroup socket hooks + tracepoints). It must load on every kernel of
+/// the matrix (host, 6.1, 6.12): nothing here is n/a.
+pub fn fallback(test: &str) -> enforcer::kernel::fallback::FallbackBackend {
+    crate::require_root();
+    match enforcer::kernel::fallback::FallbackBackend::load(&LoadOptions::default(), None) {
+        Ok(b) => {
+            println!("{test}: fallback backend loaded on kernel {}", kernel_label());
+            b
+        }
+        Err(e) => panic!("{test}: the fallback backend must load on kernel {}: {e}", kernel_label()),
+    }
+}

@@ -10,7 +10,7 @@ pub mod events;
 pub mod fixtures;
 
 pub use agent::{Agent, OpResult};
-pub use backend::{lsm_or_na, kernel_label};
+pub use backend::{fallback, kernel_label, lsm_or_na};
 pub use fixtures::{compile, TempDir};
 
 pub const EPERM: i32 = libc::EPERM;

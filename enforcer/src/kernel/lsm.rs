@@ -84,7 +84,7 @@ impl LsmBackend {
         attach_lsm(&mut ebpf)?;
         // Attached is not running (a kernel without `bpf` in lsm= accepts the programs and never
         // calls them): never claim enforcement a canary process has not seen.
-        super::probe::canary(&mut ebpf).map_err(KernelError::Unsupported)?;
+        super::probe::canary(&mut ebpf, super::probe::CanaryOp::Open).map_err(KernelError::Unsupported)?;
         let events = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).ok_or_else(|| KernelError::Load("EVENTS map missing".into()))?)
             .map_err(|e| KernelError::Map { map: MAP_EVENTS.into(), reason: e.to_string() })?;
         let features = vec![
@@ -99,10 +99,6 @@ impl LsmBackend {
         self.events.as_raw_fd()
     }
 
-    fn procs(&self) -> Result<HashMap<&MapData, u32, ProcState>, KernelError> {
-        HashMap::try_from(self.ebpf.map(MAP_PROCS).ok_or_else(|| KernelError::Load("PROCS missing".into()))?)
-            .map_err(|e| KernelError::Map { map: MAP_PROCS.into(), reason: e.to_string() })
-    }
 }
 
 /// Thread ids of process `pid` (from /proc).
@@ -137,6 +133,14 @@ pub fn register_in(ebpf: &mut Ebpf, pid: u32, agent: u32, session: u64) -> Resul
         })?;
     }
     Ok(())
+}
+
+/// The agent state of thread `tid` in `PROCS`, if it is an agent.
+pub fn proc_state_in(ebpf: &Ebpf, tid: u32) -> Result<Option<ProcState>, KernelError> {
+    let procs: HashMap<&MapData, u32, ProcState> =
+        HashMap::try_from(ebpf.map(MAP_PROCS).ok_or_else(|| KernelError::Load("PROCS missing".into()))?)
+            .map_err(|e| KernelError::Map { map: MAP_PROCS.into(), reason: e.to_string() })?;
+    Ok(procs.get(&tid, 0).ok())
 }
 
 pub fn drain_events(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>) {
@@ -174,7 +178,7 @@ impl Backend for LsmBackend {
     }
 
     fn proc_state(&self, tid: u32) -> Result<Option<ProcState>, KernelError> {
-        Ok(self.procs()?.get(&tid, 0).ok())
+        proc_state_in(&self.ebpf, tid)
     }
 
     fn poll_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {

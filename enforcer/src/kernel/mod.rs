@@ -5,6 +5,7 @@
 //! The daemon programs against [`Backend`]; `lsm.rs` (BPF LSM) and the fallback backend
 //! implement it, and tests use a mock.
 
+pub mod fallback;
 pub mod lsm;
 pub mod object;
 pub mod offsets;
@@ -90,14 +91,14 @@ pub trait Backend: Send {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendChoice {
-    /// BPF LSM when it really works here (tried by loading, proven by a canary); the fallback
-    /// is not implemented yet, so on other kernels the daemon refuses to start and says why.
+    /// BPF LSM when it really works here (tried by loading, proven by a canary), else the
+    /// fallback (with the reason LSM was not used in the status).
     #[default]
     Auto,
     /// BPF LSM or fail.
     Lsm,
-    /// Tracepoints + cgroup socket hooks (not implemented yet: choosing it fails with that
-    /// message).
+    /// cgroup socket hooks (EPERM for network rules) + tracepoints (file and exec rules are
+    /// logged or enforced by SIGKILL, per `on_violation`).
     Fallback,
 }
 
@@ -124,9 +125,31 @@ impl Default for LoadOptions {
 /// loading and attaching the LSM programs, never by reading the lsm list.
 pub fn open_backend(opts: &LoadOptions) -> Result<Box<dyn Backend>, KernelError> {
     match opts.choice {
-        BackendChoice::Lsm | BackendChoice::Auto => Ok(Box::new(lsm::LsmBackend::load(opts)?)),
-        BackendChoice::Fallback => Err(KernelError::Unsupported("the fallback backend is not implemented yet".into())),
+        BackendChoice::Lsm => Ok(Box::new(lsm::LsmBackend::load(opts)?)),
+        BackendChoice::Fallback => Ok(Box::new(fallback::FallbackBackend::load(opts, None)?)),
+        BackendChoice::Auto => match lsm::LsmBackend::load(opts) {
+            Ok(b) => Ok(Box::new(b)),
+            Err(lsm_err) => {
+                tracing::warn!("BPF LSM is unusable on this kernel ({lsm_err}); using the fallback backend");
+                let fb = fallback::FallbackBackend::load(opts, Some(lsm_err.to_string())).map_err(|e| {
+                    KernelError::Unsupported(format!("BPF LSM is unusable ({lsm_err}) and the fallback backend failed too: {e}"))
+                })?;
+                Ok(Box::new(fb))
+            }
+        },
     }
+}
+
+/// An error and its sources, `: `-separated (aya's errors keep the kernel's errno in a source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// `uname -r`.
