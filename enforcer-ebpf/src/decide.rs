@@ -45,10 +45,23 @@ pub fn current_ruleset(s: &Scratch) -> u32 {
     ruleset(vget!(s.cur.slot), vget!(s.cur.agent))
 }
 
-/// Finish the decision in `s.rec`: pick the verdict from the agent's mode, log it, return the
-/// hook's value.
+/// Finish the decision in `s.rec` for a hook that can fail the operation: pick the verdict
+/// from the agent's mode, log it, return the hook's value.
 #[inline(always)]
 pub fn finish(s: &mut Scratch, allow: bool, rule: u32) -> i32 {
+    ret_code(conclude(s, allow, rule, true) == VERDICT_DENY)
+}
+
+/// Finish the decision for a hook that only observes (tracepoints, after the fact): a deny is
+/// a kill for agents with `on_violation = "kill"` (and for processes we could not record),
+/// otherwise a logged would-deny. Returns true when the caller must SIGKILL the current task.
+#[inline(always)]
+pub fn finish_observed(s: &mut Scratch, allow: bool, rule: u32) -> bool {
+    conclude(s, allow, rule, false) == VERDICT_KILL
+}
+
+#[inline(always)]
+fn conclude(s: &mut Scratch, allow: bool, rule: u32, blocks: bool) -> u32 {
     let doomed = vget!(s.cur.doomed) != 0;
     let agent_flags = vget!(s.cur.cfg.flags);
     let deny = !allow || doomed;
@@ -56,8 +69,12 @@ pub fn finish(s: &mut Scratch, allow: bool, rule: u32) -> i32 {
         VERDICT_ALLOW
     } else if agent_flags & AGENT_AUDIT != 0 && !doomed {
         VERDICT_AUDIT_DENY
-    } else {
+    } else if blocks {
         VERDICT_DENY
+    } else if agent_flags & AGENT_KILL != 0 || doomed {
+        VERDICT_KILL
+    } else {
+        VERDICT_AUDIT_DENY
     };
     vset!(s.rec.verdict, verdict);
     vset!(s.rec.rule, rule);
@@ -73,7 +90,7 @@ pub fn finish(s: &mut Scratch, allow: bool, rule: u32) -> i32 {
     if should_log(agent_flags, op, verdict) {
         emit(s, op, verdict, rule, vget!(s.rec.access));
     }
-    ret_code(verdict == VERDICT_DENY)
+    verdict
 }
 
 /// Decide an operation on the path `bpf_d_path` wrote into `s.event.target` (`d_path_ret` is its
@@ -81,23 +98,30 @@ pub fn finish(s: &mut Scratch, allow: bool, rule: u32) -> i32 {
 #[inline(always)]
 pub fn path_op(s: &mut Scratch, op: u32, access: u32, open_flags: u32, extra_flags: u32, d_path_ret: i64) -> i32 {
     begin(s, op, access, open_flags, extra_flags, NetTarget::default());
-    path_decide(s, d_path_ret)
+    ret_code(path_decide(s, d_path_ret, true) == VERDICT_DENY)
+}
+
+/// `path_op` for a hook that only observes: true when the caller must SIGKILL the current task.
+#[inline(always)]
+pub fn path_op_observed(s: &mut Scratch, op: u32, access: u32, open_flags: u32, extra_flags: u32, path_ret: i64) -> bool {
+    begin(s, op, access, open_flags, extra_flags, NetTarget::default());
+    path_decide(s, path_ret, false) == VERDICT_KILL
 }
 
 /// A unix socket path already in `s.event.target` (`len` bytes incl. NUL).
 #[inline(always)]
 pub fn path_op_net(s: &mut Scratch, op: u32, len: usize, net: NetTarget) -> i32 {
     begin(s, op, ACCESS_CONNECT, 0, 0, net);
-    path_decide(s, len as i64)
+    ret_code(path_decide(s, len as i64, true) == VERDICT_DENY)
 }
 
 #[inline(always)]
-fn path_decide(s: &mut Scratch, d_path_ret: i64) -> i32 {
+fn path_decide(s: &mut Scratch, d_path_ret: i64, blocks: bool) -> u32 {
     if d_path_ret <= 0 || d_path_ret as usize > PATH_BUF_BYTES {
         // Fail closed: a path we cannot see cannot be allowed.
         vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_UNRESOLVED);
         count(STAT_PATH_UNRESOLVED);
-        return finish(s, false, RULE_DEFAULT_DENY);
+        return conclude(s, false, RULE_DEFAULT_DENY, blocks);
     }
     let len = d_path_ret as usize;
     if len > PATH_KEY_BYTES {
@@ -112,5 +136,5 @@ fn path_decide(s: &mut Scratch, d_path_ret: i64) -> i32 {
         vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_UNRESOLVED);
     }
     let (allow, rule) = path_match::decide(s, vget!(s.rec.access));
-    finish(s, allow, rule)
+    conclude(s, allow, rule, blocks)
 }

@@ -7,9 +7,16 @@ pub fn kernel_label() -> String {
     std::env::var("ENFORCER_KERNEL").unwrap_or_else(|_| "host".into())
 }
 
-/// The VM kernels are booted with `bpf` in `lsm=`: there BPF LSM must work.
+/// The VM kernels are booted with `bpf` in `lsm=` (there BPF LSM must work), except the
+/// `-nolsm` boot, where LSM programs attach but never run.
 fn lsm_expected() -> bool {
-    kernel_label() != "host"
+    let k = kernel_label();
+    k != "host" && !k.ends_with("-nolsm")
+}
+
+/// A kernel booted without `bpf` in `lsm=`.
+pub fn lsm_inert() -> bool {
+    kernel_label().ends_with("-nolsm")
 }
 
 /// Load the BPF LSM backend, or, where this kernel cannot run BPF LSM, check that the failure is
@@ -20,7 +27,11 @@ pub fn lsm_or_na(test: &str) -> Option<LsmBackend> {
         Ok(b) => Some(b),
         Err(e) if !lsm_expected() => {
             match &e {
-                KernelError::Attach { program, reason } => {
+                // Without `bpf` in lsm= the programs attach; the canary proves they never run.
+                KernelError::Unsupported(why) if lsm_inert() => {
+                    assert!(why.contains("attach but do not run"), "the canary must be what refuses BPF LSM here: {e}");
+                }
+                KernelError::Attach { program, reason } if !lsm_inert() => {
                     assert_eq!(program, "file_open", "the first LSM program should be the one refused: {e}");
                     assert!(!reason.is_empty(), "the refusal must carry the kernel's reason");
                 }

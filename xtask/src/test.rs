@@ -60,7 +60,7 @@ impl Recorder {
 
     /// Rows that only run on the host (unit tests, fuzzing) say so in the VM columns.
     fn host_only(&mut self, row: &str) {
-        for column in ["6.1", "6.12"] {
+        for column in &crate::summary::COLUMNS[1..] {
             self.row(row)
                 .set(column, Cell::NotApplicable("host only".into()));
         }
@@ -148,11 +148,19 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
         (false, true) => Series::ALL.to_vec(),
         (false, false) => args.kernel.clone(),
     };
+    // Every series with `bpf` in lsm=, then 6.12 without it: a kernel where LSM programs load and
+    // attach but never run, which the daemon must detect (and fall back from).
+    let mut boots: Vec<(Series, bool)> = series.iter().map(|s| (*s, true)).collect();
+    if series.contains(&Series::V6_12) {
+        boots.push((Series::V6_12, false));
+    }
     if !tests.is_empty() {
-        for series in series {
+        for (series, bpf_lsm) in boots {
+            let column = column_label(series, bpf_lsm);
             let result = run_in_vm(
                 &project,
                 series,
+                bpf_lsm,
                 &enforcer,
                 &executables,
                 &tests,
@@ -161,10 +169,10 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
             );
             // No kernel or no image: every test fails on that kernel, the others still run.
             if let Err(err) = result {
-                eprintln!("kernel {}: {err:#}", series.label());
+                eprintln!("kernel {column}: {err:#}");
                 for test in &tests {
-                    let outcome = Outcome::Fail(format!("could not boot {}", series.label()));
-                    recorder.record(&test.row, series.label(), outcome, &logs);
+                    let outcome = Outcome::Fail(format!("could not boot {column}"));
+                    recorder.record(&test.row, column, outcome, &logs);
                 }
             }
         }
@@ -243,17 +251,27 @@ fn unit_tests(
     Ok(())
 }
 
+/// The table column (and ENFORCER_KERNEL value) of a boot.
+fn column_label(series: Series, bpf_lsm: bool) -> &'static str {
+    match (series, bpf_lsm) {
+        (Series::V6_12, false) => "6.12-nolsm",
+        (s, _) => s.label(),
+    }
+}
+
 /// One boot of `series` runs every kernel test; the console is split per test.
+#[allow(clippy::too_many_arguments)]
 fn run_in_vm(
     project: &Project,
     series: Series,
+    bpf_lsm: bool,
     enforcer: &Path,
     executables: &[TestExecutable],
     tests: &[KernelTest],
     args: &TestArgs,
     recorder: &mut Recorder,
 ) -> anyhow::Result<()> {
-    let label = series.label();
+    let label = column_label(series, bpf_lsm);
     let logs = project.test_logs_dir();
     let console_log = logs.join(format!("vm-{label}.log"));
     let per_test_logs = logs.join(format!("vm-{label}"));
@@ -308,7 +326,7 @@ fn run_in_vm(
         &Boot {
             kernel: &kernel,
             initrd: &image,
-            bpf_lsm: true,
+            bpf_lsm,
             timeout: Duration::from_secs(args.vm_timeout),
             exit_marker: &marker,
         },

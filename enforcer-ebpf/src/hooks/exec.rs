@@ -62,7 +62,7 @@ fn try_bprm_check_security(ctx: &LsmContext) -> Result<i32, i32> {
 
 /// A non-agent execs a binary some agent's `match.exe` names: it becomes that agent, for good.
 #[inline(always)]
-fn exe_match(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> Option<Current> {
+pub fn exe_match(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> Option<Current> {
     if d_path_ret <= 0 || d_path_ret as usize > PATH_BUF_BYTES {
         return None;
     }

@@ -4,6 +4,7 @@ pub mod cgroup_net;
 pub mod exec;
 pub mod file_open;
 pub mod net;
+pub mod observe;
 pub mod proc;
 pub mod verifier_probe;
 

@@ -20,8 +20,17 @@ use crate::policy::compile::{CompiledPolicy, Mode, OnViolation, RuleKind};
 /// cgroup sock_addr programs (program name in the object), attached at the cgroup2 root.
 pub const CGROUP_PROGRAMS: &[&str] = &["cg_connect4", "cg_connect6", "cg_sendmsg4", "cg_sendmsg6"];
 
-/// (program name, category, tracepoint) that observe file and exec operations.
-pub const FILE_TRACEPOINTS: &[(&str, &str, &str)] = &[];
+/// (program name, category, tracepoint) that observe file and exec operations. A program may
+/// appear several times (one attachment per tracepoint). `fb_sched_exec` must come after the
+/// identity programs (attachment order is run order): a non-leader thread's exec moves its
+/// process-table entry first.
+pub const FILE_TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("fb_exit_open", "syscalls", "sys_exit_openat"),
+    ("fb_exit_open", "syscalls", "sys_exit_openat2"),
+    ("fb_exit_open", "syscalls", "sys_exit_open"),
+    ("fb_exit_open", "syscalls", "sys_exit_creat"),
+    ("fb_sched_exec", "sched", "sched_process_exec"),
+];
 
 pub struct FallbackBackend {
     ebpf: Ebpf,
@@ -62,8 +71,13 @@ fn attach_tracepoints(ebpf: &mut Ebpf, list: &[(&str, &str, &str)]) -> Result<()
             .ok_or_else(|| KernelError::Load(format!("program {prog} missing from the object")))?
             .try_into()
             .map_err(|e| KernelError::Load(format!("{prog}: {e}")))?;
-        p.load().map_err(|e| KernelError::Attach { program: (*prog).into(), reason: format!("{e:#}") })?;
-        p.attach(category, name).map_err(|e| KernelError::Attach { program: (*prog).into(), reason: format!("{e:#}") })?;
+        if p.fd().is_err() {
+            p.load().map_err(|e| KernelError::Attach { program: (*prog).into(), reason: super::error_chain(&e) })?;
+        }
+        p.attach(category, name).map_err(|e| KernelError::Attach {
+            program: format!("{prog} ({category}:{name})"),
+            reason: super::error_chain(&e),
+        })?;
     }
     Ok(())
 }
@@ -82,11 +96,8 @@ impl FallbackBackend {
             ("cgroup-sock-addr".to_string(), Ok(())),
         ];
         let file = attach_tracepoints(&mut ebpf, FILE_TRACEPOINTS).map_err(|e| e.to_string());
-        let file_hooks = file.is_ok() && !FILE_TRACEPOINTS.is_empty();
-        features.push((
-            "file-exec-tracepoints".to_string(),
-            if FILE_TRACEPOINTS.is_empty() { Err("not implemented yet".into()) } else { file },
-        ));
+        let file_hooks = file.is_ok();
+        features.push(("file-exec-tracepoints".to_string(), file));
         let events = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).ok_or_else(|| KernelError::Load("EVENTS map missing".into()))?)
             .map_err(|e| KernelError::Map { map: MAP_EVENTS.into(), reason: e.to_string() })?;
         Ok(FallbackBackend { ebpf, events, features, file_hooks, policy: None, lsm_problem })

@@ -96,7 +96,16 @@ pub fn read() -> Result<Offsets, KernelError> {
         ("OFF_MSGHDR_MSG_NAMELEN", member_offset(&btf, "msghdr", "msg_namelen")?),
         ("OFF_TASK_REAL_PARENT", member_offset(&btf, "task_struct", "real_parent")?),
         ("OFF_TASK_TGID", member_offset(&btf, "task_struct", "tgid")?),
+        ("OFF_TASK_FILES", member_offset(&btf, "task_struct", "files")?),
+        ("OFF_FILES_FDT", member_offset(&btf, "files_struct", "fdt")?),
+        ("OFF_FDTABLE_FD", member_offset(&btf, "fdtable", "fd")?),
+        ("OFF_FDTABLE_MAX_FDS", member_offset(&btf, "fdtable", "max_fds")?),
+        ("OFF_TASK_MM", member_offset(&btf, "task_struct", "mm")?),
+        ("OFF_MM_EXE_FILE", member_offset(&btf, "mm_struct", "exe_file")?),
+        ("OFF_PATH_MNT", member_offset(&btf, "path", "mnt")?),
+        ("OFF_PATH_DENTRY", member_offset(&btf, "path", "dentry")?),
         ("TP_FORK_CHILD_PID", tracepoint_field("sched", "sched_process_fork", "child_pid")?),
         ("TP_EXEC_OLD_PID", tracepoint_field("sched", "sched_process_exec", "old_pid")?),
+        ("TP_SYS_EXIT_RET", tracepoint_field("syscalls", "sys_exit_openat", "ret")?),
     ])
 }
