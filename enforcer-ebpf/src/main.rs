@@ -7,6 +7,7 @@
 mod macros;
 
 mod decide;
+mod dentry_path;
 mod emit;
 mod hooks;
 mod identity;
