@@ -55,6 +55,8 @@ pub struct Scratch {
     pub rec: crate::emit::Record,
     /// What the path candidates said (see path_match::Acc). In map memory for the same reason.
     pub acc: crate::path_match::Acc,
+    /// The dentry walk's buffer and state (dentry_path.rs).
+    pub walk: crate::dentry_path::Walk,
 }
 
 #[inline(always)]

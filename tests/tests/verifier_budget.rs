@@ -1,5 +1,6 @@
 //! The decision pipeline's verifier cost, measured on any kernel: `verifier_probe` runs the same
-//! code as the `file_open` LSM hook behind a tracepoint, which every kernel will verify.
+//! code as the `file_open` LSM hook behind a tracepoint, which every kernel will verify;
+//! `verifier_probe_walk` adds the dentry walk the path hooks (unlink, rename...) use.
 
 use aya::programs::TracePoint;
 use enforcer::kernel::{lsm, LoadOptions};
@@ -7,16 +8,28 @@ use enforcer::kernel::{lsm, LoadOptions};
 /// Well under the kernel's 1,000,000-instruction limit, leaving room for kernel differences.
 const BUDGET: u32 = 400_000;
 
-#[test]
-fn decision_pipeline_fits_the_verifier() {
+/// Load `prog` and return the instructions the verifier processed.
+fn verified_insns(prog: &str) -> u32 {
     enforcer_tests::require_root();
     let mut ebpf = lsm::load_object(&LoadOptions::default()).expect("load object");
-    let p: &mut TracePoint = ebpf.program_mut("verifier_probe").expect("verifier_probe").try_into().expect("tracepoint");
+    let p: &mut TracePoint = ebpf.program_mut(prog).unwrap_or_else(|| panic!("{prog} missing")).try_into().expect("tracepoint");
     if let Err(e) = p.load() {
-        panic!("the decision pipeline fails verification: {e:#}");
+        panic!("{prog} fails verification: {e:#}");
     }
     let info = p.info().expect("program info");
-    let insns = info.verified_instruction_count().expect("verified_insns (kernel 5.16+)");
+    info.verified_instruction_count().expect("verified_insns (kernel 5.16+)")
+}
+
+#[test]
+fn decision_pipeline_fits_the_verifier() {
+    let insns = verified_insns("verifier_probe");
     println!("verifier processed {insns} instructions for the decision pipeline (budget {BUDGET})");
     assert!(insns < BUDGET, "decision pipeline costs {insns} verifier instructions, over the {BUDGET} budget");
+}
+
+#[test]
+fn dentry_walk_fits_the_verifier() {
+    let insns = verified_insns("verifier_probe_walk");
+    println!("verifier processed {insns} instructions for the dentry walk + decision (budget {BUDGET})");
+    assert!(insns < BUDGET, "dentry walk + decision costs {insns} verifier instructions, over the {BUDGET} budget");
 }
