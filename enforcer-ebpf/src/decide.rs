@@ -52,14 +52,6 @@ pub fn finish(s: &mut Scratch, allow: bool, rule: u32) -> i32 {
     ret_code(conclude(s, allow, rule, true) == VERDICT_DENY)
 }
 
-/// Finish the decision for a hook that only observes (tracepoints, after the fact): a deny is
-/// a kill for agents with `on_violation = "kill"` (and for processes we could not record),
-/// otherwise a logged would-deny. Returns true when the caller must SIGKILL the current task.
-#[inline(always)]
-pub fn finish_observed(s: &mut Scratch, allow: bool, rule: u32) -> bool {
-    conclude(s, allow, rule, false) == VERDICT_KILL
-}
-
 #[inline(always)]
 fn conclude(s: &mut Scratch, allow: bool, rule: u32, blocks: bool) -> u32 {
     let doomed = vget!(s.cur.doomed) != 0;

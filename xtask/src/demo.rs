@@ -1,9 +1,7 @@
-//! `cargo xtask demo`: build, then run `enforcer demo` inside the Debian 6.12 VM (BPF LSM
-//! enforces there), or with `--host` on this machine's kernel.
-//!
-//! The VM is the default because the host kernel of these machines refuses BPF LSM programs and
-//! the fallback backend (tracepoints + cgroup socket hooks) is not implemented yet: on the host
-//! the daemon refuses to start and says exactly that, which is the honest answer, not a demo.
+//! `cargo xtask demo`: build, then run `enforcer demo` on this machine's kernel (the daemon picks
+//! BPF LSM where it works, else the fallback backend: cgroup socket hooks refuse denied network,
+//! tracepoints log file and exec decisions), or with `--vm` inside the Debian 6.12 VM, where BPF
+//! LSM enforces everything with EPERM.
 
 use std::process::Command;
 
@@ -13,17 +11,16 @@ use crate::vm::{self, KernelChoice, VmArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Run inside the Debian 6.12 VM (the default; kept for compatibility).
+    /// Run inside the Debian 6.12 VM (BPF LSM) instead of on this machine's kernel.
     #[arg(long, conflicts_with = "host")]
     pub vm: bool,
-    /// Run on this machine's kernel instead of the VM (needs BPF LSM on this kernel until the
-    /// fallback backend lands).
+    /// Run on this machine's kernel (the default).
     #[arg(long)]
     pub host: bool,
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
-    if !args.host {
+    if args.vm {
         return vm::run(VmArgs {
             kernel: KernelChoice::V6_12,
             no_bpf_lsm: false,

@@ -49,7 +49,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "kernel {}: {}", report.kernel, backend_line(&report))?;
                 for r in &rules {
                     let why = if r.why.is_empty() { String::new() } else { format!(" ({})", r.why) };
-                    writeln!(out, "  {:<16} {:<28} {:?}{why}", r.agent, r.rule, r.enforcement)?;
+                    writeln!(out, "  {:<16} {:<28} {}{why}", r.agent, r.rule, r.enforcement.label())?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -167,17 +167,23 @@ fn print_summary(
 /// enforced / audit-only / unsupported with the caveats the daemon's status table shows.
 fn kernel_report(compiled: &policy::CompiledPolicy) -> (crate::kernel::probe::KernelReport, Vec<crate::kernel::RuleStatus>) {
     let report = crate::kernel::probe::probe();
-    let enforcement = if report.usable("bpf-lsm") {
-        crate::kernel::Enforcement::Enforced
+    let rules = if report.usable("bpf-lsm") {
+        crate::kernel::rule_status(Some(compiled), crate::kernel::Enforcement::Enforced)
+    } else if report.usable("cgroup-sock-addr") {
+        crate::kernel::fallback::fallback_rule_status(compiled, report.usable("file-exec-tracepoints"))
     } else {
-        crate::kernel::Enforcement::Unsupported
+        crate::kernel::rule_status(Some(compiled), crate::kernel::Enforcement::Unsupported)
     };
-    (report, crate::kernel::rule_status(Some(compiled), enforcement))
+    (report, rules)
 }
 
 fn backend_line(report: &crate::kernel::probe::KernelReport) -> String {
-    match report.features.iter().find(|f| f.name == "bpf-lsm").and_then(|f| f.problem.clone()) {
-        None => "BPF LSM backend: rules are enforced in the kernel".into(),
-        Some(why) => format!("no backend: BPF LSM unusable ({why}); the fallback backend is not built yet, so no rule is enforced"),
+    let problem = |name: &str| report.features.iter().find(|f| f.name == name).and_then(|f| f.problem.clone());
+    match (problem("bpf-lsm"), problem("cgroup-sock-addr")) {
+        (None, _) => "BPF LSM backend: rules are enforced in the kernel".into(),
+        (Some(why), None) => format!(
+            "fallback backend (BPF LSM unusable: {why}): network rules are enforced by cgroup hooks; file and exec rules are logged or enforced by SIGKILL per on_violation"
+        ),
+        (Some(why), Some(fb)) => format!("no backend: BPF LSM unusable ({why}); fallback unusable ({fb}): no rule is enforced"),
     }
 }

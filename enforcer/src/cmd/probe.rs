@@ -32,10 +32,17 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
             }
             if report.usable("bpf-lsm") {
                 println!("enforcement: BPF LSM (open, exec, connect/sendmsg denied in the kernel)");
+            } else if report.usable("cgroup-sock-addr") {
+                let files = if report.usable("file-exec-tracepoints") {
+                    "open and exec are observed by tracepoints: logged, or SIGKILL per on_violation"
+                } else {
+                    "open and exec are not observed"
+                };
+                println!("enforcement: fallback (connect/sendmsg denied in the kernel by cgroup hooks; {files}; unix sockets and other write operations unsupported)");
             } else {
-                println!("enforcement: none on this kernel: BPF LSM is unusable and the fallback backend is not built yet");
+                println!("enforcement: none on this kernel: BPF LSM and the fallback backend are both unusable");
             }
         }
     }
-    Ok(if report.usable("bpf-lsm") { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.usable("bpf-lsm") || report.usable("cgroup-sock-addr") { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

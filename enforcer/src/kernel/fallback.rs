@@ -108,6 +108,11 @@ impl FallbackBackend {
         self.events.as_raw_fd()
     }
 
+    /// What was probed by trying, with the reason when missing.
+    pub fn features(&self) -> &[(String, Result<(), String>)] {
+        &self.features
+    }
+
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
@@ -148,7 +153,16 @@ fn rule_enforcement(kind: RuleKind, pattern: &str, file_hooks: bool, kill: bool)
         MatchExe if !file_hooks => (Enforcement::Unsupported, "exec tracepoints are not attached: exe-matched processes are not recognised"),
         MatchExe => (Enforcement::Enforced, "recognised when the exec completes (sched_process_exec)"),
         _ if !file_hooks => (Enforcement::Unsupported, "file and exec tracepoints are not attached on this kernel"),
-        _ if kill => (Enforcement::EnforcedByKill, "seen by tracepoints after the fact: the offender is SIGKILLed in the kernel"),
+        FileWrite | FileDeny | FileDenyWrite if kill => (
+            Enforcement::EnforcedByKill,
+            "opens: seen after the fact, the offender is SIGKILLed in the kernel (an O_CREAT/O_TRUNC has already happened); unlink, rename, mkdir/rmdir, link/symlink, truncate, chmod/chown are not observed by the fallback",
+        ),
+        FileWrite | FileDeny | FileDenyWrite => (
+            Enforcement::AuditOnly,
+            "opens: seen after the fact, logged not blocked (on_violation = \"audit\"); unlink, rename, mkdir/rmdir, link/symlink, truncate, chmod/chown are not observed by the fallback",
+        ),
+        ExecAllow | ExecDeny if kill => (Enforcement::EnforcedByKill, "a denied exec is SIGKILLed before the new program runs an instruction"),
+        _ if kill => (Enforcement::EnforcedByKill, "seen after the fact: the offender is SIGKILLed in the kernel before it returns to user space"),
         _ => (Enforcement::AuditOnly, "seen by tracepoints after the fact: logged, not blocked (on_violation = \"audit\")"),
     }
 }

@@ -37,6 +37,18 @@ pub enum Enforcement {
     Unsupported,
 }
 
+impl Enforcement {
+    /// The name used in status tables and JSON (`enforced-by-kill`...).
+    pub fn label(self) -> &'static str {
+        match self {
+            Enforcement::Enforced => "enforced",
+            Enforcement::EnforcedByKill => "enforced-by-kill",
+            Enforcement::AuditOnly => "audit-only",
+            Enforcement::Unsupported => "unsupported",
+        }
+    }
+}
+
 /// Per-rule status line for `enforcer status`, the startup log and `enforcer check --kernel`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RuleStatus {

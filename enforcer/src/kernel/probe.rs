@@ -56,7 +56,25 @@ pub fn probe() -> KernelReport {
             features.push(Feature::from("bpf-lsm", runs));
         }
     }
+    // The fallback's own parts, tried the same way (its load runs the connect canary).
+    drop_lsm_then_probe_fallback(&mut features);
     KernelReport { kernel: super::kernel_release(), features }
+}
+
+fn drop_lsm_then_probe_fallback(features: &mut Vec<Feature>) {
+    match super::fallback::FallbackBackend::load(&LoadOptions::default(), None) {
+        Ok(fb) => {
+            for (name, r) in fb.features() {
+                if let Some(name) = ["cgroup-sock-addr", "file-exec-tracepoints"].into_iter().find(|n| *n == name) {
+                    features.push(Feature::from(name, r.clone()));
+                }
+            }
+        }
+        Err(e) => {
+            features.push(Feature::from("cgroup-sock-addr", Err(e.to_string())));
+            features.push(Feature::from("file-exec-tracepoints", Err(format!("fallback backend did not load: {e}"))));
+        }
+    }
 }
 
 /// Agent id the canary uses: no policy ever gives it rules, so everything it does is denied.
