@@ -8,6 +8,7 @@ pub mod agent;
 pub mod backend;
 pub mod events;
 pub mod fixtures;
+pub mod netdiff;
 
 pub use agent::{Agent, OpResult};
 pub use backend::{fallback, kernel_label, lsm_or_na};

@@ -8,8 +8,12 @@ fn demo_end_to_end() {
     enforcer_tests::require_root();
     let kernel = enforcer_tests::kernel_label();
     let expected_backend = if kernel == "host" || kernel.ends_with("-nolsm") { "fallback" } else { "lsm" };
+    let policies = std::env::var_os("ENFORCER_POLICIES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"));
     let out = std::process::Command::new(enforcer_tests::agent::enforcer_bin())
         .arg("demo")
+        .env("ENFORCER_POLICIES", &policies)
         .output()
         .expect("run enforcer demo");
     let stdout = String::from_utf8_lossy(&out.stdout);

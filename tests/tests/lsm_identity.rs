@@ -47,6 +47,8 @@ fn descendants_inherit_exe_match_joins_no_switching() {
         format!("exec:{tool},cat,{secret}"),
         // 3. No switching: exec of agent B's binary keeps the process in agent A.
         format!("exec:{b_exe},cat,{secret}"),
+        // 4. Double fork + setsid: a grandchild in a new session is still agent A.
+        format!("exec:{tool},sh,-c,{tool} setsid {tool} cat {secret}; true"),
     ];
     let agent = Agent::spawn(&ops, false);
     backend.register(agent.pid, a, 21).expect("register");
@@ -62,6 +64,9 @@ fn descendants_inherit_exe_match_joins_no_switching() {
     assert_ne!(r[2].result, "ok", "exec of B's binary does not make A's child B (B could read it): {:?}", r[2]);
     let e = events::wait_for(&mut backend, "no-switch denied open", |e| events::target(e) == secret && e.header.verdict == VERDICT_DENY && e.header.chain[0] == a && e.header.tgid != pid && e.header.ppid == pid);
     assert_eq!(e.header.chain[0], a, "still agent A after exec'ing agent B's binary");
+    let e = events::wait_for(&mut backend, "setsid grandchild's denied open", |e| events::target(e) == secret && e.header.verdict == VERDICT_DENY && e.header.ppid != pid && e.header.tgid != pid);
+    assert_eq!(e.header.chain[0], a, "a double-forked, setsid grandchild is still agent A");
+    assert_eq!(e.header.session, 21, "and keeps the launcher's session");
 
     // 2. Exe match: a non-agent (this test's child, never registered) execs B's binary and
     //    becomes agent B: B may read the secret, but not outside its directory.
@@ -75,5 +80,5 @@ fn descendants_inherit_exe_match_joins_no_switching() {
     // The test process itself is no agent.
     std::fs::read(&secret).expect("non-agents are unaffected");
     let _ = EPERM;
-    println!("checked: fork+exec descendants inherit agent and session, exec of another agent's binary does not switch, match.exe joins a non-agent (JOIN event), non-agents unaffected");
+    println!("checked: fork+exec descendants and setsid grandchildren inherit agent and session, exec of another agent's binary does not switch, match.exe joins a non-agent (JOIN event), non-agents unaffected");
 }
