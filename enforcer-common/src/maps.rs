@@ -13,6 +13,7 @@ pub const MAP_CGROUP_MATCH: &str = "CGROUP_MATCH";
 pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_LOSSES: &str = "LOSSES";
 pub const MAP_STATS: &str = "STATS";
+pub const MAP_FB_SYSCALLS: &str = "FB_SYSCALLS";
 
 /// Global configuration, `CONFIG[0]`.
 #[repr(C)]
@@ -197,6 +198,41 @@ pub struct CgroupMatch {
     pub rule: u32,
 }
 
+/// How the fallback's syscall tracepoint finds what a syscall changes, `FB_SYSCALLS[nr]`
+/// (filled by user space from its own syscall numbers: they are the running kernel's ABI).
+/// Argument indexes are into the tracepoint's `args[]`; `NO_ARG` = absent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallShape {
+    /// `OP_*` of the event.
+    pub op: u32,
+    /// `SHAPE_*`: what the arguments are.
+    pub kind: u32,
+    /// Directory fd argument of the (first) path; `NO_ARG`: relative to the cwd.
+    pub dfd_arg: u32,
+    /// The (first) path argument, or the fd argument for `SHAPE_FD`, or the sockaddr /
+    /// msghdr argument for `SHAPE_SOCKADDR` / `SHAPE_MSGHDR`.
+    pub path_arg: u32,
+    /// Second path (rename destination, link name): its dirfd and path; `NO_ARG` = none.
+    pub dfd2_arg: u32,
+    pub path2_arg: u32,
+    /// Flags argument whose `AT_REMOVEDIR` bit turns `unlinkat` into a rmdir; or the sockaddr
+    /// length argument for `SHAPE_SOCKADDR`.
+    pub aux_arg: u32,
+    /// Decide only the second path (symlink: the first argument is the link's target text).
+    pub second_only: u32,
+}
+
+pub const NO_ARG: u32 = 0xff;
+/// Paths given as (dirfd, string).
+pub const SHAPE_PATHS: u32 = 1;
+/// An open file descriptor (ftruncate, fchmod, fchown).
+pub const SHAPE_FD: u32 = 2;
+/// A user sockaddr + its length (connect, sendto): only unix sockets are decided here.
+pub const SHAPE_SOCKADDR: u32 = 3;
+/// A user msghdr (sendmsg): its msg_name, for unix datagram sockets.
+pub const SHAPE_MSGHDR: u32 = 4;
+
 /// Per-CPU counters, `STATS[STAT_*]`.
 pub const STAT_LOOKUPS: u32 = 0;
 pub const STAT_DENIED: u32 = 1;
@@ -221,4 +257,5 @@ mod pod {
     unsafe impl aya::Pod for NetRule {}
     unsafe impl aya::Pod for ExeMatch {}
     unsafe impl aya::Pod for CgroupMatch {}
+    unsafe impl aya::Pod for SyscallShape {}
 }

@@ -52,6 +52,14 @@ pub fn finish(s: &mut Scratch, allow: bool, rule: u32) -> i32 {
     ret_code(conclude(s, allow, rule, true) == VERDICT_DENY)
 }
 
+/// Finish the decision for a hook that only observes (tracepoints, after the fact): a deny is
+/// a kill for agents with `on_violation = "kill"` (and for processes we could not record),
+/// otherwise a logged would-deny. Returns true when the caller must SIGKILL the current task.
+#[inline(always)]
+pub fn finish_observed(s: &mut Scratch, allow: bool, rule: u32) -> bool {
+    conclude(s, allow, rule, false) == VERDICT_KILL
+}
+
 #[inline(always)]
 fn conclude(s: &mut Scratch, allow: bool, rule: u32, blocks: bool) -> u32 {
     let doomed = vget!(s.cur.doomed) != 0;
@@ -105,6 +113,13 @@ pub fn path_op_observed(s: &mut Scratch, op: u32, access: u32, open_flags: u32, 
 pub fn path_op_net(s: &mut Scratch, op: u32, len: usize, net: NetTarget) -> i32 {
     begin(s, op, ACCESS_CONNECT, 0, 0, net);
     ret_code(path_decide(s, len as i64, true) == VERDICT_DENY)
+}
+
+/// `path_op_net` for a hook that only observes: true when the caller must SIGKILL.
+#[inline(always)]
+pub fn path_op_net_observed(s: &mut Scratch, op: u32, len: usize, net: NetTarget) -> bool {
+    begin(s, op, ACCESS_CONNECT, 0, 0, net);
+    path_decide(s, len as i64, false) == VERDICT_KILL
 }
 
 #[inline(always)]

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use enforcer_common::{
     AgentConfig, CgroupKey, CgroupMatch, Config, ExeMatch, NameKey, NetData, NetRule, PathData,
-    PathRule, ProcState, MAX_AGENTS, STAT_COUNT,
+    PathRule, ProcState, SyscallShape, MAX_AGENTS, STAT_COUNT,
 };
 
 use crate::scratch::Scratch;
@@ -45,6 +45,10 @@ pub static EXE_MATCH: LpmTrie<PathData, ExeMatch> = LpmTrie::with_max_entries(40
 
 #[map(name = "CGROUP_MATCH")]
 pub static CGROUP_MATCH: HashMap<CgroupKey, CgroupMatch> = HashMap::with_max_entries(4096, 0);
+
+/// The fallback's syscall shapes by syscall number (see `hooks/observe_syscalls.rs`).
+#[map(name = "FB_SYSCALLS")]
+pub static FB_SYSCALLS: HashMap<u32, SyscallShape> = HashMap::with_max_entries(64, 0);
 
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);

@@ -53,4 +53,6 @@ offsets!(
     TP_FORK_CHILD_PID,
     TP_EXEC_OLD_PID,
     TP_SYS_EXIT_RET,
+    TP_SYS_ENTER_NR,
+    TP_SYS_ENTER_ARGS,
 );

@@ -5,6 +5,7 @@ pub mod exec;
 pub mod file_open;
 pub mod net;
 pub mod observe;
+pub mod observe_syscalls;
 pub mod proc;
 pub mod verifier_probe;
 

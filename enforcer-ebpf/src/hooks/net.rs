@@ -19,7 +19,7 @@ use crate::{
 
 const SOCK_STREAM: u16 = 1;
 const SOCK_DGRAM: u16 = 2;
-const SUN_PATH_BYTES: usize = 108;
+pub const SUN_PATH_BYTES: usize = 108;
 
 #[lsm(hook = "socket_connect")]
 pub fn socket_connect(ctx: LsmContext) -> i32 {
@@ -136,12 +136,26 @@ fn unix_op(s: &mut Scratch, op: u32, addr: *const u8, addrlen: i32, t: NetTarget
     if n <= 0 || n > SUN_PATH_BYTES as i64 {
         return unreadable(s, op, t);
     }
-    let n = n as usize;
     // The address always lives in a kernel sockaddr_storage (128 bytes): a fixed read is safe.
     // Read into scratch memory: the 512-byte stack has no room for it.
     if unsafe { bpf_probe_read_kernel_buf(addr.add(2), &mut s.unix_path[..SUN_PATH_BYTES]) }.is_err() {
         return unreadable(s, op, t);
     }
+    let (len, relative) = unix_target(s, n as usize);
+    let t = NetTarget { family: AF_UNIX, ..t };
+    if relative {
+        decide::begin(s, op, ACCESS_CONNECT, 0, EVENT_FLAG_RELATIVE_PATH, t);
+        unsafe { core::ptr::write_volatile(&mut s.rec.target_len, len) };
+        return decide::finish(s, false, RULE_DEFAULT_DENY);
+    }
+    decide::path_op_net(s, op, len + 1, t)
+}
+
+/// `n` bytes of `sun_path` are in `s.unix_path`: write the target (`@name` for an abstract
+/// socket) into `s.event.target`. Returns its length (no NUL) and whether it is a relative
+/// path (which cannot be decided: fail closed).
+#[inline(always)]
+pub fn unix_target(s: &mut Scratch, n: usize) -> (usize, bool) {
     let first = s.unix_path[0];
     let abstract_name = first == 0;
     let mut len = 0usize;
@@ -161,11 +175,5 @@ fn unix_op(s: &mut Scratch, op: u32, addr: *const u8, addrlen: i32, t: NetTarget
     // would otherwise be verified once per exit.
     unsafe { core::ptr::write_volatile(&mut s.offset, len as u32) };
     let len = unsafe { core::ptr::read_volatile(&s.offset) } as usize & 127;
-    let t = NetTarget { family: AF_UNIX, ..t };
-    if !abstract_name && first != b'/' {
-        decide::begin(s, op, ACCESS_CONNECT, 0, EVENT_FLAG_RELATIVE_PATH, t);
-        unsafe { core::ptr::write_volatile(&mut s.rec.target_len, len) };
-        return decide::finish(s, false, RULE_DEFAULT_DENY);
-    }
-    decide::path_op_net(s, op, len + 1, t)
+    (len, !abstract_name && first != b'/')
 }

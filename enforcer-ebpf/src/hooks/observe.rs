@@ -34,7 +34,7 @@ fn kill_if(kill: bool) {
 
 /// `struct file *` of descriptor `fd` of the current task.
 #[inline(always)]
-fn file_of_fd(fd: u32) -> Option<*const u8> {
+pub fn file_of_fd(fd: u32) -> Option<*const u8> {
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let files: *const u8 = read(unsafe { task.add(off::OFF_TASK_FILES()) })?;
     let fdt: *const u8 = read(unsafe { files.add(off::OFF_FILES_FDT()) })?;
@@ -49,7 +49,7 @@ fn file_of_fd(fd: u32) -> Option<*const u8> {
 
 /// The path of `file` into `s.event.target` (bpf_d_path conventions: length incl. NUL, or < 0).
 #[inline(always)]
-fn file_path(s: &mut Scratch, file: *const u8) -> i64 {
+pub fn file_path(s: &mut Scratch, file: *const u8) -> i64 {
     let path = unsafe { file.add(off::OFF_FILE_F_PATH()) };
     let mnt: *const u8 = read(unsafe { path.add(off::OFF_PATH_MNT()) }).unwrap_or(core::ptr::null());
     let dentry: *const u8 = read(unsafe { path.add(off::OFF_PATH_DENTRY()) }).unwrap_or(core::ptr::null());

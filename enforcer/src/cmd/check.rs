@@ -170,7 +170,11 @@ fn kernel_report(compiled: &policy::CompiledPolicy) -> (crate::kernel::probe::Ke
     let rules = if report.usable("bpf-lsm") {
         crate::kernel::rule_status(Some(compiled), crate::kernel::Enforcement::Enforced)
     } else if report.usable("cgroup-sock-addr") {
-        crate::kernel::fallback::fallback_rule_status(compiled, report.usable("file-exec-tracepoints"))
+        crate::kernel::fallback::fallback_rule_status(
+            compiled,
+            report.usable("file-exec-tracepoints"),
+            report.usable("file-change-tracepoints"),
+        )
     } else {
         crate::kernel::rule_status(Some(compiled), crate::kernel::Enforcement::Unsupported)
     };

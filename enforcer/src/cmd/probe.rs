@@ -38,7 +38,12 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     "open and exec are not observed"
                 };
-                println!("enforcement: fallback (connect/sendmsg denied in the kernel by cgroup hooks; {files}; unix sockets and other write operations unsupported)");
+                let changes = if report.usable("file-change-tracepoints") {
+                    "unlink/rename/mkdir/... and unix-socket connects are observed at syscall entry (lexical paths): logged, or SIGKILL"
+                } else {
+                    "unlink/rename/mkdir/... and unix sockets are not observed"
+                };
+                println!("enforcement: fallback (connect/sendmsg denied in the kernel by cgroup hooks; {files}; {changes})");
             } else {
                 println!("enforcement: none on this kernel: BPF LSM and the fallback backend are both unusable");
             }

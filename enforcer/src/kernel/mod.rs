@@ -6,6 +6,7 @@
 //! implement it, and tests use a mock.
 
 pub mod fallback;
+pub mod fallback_syscalls;
 pub mod lsm;
 pub mod object;
 pub mod offsets;
@@ -160,6 +161,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         s.push_str(": ");
         s.push_str(&c.to_string());
         cur = c.source();
+    }
+    // A verifier log can be thousands of lines: keep its start and its verdict at the end.
+    if s.len() > 1200 {
+        let head: String = s.chars().take(300).collect();
+        let tail: String = s.chars().rev().take(700).collect::<Vec<_>>().into_iter().rev().collect();
+        s = format!("{head} [...] {tail}");
     }
     s
 }

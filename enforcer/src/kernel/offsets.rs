@@ -118,5 +118,9 @@ pub fn read() -> Result<Offsets, KernelError> {
         ("TP_FORK_CHILD_PID", tracepoint_field("sched", "sched_process_fork", "child_pid")?),
         ("TP_EXEC_OLD_PID", tracepoint_field("sched", "sched_process_exec", "old_pid")?),
         ("TP_SYS_EXIT_RET", tracepoint_field("syscalls", "sys_exit_openat", "ret")?),
+        // sys_enter_* records are `struct syscall_trace_enter { ...; int nr; unsigned long args[]; }`:
+        // the first argument's offset (unlinkat's `dfd`) is where args[] starts.
+        ("TP_SYS_ENTER_NR", tracepoint_field("syscalls", "sys_enter_unlinkat", "__syscall_nr")?),
+        ("TP_SYS_ENTER_ARGS", tracepoint_field("syscalls", "sys_enter_unlinkat", "dfd")?),
     ])
 }

@@ -65,7 +65,7 @@ fn drop_lsm_then_probe_fallback(features: &mut Vec<Feature>) {
     match super::fallback::FallbackBackend::load(&LoadOptions::default(), None) {
         Ok(fb) => {
             for (name, r) in fb.features() {
-                if let Some(name) = ["cgroup-sock-addr", "file-exec-tracepoints"].into_iter().find(|n| *n == name) {
+                if let Some(name) = ["cgroup-sock-addr", "file-exec-tracepoints", "file-change-tracepoints"].into_iter().find(|n| *n == name) {
                     features.push(Feature::from(name, r.clone()));
                 }
             }
@@ -73,6 +73,7 @@ fn drop_lsm_then_probe_fallback(features: &mut Vec<Feature>) {
         Err(e) => {
             features.push(Feature::from("cgroup-sock-addr", Err(e.to_string())));
             features.push(Feature::from("file-exec-tracepoints", Err(format!("fallback backend did not load: {e}"))));
+            features.push(Feature::from("file-change-tracepoints", Err(format!("fallback backend did not load: {e}"))));
         }
     }
 }

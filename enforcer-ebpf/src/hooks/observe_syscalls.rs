@@ -1,0 +1,274 @@
+//! The fallback's view of file changes other than open (unlink, rmdir, mkdir, mknod, rename,
+//! link, symlink, truncate, chmod, chown) and of unix-socket connects and sends: one program on
+//! the `sys_enter_*` tracepoint of each of those syscalls. What a syscall's arguments mean comes
+//! from `FB_SYSCALLS[nr]`, which user space fills from its own syscall numbers.
+//!
+//! Paths come from the caller's strings, made absolute with the directory fd's (or the cwd's)
+//! canonical path from the dentry walk: the last components are *lexical*. A path with an
+//! empty, `.` or `..` component (after any leading `./`) or longer than USER_PATH_BYTES - 1
+//! cannot be judged by its text and fails closed (deny, flagged unresolved). A symlink in an
+//! intermediate component of the string is not followed (documented in docs/fallback.md).
+//! Like every tracepoint the program sees, it cannot refuse: audit or SIGKILL per on_violation.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{bpf_get_current_task, bpf_probe_read_kernel as read_kernel_raw, bpf_probe_read_user_str, bpf_send_signal},
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use enforcer_common::*;
+
+use super::{net::{unix_target, SUN_PATH_BYTES}, observe};
+use crate::{decide, dentry_path, identity, maps::FB_SYSCALLS, net_match::NetTarget, offsets::get as off, scratch::{self, Scratch}};
+
+/// Longest path string taken from user memory, NUL included.
+pub const USER_PATH_BYTES: usize = 256;
+const AT_FDCWD: i64 = -100;
+const AT_REMOVEDIR: u64 = 0x200;
+const SIGKILL: u32 = 9;
+const EFAULT: i64 = 14;
+const EINVAL: i64 = 22;
+const ENAMETOOLONG: i64 = 36;
+
+/// Syscalls whose arguments are (dirfd, path) pairs: the first path. (The second - rename or
+/// link destination - is a program of its own attached to the same tracepoint: verifying both
+/// decisions in one program multiplies their verifier states past the limit.)
+#[tracepoint]
+pub fn fb_sys_enter_path1(ctx: TracePointContext) -> u32 {
+    match try_enter(&ctx, SHAPE_PATHS) {
+        Ok(ret) | Err(ret) => ret,
+    }
+}
+
+/// The second path of rename, link and symlink.
+#[tracepoint]
+pub fn fb_sys_enter_path2(ctx: TracePointContext) -> u32 {
+    match try_enter(&ctx, SHAPE_PATHS + 100) {
+        Ok(ret) | Err(ret) => ret,
+    }
+}
+
+/// Syscalls on an open file descriptor (ftruncate, fchmod, fchown).
+#[tracepoint]
+pub fn fb_sys_enter_fd(ctx: TracePointContext) -> u32 {
+    match try_enter(&ctx, SHAPE_FD) {
+        Ok(ret) | Err(ret) => ret,
+    }
+}
+
+/// connect/sendto (a sockaddr) and sendmsg (a msghdr): unix sockets only.
+#[tracepoint]
+pub fn fb_sys_enter_sock(ctx: TracePointContext) -> u32 {
+    match try_enter(&ctx, SHAPE_SOCKADDR) {
+        Ok(ret) | Err(ret) => ret,
+    }
+}
+
+/// Syscall argument `i` (the tracepoint's `args[]` are unsigned longs).
+#[inline(always)]
+fn arg(ctx: &TracePointContext, i: u32) -> u64 {
+    unsafe { ctx.read_at::<u64>(off::TP_SYS_ENTER_ARGS() + (i as usize & 7) * 8) }.unwrap_or(0)
+}
+
+#[inline(always)]
+fn kill_if(kill: bool) -> bool {
+    if kill {
+        unsafe { bpf_send_signal(SIGKILL) };
+    }
+    kill
+}
+
+/// `program`: which family of shapes this program handles (each is a separate program so
+/// that each stays within the 512-byte stack).
+#[inline(always)]
+fn try_enter(ctx: &TracePointContext, program: u32) -> Result<u32, u32> {
+    let s = scratch::get().ok_or(0u32)?;
+    if !identity::park_current(s) {
+        return Ok(0);
+    }
+    let nr = unsafe { ctx.read_at::<i32>(off::TP_SYS_ENTER_NR()) }.map_err(|_| 0u32)? as u32;
+    let Some(shape) = (unsafe { FB_SYSCALLS.get(&nr) }) else {
+        return Ok(0);
+    };
+    let kind = shape.kind;
+    if program == SHAPE_FD && kind == SHAPE_FD {
+        let len = match observe::file_of_fd(arg(ctx, shape.path_arg) as u32) {
+            Some(file) => observe::file_path(s, file),
+            None => -EFAULT,
+        };
+        kill_if(decide::path_op_observed(s, shape.op, ACCESS_WRITE, 0, 0, len));
+    } else if program == SHAPE_PATHS && kind == SHAPE_PATHS {
+        path(ctx, s, shape, 0);
+    } else if program == SHAPE_PATHS + 100 && kind == SHAPE_PATHS {
+        path(ctx, s, shape, 1);
+    } else if program == SHAPE_SOCKADDR && kind == SHAPE_SOCKADDR {
+        let addr = arg(ctx, shape.path_arg) as *const u8;
+        unix(s, shape.op, addr, arg(ctx, shape.aux_arg) as i32);
+    } else if program == SHAPE_SOCKADDR && kind == SHAPE_MSGHDR {
+        // struct user_msghdr: msg_name at 0, msg_namelen at 8 (the UAPI layout).
+        let msg = arg(ctx, shape.path_arg) as *const u8;
+        let name: u64 = unsafe { bpf_probe_read_user(msg as *const u64) }.unwrap_or(0);
+        let namelen: i32 = unsafe { bpf_probe_read_user(msg.wrapping_add(8) as *const i32) }.unwrap_or(0);
+        if name != 0 {
+            unix(s, shape.op, name as *const u8, namelen);
+        }
+    }
+    Ok(0)
+}
+
+/// Decide the syscall's first (`which` = 0) or second path (rename/link destination).
+#[inline(always)]
+fn path(ctx: &TracePointContext, s: &mut Scratch, shape: &SyscallShape, which: u32) {
+    let (dfd_arg, path_arg) = if which == 0 { (shape.dfd_arg, shape.path_arg) } else { (shape.dfd2_arg, shape.path2_arg) };
+    if path_arg == NO_ARG || (which == 0 && shape.second_only != 0) {
+        return;
+    }
+    let dfd = if dfd_arg == NO_ARG { AT_FDCWD } else { arg(ctx, dfd_arg) as i32 as i64 };
+    let mut op = shape.op;
+    if shape.aux_arg != NO_ARG && arg(ctx, shape.aux_arg) & AT_REMOVEDIR != 0 {
+        op = OP_RMDIR;
+    }
+    let flags = if which == 1 && shape.second_only == 0 { EVENT_FLAG_SECOND_PATH } else { 0 };
+    let len = user_path(s, dfd, arg(ctx, path_arg) as *const u8);
+    // The kill is delivered on the way back to user space: this syscall still completes
+    // (bpf_probe_write_user, which could spoil its argument, is refused under lockdown).
+    kill_if(decide::path_op_observed(s, op, ACCESS_WRITE, 0, flags, len));
+}
+
+/// The absolute path of (`dfd`, user string `upath`) into `s.event.target`, bpf_d_path style:
+/// length including the NUL, or a negative errno (failing closed).
+#[inline(always)]
+fn user_path(s: &mut Scratch, dfd: i64, upath: *const u8) -> i64 {
+    let n = unsafe {
+        bpf_probe_read_user_str(s.user_path.as_mut_ptr() as *mut _, USER_PATH_BYTES as u32, upath as *const _)
+    };
+    if n <= 1 {
+        return -EFAULT; // unreadable or empty (an empty path is an error for these syscalls)
+    }
+    if n as usize >= USER_PATH_BYTES {
+        return -ENAMETOOLONG; // may be cut short: not judged by a prefix
+    }
+    let absolute = s.user_path[0] == b'/';
+    // A leading "./" (as in `rm ./file`) is harmless: skip it.
+    let skip = if !absolute && s.user_path[0] == b'.' && s.user_path[1] == b'/' { 2usize } else { 0 };
+    if unnormalized(s, skip) {
+        return -EINVAL;
+    }
+    if absolute {
+        if unsafe { read_kernel_raw(s.event.target.as_mut_ptr() as *mut _, USER_PATH_BYTES as u32, s.user_path.as_ptr() as *const _) } != 0 {
+            return -EFAULT;
+        }
+        return n;
+    }
+    let base = match dir_path(s, dfd) {
+        l if l <= 0 => return l,
+        2 => 1, // the directory is "/": no second slash
+        l => {
+            s.event.target[(l as usize - 1) & (PATH_BUF_BYTES - 1)] = b'/';
+            l as usize
+        }
+    };
+    vset!(s.offset, base as u32);
+    let base = vget!(s.offset) as usize & (PATH_BUF_BYTES - 1);
+    let rest = (n as usize - skip) as i64;
+    if base as i64 + rest > PATH_BUF_BYTES as i64 {
+        return -ENAMETOOLONG;
+    }
+    let src = unsafe { s.user_path.as_ptr().add(skip & 3) };
+    let dst = unsafe { s.event.target.as_mut_ptr().add(base) };
+    if unsafe { read_kernel_raw(dst as *mut _, USER_PATH_BYTES as u32, src as *const _) } != 0 {
+        return -EFAULT;
+    }
+    base as i64 + rest
+}
+
+/// The canonical path of directory fd `dfd` (or the cwd) into `s.event.target`.
+#[inline(always)]
+fn dir_path(s: &mut Scratch, dfd: i64) -> i64 {
+    if dfd == AT_FDCWD {
+        let task = unsafe { bpf_get_current_task() } as *const u8;
+        let fs: *const u8 = match unsafe { bpf_probe_read_kernel(task.add(off::OFF_TASK_FS()) as *const *const u8) } {
+            Ok(p) if !p.is_null() => p,
+            _ => return -EFAULT,
+        };
+        let pwd = unsafe { fs.add(off::OFF_FS_PWD()) };
+        let mnt: *const u8 = unsafe { bpf_probe_read_kernel(pwd.add(off::OFF_PATH_MNT()) as *const *const u8) }.unwrap_or(core::ptr::null());
+        let dentry: *const u8 = unsafe { bpf_probe_read_kernel(pwd.add(off::OFF_PATH_DENTRY()) as *const *const u8) }.unwrap_or(core::ptr::null());
+        if mnt.is_null() || dentry.is_null() {
+            return -EFAULT;
+        }
+        return dentry_path::build(s, mnt, dentry, None);
+    }
+    if dfd < 0 {
+        return -EFAULT;
+    }
+    match observe::file_of_fd(dfd as u32) {
+        Some(file) => observe::file_path(s, file),
+        None => -EFAULT,
+    }
+}
+
+/// 1 if `a == b`, else 0, without a branch (BPF has no conditional move: every `==` that
+/// LLVM turns into a jump forks the verifier's state, 250 times over in the scan below).
+#[inline(always)]
+fn eq(a: u8, b: u8) -> u32 {
+    ((a ^ b) as u32).wrapping_sub(1) >> 31
+}
+
+/// Does the string in `s.user_path` (from `skip`) have an empty, `.` or `..` component?
+/// Branch-free over the whole buffer: bytes after the NUL are masked out by `live`, so the
+/// verifier walks one path through the loop instead of one per possible string length.
+#[inline(always)]
+fn unnormalized(s: &mut Scratch, skip: usize) -> bool {
+    let mut live = 1u32;
+    let mut bad = 0u32;
+    let mut prev_slash = 1u32; // the start (after any "./") acts as a slash
+    for i in 0..USER_PATH_BYTES - 2 {
+        let c = s.user_path[i];
+        let n1 = s.user_path[i + 1];
+        let n2 = s.user_path[i + 2];
+        live &= 1 - eq(c, 0);
+        let active = live & ((i >= skip) as u32);
+        let c_slash = eq(c, b'/');
+        let end1 = eq(n1, b'/') | eq(n1, 0);
+        let end2 = eq(n2, b'/') | eq(n2, 0);
+        let dot_component = prev_slash & eq(c, b'.') & (end1 | (eq(n1, b'.') & end2));
+        let double_slash = c_slash & eq(n1, b'/');
+        bad |= active & (dot_component | double_slash);
+        prev_slash = c_slash | (1 - active) * (i < skip) as u32;
+    }
+    vset!(s.unnormal, bad);
+    vget!(s.unnormal) != 0
+}
+
+/// A unix-socket destination in user memory (`sockaddr_un`, `len` bytes).
+#[inline(always)]
+fn unix(s: &mut Scratch, op: u32, addr: *const u8, len: i32) {
+    let family: u16 = unsafe { bpf_probe_read_user(addr as *const u16) }.unwrap_or(0);
+    if family != AF_UNIX {
+        return; // IPv4/IPv6: the cgroup programs refuse those with EPERM
+    }
+    let t = NetTarget { family: AF_UNIX, port: 0, proto: 0, addr: [0; 16] };
+    let n = len as i64 - 2;
+    if n <= 0 || n > SUN_PATH_BYTES as i64 {
+        decide::begin(s, op, ACCESS_CONNECT, 0, EVENT_FLAG_ADDR_UNREADABLE, t);
+        kill_if(decide::finish_observed(s, false, RULE_DEFAULT_DENY));
+        return;
+    }
+    let n = n as usize & 127;
+    if unsafe { aya_ebpf::helpers::bpf_probe_read_user_buf(addr.wrapping_add(2), &mut s.unix_path[..n.min(SUN_PATH_BYTES)]) }.is_err() {
+        decide::begin(s, op, ACCESS_CONNECT, 0, EVENT_FLAG_ADDR_UNREADABLE, t);
+        kill_if(decide::finish_observed(s, false, RULE_DEFAULT_DENY));
+        return;
+    }
+    let (len, relative) = unix_target(s, n);
+    if relative {
+        decide::begin(s, op, ACCESS_CONNECT, 0, EVENT_FLAG_RELATIVE_PATH, t);
+        vset!(s.rec.target_len, len);
+        kill_if(decide::finish_observed(s, false, RULE_DEFAULT_DENY));
+        return;
+    }
+    kill_if(decide::path_op_net_observed(s, op, len + 1, t));
+}
