@@ -60,6 +60,11 @@ pub struct Scratch {
     pub user_path: [u8; 2 * crate::hooks::observe_syscalls::USER_PATH_BYTES],
     /// Set by the unnormalized-path scan (observe_syscalls.rs).
     pub unnormal: u32,
+    /// The syscall path decision's inputs, parked (observe_syscalls.rs): the directory fd, the
+    /// op, the built path's length (or error).
+    pub path_dfd: i64,
+    pub path_op: u32,
+    pub path_len: i64,
     /// The dentry walk's buffer and state (dentry_path.rs).
     pub walk: crate::dentry_path::Walk,
 }

@@ -33,3 +33,13 @@ fn dentry_walk_fits_the_verifier() {
     println!("verifier processed {insns} instructions for the dentry walk + decision (budget {BUDGET})");
     assert!(insns < BUDGET, "dentry walk + decision costs {insns} verifier instructions, over the {BUDGET} budget");
 }
+
+/// The fallback's tracepoint programs (which run everywhere) stay within the same budget.
+#[test]
+fn fallback_programs_fit_the_verifier() {
+    for prog in ["fb_exit_open", "fb_sched_exec", "fb_sys_enter_path1", "fb_sys_enter_path2", "fb_sys_enter_fd", "fb_sys_enter_sock"] {
+        let insns = verified_insns(prog);
+        println!("verifier processed {insns} instructions for {prog} (budget {BUDGET})");
+        assert!(insns < BUDGET, "{prog} costs {insns} verifier instructions, over the {BUDGET} budget");
+    }
+}

@@ -125,13 +125,20 @@ fn path(ctx: &TracePointContext, s: &mut Scratch, shape: &SyscallShape, which: u
     if path_arg == NO_ARG || (which == 0 && shape.second_only != 0) {
         return;
     }
+    // `dfd` and `op` through memory too: a constant on one branch and a map value on the other
+    // would make the verifier walk everything after them twice.
     let dfd = if dfd_arg == NO_ARG { AT_FDCWD } else { arg(ctx, dfd_arg) as i32 as i64 };
-    let mut op = shape.op;
-    if shape.aux_arg != NO_ARG && arg(ctx, shape.aux_arg) & AT_REMOVEDIR != 0 {
-        op = OP_RMDIR;
-    }
+    vset!(s.path_dfd, dfd);
+    let dfd = vget!(s.path_dfd);
+    let op = if shape.aux_arg != NO_ARG && arg(ctx, shape.aux_arg) & AT_REMOVEDIR != 0 { OP_RMDIR } else { shape.op };
+    vset!(s.path_op, op);
+    let op = vget!(s.path_op);
     let flags = if which == 1 && shape.second_only == 0 { EVENT_FLAG_SECOND_PATH } else { 0 };
     let len = user_path(s, dfd, arg(ctx, path_arg) as *const u8);
+    // Through memory: user_path's several exits would each carry their own `len` (and verifier
+    // state) into the decision.
+    vset!(s.path_len, len);
+    let len = vget!(s.path_len);
     // The kill is delivered on the way back to user space: this syscall still completes
     // (bpf_probe_write_user, which could spoil its argument, is refused under lockdown).
     kill_if(decide::path_op_observed(s, op, ACCESS_WRITE, 0, flags, len));
@@ -184,30 +191,30 @@ fn user_path(s: &mut Scratch, dfd: i64, upath: *const u8) -> i64 {
     base as i64 + rest
 }
 
-/// The canonical path of directory fd `dfd` (or the cwd) into `s.event.target`.
+/// The canonical path of directory fd `dfd` (or the cwd) into `s.event.target`. One call of
+/// the walk for both cases: each inlined copy costs the verifier the whole walk again.
 #[inline(always)]
 fn dir_path(s: &mut Scratch, dfd: i64) -> i64 {
-    if dfd == AT_FDCWD {
+    let path: *const u8 = if dfd == AT_FDCWD {
         let task = unsafe { bpf_get_current_task() } as *const u8;
-        let fs: *const u8 = match unsafe { bpf_probe_read_kernel(task.add(off::OFF_TASK_FS()) as *const *const u8) } {
-            Ok(p) if !p.is_null() => p,
+        match unsafe { bpf_probe_read_kernel(task.add(off::OFF_TASK_FS()) as *const *const u8) } {
+            Ok(fs) if !fs.is_null() => unsafe { fs.add(off::OFF_FS_PWD()) },
             _ => return -EFAULT,
-        };
-        let pwd = unsafe { fs.add(off::OFF_FS_PWD()) };
-        let mnt: *const u8 = unsafe { bpf_probe_read_kernel(pwd.add(off::OFF_PATH_MNT()) as *const *const u8) }.unwrap_or(core::ptr::null());
-        let dentry: *const u8 = unsafe { bpf_probe_read_kernel(pwd.add(off::OFF_PATH_DENTRY()) as *const *const u8) }.unwrap_or(core::ptr::null());
-        if mnt.is_null() || dentry.is_null() {
-            return -EFAULT;
         }
-        return dentry_path::build(s, mnt, dentry, None);
-    }
-    if dfd < 0 {
+    } else if dfd >= 0 {
+        match observe::file_of_fd(dfd as u32) {
+            Some(file) => unsafe { file.add(off::OFF_FILE_F_PATH()) },
+            None => return -EFAULT,
+        }
+    } else {
+        return -EFAULT;
+    };
+    let mnt: *const u8 = unsafe { bpf_probe_read_kernel(path.add(off::OFF_PATH_MNT()) as *const *const u8) }.unwrap_or(core::ptr::null());
+    let dentry: *const u8 = unsafe { bpf_probe_read_kernel(path.add(off::OFF_PATH_DENTRY()) as *const *const u8) }.unwrap_or(core::ptr::null());
+    if mnt.is_null() || dentry.is_null() {
         return -EFAULT;
     }
-    match observe::file_of_fd(dfd as u32) {
-        Some(file) => observe::file_path(s, file),
-        None => -EFAULT,
-    }
+    dentry_path::build(s, mnt, dentry, None)
 }
 
 /// 1 if `a == b`, else 0, without a branch (BPF has no conditional move: every `==` that
