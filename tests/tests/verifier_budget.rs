@@ -10,7 +10,7 @@ const BUDGET: u32 = 400_000;
 #[test]
 fn decision_pipeline_fits_the_verifier() {
     enforcer_tests::require_root();
-    let mut ebpf = lsm::load_object(&LoadOptions::default()).expect("load object");
+    let mut ebpf = lsm::load_object(&LoadOptions::default(), None).expect("load object");
     let p: &mut TracePoint = ebpf.program_mut("verifier_probe").expect("verifier_probe").try_into().expect("tracepoint");
     if let Err(e) = p.load() {
         panic!("the decision pipeline fails verification: {e:#}");
