@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     maps::{Array, Map, MapData},
-    programs::links::FdLink,
+    programs::{links::FdLink, loaded_programs, ProgramInfo},
     Ebpf, EbpfLoader,
 };
 use enforcer_common::{MAP_PIN_META, PINNED_MAPS, PIN_META_ENTRIES};
@@ -48,6 +48,8 @@ pub enum PinError {
     InUse { dir: PathBuf, pid: u32 },
     #[error("pinning {what}: {reason}")]
     Pin { what: String, reason: String },
+    #[error("programs {ids:?} are still loaded {secs} s after their pins were removed: another process holds them (see `bpftool prog show id N`)")]
+    StillLoaded { ids: Vec<u32>, secs: u64 },
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> PinError {
@@ -315,7 +317,9 @@ fn remove_pin(path: &Path) -> Result<(), PinError> {
 /// Remove everything pinned under `root` (deliberate uninstall): links first, so every hook is
 /// detached before the maps go (a link pin is the last reference once no daemon runs). Refuses
 /// while a daemon uses the directory: its file descriptors would keep the state alive and it
-/// would go on claiming enforcement. Returns whether there was anything.
+/// would go on claiming enforcement. Returns once the programs are gone from the kernel (the
+/// kernel releases links asynchronously), so "uninstalled" means no hook runs any more.
+/// Returns whether there was anything.
 pub fn uninstall(root: &Path) -> Result<bool, PinError> {
     if !root.exists() {
         return Ok(false);
@@ -324,14 +328,37 @@ pub fn uninstall(root: &Path) -> Result<bool, PinError> {
     if let Some(pid) = read_meta(&dir.map_path(MAP_PIN_META)).and_then(|m| live_daemon(m[META_PID as usize])) {
         return Err(PinError::InUse { dir: root.to_path_buf(), pid });
     }
-    let links = root.join("links");
-    if let Ok(entries) = std::fs::read_dir(&links) {
-        for entry in entries.flatten() {
-            remove_pin(&entry.path())?;
-        }
+    let programs: Vec<u32> = pins_in(&root.join("progs"))
+        .iter()
+        .filter_map(|p| ProgramInfo::from_pin(p).ok().map(|i| i.id()))
+        .collect();
+    for link in pins_in(&root.join("links")) {
+        remove_pin(&link)?;
     }
     std::fs::remove_dir_all(root).map_err(|e| io(root, e))?;
+    wait_unloaded(&programs, UNLOAD_TIMEOUT)?;
     Ok(true)
+}
+
+/// Generous: releasing a sleepable LSM program waits for RCU grace periods, slow under emulation.
+const UNLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn pins_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+}
+
+fn wait_unloaded(ids: &[u32], timeout: std::time::Duration) -> Result<(), PinError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let alive: Vec<u32> = loaded_programs().filter_map(Result::ok).map(|p| p.id()).filter(|id| ids.contains(id)).collect();
+        if alive.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(PinError::StillLoaded { ids: alive, secs: timeout.as_secs() });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[cfg(test)]
