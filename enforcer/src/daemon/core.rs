@@ -145,7 +145,7 @@ impl Daemon {
     /// confined, but no daemon logged live from `down_since` until now (events of that window
     /// follow: they waited in the pinned ring buffer).
     fn log_restarted(&mut self) -> Result<(), DaemonError> {
-        let Some(adoption) = self.backend.adopted().cloned() else {
+        let Some(adoption) = self.backend.adopted() else {
             return Ok(());
         };
         let down_since = (adoption.last_heartbeat_boot_ns != 0)

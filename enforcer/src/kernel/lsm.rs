@@ -280,8 +280,8 @@ impl Backend for LsmBackend {
         read_losses(&self.ebpf)
     }
 
-    fn adopted(&self) -> Option<&Adoption> {
-        self.adoption.as_ref()
+    fn adopted(&self) -> Option<Adoption> {
+        self.adoption.clone()
     }
 
     fn heartbeat(&mut self, running: bool) -> Result<(), KernelError> {

@@ -88,7 +88,7 @@ pub trait Backend: Send {
     fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError>;
     fn status(&self) -> BackendStatus;
     /// The pinned state a previous daemon left, if this backend adopted it at load.
-    fn adopted(&self) -> Option<&pin::Adoption> {
+    fn adopted(&self) -> Option<pin::Adoption> {
         None
     }
     /// Record in the pinned state that a daemon runs (`running`) or has stopped cleanly, so the
