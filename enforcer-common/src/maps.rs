@@ -14,6 +14,36 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_LOSSES: &str = "LOSSES";
 pub const MAP_STATS: &str = "STATS";
 pub const MAP_FB_SYSCALLS: &str = "FB_SYSCALLS";
+pub const MAP_DOOMED: &str = "DOOMED";
+pub const MAP_DOOMED_ANY: &str = "DOOMED_ANY";
+pub const MAP_SCRATCH: &str = "SCRATCH";
+/// Written only by user space (never read by the programs): which build installed the pinned
+/// kernel state and when a daemon last ran. Indices `META_*` in `enforcer/src/kernel/pin.rs`.
+pub const MAP_PIN_META: &str = "PIN_META";
+/// Entries of `PIN_META`.
+pub const PIN_META_ENTRIES: u32 = 8;
+
+/// Every map of the object except global data (`.rodata`, `.bss`): the ones pinned in bpffs so
+/// enforcement and its state outlive the daemon. The loader refuses an object with a map that
+/// is missing here (an unpinned map would silently start empty after every restart).
+pub const PINNED_MAPS: &[&str] = &[
+    MAP_CONFIG,
+    MAP_AGENTS,
+    MAP_PROCS,
+    MAP_DOOMED,
+    MAP_DOOMED_ANY,
+    MAP_PATH_RULES,
+    MAP_NAME_RULES,
+    MAP_NET_RULES,
+    MAP_EXE_MATCH,
+    MAP_CGROUP_MATCH,
+    MAP_EVENTS,
+    MAP_LOSSES,
+    MAP_STATS,
+    MAP_SCRATCH,
+    MAP_PIN_META,
+    MAP_FB_SYSCALLS,
+];
 
 /// Global configuration, `CONFIG[0]`.
 #[repr(C)]

@@ -64,6 +64,11 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// Pinned-state metadata, written and read only by user space (layout id of the build that
+/// installed the pins, daemon heartbeat): a map, because bpffs holds no regular files.
+#[map(name = "PIN_META")]
+pub static PIN_META: Array<u64> = Array::with_max_entries(enforcer_common::PIN_META_ENTRIES, 0);
+
 #[inline(always)]
 pub fn count(stat: u32) {
     if let Some(p) = STATS.get_ptr_mut(stat) {

@@ -58,8 +58,9 @@ pub struct Scratch {
     /// A path string copied from user memory by the fallback's syscall tracepoint, with room for
     /// a copy of constant size from a masked offset.
     pub user_path: [u8; 2 * crate::hooks::observe_syscalls::USER_PATH_BYTES],
-    /// Set by the unnormalized-path scan (observe_syscalls.rs).
+    /// Set by the unnormalized-path scan (observe_syscalls.rs), and where it starts.
     pub unnormal: u32,
+    pub scan_skip: u32,
     /// The syscall path decision's inputs, parked (observe_syscalls.rs): the directory fd, the
     /// op, the built path's length (or error).
     pub path_dfd: i64,

@@ -34,7 +34,18 @@ pub struct Agent {
 impl Agent {
     /// Start `enforcer try-ops --wait-stdin [--step] OPS...`; returns once it is ready.
     pub fn spawn(ops: &[String], step: bool) -> Agent {
+        Agent::spawn_cmd(Command::new(enforcer_bin()), ops, step)
+    }
+
+    /// Like [`Agent::spawn`], but under `enforcer run --agent AGENT` against a running daemon:
+    /// the launcher registers itself and execs try-ops in the same process.
+    pub fn spawn_registered(socket: &std::path::Path, agent: &str, ops: &[String], step: bool) -> Agent {
         let mut cmd = Command::new(enforcer_bin());
+        cmd.arg("run").arg("--socket").arg(socket).args(["--agent", agent, "--"]).arg(enforcer_bin());
+        Agent::spawn_cmd(cmd, ops, step)
+    }
+
+    fn spawn_cmd(mut cmd: Command, ops: &[String], step: bool) -> Agent {
         cmd.arg("try-ops").arg("--wait-stdin");
         if step {
             cmd.arg("--step");
@@ -86,6 +97,13 @@ impl Agent {
 
     pub fn step(&mut self) -> OpResult {
         self.send_line();
+        self.read_result()
+    }
+
+    /// Step mode: perform `op` (`OP:ARG`, as on the command line) now.
+    pub fn op(&mut self, op: &str) -> OpResult {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(format!("{op}\n").as_bytes()).and_then(|_| stdin.flush()).expect("signal try-ops");
         self.read_result()
     }
 

@@ -50,6 +50,17 @@ pub fn fallback(test: &str) -> enforcer::kernel::fallback::FallbackBackend {
     crate::require_root();
     match enforcer::kernel::fallback::FallbackBackend::load(&LoadOptions::default(), None) {
         Ok(b) => {
+            // Every part must be there: a test that passes because a hook group silently failed
+            // to attach would prove nothing.
+            for (name, r) in b.features() {
+                if let Err(why) = r {
+                    assert!(
+                        name == "bpf-lsm" || name == "optional-syscalls",
+                        "{test}: fallback feature {name} is unavailable on kernel {}: {why}",
+                        kernel_label()
+                    );
+                }
+            }
             println!("{test}: fallback backend loaded on kernel {}", kernel_label());
             b
         }

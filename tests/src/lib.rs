@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod backend;
+pub mod daemon;
 pub mod events;
 pub mod fixtures;
 pub mod netdiff;

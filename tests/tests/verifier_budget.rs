@@ -11,7 +11,7 @@ const BUDGET: u32 = 400_000;
 /// Load `prog` and return the instructions the verifier processed.
 fn verified_insns(prog: &str) -> u32 {
     enforcer_tests::require_root();
-    let mut ebpf = lsm::load_object(&LoadOptions::default()).expect("load object");
+    let mut ebpf = lsm::load_object(&LoadOptions::default(), None).expect("load object");
     let p: &mut TracePoint = ebpf.program_mut(prog).unwrap_or_else(|| panic!("{prog} missing")).try_into().expect("tracepoint");
     if let Err(e) = p.load() {
         panic!("{prog} fails verification: {e:#}");
@@ -37,9 +37,13 @@ fn dentry_walk_fits_the_verifier() {
 /// The fallback's tracepoint programs (which run everywhere) stay within the same budget.
 #[test]
 fn fallback_programs_fit_the_verifier() {
+    let mut over = Vec::new();
     for prog in ["fb_exit_open", "fb_sched_exec", "fb_sys_enter_path1", "fb_sys_enter_path2", "fb_sys_enter_fd", "fb_sys_enter_sock"] {
         let insns = verified_insns(prog);
         println!("verifier processed {insns} instructions for {prog} (budget {BUDGET})");
-        assert!(insns < BUDGET, "{prog} costs {insns} verifier instructions, over the {BUDGET} budget");
+        if insns >= BUDGET {
+            over.push(format!("{prog}: {insns}"));
+        }
     }
+    assert!(over.is_empty(), "over the {BUDGET} verifier-instruction budget: {over:?}");
 }

@@ -13,7 +13,7 @@
 use aya_ebpf::{
     helpers::{
         bpf_probe_read_kernel, bpf_probe_read_user,
-        generated::{bpf_get_current_task, bpf_probe_read_kernel as read_kernel_raw, bpf_probe_read_user_str, bpf_send_signal},
+        generated::{bpf_get_current_task, bpf_loop, bpf_probe_read_kernel as read_kernel_raw, bpf_probe_read_user_str, bpf_send_signal},
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -217,37 +217,47 @@ fn dir_path(s: &mut Scratch, dfd: i64) -> i64 {
     dentry_path::build(s, mnt, dentry, None)
 }
 
-/// 1 if `a == b`, else 0, without a branch (BPF has no conditional move: every `==` that
-/// LLVM turns into a jump forks the verifier's state, 250 times over in the scan below).
-#[inline(always)]
-fn eq(a: u8, b: u8) -> u32 {
-    ((a ^ b) as u32).wrapping_sub(1) >> 31
-}
-
 /// Does the string in `s.user_path` (from `skip`) have an empty, `.` or `..` component?
-/// Branch-free over the whole buffer: bytes after the NUL are masked out by `live`, so the
-/// verifier walks one path through the loop instead of one per possible string length.
+/// One byte per `bpf_loop` iteration: the callback is verified once, where an inline loop over
+/// 254 bytes costs older verifiers (6.1) more than their 1M-instruction limit.
 #[inline(always)]
 fn unnormalized(s: &mut Scratch, skip: usize) -> bool {
-    let mut live = 1u32;
-    let mut bad = 0u32;
-    let mut prev_slash = 1u32; // the start (after any "./") acts as a slash
-    for i in 0..USER_PATH_BYTES - 2 {
-        let c = s.user_path[i];
-        let n1 = s.user_path[i + 1];
-        let n2 = s.user_path[i + 2];
-        live &= 1 - eq(c, 0);
-        let active = live & ((i >= skip) as u32);
-        let c_slash = eq(c, b'/');
-        let end1 = eq(n1, b'/') | eq(n1, 0);
-        let end2 = eq(n2, b'/') | eq(n2, 0);
-        let dot_component = prev_slash & eq(c, b'.') & (end1 | (eq(n1, b'.') & end2));
-        let double_slash = c_slash & eq(n1, b'/');
-        bad |= active & (dot_component | double_slash);
-        prev_slash = c_slash | (1 - active) * (i < skip) as u32;
-    }
-    vset!(s.unnormal, bad);
+    vset!(s.unnormal, 0);
+    vset!(s.scan_skip, skip as u32);
+    unsafe {
+        bpf_loop(
+            (USER_PATH_BYTES - 2) as u32,
+            scan_byte as *mut core::ffi::c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
     vget!(s.unnormal) != 0
+}
+
+/// `bpf_loop` callback for byte `i` of the scan: 1 stops the loop (end of string, or found).
+extern "C" fn scan_byte(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(s) = scratch::get() else { return 1 };
+    let i = i as usize & (USER_PATH_BYTES - 1);
+    let c = s.user_path[i];
+    if c == 0 {
+        return 1;
+    }
+    let skip = vget!(s.scan_skip) as usize & 3;
+    if i < skip {
+        return 0;
+    }
+    let prev = if i == skip { b'/' } else { s.user_path[(i + USER_PATH_BYTES - 1) & (USER_PATH_BYTES - 1)] };
+    let n1 = s.user_path[(i + 1) & (2 * USER_PATH_BYTES - 1)];
+    let n2 = s.user_path[(i + 2) & (2 * USER_PATH_BYTES - 1)];
+    let end1 = n1 == b'/' || n1 == 0;
+    let end2 = n2 == b'/' || n2 == 0;
+    let dot_component = prev == b'/' && c == b'.' && (end1 || (n1 == b'.' && end2));
+    if dot_component || (c == b'/' && n1 == b'/') {
+        vset!(s.unnormal, 1);
+        return 1;
+    }
+    0
 }
 
 /// A unix-socket destination in user memory (`sockaddr_un`, `len` bytes).

@@ -106,6 +106,10 @@ pub struct DaemonRecord {
     pub session: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `restarted`: when the previous daemon was last seen alive (its last heartbeat, at most
+    /// 500 ms before it died, or its stop). From then until this record no daemon ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_since: Option<String>,
     /// Backend report (`backend` events): kernel, features, per-rule enforcement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,

@@ -131,6 +131,9 @@ fn format_daemon(d: &DaemonRecord, paint: &dyn Fn(Style, &str) -> String, dim: S
     if let Some(session) = &d.session {
         line.push_str(&format!(" session={session}"));
     }
+    if let Some(since) = &d.down_since {
+        line.push_str(&format!(" down_since={since}"));
+    }
     if let Some(message) = &d.message {
         line.push_str(&format!(": {message}"));
     }

@@ -28,11 +28,14 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
     config.apply(&args.overrides)?;
     init_logging(&config.log_level);
     if args.uninstall {
-        kernel::uninstall(&config.pin_dir)?;
-        println!(
-            "removed pinned kernel state under {}: agents are no longer confined",
-            config.pin_dir.display()
-        );
+        if kernel::uninstall(&config.pin_dir)? {
+            println!(
+                "removed pinned kernel state under {}: every hook is detached, agents are no longer confined",
+                config.pin_dir.display()
+            );
+        } else {
+            println!("nothing pinned under {}", config.pin_dir.display());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     daemon::service::run(&config)?;

@@ -149,7 +149,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         outcome
     });
     match kernel::uninstall(Path::new(PIN_DIR)) {
-        Ok(()) => println!("== removed the demo's pinned kernel state ({PIN_DIR})"),
+        Ok(_) => println!("== removed the demo's pinned kernel state ({PIN_DIR})"),
         Err(e) => eprintln!("enforcer demo: could not remove {PIN_DIR}: {e}"),
     }
     let (results, events) = outcome?;

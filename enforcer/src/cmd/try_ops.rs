@@ -19,7 +19,9 @@ pub struct TryOpsArgs {
     #[arg(long)]
     pub wait_stdin: bool,
     /// Also wait for a line on stdin before each operation (tests change the kernel's policy
-    /// between the operations of one process).
+    /// between the operations of one process). An empty line runs the next listed operation; a
+    /// line `OP:ARG` runs that operation instead (so a test can drive one process for as long
+    /// as it likes). Ends when stdin closes, or on an empty line once the list is done.
     #[arg(long)]
     pub step: bool,
     /// Operations: open:PATH write:PATH rw:PATH create:PATH exec:PATH[,ARG...] unlink:PATH
@@ -126,15 +128,16 @@ fn perform(op: &str, arg: &str) -> std::io::Result<()> {
     }
 }
 
+fn parse(raw: &str) -> anyhow::Result<(String, String)> {
+    let (op, arg) = raw
+        .split_once(':')
+        .ok_or_else(|| anyhow::anyhow!("operation {raw:?}: expected OP:ARG (see --help)"))?;
+    Ok((op.to_string(), arg.to_string()))
+}
+
 pub fn run(args: TryOpsArgs) -> anyhow::Result<ExitCode> {
     // Validate every operation before doing any: bad input changes nothing.
-    let mut parsed = Vec::new();
-    for raw in &args.ops {
-        let (op, arg) = raw
-            .split_once(':')
-            .ok_or_else(|| anyhow::anyhow!("operation {raw:?}: expected OP:ARG (see --help)"))?;
-        parsed.push((op.to_string(), arg.to_string()));
-    }
+    let parsed = args.ops.iter().map(|raw| parse(raw)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut out = std::io::stdout().lock();
     if args.wait_stdin {
         writeln!(out, "ready {}", std::process::id())?;
@@ -142,13 +145,26 @@ pub fn run(args: TryOpsArgs) -> anyhow::Result<ExitCode> {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
     }
-    for (op, arg) in parsed {
-        if args.step {
+    let mut listed = parsed.into_iter();
+    loop {
+        let (op, arg) = if args.step {
             let mut line = String::new();
             if std::io::stdin().lock().read_line(&mut line)? == 0 {
                 break;
             }
-        }
+            match line.trim_end() {
+                "" => match listed.next() {
+                    Some(next) => next,
+                    None => break,
+                },
+                given => parse(given)?,
+            }
+        } else {
+            match listed.next() {
+                Some(next) => next,
+                None => break,
+            }
+        };
         let r = perform(&op, &arg);
         writeln!(out, "{}", result_line(&op, &arg, r))?;
         out.flush()?;

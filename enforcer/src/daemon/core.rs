@@ -87,7 +87,12 @@ impl Daemon {
             Some(state) => state.load()?,
             None => DaemonState::default(),
         };
-        let version = saved.policy_version.wrapping_add(1).max(1);
+        // Above the adopted kernel's version too: versions never repeat, even when the state
+        // directory was lost.
+        let adopted_version = backend.adopted().map_or(0, |a| a.policy_version);
+        let version = saved.policy_version.max(adopted_version).wrapping_add(1).max(1);
+        // On adopted state this is one atomic slot switch: the previous policy enforces until
+        // the new one does.
         backend.apply(&policy, version)?;
         let mut history = PolicyHistory::new(DEFAULT_VERSIONS_KEPT);
         if let Some(state) = &options.state {
@@ -131,8 +136,41 @@ impl Daemon {
             r.policy_version = Some(version);
             r.message = Some(message);
         })?;
+        daemon.log_restarted()?;
         daemon.log_daemon("backend", |r| r.detail = table)?;
         Ok(daemon)
+    }
+
+    /// The `restarted` record: this daemon adopted pinned kernel state, so agents stayed
+    /// confined, but no daemon logged live from `down_since` until now (events of that window
+    /// follow: they waited in the pinned ring buffer).
+    fn log_restarted(&mut self) -> Result<(), DaemonError> {
+        let Some(adoption) = self.backend.adopted() else {
+            return Ok(());
+        };
+        let down_since = (adoption.last_heartbeat_boot_ns != 0)
+            .then(|| clock::format_rfc3339_ns(BootClock::sample().wall_ns(adoption.last_heartbeat_boot_ns)));
+        let previous = match adoption.previous_pid {
+            Some(pid) => format!("daemon pid {pid} ended without stopping (crash or SIGKILL)"),
+            None => "the previous daemon stopped cleanly".to_owned(),
+        };
+        let mut message = format!(
+            "adopted the kernel state pinned in {}: {previous}; the kernel enforced policy version {} meanwhile; {} agent threads stay agents",
+            adoption.pin_dir.display(),
+            adoption.policy_version,
+            adoption.agent_threads
+        );
+        if !adoption.relinked.is_empty() {
+            message.push_str(&format!("; attached again (their link pins were missing): {}", adoption.relinked.join(", ")));
+        }
+        tracing::info!("{message}");
+        let (version, detail) = (self.version, serde_json::to_value(&adoption).ok());
+        self.log_daemon("restarted", |r| {
+            r.policy_version = Some(version);
+            r.down_since = down_since;
+            r.message = Some(message);
+            r.detail = detail;
+        })
     }
 
     pub fn version(&self) -> u32 {
@@ -288,6 +326,8 @@ impl Daemon {
         if due {
             self.last_loss_poll = Some(Instant::now());
             records.extend(self.loss_records()?);
+            // Lets the next daemon say since when none ran, should this one die.
+            self.backend.heartbeat(true)?;
         }
         let count = records.len();
         self.write(records)?;
@@ -407,6 +447,7 @@ impl Daemon {
     /// Drain what is left, log the stop, fsync. Kernel state stays pinned and enforcing.
     pub fn stop(mut self, why: &str) -> Result<(), DaemonError> {
         self.pump()?;
+        self.backend.heartbeat(false)?;
         let message = format!("{why}; kernel state stays pinned and enforcing");
         let version = self.version;
         self.log_daemon("stop", |r| {

@@ -18,6 +18,9 @@ pub(crate) struct Kernel {
     pub(crate) pending: Vec<RawEvent>,
     pub(crate) losses: Vec<(u32, u64)>,
     pub(crate) fail_next_apply: bool,
+    pub(crate) adoption: Option<crate::kernel::pin::Adoption>,
+    /// `heartbeat(running)` calls, in order.
+    pub(crate) heartbeats: Vec<bool>,
 }
 
 pub(crate) struct MockBackend(pub(crate) Arc<Mutex<Kernel>>);
@@ -54,6 +57,13 @@ impl Backend for MockBackend {
     }
     fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError> {
         Ok(self.0.lock().unwrap().losses.clone())
+    }
+    fn adopted(&self) -> Option<crate::kernel::pin::Adoption> {
+        self.0.lock().unwrap().adoption.clone()
+    }
+    fn heartbeat(&mut self, running: bool) -> Result<(), KernelError> {
+        self.0.lock().unwrap().heartbeats.push(running);
+        Ok(())
     }
     fn status(&self) -> BackendStatus {
         BackendStatus {
@@ -95,7 +105,11 @@ fn policy_v(rule_text: &str) -> CompiledPolicy {
 }
 
 pub(crate) fn start_in(dir: &Path) -> Harness {
-    let kernel = Arc::new(Mutex::new(Kernel::default()));
+    start_on(dir, Kernel::default())
+}
+
+fn start_on(dir: &Path, kernel: Kernel) -> Harness {
+    let kernel = Arc::new(Mutex::new(kernel));
     let next = Arc::new(Mutex::new(Ok(policy_v("coder.toml:1"))));
     let log = dir.join("audit.jsonl");
     let audit = AuditWriter::open(&log, Rotation::default()).unwrap();
@@ -480,4 +494,51 @@ fn a_restart_after_a_crash_says_so_in_the_start_record() {
         !start_message(&h.log).contains("did not stop cleanly"),
         "a clean stop must not be reported as a crash"
     );
+}
+
+#[test]
+fn adopting_pinned_state_logs_restarted_with_the_downtime_and_versions_above_the_kernels() {
+    let dir = crate::audit::writer::tests::tempdir();
+    let boot_now = {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    let adoption = crate::kernel::pin::Adoption {
+        pin_dir: "/sys/fs/bpf/x".into(),
+        previous_pid: Some(4242),
+        last_heartbeat_boot_ns: boot_now - 3_000_000_000,
+        relinked: vec!["file_open".into()],
+        adoptions: 0,
+        policy_version: 7,
+        agent_threads: 3,
+        procs_capacity: 65536,
+    };
+    let mut h = start_on(&dir, Kernel { adoption: Some(adoption), ..Kernel::default() });
+    // The state dir is fresh (says version 0), the kernel ran version 7: never reuse a number.
+    assert_eq!(h.daemon.version(), 8);
+    assert_eq!(daemon_events(&h.log), ["start", "restarted", "backend"]);
+    let restarted = records(&h.log)
+        .into_iter()
+        .find_map(|r| match r {
+            Record::Daemon(d) if d.event == "restarted" => Some(d),
+            _ => None,
+        })
+        .unwrap();
+    let message = restarted.message.clone().unwrap();
+    assert!(message.contains("daemon pid 4242 ended without stopping") && message.contains("3 agent threads") && message.contains("file_open"), "{message}");
+    let down = clock::parse_rfc3339(restarted.down_since.as_deref().unwrap()).unwrap();
+    let ago = clock::now_ns() - down;
+    assert!((2_500_000_000..10_000_000_000).contains(&ago), "down_since is {ago} ns ago, expected about 3 s");
+    // Heartbeats while running, and a clean stop marks the state as stopped.
+    h.daemon.pump().unwrap();
+    h.daemon.stop("SIGTERM").unwrap();
+    assert_eq!(h.kernel.lock().unwrap().heartbeats, [true, false]);
+}
+
+#[test]
+fn a_fresh_install_writes_no_restarted_record() {
+    let dir = crate::audit::writer::tests::tempdir();
+    let h = start_in(&dir);
+    assert!(!daemon_events(&h.log).contains(&"restarted".to_string()));
 }

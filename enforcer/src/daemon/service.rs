@@ -71,7 +71,7 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     let loading = std::time::Instant::now();
     let backend = kernel::open_backend(&LoadOptions {
         choice: config.backend,
-        pin_dir: config.pin_dir.clone(),
+        pin_dir: Some(config.pin_dir.clone()),
         max_procs: config.max_agent_processes,
     })?;
     tracing::info!(

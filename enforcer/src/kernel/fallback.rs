@@ -7,31 +7,19 @@ use std::os::fd::AsRawFd as _;
 
 use aya::{
     maps::{MapData, RingBuf},
-    programs::{links::CgroupAttachMode, CgroupSockAddr, TracePoint},
     Ebpf,
 };
 use enforcer_common::*;
 
 use super::{
-    cgroup2_mount, lsm, Backend, BackendStatus, Enforcement, KernelError, LoadOptions, RawEvent,
-    RuleStatus,
+    fallback_attach::{self, Group},
+    lsm,
+    pin::{self, Adoption, Found, Layout, PinDir},
+    Backend, BackendStatus, Enforcement, KernelError, LoadOptions, RawEvent, RuleStatus,
 };
 use crate::policy::compile::{CompiledPolicy, Mode, OnViolation, RuleKind};
 
-/// cgroup sock_addr programs (program name in the object), attached at the cgroup2 root.
-pub const CGROUP_PROGRAMS: &[&str] = &["cg_connect4", "cg_connect6", "cg_sendmsg4", "cg_sendmsg6"];
-
-/// (program name, category, tracepoint) that observe file and exec operations. A program may
-/// appear several times (one attachment per tracepoint). `fb_sched_exec` must come after the
-/// identity programs (attachment order is run order): a non-leader thread's exec moves its
-/// process-table entry first.
-pub const FILE_TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("fb_exit_open", "syscalls", "sys_exit_openat"),
-    ("fb_exit_open", "syscalls", "sys_exit_openat2"),
-    ("fb_exit_open", "syscalls", "sys_exit_open"),
-    ("fb_exit_open", "syscalls", "sys_exit_creat"),
-    ("fb_sched_exec", "sched", "sched_process_exec"),
-];
+pub use fallback_attach::CGROUP_PROGRAMS;
 
 pub struct FallbackBackend {
     ebpf: Ebpf,
@@ -42,156 +30,85 @@ pub struct FallbackBackend {
     /// Whether the sys_enter tracepoints for unlink/rename/... and unix sockets are attached.
     change_hooks: bool,
     policy: Option<CompiledPolicy>,
-    /// Why BPF LSM is not used (the reason auto-selection fell back), for the status table.
-    lsm_problem: Option<String>,
-}
-
-fn attach_cgroup_programs(ebpf: &mut Ebpf) -> Result<(), KernelError> {
-    let root = cgroup2_mount()?;
-    let dir = std::fs::File::open(&root).map_err(|e| {
-        KernelError::Unsupported(format!("opening cgroup2 root {}: {e}", root.display()))
-    })?;
-    for prog in CGROUP_PROGRAMS {
-        let p: &mut CgroupSockAddr = ebpf
-            .program_mut(prog)
-            .ok_or_else(|| KernelError::Load(format!("program {prog} missing from the object")))?
-            .try_into()
-            .map_err(|e| KernelError::Load(format!("{prog}: {e}")))?;
-        p.load().map_err(|e| KernelError::Attach {
-            program: (*prog).into(),
-            reason: format!("{e:#}"),
-        })?;
-        // A BPF link (kernel >= 5.7) always coexists with other programs on the cgroup (systemd,
-        // container runtimes) and takes no flags: the kernel rejects BPF_F_ALLOW_MULTI there.
-        p.attach(&dir, CgroupAttachMode::Single)
-            .map_err(|e| KernelError::Attach {
-                program: (*prog).into(),
-                reason: format!("{} at {}", super::error_chain(&e), root.display()),
-            })?;
-    }
-    Ok(())
-}
-
-fn attach_tracepoints(ebpf: &mut Ebpf, list: &[(&str, &str, &str)]) -> Result<(), KernelError> {
-    for (prog, category, name) in list {
-        let p: &mut TracePoint = ebpf
-            .program_mut(prog)
-            .ok_or_else(|| KernelError::Load(format!("program {prog} missing from the object")))?
-            .try_into()
-            .map_err(|e| KernelError::Load(format!("{prog}: {e}")))?;
-        if p.fd().is_err() {
-            p.load().map_err(|e| KernelError::Attach {
-                program: (*prog).into(),
-                reason: super::error_chain(&e),
-            })?;
-        }
-        p.attach(category, name).map_err(|e| KernelError::Attach {
-            program: format!("{prog} ({category}:{name})"),
-            reason: super::error_chain(&e),
-        })?;
-    }
-    Ok(())
-}
-
-/// Fill `FB_SYSCALLS` and attach the sys_enter programs. Returns the outcome and the optional
-/// syscalls this kernel does not have.
-fn attach_syscall_tracepoints(ebpf: &mut Ebpf) -> (Result<(), String>, Vec<&'static str>) {
-    use super::fallback_syscalls::{fill, programs_for, watched};
-    let list = watched();
-    if let Err(e) = fill(ebpf, &list) {
-        return (Err(e.to_string()), Vec::new());
-    }
-    let mut skipped = Vec::new();
-    for w in &list {
-        let tp = format!("sys_enter_{}", w.name);
-        let exists = std::path::Path::new(crate::paths::TRACEFS)
-            .join("events/syscalls")
-            .join(&tp)
-            .exists();
-        if !exists && w.optional {
-            skipped.push(w.name);
-            continue;
-        }
-        for prog in programs_for(&w.shape) {
-            let r = (|| -> Result<(), KernelError> {
-                let p: &mut TracePoint = ebpf
-                    .program_mut(prog)
-                    .ok_or_else(|| {
-                        KernelError::Load(format!("program {prog} missing from the object"))
-                    })?
-                    .try_into()
-                    .map_err(|e| KernelError::Load(format!("{prog}: {e}")))?;
-                if p.fd().is_err() {
-                    p.load().map_err(|e| KernelError::Attach {
-                        program: prog.into(),
-                        reason: super::error_chain(&e),
-                    })?;
-                }
-                p.attach("syscalls", &tp).map_err(|e| KernelError::Attach {
-                    program: format!("{prog} (syscalls:{tp})"),
-                    reason: super::error_chain(&e),
-                })?;
-                Ok(())
-            })();
-            if let Err(e) = r {
-                return (Err(e.to_string()), skipped);
-            }
-        }
-    }
-    (Ok(()), skipped)
+    /// Kernel state pinned in bpffs (the daemon); probes and tests load unpinned.
+    pinned: bool,
+    adoption: Option<Adoption>,
 }
 
 impl FallbackBackend {
-    /// `lsm_problem`: why BPF LSM is not used here (shown in status), if it was tried.
+    /// `lsm_problem`: why BPF LSM is not used here (shown in status), if it was tried. With
+    /// `opts.pin_dir`: adopt the state a previous fallback daemon pinned there, or install and
+    /// pin a fresh one (same rules as the LSM backend: see pin.rs). Without: load unpinned.
     pub fn load(opts: &LoadOptions, lsm_problem: Option<String>) -> Result<Self, KernelError> {
-        let mut ebpf = lsm::load_object(opts)?;
-        lsm::attach_identity(&mut ebpf)?;
-        // Network enforcement is what this backend is for: without it, refuse to pretend.
-        attach_cgroup_programs(&mut ebpf)?;
-        super::probe::canary(&mut ebpf, super::probe::CanaryOp::Connect)
-            .map_err(KernelError::Unsupported)?;
-        let mut features = vec![
-            (
-                "bpf-lsm".to_string(),
-                Err(lsm_problem
-                    .clone()
-                    .unwrap_or_else(|| "not tried (backend = fallback)".into())),
-            ),
-            ("identity-tracepoints".to_string(), Ok(())),
-            ("cgroup-sock-addr".to_string(), Ok(())),
-        ];
-        let file = attach_tracepoints(&mut ebpf, FILE_TRACEPOINTS).map_err(|e| e.to_string());
-        let file_hooks = file.is_ok();
-        features.push(("file-exec-tracepoints".to_string(), file));
-        let (changes, skipped) = attach_syscall_tracepoints(&mut ebpf);
-        let change_hooks = changes.is_ok();
-        features.push(("file-change-tracepoints".to_string(), changes));
+        let lsm_feature = (
+            "bpf-lsm".to_string(),
+            Err(lsm_problem.unwrap_or_else(|| "not tried (backend = fallback)".into())),
+        );
+        let Some(dir) = &opts.pin_dir else {
+            let mut ebpf = lsm::load_object(opts, None)?;
+            let groups = fallback_attach::attach_all(&mut ebpf, None, &|_| true)?;
+            return Self::running(ebpf, lsm_feature, groups, false, None);
+        };
+        let pins = PinDir::new(dir);
+        let layout = Layout::of("fallback");
+        let (list, _) = fallback_attach::attachments();
+        let names: Vec<String> = list.iter().map(|a| a.pin_name()).collect();
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        // Before aya opens any pinned map: it would reuse maps of another layout blindly.
+        let found = pins.inspect(layout, &name_refs)?;
+        pins.create()?;
+        match found {
+            Found::Adoptable(mut adoption) => {
+                let mut ebpf = lsm::load_object(opts, Some(&pins))?;
+                // Only attachments whose link pin vanished are made again; the others run on.
+                let missing = adoption.relinked.clone();
+                let groups = fallback_attach::attach_all(&mut ebpf, Some(&pins), &|p| missing.iter().any(|m| m == p))?;
+                adoption.read_state(&ebpf);
+                let mut backend = Self::running(ebpf, lsm_feature, groups, true, Some(adoption))?;
+                pins.mark_running(&mut backend.ebpf, layout, true)?;
+                Ok(backend)
+            }
+            Found::Nothing => {
+                let installed = lsm::load_object(opts, Some(&pins)).and_then(|mut ebpf| {
+                    let groups = fallback_attach::attach_all(&mut ebpf, Some(&pins), &|_| true)?;
+                    let mut backend = Self::running(ebpf, lsm_feature, groups, true, None)?;
+                    pins.mark_running(&mut backend.ebpf, layout, false)?;
+                    Ok(backend)
+                });
+                if installed.is_err() {
+                    // Nothing was enforced with it yet: leave no half-installed hooks behind.
+                    if let Err(cleanup) = pin::uninstall(dir) {
+                        tracing::warn!("removing the incomplete install: {cleanup}");
+                    }
+                }
+                installed
+            }
+        }
+    }
+
+    /// Prove the network programs run for a registered agent, then take the ring buffer.
+    fn running(
+        mut ebpf: Ebpf,
+        lsm_feature: (String, Result<(), String>),
+        groups: Vec<(Group, Result<(), String>)>,
+        pinned: bool,
+        adoption: Option<Adoption>,
+    ) -> Result<Self, KernelError> {
+        super::probe::canary(&mut ebpf, super::probe::CanaryOp::Connect).map_err(KernelError::Unsupported)?;
+        let ok = |g: Group| groups.iter().any(|(x, r)| *x == g && r.is_ok());
+        let (file_hooks, change_hooks) = (ok(Group::FileExec), ok(Group::FileChange));
+        let mut features = vec![lsm_feature];
+        features.extend(groups.iter().map(|(g, r)| (g.feature().to_string(), r.clone())));
+        let (_, skipped) = fallback_attach::attachments();
         if !skipped.is_empty() {
             features.push((
                 "optional-syscalls".to_string(),
-                Err(format!(
-                    "not on this kernel (not watched): {}",
-                    skipped.join(", ")
-                )),
+                Err(format!("not on this kernel (not watched): {}", skipped.join(", "))),
             ));
         }
-        let events = RingBuf::try_from(
-            ebpf.take_map(MAP_EVENTS)
-                .ok_or_else(|| KernelError::Load("EVENTS map missing".into()))?,
-        )
-        .map_err(|e| KernelError::Map {
-            map: MAP_EVENTS.into(),
-            reason: e.to_string(),
-        })?;
-        Ok(FallbackBackend {
-            ebpf,
-            events,
-            features,
-            file_hooks,
-            change_hooks,
-            policy: None,
-            lsm_problem,
-        })
+        let events = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).ok_or_else(|| KernelError::Load("EVENTS map missing".into()))?)
+            .map_err(|e| KernelError::Map { map: MAP_EVENTS.into(), reason: e.to_string() })?;
+        Ok(FallbackBackend { ebpf, events, features, file_hooks, change_hooks, policy: None, pinned, adoption })
     }
 
     /// The ring buffer's fd, for async readiness (epoll) in the daemon.
@@ -309,8 +226,18 @@ impl Backend for FallbackBackend {
         lsm::read_losses(&self.ebpf)
     }
 
+    fn adopted(&self) -> Option<Adoption> {
+        self.adoption.clone()
+    }
+
+    fn heartbeat(&mut self, running: bool) -> Result<(), KernelError> {
+        if self.pinned {
+            pin::heartbeat(&mut self.ebpf, running)?;
+        }
+        Ok(())
+    }
+
     fn status(&self) -> BackendStatus {
-        let _ = &self.lsm_problem;
         BackendStatus {
             backend: "fallback".into(),
             kernel: super::kernel_release(),

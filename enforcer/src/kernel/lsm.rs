@@ -4,11 +4,12 @@ use std::os::fd::AsRawFd as _;
 
 use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{Lsm, TracePoint},
+    programs::{links::FdLink, Lsm, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use enforcer_common::*;
 
+use super::pin::{self, Adoption, Found, Layout, PinDir};
 use super::{object, offsets, Backend, BackendStatus, KernelError, LoadOptions, RawEvent};
 use crate::policy::compile::CompiledPolicy;
 
@@ -32,10 +33,20 @@ pub struct LsmBackend {
     events: RingBuf<MapData>,
     features: Vec<(String, Result<(), String>)>,
     policy: Option<CompiledPolicy>,
+    /// Kernel state pinned in bpffs (the daemon). Probes and tests load unpinned: their
+    /// programs detach when they drop the backend.
+    pinned: bool,
+    adoption: Option<Adoption>,
 }
 
-/// Load the object with this kernel's offsets and map sizes.
-pub fn load_object(opts: &LoadOptions) -> Result<Ebpf, KernelError> {
+/// Every program this backend attaches (LSM hooks and identity tracepoints).
+pub fn program_names() -> Vec<&'static str> {
+    LSM_PROGRAMS.iter().map(|(p, _)| *p).chain(IDENTITY_TRACEPOINTS.iter().map(|(p, _, _)| *p)).collect()
+}
+
+/// Load the object with this kernel's offsets and map sizes. With `pins`, maps are pinned there,
+/// or the ones already pinned are reused (check the layout first: see [`PinDir::inspect`]).
+pub fn load_object(opts: &LoadOptions, pins: Option<&PinDir>) -> Result<Ebpf, KernelError> {
     if !object::available() {
         return Err(KernelError::Load("this enforcer was built with AYA_BUILD_SKIP=1: no eBPF object inside".into()));
     }
@@ -45,43 +56,126 @@ pub fn load_object(opts: &LoadOptions) -> Result<Ebpf, KernelError> {
         loader.override_global(*name, value, true);
     }
     loader.map_max_entries(MAP_PROCS, opts.max_procs);
-    loader.load(object::EBPF_OBJECT).map_err(|e| KernelError::Load(format!("{e:#}")))
+    if let Some(pins) = pins {
+        pins.pin_maps(&mut loader);
+    }
+    let ebpf = loader.load(object::EBPF_OBJECT).map_err(|e| KernelError::Load(format!("{e:#}")))?;
+    if pins.is_some() {
+        PinDir::check_all_pinned(&ebpf)?;
+    }
+    Ok(ebpf)
 }
 
-pub fn attach_identity(ebpf: &mut Ebpf) -> Result<(), KernelError> {
-    for (prog, category, name) in IDENTITY_TRACEPOINTS {
+fn attach_error(prog: &str, e: impl std::fmt::Display) -> KernelError {
+    KernelError::Attach { program: prog.into(), reason: format!("{e:#}") }
+}
+
+/// Hand a fresh attachment to the pin directory (it then outlives the daemon); without one the
+/// link stays owned by the program and detaches when `ebpf` drops.
+fn keep(ebpf: &mut Ebpf, pins: Option<&PinDir>, prog: &str, link: Option<FdLink>) -> Result<(), KernelError> {
+    if let (Some(pins), Some(link)) = (pins, link) {
+        pins.pin_program(ebpf, prog)?;
+        pins.pin_link(prog, link)?;
+    }
+    Ok(())
+}
+
+/// Load and attach the identity tracepoints `want` selects (all of them, or on adoption the
+/// ones whose pinned link is missing).
+pub fn attach_identity(ebpf: &mut Ebpf, pins: Option<&PinDir>, want: &dyn Fn(&str) -> bool) -> Result<(), KernelError> {
+    for (prog, category, name) in IDENTITY_TRACEPOINTS.iter().filter(|(p, _, _)| want(p)) {
         let p: &mut TracePoint = ebpf
             .program_mut(prog)
             .ok_or_else(|| KernelError::Load(format!("program {prog} missing from the object")))?
             .try_into()
             .map_err(|e| KernelError::Load(format!("{prog}: {e}")))?;
-        p.load().map_err(|e| KernelError::Attach { program: (*prog).into(), reason: format!("{e:#}") })?;
-        p.attach(category, name).map_err(|e| KernelError::Attach { program: (*prog).into(), reason: format!("{e:#}") })?;
+        p.load().map_err(|e| attach_error(prog, e))?;
+        let id = p.attach(category, name).map_err(|e| attach_error(prog, e))?;
+        let link = match pins {
+            Some(_) => {
+                let link = p.take_link(id).map_err(|e| attach_error(prog, e))?;
+                // Only BPF perf links (kernel 5.15+) can be pinned; an ioctl attachment cannot.
+                Some(FdLink::try_from(link).map_err(|e| attach_error(prog, format!("not pinnable (no BPF perf links?): {e}")))?)
+            }
+            None => None,
+        };
+        keep(ebpf, pins, prog, link)?;
     }
     Ok(())
 }
 
-/// Load and attach every LSM program. On kernels where BPF LSM is unusable this fails at the
-/// first program with the kernel's reason (e.g. EPERM before the verifier runs on the host).
-pub fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), KernelError> {
+/// Load and attach the LSM programs `want` selects. On kernels where BPF LSM is unusable this
+/// fails at the first program with the kernel's reason (e.g. EPERM before the verifier runs on
+/// the host).
+pub fn attach_lsm(ebpf: &mut Ebpf, pins: Option<&PinDir>, want: &dyn Fn(&str) -> bool) -> Result<(), KernelError> {
     let btf = Btf::from_sys_fs().map_err(|e| KernelError::Load(format!("kernel BTF: {e}")))?;
-    for (prog, hook) in LSM_PROGRAMS {
+    for (prog, hook) in LSM_PROGRAMS.iter().filter(|(p, _)| want(p)) {
         let p: &mut Lsm = ebpf
             .program_mut(prog)
             .ok_or_else(|| KernelError::Load(format!("program {prog} missing from the object")))?
             .try_into()
             .map_err(|e| KernelError::Load(format!("{prog}: {e}")))?;
-        p.load(hook, &btf).map_err(|e| KernelError::Attach { program: (*prog).into(), reason: format!("{e:#}") })?;
-        p.attach().map_err(|e| KernelError::Attach { program: (*prog).into(), reason: format!("{e:#}") })?;
+        p.load(hook, &btf).map_err(|e| attach_error(prog, e))?;
+        let id = p.attach().map_err(|e| attach_error(prog, e))?;
+        let link = match pins {
+            Some(_) => Some(FdLink::from(p.take_link(id).map_err(|e| attach_error(prog, e))?)),
+            None => None,
+        };
+        keep(ebpf, pins, prog, link)?;
     }
     Ok(())
 }
 
 impl LsmBackend {
+    /// With `opts.pin_dir`: adopt the state a previous daemon pinned there (nothing is detached
+    /// or cleared, so there is no instant without enforcement), or install and pin a fresh one.
+    /// Without: load unpinned (probes, tests).
     pub fn load(opts: &LoadOptions) -> Result<Self, KernelError> {
-        let mut ebpf = load_object(opts)?;
-        attach_identity(&mut ebpf)?;
-        attach_lsm(&mut ebpf)?;
+        let Some(dir) = &opts.pin_dir else {
+            let mut ebpf = load_object(opts, None)?;
+            attach_identity(&mut ebpf, None, &|_| true)?;
+            attach_lsm(&mut ebpf, None, &|_| true)?;
+            return Self::running(ebpf, false, None);
+        };
+        let pins = PinDir::new(dir);
+        let layout = Layout::of("lsm");
+        // Before aya opens any pinned map: it would reuse maps of another layout blindly.
+        let found = pins.inspect(layout, &program_names())?;
+        pins.create()?;
+        match found {
+            Found::Adoptable(mut adoption) => {
+                let mut ebpf = load_object(opts, Some(&pins))?;
+                // Only programs whose link pin vanished are attached again; the others run on.
+                let missing = adoption.relinked.clone();
+                let want = |p: &str| missing.iter().any(|m| m == p);
+                attach_identity(&mut ebpf, Some(&pins), &want)?;
+                attach_lsm(&mut ebpf, Some(&pins), &want)?;
+                adoption.read_state(&ebpf);
+                let mut backend = Self::running(ebpf, true, Some(adoption))?;
+                pins.mark_running(&mut backend.ebpf, layout, true)?;
+                Ok(backend)
+            }
+            Found::Nothing => {
+                let installed = load_object(opts, Some(&pins)).and_then(|mut ebpf| {
+                    attach_identity(&mut ebpf, Some(&pins), &|_| true)?;
+                    attach_lsm(&mut ebpf, Some(&pins), &|_| true)?;
+                    let mut backend = Self::running(ebpf, true, None)?;
+                    pins.mark_running(&mut backend.ebpf, layout, false)?;
+                    Ok(backend)
+                });
+                if installed.is_err() {
+                    // Nothing was enforced with it yet: leave no half-installed hooks behind.
+                    if let Err(cleanup) = pin::uninstall(dir) {
+                        tracing::warn!("removing the incomplete install: {cleanup}");
+                    }
+                }
+                installed
+            }
+        }
+    }
+
+    /// Prove the attached programs run, then take the ring buffer.
+    fn running(mut ebpf: Ebpf, pinned: bool, adoption: Option<Adoption>) -> Result<Self, KernelError> {
         // Attached is not running (a kernel without `bpf` in lsm= accepts the programs and never
         // calls them): never claim enforcement a canary process has not seen.
         super::probe::canary(&mut ebpf, super::probe::CanaryOp::Open).map_err(KernelError::Unsupported)?;
@@ -91,7 +185,7 @@ impl LsmBackend {
             ("bpf-lsm".to_string(), Ok(())),
             ("tracepoints".to_string(), Ok(())),
         ];
-        Ok(LsmBackend { ebpf, events, features, policy: None })
+        Ok(LsmBackend { ebpf, events, features, policy: None, pinned, adoption })
     }
 
     /// The ring buffer's fd, for async readiness (epoll) in the daemon.
@@ -188,6 +282,17 @@ impl Backend for LsmBackend {
 
     fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError> {
         read_losses(&self.ebpf)
+    }
+
+    fn adopted(&self) -> Option<Adoption> {
+        self.adoption.clone()
+    }
+
+    fn heartbeat(&mut self, running: bool) -> Result<(), KernelError> {
+        if self.pinned {
+            pin::heartbeat(&mut self.ebpf, running)?;
+        }
+        Ok(())
     }
 
     fn status(&self) -> BackendStatus {

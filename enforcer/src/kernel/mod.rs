@@ -6,10 +6,12 @@
 //! implement it, and tests use a mock.
 
 pub mod fallback;
+pub mod fallback_attach;
 pub mod fallback_syscalls;
 pub mod lsm;
 pub mod object;
 pub mod offsets;
+pub mod pin;
 pub mod policy_maps;
 pub mod probe;
 
@@ -82,6 +84,8 @@ pub enum KernelError {
     Process { pid: u32, reason: String },
     #[error("{0}")]
     Unsupported(String),
+    #[error("pinned state: {0}")]
+    Pin(#[from] pin::PinError),
 }
 
 /// The kernel side as the daemon sees it.
@@ -98,6 +102,15 @@ pub trait Backend: Send {
     /// Ring-buffer reserve failures counted in the kernel, per agent id (summed over CPUs).
     fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError>;
     fn status(&self) -> BackendStatus;
+    /// The pinned state a previous daemon left, if this backend adopted it at load.
+    fn adopted(&self) -> Option<pin::Adoption> {
+        None
+    }
+    /// Record in the pinned state that a daemon runs (`running`) or has stopped cleanly, so the
+    /// next daemon can tell since when none ran.
+    fn heartbeat(&mut self, _running: bool) -> Result<(), KernelError> {
+        Ok(())
+    }
 }
 
 /// Which backend the daemon should use.
@@ -118,8 +131,10 @@ pub enum BackendChoice {
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     pub choice: BackendChoice,
-    /// Where programs, maps and links are pinned (bpffs), so enforcement survives the daemon.
-    pub pin_dir: std::path::PathBuf,
+    /// Where programs, maps and links are pinned (bpffs), so enforcement survives the daemon,
+    /// and where a restarted daemon adopts them. `None` (probes, tests): nothing is pinned and
+    /// the programs detach when the backend is dropped.
+    pub pin_dir: Option<std::path::PathBuf>,
     /// Capacity of the process table (`PROCS`).
     pub max_procs: u32,
 }
@@ -128,7 +143,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             choice: BackendChoice::Auto,
-            pin_dir: crate::paths::PIN_DIR.into(),
+            pin_dir: None,
             max_procs: 65536,
         }
     }
@@ -227,13 +242,9 @@ pub fn rule_status(policy: Option<&CompiledPolicy>, enforcement: Enforcement) ->
         .collect()
 }
 
-/// Remove everything pinned under `pin_dir` (deliberate uninstall: enforcement stops). Nothing
-/// is pinned yet (programs detach when the daemon exits), so this removes the directory if a
-/// previous version left one; a missing directory is not an error.
-pub fn uninstall(pin_dir: &std::path::Path) -> Result<(), KernelError> {
-    match std::fs::remove_dir_all(pin_dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(KernelError::Unsupported(format!("removing {}: {e}", pin_dir.display()))),
-    }
+/// Remove everything pinned under `pin_dir` (deliberate uninstall): the links first, which
+/// detaches every hook, then programs and maps. Refused while a daemon runs on it. A missing
+/// directory is not an error; returns whether there was anything to remove.
+pub fn uninstall(pin_dir: &std::path::Path) -> Result<bool, KernelError> {
+    Ok(pin::uninstall(pin_dir)?)
 }

@@ -39,7 +39,7 @@ pub fn probe() -> KernelReport {
         Feature::from("struct-offsets", offsets::read().map(drop).map_err(|e| e.to_string())),
         Feature::from("cgroup2", cgroup2_mount().map(drop).map_err(|e| e.to_string())),
     ];
-    match lsm::load_object(&LoadOptions::default()) {
+    match lsm::load_object(&LoadOptions::default(), None) {
         Err(e) => {
             let why = e.to_string();
             features.push(Feature::from("identity-tracepoints", Err(why.clone())));
@@ -48,10 +48,10 @@ pub fn probe() -> KernelReport {
         Ok(mut ebpf) => {
             features.push(Feature::from(
                 "identity-tracepoints",
-                lsm::attach_identity(&mut ebpf).map_err(|e| e.to_string()),
+                lsm::attach_identity(&mut ebpf, None, &|_| true).map_err(|e| e.to_string()),
             ));
             // Attaching with no policy loaded affects nobody; dropping `ebpf` detaches again.
-            let attached = lsm::attach_lsm(&mut ebpf).map_err(|e| e.to_string());
+            let attached = lsm::attach_lsm(&mut ebpf, None, &|_| true).map_err(|e| e.to_string());
             let runs = attached.and_then(|()| canary(&mut ebpf, CanaryOp::Open));
             features.push(Feature::from("bpf-lsm", runs));
         }

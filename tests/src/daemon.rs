@@ -1,0 +1,238 @@
+//! A real `enforcer daemon` for end-to-end tests, with everything of its own: policy directory,
+//! bpffs pin directory, state directory, audit log and API socket (nothing shared with a
+//! production daemon or another test).
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use enforcer::api::{client::ApiClient, protocol::StatusReport, Request, Response};
+
+use crate::{agent::enforcer_bin, TempDir};
+
+/// Loading and verifying the programs under QEMU without KVM can take minutes.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(420);
+
+pub struct DaemonSetup {
+    pub dir: TempDir,
+    pub policy_dir: PathBuf,
+    pub pin_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub audit_log: PathBuf,
+    pub socket: PathBuf,
+    /// Extra `enforcer daemon` flags (e.g. rotation settings).
+    pub extra: Vec<String>,
+    starts: usize,
+}
+
+pub struct Daemon {
+    child: Option<Child>,
+    pub pid: u32,
+    pub log: PathBuf,
+    pub ready_line: String,
+}
+
+impl DaemonSetup {
+    pub fn new(name: &str) -> DaemonSetup {
+        let dir = TempDir::new(name);
+        let policy_dir = dir.path().join("policies");
+        std::fs::create_dir_all(&policy_dir).expect("create policy dir");
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/enforcer-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&pin_dir);
+        DaemonSetup {
+            state_dir: dir.path().join("state"),
+            audit_log: dir.path().join("audit.jsonl"),
+            socket: dir.path().join("api.sock"),
+            policy_dir,
+            pin_dir,
+            dir,
+            extra: Vec::new(),
+            starts: 0,
+        }
+    }
+
+    /// `enforcer daemon` with this setup (no config file: only these flags).
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(enforcer_bin());
+        cmd.arg("daemon")
+            .args(["--config", "/dev/null", "--log-level", "info", "--backend", "lsm"])
+            .arg("--policy-dir")
+            .arg(&self.policy_dir)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--audit-log")
+            .arg(&self.audit_log)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(&self.extra);
+        cmd
+    }
+
+    /// Start the daemon and wait for its `ready` line (panics with its log if it never comes).
+    pub fn start(&mut self) -> Daemon {
+        self.starts += 1;
+        let log = self.dir.path().join(format!("daemon-{}.log", self.starts));
+        let stderr = std::fs::File::create(&log).expect("create daemon log");
+        let t0 = Instant::now();
+        let mut child = self.command().stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn enforcer daemon");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.starts_with("enforcer daemon ready") => {
+                    println!("daemon #{} ready after {:.1}s: {line}", self.starts, t0.elapsed().as_secs_f64());
+                    return Daemon { pid: child.id(), child: Some(child), log, ready_line: line };
+                }
+                Ok(_) => {}
+                Err(_) if t0.elapsed() > READY_TIMEOUT => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("daemon not ready after {READY_TIMEOUT:?}; its log:\n{}", read(&log));
+                }
+                Err(_) => {}
+            }
+            if let Some(status) = child.try_wait().expect("wait daemon") {
+                panic!("daemon exited with {status} before it was ready; its log:\n{}", read(&log));
+            }
+        }
+    }
+
+    /// Start a daemon that must refuse to start; returns its log.
+    pub fn start_fails(&mut self) -> String {
+        let out = self.command().output().expect("run enforcer daemon");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "the daemon should have refused to start:\n{text}");
+        text
+    }
+
+    /// `enforcer daemon --uninstall` with this pin directory; its stdout.
+    pub fn uninstall(&self) -> String {
+        let out = self.command().arg("--uninstall").output().expect("run enforcer daemon --uninstall");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "uninstall failed ({}): {text}{}", out.status, String::from_utf8_lossy(&out.stderr));
+        text
+    }
+
+    /// Every record of the audit log, rotated files first (unterminated last lines skipped).
+    pub fn records(&self) -> Vec<serde_json::Value> {
+        let mut files: Vec<(u32, PathBuf)> = Vec::new();
+        let name = self.audit_log.file_name().unwrap().to_string_lossy().into_owned();
+        for entry in std::fs::read_dir(self.dir.path()).expect("read test dir").flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file == name {
+                files.push((0, entry.path()));
+            } else if let Some(n) = file.strip_prefix(&format!("{name}.")).and_then(|n| n.parse().ok()) {
+                files.push((n, entry.path()));
+            }
+        }
+        files.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut out = Vec::new();
+        for (_, path) in files {
+            let text = read(&path);
+            let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+            out.extend(complete.lines().filter_map(|l| serde_json::from_str(l).ok()));
+        }
+        out
+    }
+
+    /// Wait until `pred` holds for the audit records (panics after `secs` with `what`).
+    pub fn wait_records(&self, what: &str, secs: u64, pred: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let records = self.records();
+            if pred(&records) {
+                return records;
+            }
+            assert!(Instant::now() < deadline, "audit log: {what} not seen within {secs}s ({} records)", records.len());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The daemon's status over the API.
+    pub fn status(&self) -> StatusReport {
+        let mut client = ApiClient::connect(&self.socket).expect("connect to the daemon");
+        match client.call(&Request::Status {}).expect("status request") {
+            Response::Status(report) => *report,
+            other => panic!("unexpected status response: {other:?}"),
+        }
+    }
+}
+
+impl Drop for DaemonSetup {
+    fn drop(&mut self) {
+        // Leave no enforcement behind a failed test (a daemon still running keeps it: the
+        // Daemon guard kills it first when dropped in order).
+        let _ = enforcer::kernel::uninstall(&self.pin_dir);
+    }
+}
+
+impl Daemon {
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL the daemon");
+            child.wait().expect("reap the daemon");
+        }
+    }
+
+    /// SIGTERM and wait (a clean stop: `stop` record, pins stay).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+            let status = child.wait().expect("reap the daemon");
+            assert!(status.success(), "daemon exited with {status} on SIGTERM; its log:\n{}", read(&self.log));
+        }
+    }
+
+    pub fn hup(&self) {
+        signal(self.pid, nix::sys::signal::Signal::SIGHUP);
+    }
+
+    pub fn log_text(&self) -> String {
+        read(&self.log)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal the daemon");
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Read allows for what every dynamically linked program reads at start (policies/sets/libc).
+pub const LIBC_READS: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/usr/lib/x86_64-linux-gnu/**",
+    "/usr/lib64/**",
+    "/lib/x86_64-linux-gnu/**",
+    "/lib64/**",
+    "/dev/null",
+];
+
+/// TOML list items for `paths` (quoted).
+pub fn toml_list(paths: &[&str]) -> String {
+    paths.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The enforcer binary as the kernel sees it (symlinks resolved), for exec allows.
+pub fn enforcer_exe() -> String {
+    std::fs::canonicalize(enforcer_bin()).expect("canonical enforcer path").to_string_lossy().into_owned()
+}
