@@ -197,6 +197,6 @@ fn changes(groups: BTreeMap<ChangeKey, u64>) -> Vec<Change> {
             new,
         })
         .collect();
-    out.sort_by(|a, b| b.count.cmp(&a.count));
+    out.sort_by_key(|c| std::cmp::Reverse(c.count));
     out
 }
