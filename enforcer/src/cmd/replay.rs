@@ -98,23 +98,42 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let unresolved: std::collections::BTreeSet<&str> =
         compiled.unresolved_hosts().map(|h| h.host.as_str()).collect();
 
+    match print(&args, &source, &report, &unresolved, malformed) {
+        // The reader went away (`| head`): what it wanted is printed.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
+    Ok(if args.fail_on_change && report.changed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print(
+    args: &ReplayArgs,
+    source: &LogSource,
+    report: &ReplayReport,
+    unresolved: &std::collections::BTreeSet<&str>,
+    malformed: u64,
+) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
             let json = serde_json::json!({
                 "changed": report.changed(),
                 "policy": args.policy,
-                "logs": describe(&source),
+                "logs": describe(source),
                 "malformed_lines": malformed,
                 "unresolved_hosts": unresolved,
                 "report": report,
             });
-            writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&json).expect("reports serialize"))?;
         }
         Format::Text => {
             let policies: Vec<String> = args.policy.iter().map(|p| p.display().to_string()).collect();
-            writeln!(out, "replay of {} against {}", policies.join(" "), describe(&source))?;
-            print_text(&mut out, &report)?;
+            writeln!(out, "replay of {} against {}", policies.join(" "), describe(source))?;
+            print_text(&mut out, report)?;
             for host in unresolved {
                 writeln!(out, "note: host {host} has no address (not in the log; use --resolve {host}=IP): its rules matched nothing")?;
             }
@@ -123,11 +142,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if args.fail_on_change && report.changed() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(())
 }
 
 /// Exactly what `enforcer check` prints for invalid policies; exit 2.
@@ -167,7 +182,9 @@ fn print_text(out: &mut impl std::io::Write, r: &ReplayReport) -> std::io::Resul
         }
         writeln!(out, "{title}:")?;
         for c in changes {
-            writeln!(out, "  {:>5}x {} {} {} {}", c.count, c.agent, c.op, c.access, c.target)?;
+            // `exec exec` says nothing twice; `open read`, `connect udp` say what was asked.
+            let access = if c.access == c.op { String::new() } else { format!(" {}", c.access) };
+            writeln!(out, "  {:>5}x {} {}{access} {}", c.count, c.agent, c.op, c.target)?;
             writeln!(out, "          was {}", decided(&c.old))?;
             writeln!(out, "          now {}", decided(&c.new))?;
         }

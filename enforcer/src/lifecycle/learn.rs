@@ -455,7 +455,11 @@ fn header(obs: &Observations, opts: &LearnOptions, includes: bool, inexpressible
         h.push("Sets are included by name: keep this file next to a sets/ directory holding them.".into());
     }
     if obs.allowed_opens == 0 {
-        h.push("WARNING: the log has no allowed opens; record with log.file_allow = true to learn file reads.".into());
+        h.push(
+            "NOTE: the log has no allowed opens: files the recording policy allowed are missing unless it \
+             had log.file_allow = true."
+                .into(),
+        );
     }
     if obs.refused > 0 {
         h.push(format!("{} the kernel refused (deny, kill) not learned.", times(obs.refused, "operation")));
