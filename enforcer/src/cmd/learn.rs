@@ -55,11 +55,15 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
     })?;
 
     let sets = match &args.sets {
-        Some(dir) => read_sets(dir).with_context(|| format!("reading permission sets in {}", dir.display()))?,
+        Some(dir) => read_sets(dir)
+            .with_context(|| format!("reading permission sets in {}", dir.display()))?,
         None => {
             let dir = PathBuf::from(crate::paths::POLICY_DIR).join("sets");
             read_sets(&dir).unwrap_or_else(|_| {
-                eprintln!("enforcer learn: no permission sets at {} (use --sets DIR): none included", dir.display());
+                eprintln!(
+                    "enforcer learn: no permission sets at {} (use --sets DIR): none included",
+                    dir.display()
+                );
                 Vec::new()
             })
         }
@@ -82,7 +86,9 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
     match &args.out {
         Some(path) => std::fs::write(path, &learned.text)
             .with_context(|| format!("writing {}", path.display()))?,
-        None => std::io::stdout().lock().write_all(learned.text.as_bytes())?,
+        None => std::io::stdout()
+            .lock()
+            .write_all(learned.text.as_bytes())?,
     }
     eprintln!(
         "enforcer learn: {} events of {}, {} distinct operations; includes: {}; {} sensitive \

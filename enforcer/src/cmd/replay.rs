@@ -55,7 +55,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let source = if args.log.is_empty() {
         let config = DaemonConfig::load(&args.config, false)?;
         if !config.audit.path.exists() {
-            bail!("no audit log at {} (use --log FILE)", config.audit.path.display());
+            bail!(
+                "no audit log at {} (use --log FILE)",
+                config.audit.path.display()
+            );
         }
         LogSource::WithRotations(config.audit.path)
     } else {
@@ -95,8 +98,10 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut replay = Replay::new(&compiled, args.agent.as_deref());
     for_each_event(&source, &mut |e| replay.add(e), &mut on_error)?;
     let report = replay.finish();
-    let unresolved: std::collections::BTreeSet<&str> =
-        compiled.unresolved_hosts().map(|h| h.host.as_str()).collect();
+    let unresolved: std::collections::BTreeSet<&str> = compiled
+        .unresolved_hosts()
+        .map(|h| h.host.as_str())
+        .collect();
 
     match print(&args, &source, &report, &unresolved, malformed) {
         // The reader went away (`| head`): what it wanted is printed.
@@ -128,11 +133,24 @@ fn print(
                 "unresolved_hosts": unresolved,
                 "report": report,
             });
-            writeln!(out, "{}", serde_json::to_string_pretty(&json).expect("reports serialize"))?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&json).expect("reports serialize")
+            )?;
         }
         Format::Text => {
-            let policies: Vec<String> = args.policy.iter().map(|p| p.display().to_string()).collect();
-            writeln!(out, "replay of {} against {}", policies.join(" "), describe(source))?;
+            let policies: Vec<String> = args
+                .policy
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            writeln!(
+                out,
+                "replay of {} against {}",
+                policies.join(" "),
+                describe(source)
+            )?;
             print_text(&mut out, report)?;
             for host in unresolved {
                 writeln!(out, "note: host {host} has no address (not in the log; use --resolve {host}=IP): its rules matched nothing")?;
@@ -183,8 +201,16 @@ fn print_text(out: &mut impl std::io::Write, r: &ReplayReport) -> std::io::Resul
         writeln!(out, "{title}:")?;
         for c in changes {
             // `exec exec` says nothing twice; `open read`, `connect udp` say what was asked.
-            let access = if c.access == c.op { String::new() } else { format!(" {}", c.access) };
-            writeln!(out, "  {:>5}x {} {}{access} {}", c.count, c.agent, c.op, c.target)?;
+            let access = if c.access == c.op {
+                String::new()
+            } else {
+                format!(" {}", c.access)
+            };
+            writeln!(
+                out,
+                "  {:>5}x {} {}{access} {}",
+                c.count, c.agent, c.op, c.target
+            )?;
             writeln!(out, "          was {}", decided(&c.old))?;
             writeln!(out, "          now {}", decided(&c.new))?;
         }
@@ -195,7 +221,11 @@ fn print_text(out: &mut impl std::io::Write, r: &ReplayReport) -> std::io::Resul
             .iter()
             .map(|a| format!("{} ({} events)", a.agent, a.events))
             .collect();
-        writeln!(out, "not in the candidate policy, not replayed: {}", agents.join(", "))?;
+        writeln!(
+            out,
+            "not in the candidate policy, not replayed: {}",
+            agents.join(", ")
+        )?;
     }
     for s in &r.skipped {
         writeln!(out, "not replayable: {} {}", s.events, s.reason.describe())?;

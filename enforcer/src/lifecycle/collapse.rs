@@ -28,10 +28,40 @@ impl Default for CollapseOptions {
 /// Directories never granted as a whole, whatever the depth option: shared system roots, every
 /// user's home (`/home/*`), per-process `/proc/*`, shared scratch space.
 const NEVER_COLLAPSED: &[&str] = &[
-    "/", "/home", "/home/*", "/root", "/etc", "/usr", "/usr/lib", "/usr/lib64", "/usr/share",
-    "/usr/local", "/usr/local/lib", "/usr/local/share", "/usr/local/bin", "/usr/bin", "/usr/sbin",
-    "/bin", "/sbin", "/lib", "/lib64", "/var", "/var/lib", "/var/log", "/var/tmp", "/tmp", "/opt",
-    "/srv", "/run", "/dev", "/proc", "/proc/*", "/sys", "/mnt", "/media", "/boot",
+    "/",
+    "/home",
+    "/home/*",
+    "/root",
+    "/etc",
+    "/usr",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/share",
+    "/usr/local",
+    "/usr/local/lib",
+    "/usr/local/share",
+    "/usr/local/bin",
+    "/usr/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/tmp",
+    "/tmp",
+    "/opt",
+    "/srv",
+    "/run",
+    "/dev",
+    "/proc",
+    "/proc/*",
+    "/sys",
+    "/mnt",
+    "/media",
+    "/boot",
 ];
 
 /// One rule and what it stands for.
@@ -159,7 +189,14 @@ fn walk(
         }
     }
     for (name, child) in &node.children {
-        walk(child, &join(path, name), depth + 1, opts, grants, inexpressible);
+        walk(
+            child,
+            &join(path, name),
+            depth + 1,
+            opts,
+            grants,
+            inexpressible,
+        );
     }
 }
 
@@ -181,7 +218,11 @@ fn never_collapsed(dir: &str) -> bool {
 /// `path` (or `path/**` for a subtree) is a pattern the loader accepts and that matches exactly
 /// what it says: no glob characters, and a `*` component only where `generalize` put it.
 fn is_pattern(path: &str, subtree: bool) -> bool {
-    let text = if subtree { format!("{path}/**") } else { path.to_owned() };
+    let text = if subtree {
+        format!("{path}/**")
+    } else {
+        path.to_owned()
+    };
     let literal_star = path.split('/').any(|c| c.contains('*') && c != "*")
         || (path.contains("/*") && !path.starts_with("/proc/*"));
     !literal_star && PathPattern::parse(&text, Allowed::All).is_ok()

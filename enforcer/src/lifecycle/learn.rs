@@ -15,24 +15,30 @@ use super::probe::{compile_with_sets, SetSource};
 use super::render::{render, Commented, PolicyText};
 use super::requests::{access_label, request_of, target_label, HostsSeen, Skip};
 use super::sensitive::{self, Sensitive};
+use super::sets::choose_sets;
 use crate::audit::clock::parse_rfc3339;
 use crate::audit::EventRecord;
 use crate::policy::eval::{self, Request, Verdict};
 use crate::policy::net::NetTarget;
 use crate::policy::Diagnostics;
 
-/// A permission set is included only when it covers at least this many distinct observed
-/// operations of its own: one `/etc/passwd` read does not justify all of `libc`.
-const MIN_SET_COVERAGE: usize = 2;
 /// Examples of observed paths in a rule's comment.
 const EXAMPLES: usize = 3;
 
 /// One distinct observed operation.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Seen {
-    Open { path: String, read: bool, write: bool },
+    Open {
+        path: String,
+        read: bool,
+        write: bool,
+    },
     Exec(String),
-    Connect { addr: IpAddr, port: u16, udp: bool },
+    Connect {
+        addr: IpAddr,
+        port: u16,
+        udp: bool,
+    },
     Unix(String),
 }
 
@@ -141,7 +147,9 @@ pub struct Learned {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LearnError {
-    #[error("no operations of agent `{0}` in the log (is the name right? did it run in audit mode?)")]
+    #[error(
+        "no operations of agent `{0}` in the log (is the name right? did it run in audit mode?)"
+    )]
     NothingObserved(String),
     #[error("the learned policy does not compile (a bug in `learn`):\n{0}")]
     DoesNotCompile(Diagnostics),
@@ -186,7 +194,10 @@ pub fn learn(obs: &Observations, opts: &LearnOptions) -> Result<Learned, LearnEr
             Seen::Unix(path) => {
                 let rule = format!("unix:{path}");
                 if NetTarget::parse(&rule).is_ok() {
-                    connect.push(Commented { value: rule, comment: times(*n, "connect") });
+                    connect.push(Commented {
+                        value: rule,
+                        comment: times(*n, "connect"),
+                    });
                 } else {
                     inexpressible.push(format!("connect unix:{path}"));
                 }
@@ -204,9 +215,16 @@ pub fn learn(obs: &Observations, opts: &LearnOptions) -> Result<Learned, LearnEr
             times(n, "connect")
         } else {
             let shown: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-            format!("{}; addresses seen: {}", times(n, "connect"), shown.join(", "))
+            format!(
+                "{}; addresses seen: {}",
+                times(n, "connect"),
+                shown.join(", ")
+            )
         };
-        connect.push(Commented { value: rule, comment });
+        connect.push(Commented {
+            value: rule,
+            comment,
+        });
     }
     let [read, write, exec] = paths.map(|p| collapse(&p, opts.collapse));
     for (what, (_, unplaced)) in [("read", &read), ("write", &write), ("exec", &exec)] {
@@ -223,7 +241,10 @@ pub fn learn(obs: &Observations, opts: &LearnOptions) -> Result<Learned, LearnEr
             })
             .collect(),
         agent: obs.agent.clone(),
-        description: format!("learned from {} of the audit log", times(obs.events, "event")),
+        description: format!(
+            "learned from {} of the audit log",
+            times(obs.events, "event")
+        ),
         agent_notes: vec![format!(
             "Processes become this agent with `enforcer run --agent {}`; add match.exe or \
              match.cgroup to select them automatically.",
@@ -262,10 +283,16 @@ fn verify(
     let file = format!("{}.toml", obs.agent);
     let (_, compiled) = compile_with_sets(&file, &learned.text, &opts.sets, &obs.hosts.resolved())
         .map_err(LearnError::DoesNotCompile)?;
-    let agent = compiled.agent_by_name(&obs.agent).expect("the learned agent").id;
+    let agent = compiled
+        .agent_by_name(&obs.agent)
+        .expect("the learned agent")
+        .id;
     for seen in obs.seen.keys() {
         let request = seen.request();
-        if inexpressible_names(seen).iter().any(|n| learned.inexpressible.contains(n)) {
+        if inexpressible_names(seen)
+            .iter()
+            .any(|n| learned.inexpressible.contains(n))
+        {
             continue;
         }
         let want_allow = sensitive.denied_by(&request).is_none();
@@ -302,77 +329,6 @@ fn inexpressible_names(seen: &Seen) -> Vec<String> {
     }
 }
 
-type Covered<'a> = Vec<(&'a SetSource, Vec<(&'a Seen, u64)>)>;
-
-/// Greedy: the set covering most observations with its own rules first, then the next one on
-/// what is left. A set that explicitly denies something observed is never included (the
-/// policy must allow what was observed). Returns the sets with what each covers, and the
-/// indexes of `normal` covered.
-fn choose_sets<'a>(
-    agent: &str,
-    normal: &[(&'a Seen, u64)],
-    opts: &'a LearnOptions,
-    hosts: &HostsSeen,
-) -> (Covered<'a>, BTreeSet<usize>) {
-    struct Coverage<'a> {
-        set: &'a SetSource,
-        own: BTreeSet<usize>,
-        all: BTreeSet<usize>,
-        /// Files whose rules the set brings (itself and what it includes).
-        files: BTreeSet<String>,
-    }
-    let mut candidates = Vec::new();
-    for set in &opts.sets {
-        let probe = format!("include = [{}]\n[agent]\nname = {}\n", super::render::quote(&set.name), super::render::quote(agent));
-        let Ok((_, compiled)) = compile_with_sets("probe.toml", &probe, &opts.sets, &hosts.resolved()) else {
-            continue;
-        };
-        let Some(id) = compiled.agent_by_name(agent).map(|a| a.id) else { continue };
-        let mut c = Coverage {
-            set,
-            own: BTreeSet::new(),
-            all: BTreeSet::new(),
-            files: compiled.rules.iter().map(|r| r.source.file.display().to_string()).collect(),
-        };
-        let mut conflict = false;
-        for (i, (seen, _)) in normal.iter().enumerate() {
-            let d = eval::evaluate(&compiled, id, &seen.request());
-            let rule = compiled.rule(d.rule);
-            match d.verdict {
-                Verdict::Allow => {
-                    c.all.insert(i);
-                    if rule.is_some_and(|r| r.source.file.to_string_lossy() == set.file) {
-                        c.own.insert(i);
-                    }
-                }
-                _ if d.rule != 0 => conflict = true,
-                _ => {}
-            }
-        }
-        if !conflict && !c.own.is_empty() {
-            candidates.push(c);
-        }
-    }
-    candidates.sort_by(|a, b| b.own.len().cmp(&a.own.len()).then(a.set.name.cmp(&b.set.name)));
-    let mut covered = BTreeSet::new();
-    let mut chosen: Vec<(&Coverage, Vec<usize>)> = Vec::new();
-    for c in &candidates {
-        if c.own.difference(&covered).count() < MIN_SET_COVERAGE {
-            continue;
-        }
-        let new: Vec<usize> = c.all.difference(&covered).copied().collect();
-        covered.extend(new.iter().copied());
-        chosen.push((c, new));
-    }
-    // A set another chosen set already includes adds nothing to the policy text.
-    let includes = chosen
-        .iter()
-        .filter(|(c, _)| !chosen.iter().any(|(o, _)| o.set.file != c.set.file && o.files.contains(&c.set.file)))
-        .map(|(c, items)| (c.set, items.iter().map(|&i| normal[i]).collect()))
-        .collect();
-    (includes, covered)
-}
-
 /// `ADDR:PORT/PROTO`, or `HOST:PORT/PROTO` when the log shows the host that allowed the address.
 fn net_rule(addr: IpAddr, port: u16, udp: bool, hosts: &HostsSeen) -> String {
     let proto = if udp { "udp" } else { "tcp" };
@@ -394,7 +350,12 @@ fn grants(grants: &[Grant], verb: &str) -> Vec<Commented> {
             let comment = if g.paths.len() == 1 && g.paths[0].0 == g.pattern {
                 times(g.count(), verb)
             } else {
-                let examples: Vec<&str> = g.paths.iter().take(EXAMPLES).map(|(p, _)| p.as_str()).collect();
+                let examples: Vec<&str> = g
+                    .paths
+                    .iter()
+                    .take(EXAMPLES)
+                    .map(|(p, _)| p.as_str())
+                    .collect();
                 format!(
                     "{} of {} paths, e.g. {}",
                     times(g.count(), verb),
@@ -402,7 +363,10 @@ fn grants(grants: &[Grant], verb: &str) -> Vec<Commented> {
                     examples.join(", ")
                 )
             };
-            Commented { value: g.pattern.clone(), comment }
+            Commented {
+                value: g.pattern.clone(),
+                comment,
+            }
         })
         .collect()
 }
@@ -414,7 +378,12 @@ fn covered_comment(items: &[(&Seen, u64)]) -> String {
         .take(EXAMPLES)
         .map(|(s, _)| target_label(&s.request()))
         .collect();
-    format!("covers {} of {} observed targets, e.g. {}", times(n, "operation"), items.len(), examples.join(", "))
+    format!(
+        "covers {} of {} observed targets, e.g. {}",
+        times(n, "operation"),
+        items.len(),
+        examples.join(", ")
+    )
 }
 
 /// Every built-in deny rule, with what was observed for it.
@@ -432,14 +401,26 @@ fn deny_rules(patterns: &[&str], denied: &BTreeMap<&str, Vec<(&Seen, u64)>>) -> 
                         format!("{} {}", access_label(&r), target_label(&r))
                     })
                     .collect();
-                format!("OBSERVED {}, NOT granted: {}", times(n, "time"), examples.join(", "))
+                format!(
+                    "OBSERVED {}, NOT granted: {}",
+                    times(n, "time"),
+                    examples.join(", ")
+                )
             });
-            Commented { value: p.to_owned(), comment }
+            Commented {
+                value: p.to_owned(),
+                comment,
+            }
         })
         .collect()
 }
 
-fn header(obs: &Observations, opts: &LearnOptions, includes: bool, inexpressible: &[String]) -> Vec<String> {
+fn header(
+    obs: &Observations,
+    opts: &LearnOptions,
+    includes: bool,
+    inexpressible: &[String],
+) -> Vec<String> {
     let mut h = vec![
         format!("Learned by `enforcer learn` for agent `{}` from {}.", obs.agent, opts.source),
         format!(
@@ -452,7 +433,10 @@ fn header(obs: &Observations, opts: &LearnOptions, includes: bool, inexpressible
         "Review every rule, then compare it with the log: enforcer replay --policy THIS_FILE --log LOG".into(),
     ];
     if includes {
-        h.push("Sets are included by name: keep this file next to a sets/ directory holding them.".into());
+        h.push(
+            "Sets are included by name: keep this file next to a sets/ directory holding them."
+                .into(),
+        );
     }
     if obs.allowed_opens == 0 {
         h.push(
@@ -462,7 +446,10 @@ fn header(obs: &Observations, opts: &LearnOptions, includes: bool, inexpressible
         );
     }
     if obs.refused > 0 {
-        h.push(format!("{} the kernel refused (deny, kill) not learned.", times(obs.refused, "operation")));
+        h.push(format!(
+            "{} the kernel refused (deny, kill) not learned.",
+            times(obs.refused, "operation")
+        ));
     }
     for item in inexpressible {
         h.push(format!("NOT granted (no rule can express it): {item}"));

@@ -13,6 +13,7 @@ pub mod render;
 pub mod replay;
 pub mod requests;
 pub mod sensitive;
+pub mod sets;
 
 #[cfg(test)]
 mod tests;

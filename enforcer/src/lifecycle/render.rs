@@ -63,7 +63,11 @@ fn list(out: &mut String, key: &str, items: &[Commented]) {
         return;
     }
     let _ = writeln!(out, "{key} = [");
-    let width = items.iter().map(|i| quote(&i.value).len() + 1).max().unwrap_or(0);
+    let width = items
+        .iter()
+        .map(|i| quote(&i.value).len() + 1)
+        .max()
+        .unwrap_or(0);
     for item in items {
         let entry = format!("{},", quote(&item.value));
         if item.comment.is_empty() {

@@ -158,7 +158,11 @@ impl<'p> Replay<'p> {
             old,
             new,
         );
-        let groups = if now_allowed { &mut self.allowed } else { &mut self.denied };
+        let groups = if now_allowed {
+            &mut self.allowed
+        } else {
+            &mut self.denied
+        };
         *groups.entry(key).or_default() += 1;
     }
 

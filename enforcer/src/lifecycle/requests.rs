@@ -108,7 +108,11 @@ pub fn request_of(e: &EventRecord) -> Result<Request, Skip> {
 /// What was asked for: `read`, `write`, `read+write`, `exec`, `tcp`, `udp`, `connect` (unix).
 pub fn access_label(request: &Request) -> &'static str {
     match request {
-        Request::Open { read: true, write: true, .. } => "read+write",
+        Request::Open {
+            read: true,
+            write: true,
+            ..
+        } => "read+write",
         Request::Open { write: true, .. } => "write",
         Request::Open { .. } => "read",
         Request::Exec { .. } => "exec",
@@ -123,7 +127,11 @@ pub fn target_label(request: &Request) -> String {
     match request {
         Request::Open { path, .. } | Request::Exec { path } => path.clone(),
         Request::Connect { addr, port, udp } => {
-            format!("{}/{}", SocketAddr::new(*addr, *port), if *udp { "udp" } else { "tcp" })
+            format!(
+                "{}/{}",
+                SocketAddr::new(*addr, *port),
+                if *udp { "udp" } else { "tcp" }
+            )
         }
         Request::ConnectUnix { path } => format!("unix:{path}"),
     }

@@ -34,7 +34,14 @@ fn base(agent: &str, op: &str, verdict: &str, rule: &str, pattern: Option<&str>)
 }
 
 /// An open of `path` for `access` (`read`, `write` or both).
-pub(crate) fn open(agent: &str, path: &str, access: &[&str], verdict: &str, rule: &str, pattern: Option<&str>) -> EventRecord {
+pub(crate) fn open(
+    agent: &str,
+    path: &str,
+    access: &[&str],
+    verdict: &str,
+    rule: &str,
+    pattern: Option<&str>,
+) -> EventRecord {
     EventRecord {
         path: Some(path.into()),
         access: access.iter().map(|a| a.to_string()).collect(),
@@ -44,8 +51,19 @@ pub(crate) fn open(agent: &str, path: &str, access: &[&str], verdict: &str, rule
 }
 
 pub(crate) fn read(agent: &str, path: &str, verdict: &str) -> EventRecord {
-    let rule = if verdict == "allow" { "p.toml:3" } else { "default-deny" };
-    open(agent, path, &["read"], verdict, rule, (verdict == "allow").then_some("/**"))
+    let rule = if verdict == "allow" {
+        "p.toml:3"
+    } else {
+        "default-deny"
+    };
+    open(
+        agent,
+        path,
+        &["read"],
+        verdict,
+        rule,
+        (verdict == "allow").then_some("/**"),
+    )
 }
 
 pub(crate) fn exec(agent: &str, path: &str, verdict: &str) -> EventRecord {
@@ -56,7 +74,15 @@ pub(crate) fn exec(agent: &str, path: &str, verdict: &str) -> EventRecord {
     }
 }
 
-pub(crate) fn connect(agent: &str, addr: &str, port: u16, proto: &str, verdict: &str, rule: &str, pattern: Option<&str>) -> EventRecord {
+pub(crate) fn connect(
+    agent: &str,
+    addr: &str,
+    port: u16,
+    proto: &str,
+    verdict: &str,
+    rule: &str,
+    pattern: Option<&str>,
+) -> EventRecord {
     EventRecord {
         addr: Some(addr.into()),
         port: Some(port),
@@ -81,7 +107,8 @@ pub(crate) fn join(agent: &str) -> EventRecord {
 /// Write `events` as an audit log (JSON lines, seq numbered) and read them back with the log
 /// reader, as the commands do.
 pub(crate) fn through_log(name: &str, events: &[EventRecord]) -> (PathBuf, Vec<EventRecord>) {
-    let dir = std::env::temp_dir().join(format!("enforcer-lifecycle-{}-{name}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("enforcer-lifecycle-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("audit.jsonl");
