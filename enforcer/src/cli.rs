@@ -17,6 +17,10 @@ pub enum Command {
     Check(cmd::check::CheckArgs),
     /// Decide one operation for an agent with the reference evaluator and say why.
     Explain(cmd::explain::ExplainArgs),
+    /// Decide the audit log's recorded events again under a candidate policy; print what changes.
+    Replay(cmd::replay::ReplayArgs),
+    /// Write a least-privilege policy for an agent from an audit log recorded in audit mode.
+    Learn(cmd::learn::LearnArgs),
     /// Report what this kernel supports (BTF, struct offsets, cgroup v2, identity tracepoints,
     /// BPF LSM), found by trying; exit 0 only if BPF LSM enforcement works here.
     Probe(cmd::probe::ProbeArgs),

@@ -5,7 +5,9 @@ pub mod daemon;
 pub mod demo;
 pub mod events;
 pub mod explain;
+pub mod learn;
 pub mod probe;
+pub mod replay;
 pub mod run;
 pub mod status;
 pub mod try_ops;
@@ -18,6 +20,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Learn(args) => learn::run(args),
         Command::Probe(args) => probe::run(args),
         Command::Daemon(args) => daemon::run(args),
         Command::Run(args) => run::run(args),
