@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod file_open;
 pub mod net;
+pub mod path_ops;
 pub mod proc;
 pub mod verifier_probe;
 
