@@ -6,6 +6,7 @@ pub mod file_open;
 pub mod net;
 pub mod observe;
 pub mod observe_syscalls;
+pub mod path_ops;
 pub mod proc;
 pub mod verifier_probe;
 

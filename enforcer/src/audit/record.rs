@@ -189,7 +189,7 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
         exe: (ctx.exe_of)(h.tgid),
         op: names::op_name(h.op),
         access: names::access_names(h.access),
-        open_flags: (h.op == OP_OPEN || h.op == OP_CHMOD || h.op == OP_MKDIR)
+        open_flags: (h.op == OP_OPEN || h.op == OP_CHMOD || h.op == OP_MKDIR || h.op == OP_MKNOD)
             .then_some(h.open_flags),
         verdict: names::verdict_name(h.verdict),
         rule,

@@ -25,7 +25,9 @@ pub struct TryOpsArgs {
     #[arg(long)]
     pub step: bool,
     /// Operations: open:PATH write:PATH rw:PATH create:PATH exec:PATH[,ARG...] unlink:PATH
-    /// mkdir:PATH rmdir:PATH rename:FROM,TO symlink:TARGET,LINK truncate:PATH chmod:PATH
+    /// mkdir:PATH rmdir:PATH rename:FROM,TO symlink:TARGET,LINK link:EXISTING,NEW truncate:PATH
+    /// chmod:PATH chown:PATH (to the caller's own uid/gid) mknod:PATH (a fifo) hold:PATH (open for
+    /// writing and keep the descriptor) ftruncate:PATH (on the held descriptor, else a new one)
     /// connect:ADDR:PORT (tcp) udp:ADDR:PORT (sendto) unix:PATH unix:@NAME (stream connect)
     /// unixdgram:PATH (sendto)
     pub ops: Vec<String>,
@@ -80,7 +82,17 @@ fn exec(arg: &str) -> std::io::Result<()> {
     }
 }
 
-fn perform(op: &str, arg: &str) -> std::io::Result<()> {
+/// Descriptors kept open by `hold:PATH`, for `ftruncate:PATH` in a later step.
+type Held = Vec<(String, std::fs::File)>;
+
+fn ftruncate(held: &Held, arg: &str) -> std::io::Result<()> {
+    match held.iter().find(|(p, _)| p == arg) {
+        Some((_, f)) => f.set_len(0),
+        None => std::fs::OpenOptions::new().write(true).open(arg)?.set_len(0),
+    }
+}
+
+fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
     let timeout = Duration::from_secs(3);
     match op {
         "open" => open_with(arg, libc::O_RDONLY),
@@ -93,6 +105,21 @@ fn perform(op: &str, arg: &str) -> std::io::Result<()> {
         "rmdir" => std::fs::remove_dir(arg),
         "rename" => two(arg).and_then(|(a, b)| std::fs::rename(a, b)),
         "symlink" => two(arg).and_then(|(a, b)| std::os::unix::fs::symlink(a, b)),
+        "link" => two(arg).and_then(|(a, b)| std::fs::hard_link(a, b)),
+        "chown" => {
+            let c = cstr(arg)?;
+            check(unsafe { libc::chown(c.as_ptr(), libc::getuid(), libc::getgid()) })
+        }
+        "mknod" => {
+            let c = cstr(arg)?;
+            check(unsafe { libc::mknod(c.as_ptr(), libc::S_IFIFO | 0o600, 0) })
+        }
+        "hold" => {
+            let f = std::fs::OpenOptions::new().write(true).open(arg)?;
+            held.push((arg.to_string(), f));
+            Ok(())
+        }
+        "ftruncate" => ftruncate(held, arg),
         "truncate" => {
             let c = cstr(arg)?;
             check(unsafe { libc::truncate(c.as_ptr(), 0) })
@@ -145,6 +172,7 @@ pub fn run(args: TryOpsArgs) -> anyhow::Result<ExitCode> {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
     }
+    let mut held = Held::new();
     let mut listed = parsed.into_iter();
     loop {
         let (op, arg) = if args.step {
@@ -165,7 +193,7 @@ pub fn run(args: TryOpsArgs) -> anyhow::Result<ExitCode> {
                 None => break,
             }
         };
-        let r = perform(&op, &arg);
+        let r = perform(&op, &arg, &mut held);
         writeln!(out, "{}", result_line(&op, &arg, r))?;
         out.flush()?;
     }

@@ -19,7 +19,29 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("bprm_check_security", "bprm_check_security"),
     ("socket_connect", "socket_connect"),
     ("socket_sendmsg", "socket_sendmsg"),
+    // Writing is more than opening for write (hooks/path_ops.rs).
+    ("path_unlink", "path_unlink"),
+    ("path_rmdir", "path_rmdir"),
+    ("path_mkdir", "path_mkdir"),
+    ("path_mknod", "path_mknod"),
+    ("path_rename", "path_rename"),
+    ("path_link", "path_link"),
+    ("path_symlink", "path_symlink"),
+    ("path_truncate", "path_truncate"),
+    ("path_chmod", "path_chmod"),
+    ("path_chown", "path_chown"),
 ];
+
+/// LSM programs for hooks that not every supported kernel has, attached where its BTF has the
+/// hook: `file_truncate` (6.2+; 6.1's ftruncate calls path_truncate instead).
+pub const OPTIONAL_LSM_PROGRAMS: &[(&str, &str)] = &[("file_truncate", "file_truncate")];
+
+/// Does this kernel have the LSM hook `hook` (its `bpf_lsm_<hook>` attach point in BTF)?
+fn kernel_has_hook(hook: &str) -> Result<bool, KernelError> {
+    let btf = btf_rs::Btf::from_file(crate::paths::VMLINUX_BTF)
+        .map_err(|e| KernelError::Load(format!("kernel BTF {}: {e}", crate::paths::VMLINUX_BTF)))?;
+    Ok(btf.resolve_types_by_name(&format!("bpf_lsm_{hook}")).is_ok_and(|t| !t.is_empty()))
+}
 
 /// (program name, category, tracepoint): identity across fork/exec/exit, on every backend.
 pub const IDENTITY_TRACEPOINTS: &[(&str, &str, &str)] = &[
@@ -109,7 +131,13 @@ pub fn attach_identity(ebpf: &mut Ebpf, pins: Option<&PinDir>, want: &dyn Fn(&st
 /// the host).
 pub fn attach_lsm(ebpf: &mut Ebpf, pins: Option<&PinDir>, want: &dyn Fn(&str) -> bool) -> Result<(), KernelError> {
     let btf = Btf::from_sys_fs().map_err(|e| KernelError::Load(format!("kernel BTF: {e}")))?;
-    for (prog, hook) in LSM_PROGRAMS.iter().filter(|(p, _)| want(p)) {
+    let mut programs: Vec<&(&str, &str)> = LSM_PROGRAMS.iter().collect();
+    for optional in OPTIONAL_LSM_PROGRAMS {
+        if kernel_has_hook(optional.1)? {
+            programs.push(optional);
+        }
+    }
+    for (prog, hook) in programs.into_iter().filter(|(p, _)| want(p)) {
         let p: &mut Lsm = ebpf
             .program_mut(prog)
             .ok_or_else(|| KernelError::Load(format!("program {prog} missing from the object")))?

@@ -214,7 +214,7 @@ fn rule_caveat(kind: crate::policy::compile::RuleKind) -> &'static str {
     use crate::policy::compile::RuleKind::*;
     match kind {
         FileWrite | FileDeny | FileDenyWrite => {
-            "opens for writing are enforced; unlink, rename, mkdir/rmdir, link/symlink, truncate, chmod/chown are not hooked yet"
+            "writing is enforced as opens for write, file creation, unlink, rename (both names), mkdir/rmdir, mknod, link (both names), symlink, truncate/ftruncate, chmod/chown; not hooked: timestamps (utime) and extended attributes"
         }
         MatchCgroup => "members are recognised at their first hooked operation",
         _ => "",
