@@ -10,7 +10,9 @@ use aya_ebpf::{
 use enforcer_common::*;
 
 use crate::{
-    identity,
+    decide, emit, identity,
+    net_match::NetTarget,
+    scratch,
     maps::{count, DOOMED, DOOMED_ANY, PROCS},
     offsets::get as off,
 };
@@ -35,6 +37,15 @@ fn try_sched_process_fork(ctx: &TracePointContext) -> Result<u32, u32> {
     if cur.doomed != 0 {
         doom(child);
         return Ok(0);
+    }
+    if cur.joined != 0 {
+        // The parent just became an agent (its cgroup matched) at this fork, not at a decision:
+        // log the join here, or no event would ever say how it joined.
+        if let Some(s) = scratch::get() {
+            identity::park(s, cur);
+            decide::begin(s, OP_JOIN, 0, 0, 0, NetTarget::default());
+            emit::emit(s, OP_JOIN, VERDICT_ALLOW, 0, cur.joined);
+        }
     }
     if PROCS.insert(&child, &cur.state, 0).is_err() {
         // Fail closed: a child we cannot record is denied everything until it exits.

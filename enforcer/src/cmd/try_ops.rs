@@ -24,7 +24,8 @@ pub struct TryOpsArgs {
     /// as it likes). Ends when stdin closes, or on an empty line once the list is done.
     #[arg(long)]
     pub step: bool,
-    /// Operations: open:PATH write:PATH rw:PATH create:PATH exec:PATH[,ARG...] unlink:PATH
+    /// Operations: open:PATH write:PATH rw:PATH create:PATH thread-open:PATH (open from a new
+    /// thread) exec:PATH[,ARG...] unlink:PATH
     /// mkdir:PATH rmdir:PATH rename:FROM,TO symlink:TARGET,LINK link:EXISTING,NEW truncate:PATH
     /// chmod:PATH chown:PATH (to the caller's own uid/gid) mknod:PATH (a fifo) hold:PATH (open for
     /// writing and keep the descriptor) ftruncate:PATH (on the held descriptor, else a new one)
@@ -100,6 +101,13 @@ fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
         "rw" => open_with(arg, libc::O_RDWR),
         "create" => open_with(arg, libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC),
         "exec" => exec(arg),
+        // The same open from a new thread of this process (threads inherit the agent).
+        "thread-open" => {
+            let path = arg.to_string();
+            std::thread::spawn(move || open_with(&path, libc::O_RDONLY))
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("thread panicked")))
+        }
         "unlink" => std::fs::remove_file(arg),
         "mkdir" => std::fs::create_dir(arg),
         "rmdir" => std::fs::remove_dir(arg),
