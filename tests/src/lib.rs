@@ -8,6 +8,7 @@ pub mod agent;
 pub mod backend;
 pub mod daemon;
 pub mod events;
+pub mod execdiff;
 pub mod fixtures;
 pub mod netdiff;
 
