@@ -8,7 +8,7 @@ use std::process::Command;
 
 use enforcer::kernel::{cgroup2_mount, Backend};
 use enforcer_common::*;
-use enforcer_tests::{compile, events, fallback, lsm_or_na, Agent, TempDir, EPERM};
+use enforcer_tests::{events, fallback, lsm_or_na, Agent, TempDir, EPERM};
 
 struct Cgroup(std::path::PathBuf);
 
