@@ -152,6 +152,11 @@ pub struct EventContext<'a> {
     pub exe_of: &'a dyn Fn(u32) -> Option<String>,
 }
 
+/// Agent id of the load-time canary (`kernel::probe`): never a policy's agent.
+pub const CANARY_AGENT: u32 = enforcer_common::MAX_AGENTS - 1;
+/// How audit records name it.
+pub const CANARY_NAME: &str = "enforcer-canary";
+
 /// Map one kernel event onto its audit record (seq is assigned by the writer).
 pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
     let h = &raw.header;
@@ -161,6 +166,10 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
         flags.push(names::FLAG_POLICY_UNKNOWN.to_owned());
     }
     let agent_name = |id: u32| -> String {
+        if id == CANARY_AGENT {
+            // The backend's own probe at load: a registered child that must be refused.
+            return CANARY_NAME.to_owned();
+        }
         policy
             .and_then(|p| p.agent(id))
             .map_or_else(|| format!("#{id}"), str::to_owned)

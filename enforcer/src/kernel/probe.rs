@@ -79,7 +79,7 @@ fn drop_lsm_then_probe_fallback(features: &mut Vec<Feature>) {
 }
 
 /// Agent id the canary uses: no policy ever gives it rules, so everything it does is denied.
-const CANARY_AGENT: u32 = enforcer_common::MAX_AGENTS - 1;
+const CANARY_AGENT: u32 = crate::audit::record::CANARY_AGENT;
 
 /// What the canary child does; it must be refused with EPERM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -32,10 +32,11 @@ pub fn compile(set: &PolicySet, hosts: &ResolvedHosts) -> Result<CompiledPolicy,
     let mut cgroups: HashMap<&str, (u32, &Located)> = HashMap::new();
     for (i, agent) in set.agents.iter().enumerate() {
         let id = i as u32 + 1;
-        if id >= MAX_AGENTS {
+        // The last id is the load-time canary's (kernel::probe): never a policy's agent.
+        if id >= MAX_AGENTS - 1 {
             let msg = format!(
                 "too many agents: at most {} fit the kernel's agent table",
-                MAX_AGENTS - 1
+                MAX_AGENTS - 2
             );
             c.diags.push(set.error_at(&agent.name_at, msg));
             break;

@@ -360,7 +360,7 @@ fn agent_table_limits() {
         .collect();
     assert_eq!(
         errors(&refs),
-        vec!["a1023.toml:2:8: too many agents: at most 1023 fit the kernel's agent table"]
+        vec!["a1022.toml:2:8: too many agents: at most 1022 fit the kernel's agent table"]
     );
 }
 
