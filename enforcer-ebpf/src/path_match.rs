@@ -145,21 +145,15 @@ fn lookup_wildcards(s: &mut Scratch, ruleset: u32, len: usize, need: u32, list: 
     vset!(s.need, need);
     vset!(s.nslash, 0);
     vset!(s.hit_nul, 0);
-    for i in 0..PATH_KEY_BYTES {
-        let c = s.event.target[i];
-        if c == 0 {
-            vset!(s.hit_nul, 1);
-            break;
-        }
-        let n = vget!(s.nslash);
-        if n >= vget!(s.need) || n >= 18 {
-            break;
-        }
-        if c == b'/' {
-            vset!(s.slashes[(n % 20) as usize], i as u16);
-            vset!(s.nslash, n + 1);
-        }
-    }
+    // One byte per bpf_loop iteration: the verifier checks the step once, not 252 times.
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_loop(
+            PATH_KEY_BYTES as u32,
+            slash_step as *const () as *mut _,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
     vset!(s.nulpos, (len - 1) as u32);
     for t in 0..4 {
         let d = list[t] as u32;
@@ -171,6 +165,29 @@ fn lookup_wildcards(s: &mut Scratch, ruleset: u32, len: usize, need: u32, list: 
         }
     }
     true
+}
+
+/// `bpf_loop` callback of the wildcard scan: byte `i` of the path. 1 ends the scan.
+extern "C" fn slash_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(s) = crate::scratch::get() else { return 1 };
+    let i = i as usize;
+    if i >= PATH_KEY_BYTES {
+        return 1;
+    }
+    let c = s.event.target[i];
+    if c == 0 {
+        vset!(s.hit_nul, 1);
+        return 1;
+    }
+    let n = vget!(s.nslash);
+    if n >= vget!(s.need) || n >= 18 {
+        return 1;
+    }
+    if c == b'/' {
+        vset!(s.slashes[(n % 20) as usize], i as u16);
+        vset!(s.nslash, n + 1);
+    }
+    0
 }
 
 /// Look up P with component `d` replaced by `*`. Everything comes from scratch memory so each
@@ -254,6 +271,30 @@ fn name_lookup(s: &mut Scratch, ruleset: u32, kind: u32, rel: usize) {
     }
 }
 
+/// `bpf_loop` callback of the basename scan: step `k` looks at `tail[TAIL - 1 - k]`. 1 ends it.
+extern "C" fn tail_step(k: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(s) = crate::scratch::get() else { return 1 };
+    let k = k as usize;
+    if k >= TAIL {
+        return 1;
+    }
+    let j = TAIL - 1 - k;
+    let c = s.tail[j & 63];
+    if c == b'/' {
+        vset!(s.bstart, (j + 1) as u32);
+        return 1;
+    }
+    if c == 0 {
+        return 1; // before the start of a short path (cannot happen: paths start with '/')
+    }
+    let nd = vget!(s.ndots);
+    if c == b'.' && nd < 4 {
+        vset!(s.dots[(nd & 3) as usize], j as u32);
+        vset!(s.ndots, nd + 1);
+    }
+    0
+}
+
 /// Basename and suffix rules. Names and suffixes longer than NAME_KEY_BYTES never match, so only
 /// the last NAME_KEY_BYTES + 1 bytes matter: the '/' before a short basename, and the dots.
 #[inline(always)]
@@ -275,21 +316,10 @@ fn lookup_names(s: &mut Scratch, ruleset: u32, len: usize) {
     }
     vset!(s.bstart, 0);
     vset!(s.ndots, 0);
-    for j in (0..TAIL).rev() {
-        let c = s.tail[j];
-        if c == b'/' {
-            vset!(s.bstart, (j + 1) as u32);
-            break;
-        }
-        if c == 0 {
-            break; // before the start of a short path (cannot happen: paths start with '/')
-        }
-        let nd = vget!(s.ndots);
-        if c == b'.' && nd < 4 {
-            vset!(s.dots[(nd & 3) as usize], j as u32);
-            vset!(s.ndots, nd + 1);
-        }
-    }
+    // Right to left, one byte per bpf_loop iteration (verified once).
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_loop(TAIL as u32, tail_step as *const () as *mut _, core::ptr::null_mut(), 0)
+    };
     let bstart = vget!(s.bstart) as usize;
     if bstart != 0 {
         name_lookup(s, ruleset, NAME_EXACT, bstart & 63);

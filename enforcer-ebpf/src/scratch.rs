@@ -28,8 +28,11 @@ pub struct Scratch {
     pub variant: VariantLookup,
     pub name: NameKey,
     pub net: NetLookup,
-    /// Unix socket path read from a sockaddr_un (108 bytes + NUL + slack).
+    /// Unix socket path read from a sockaddr_un (108 bytes + NUL + slack), how many bytes of it
+    /// count, and whether it is an abstract name (the copy loop's inputs, see hooks/net.rs).
     pub unix_path: [u8; 128],
+    pub unix_n: u32,
+    pub unix_abstract: u32,
     /// Positions of the first '/' characters of the path (component starts - 1).
     pub slashes: [u16; 20],
     /// Basename start and dot positions. Kept in map memory (volatile) rather than registers:

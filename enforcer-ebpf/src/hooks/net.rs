@@ -158,22 +158,31 @@ fn unix_op(s: &mut Scratch, op: u32, addr: *const u8, addrlen: i32, t: NetTarget
 pub fn unix_target(s: &mut Scratch, n: usize) -> (usize, bool) {
     let first = s.unix_path[0];
     let abstract_name = first == 0;
-    let mut len = 0usize;
-    for i in 0..SUN_PATH_BYTES {
-        if i >= n {
-            break;
-        }
-        let c = s.unix_path[i];
-        if !abstract_name && c == 0 {
-            break;
-        }
-        s.event.target[i] = if i == 0 && abstract_name { b'@' } else { c };
-        len = i + 1;
-    }
-    s.event.target[len & 127] = 0;
-    // Through memory: each of the loop's exits has its own `len`, and the path pipeline below
-    // would otherwise be verified once per exit.
-    unsafe { core::ptr::write_volatile(&mut s.offset, len as u32) };
-    let len = unsafe { core::ptr::read_volatile(&s.offset) } as usize & 127;
+    vset!(s.unix_n, n as u32);
+    vset!(s.unix_abstract, abstract_name as u32);
+    // The length so far, in memory: the copy is a bpf_loop (verified once, not 108 times).
+    vset!(s.offset, 0);
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_loop(SUN_PATH_BYTES as u32, unix_step as *const () as *mut _, core::ptr::null_mut(), 0)
+    };
+    let len = vget!(s.offset) as usize & 127;
+    s.event.target[len] = 0;
     (len, !abstract_name && first != b'/')
+}
+
+/// `bpf_loop` callback: byte `i` of sun_path into the target. 1 ends the copy.
+extern "C" fn unix_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(s) = scratch::get() else { return 1 };
+    let i = i as usize;
+    if i >= SUN_PATH_BYTES || i >= vget!(s.unix_n) as usize {
+        return 1;
+    }
+    let abstract_name = vget!(s.unix_abstract) != 0;
+    let c = s.unix_path[i];
+    if !abstract_name && c == 0 {
+        return 1;
+    }
+    s.event.target[i] = if i == 0 && abstract_name { b'@' } else { c };
+    vset!(s.offset, (i + 1) as u32);
+    0
 }
