@@ -77,7 +77,9 @@ pub fn emit(s: &mut Scratch, op: u32, verdict: u32, rule: u32, access: u32) {
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     h.target_len = len as u32;
     h._pad = 0;
-    let size = EVENT_HEADER_BYTES + len;
+    // black_box + mask: LLVM knows `len <= EVENT_TARGET_BYTES` and would drop the check below,
+    // and older verifiers (6.1) then see an unbounded size at some call sites.
+    let size = core::hint::black_box(EVENT_HEADER_BYTES + len) & 0x1fff;
     if size > core::mem::size_of::<Event>() {
         return;
     }
