@@ -70,16 +70,23 @@ impl Agent {
     }
 
     fn read_result(&mut self) -> OpResult {
+        self.read_result_or_exit().expect("try-ops exited before reporting a result")
+    }
+
+    /// The next result, or None if try-ops closed its output (it exited or was killed).
+    fn read_result_or_exit(&mut self) -> Option<OpResult> {
         let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read result");
+        if self.stdout.read_line(&mut line).expect("read result") == 0 {
+            return None;
+        }
         let v: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad try-ops output {line:?}: {e}"));
-        OpResult {
+        Some(OpResult {
             op: v["op"].as_str().unwrap_or_default().into(),
             arg: v["arg"].as_str().unwrap_or_default().into(),
             errno: v["errno"].as_i64().unwrap_or(-1) as i32,
             result: v["result"].as_str().unwrap_or_default().into(),
-        }
+        })
     }
 
     /// Start the operations (non-step mode) and collect every result.
@@ -105,6 +112,34 @@ impl Agent {
         let stdin = self.stdin.as_mut().expect("stdin open");
         stdin.write_all(format!("{op}\n").as_bytes()).and_then(|_| stdin.flush()).expect("signal try-ops");
         self.read_result()
+    }
+
+    /// Start the operations (non-step mode) and collect results until try-ops exits, however
+    /// it exits (kill-mode tests: the agent itself is SIGKILLed); returns them and its status.
+    pub fn go_until_exit(mut self) -> (Vec<OpResult>, std::process::ExitStatus) {
+        self.send_line();
+        drop(self.stdin.take());
+        let mut out = Vec::new();
+        while let Some(r) = self.read_result_or_exit() {
+            out.push(r);
+        }
+        (out, self.child.wait().expect("wait try-ops"))
+    }
+
+    /// Step mode: perform `op` now; None if try-ops exited instead of answering (killed).
+    pub fn op_or_exit(&mut self, op: &str) -> Option<OpResult> {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        // A dead try-ops may already have closed the pipe: that is an answer too.
+        if stdin.write_all(format!("{op}\n").as_bytes()).and_then(|_| stdin.flush()).is_err() {
+            return None;
+        }
+        self.read_result_or_exit()
+    }
+
+    /// Close stdin and return try-ops' exit status, whatever it is.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        self.child.wait().expect("wait try-ops")
     }
 
     pub fn finish(mut self) {

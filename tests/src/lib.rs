@@ -4,6 +4,7 @@
 //! that the limitation is detected and reported, and prints `ENFORCER-NA <test>: <reason>`; the
 //! harness shows it as n/a for that kernel and fails any test that ran nowhere.
 
+pub mod adversarial;
 pub mod agent;
 pub mod backend;
 pub mod daemon;

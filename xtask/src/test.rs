@@ -266,7 +266,8 @@ fn unit_tests(
     Ok(())
 }
 
-/// Tests that run on the kernel booted without `bpf` in lsm=.
+/// Tests that run on the kernel booted without `bpf` in lsm= (the adversarial suite has an
+/// `lsm_*` and a `fallback_*` test per file: the fallback ones run there).
 fn runs_without_bpf_lsm(row: &str) -> bool {
     ["fallback_", "daemon_", "lsm_file_open::"].iter().any(|p| row.starts_with(p)) || row.contains("::fallback")
 }

@@ -143,12 +143,36 @@ fn unix_op(s: &mut Scratch, op: u32, addr: *const u8, addrlen: i32, t: NetTarget
     }
     let (len, relative) = unix_target(s, n as usize);
     let t = NetTarget { family: AF_UNIX, ..t };
-    if relative {
-        decide::begin(s, op, ACCESS_CONNECT, 0, EVENT_FLAG_RELATIVE_PATH, t);
+    let flag = unix_unjudged(s, relative);
+    if flag != 0 {
+        decide::begin(s, op, ACCESS_CONNECT, 0, flag, t);
         unsafe { core::ptr::write_volatile(&mut s.rec.target_len, len) };
         return decide::finish(s, false, RULE_DEFAULT_DENY);
     }
     decide::path_op_net(s, op, len + 1, t)
+}
+
+/// A unix path the kernel resolves only after this hook, so that its text cannot be judged:
+/// relative (`EVENT_FLAG_RELATIVE_PATH`), or with an empty, `.` or `..` component
+/// (`EVENT_FLAG_PATH_UNRESOLVED`: `/allowed/../denied.sock` must not match `/allowed/**`).
+/// Returns the flag to fail closed with, or 0. Needs the target from `unix_target`.
+#[inline(always)]
+pub fn unix_unjudged(s: &mut Scratch, relative: bool) -> u32 {
+    if relative {
+        return EVENT_FLAG_RELATIVE_PATH;
+    }
+    if s.event.target[0] != b'/' {
+        return 0; // an abstract name (`@...`): any bytes, not a path
+    }
+    // The scan reads `s.user_path`; the target (at most 108 bytes) is NUL-terminated in its
+    // first 128 bytes.
+    let copied = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(s.user_path.as_mut_ptr() as *mut _, 128, s.event.target.as_ptr() as *const _)
+    };
+    if copied != 0 || super::observe_syscalls::unnormalized(s, 0) {
+        return EVENT_FLAG_PATH_UNRESOLVED;
+    }
+    0
 }
 
 /// `n` bytes of `sun_path` are in `s.unix_path`: write the target (`@name` for an abstract

@@ -20,7 +20,7 @@ use aya_ebpf::{
 };
 use enforcer_common::*;
 
-use super::{net::{unix_target, SUN_PATH_BYTES}, observe};
+use super::{net::{unix_target, unix_unjudged, SUN_PATH_BYTES}, observe};
 use crate::{decide, dentry_path, identity, maps::FB_SYSCALLS, net_match::NetTarget, offsets::get as off, scratch::{self, Scratch}};
 
 /// Longest path string taken from user memory, NUL included.
@@ -221,7 +221,7 @@ fn dir_path(s: &mut Scratch, dfd: i64) -> i64 {
 /// One byte per `bpf_loop` iteration: the callback is verified once, where an inline loop over
 /// 254 bytes costs older verifiers (6.1) more than their 1M-instruction limit.
 #[inline(always)]
-fn unnormalized(s: &mut Scratch, skip: usize) -> bool {
+pub fn unnormalized(s: &mut Scratch, skip: usize) -> bool {
     vset!(s.unnormal, 0);
     vset!(s.scan_skip, skip as u32);
     unsafe {
@@ -281,8 +281,9 @@ fn unix(s: &mut Scratch, op: u32, addr: *const u8, len: i32) {
         return;
     }
     let (len, relative) = unix_target(s, n);
-    if relative {
-        decide::begin(s, op, ACCESS_CONNECT, 0, EVENT_FLAG_RELATIVE_PATH, t);
+    let flag = unix_unjudged(s, relative);
+    if flag != 0 {
+        decide::begin(s, op, ACCESS_CONNECT, 0, flag, t);
         vset!(s.rec.target_len, len);
         kill_if(decide::finish_observed(s, false, RULE_DEFAULT_DENY));
         return;

@@ -30,7 +30,13 @@ pub struct TryOpsArgs {
     /// chmod:PATH chown:PATH (to the caller's own uid/gid) mknod:PATH (a fifo) hold:PATH (open for
     /// writing and keep the descriptor) ftruncate:PATH (on the held descriptor, else a new one)
     /// connect:ADDR:PORT (tcp) udp:ADDR:PORT (sendto) unix:PATH unix:@NAME (stream connect)
-    /// unixdgram:PATH (sendto)
+    /// unixdgram:PATH (sendto). Evasion attempts (the adversarial tests): holdr:PATH (open
+    /// read-only and keep the descriptor) reopen:PATH / reopenw:PATH (open
+    /// `/proc/self/fd/N` of the held descriptor of PATH for reading / writing) chdir:PATH
+    /// openat:DIR,REL (openat(2) relative to an O_PATH descriptor of DIR) copy:FROM,TO
+    /// memfdexec:PATH[,ARG...] (copy PATH into a memfd, fork, fexecve it) execfd:PATH[,ARG...]
+    /// (fork, execveat(O_PATH fd of PATH, "", AT_EMPTY_PATH)) udpmmsg:ADDR:PORT (sendmmsg)
+    /// tfo:ADDR:PORT (TCP sendto with MSG_FASTOPEN, no connect)
     pub ops: Vec<String>,
 }
 
@@ -83,6 +89,163 @@ fn exec(arg: &str) -> std::io::Result<()> {
     }
 }
 
+/// Every operation `perform` knows (checked before any is performed).
+const OPS: &[&str] = &[
+    "open", "write", "rw", "create", "exec", "unlink", "mkdir", "rmdir", "rename", "symlink", "link", "chown",
+    "mknod", "hold", "holdr", "reopen", "reopenw", "ftruncate", "truncate", "chmod", "chdir", "openat", "copy",
+    "memfdexec", "execfd", "connect", "udp", "udpmmsg", "tfo", "unix", "unixdgram",
+];
+
+/// Fork; the child execs the program behind `fd` (`execveat(fd, "", AT_EMPTY_PATH)`, which is
+/// what `fexecve` does) with `argv`; the parent waits. Stdout goes to our stderr, like `exec`. A
+/// refused exec is reported with its errno (sent back through a close-on-exec pipe), a program
+/// that ran with its exit status.
+fn fork_exec_fd(fd: libc::c_int, argv: &[&str]) -> std::io::Result<()> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let args = argv.iter().map(|a| cstr(a)).collect::<std::io::Result<Vec<_>>>()?;
+    let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    let empty = c"";
+    let mut pipe = [0 as libc::c_int; 2];
+    check(unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // Only async-signal-safe calls between fork and exec.
+        unsafe {
+            libc::dup2(2, 1);
+            libc::syscall(libc::SYS_execveat, fd, empty.as_ptr(), ptrs.as_ptr(), environ, libc::AT_EMPTY_PATH);
+            let errno = *libc::__errno_location();
+            libc::write(pipe[1], &errno as *const _ as *const _, 4);
+            libc::_exit(127);
+        }
+    }
+    unsafe { libc::close(pipe[1]) };
+    let mut errno = 0 as libc::c_int;
+    let n = if pid > 0 { unsafe { libc::read(pipe[0], &mut errno as *mut _ as *mut _, 4) } } else { 0 };
+    unsafe { libc::close(pipe[0]) };
+    check(pid)?;
+    let mut status = 0;
+    check(unsafe { libc::waitpid(pid, &mut status, 0) })?;
+    if n == 4 {
+        return Err(std::io::Error::from_raw_os_error(errno));
+    }
+    let status = std::process::ExitStatus::from_raw(status);
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!("exited with {status}")))
+    }
+}
+
+/// `memfdexec:PATH[,ARG...]` / `execfd:PATH[,ARG...]`.
+fn exec_via_fd(arg: &str, memfd: bool) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let argv: Vec<&str> = arg.split(',').collect();
+    let path = argv[0];
+    let fd = if memfd {
+        let name = c"enforcer-try-ops";
+        let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        check(raw)?;
+        let mut mem = unsafe { std::fs::File::from_raw_fd(raw) };
+        std::io::copy(&mut std::fs::File::open(path)?, &mut mem)?;
+        OwnedFd::from(mem)
+    } else {
+        let c = cstr(path)?;
+        let raw = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        check(raw)?;
+        unsafe { OwnedFd::from_raw_fd(raw) }
+    };
+    fork_exec_fd(fd.as_raw_fd(), &argv)
+}
+
+/// `openat:DIR,REL`: REL resolved by the kernel against a descriptor of DIR.
+fn openat(arg: &str) -> std::io::Result<()> {
+    let (dir, rel) = two(arg)?;
+    let (d, r) = (cstr(dir)?, cstr(rel)?);
+    let dfd = unsafe { libc::open(d.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    check(dfd)?;
+    let fd = unsafe { libc::openat(dfd, r.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let res = check(fd);
+    unsafe {
+        if fd >= 0 {
+            libc::close(fd);
+        }
+        libc::close(dfd);
+    }
+    res
+}
+
+/// `reopen:PATH` / `reopenw:PATH`: a new open of a held descriptor through `/proc/self/fd/N`.
+fn reopen(held: &Held, arg: &str, flags: libc::c_int) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let (_, f) = held.iter().find(|(p, _)| p == arg).ok_or_else(|| std::io::Error::other(format!("{arg} is not held")))?;
+    open_with(&format!("/proc/self/fd/{}", f.as_raw_fd()), flags)
+}
+
+fn socket_addr(arg: &str) -> std::io::Result<SocketAddr> {
+    arg.parse().map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The raw `sockaddr` of `addr` for the libc calls below.
+fn raw_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as _,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                sin_zero: [0; 8],
+            };
+            unsafe { std::ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in, sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as _,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: 0,
+            };
+            unsafe { std::ptr::write(&mut ss as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+/// `udpmmsg:ADDR` (one datagram through sendmmsg) and `tfo:ADDR` (sendto with MSG_FASTOPEN on
+/// an unconnected TCP socket: the connect happens inside sendto).
+fn send_raw(arg: &str, tfo: bool) -> std::io::Result<()> {
+    let addr = socket_addr(arg)?;
+    let (mut ss, len) = raw_sockaddr(&addr);
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let kind = if tfo { libc::SOCK_STREAM } else { libc::SOCK_DGRAM };
+    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
+    check(fd)?;
+    let mut payload = *b"enforcer";
+    let res = if tfo {
+        let n = unsafe {
+            libc::sendto(fd, payload.as_ptr() as *const _, payload.len(), libc::MSG_FASTOPEN, &ss as *const _ as *const libc::sockaddr, len)
+        };
+        check(n as libc::c_int)
+    } else {
+        let mut iov = libc::iovec { iov_base: payload.as_mut_ptr() as *mut _, iov_len: payload.len() };
+        let mut msg: libc::mmsghdr = unsafe { std::mem::zeroed() };
+        msg.msg_hdr.msg_name = &mut ss as *mut _ as *mut _;
+        msg.msg_hdr.msg_namelen = len;
+        msg.msg_hdr.msg_iov = &mut iov;
+        msg.msg_hdr.msg_iovlen = 1;
+        check(unsafe { libc::sendmmsg(fd, &mut msg, 1, 0) })
+    };
+    unsafe { libc::close(fd) };
+    res
+}
+
 /// Descriptors kept open by `hold:PATH`, for `ftruncate:PATH` in a later step.
 type Held = Vec<(String, std::fs::File)>;
 
@@ -127,6 +290,20 @@ fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
             held.push((arg.to_string(), f));
             Ok(())
         }
+        "holdr" => {
+            let f = std::fs::File::open(arg)?;
+            held.push((arg.to_string(), f));
+            Ok(())
+        }
+        "reopen" => reopen(held, arg, libc::O_RDONLY),
+        "reopenw" => reopen(held, arg, libc::O_WRONLY),
+        "chdir" => std::env::set_current_dir(arg),
+        "openat" => openat(arg),
+        "copy" => two(arg).and_then(|(a, b)| std::fs::copy(a, b).map(drop)),
+        "memfdexec" => exec_via_fd(arg, true),
+        "execfd" => exec_via_fd(arg, false),
+        "udpmmsg" => send_raw(arg, false),
+        "tfo" => send_raw(arg, true),
         "ftruncate" => ftruncate(held, arg),
         "truncate" => {
             let c = cstr(arg)?;
@@ -137,11 +314,11 @@ fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
             check(unsafe { libc::chmod(c.as_ptr(), 0o600) })
         }
         "connect" => {
-            let addr: SocketAddr = arg.parse().map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+            let addr = socket_addr(arg)?;
             TcpStream::connect_timeout(&addr, timeout).map(drop)
         }
         "udp" => {
-            let addr: SocketAddr = arg.parse().map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+            let addr = socket_addr(arg)?;
             let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
             let sock = UdpSocket::bind(bind)?;
             sock.send_to(b"enforcer", addr).map(drop)
@@ -167,6 +344,7 @@ fn parse(raw: &str) -> anyhow::Result<(String, String)> {
     let (op, arg) = raw
         .split_once(':')
         .ok_or_else(|| anyhow::anyhow!("operation {raw:?}: expected OP:ARG (see --help)"))?;
+    anyhow::ensure!(OPS.contains(&op), "operation {raw:?}: unknown operation {op:?} (see --help)");
     Ok((op.to_string(), arg.to_string()))
 }
 
