@@ -91,7 +91,7 @@ fn exec(arg: &str) -> std::io::Result<()> {
 
 /// Every operation `perform` knows (checked before any is performed).
 const OPS: &[&str] = &[
-    "open", "write", "rw", "create", "exec", "unlink", "mkdir", "rmdir", "rename", "symlink", "link", "chown",
+    "open", "write", "rw", "create", "thread-open", "exec", "unlink", "mkdir", "rmdir", "rename", "symlink", "link", "chown",
     "mknod", "hold", "holdr", "reopen", "reopenw", "ftruncate", "truncate", "chmod", "chdir", "openat", "copy",
     "memfdexec", "execfd", "connect", "udp", "udpmmsg", "tfo", "unix", "unixdgram",
 ];
