@@ -80,7 +80,7 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
     }
     install_busybox(&root)?;
 
-    let mut staged_files = vec![copy_file(contents.enforcer, &root.join("bin/enforcer"))?];
+    let mut staged_files = vec![stage_binary(contents.enforcer, &root.join("bin/enforcer"))?];
     let mut seen_names = std::collections::BTreeMap::new();
     for added in contents.added {
         if !added.is_file() {
@@ -100,7 +100,7 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
                 second: added.clone(),
             });
         }
-        staged_files.push(copy_file(added, &root.join("add").join(&name))?);
+        staged_files.push(stage_binary(added, &root.join("add").join(&name))?);
     }
     if contents.policies.is_dir() {
         copy_tree(contents.policies, &root.join("policies"))?;
@@ -156,6 +156,30 @@ fn strip_debug_info(staged: &Path) -> Result<(), InitramfsError> {
 }
 
 /// Copies a file (following symlinks), keeping its permissions; returns the destination.
+/// Copy an added file; ELF files without their debug info. Debug builds of the test
+/// executables are ~90 MB each, mostly DWARF: unstripped, a few dozen of them no longer unpack
+/// into the guest's RAM ("Initramfs unpacking failed: write error"). Falls back to a plain copy
+/// if objcopy is missing or fails.
+fn stage_binary(source: &Path, destination: &Path) -> Result<PathBuf, InitramfsError> {
+    if is_elf(source) {
+        if let Some(parent) = destination.parent() {
+            fs::create_dir_all(parent).map_err(io_error("creating", parent))?;
+        }
+        let stripped = Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(source)
+            .arg(destination)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if stripped {
+            return Ok(destination.to_path_buf());
+        }
+        eprintln!("initramfs: objcopy --strip-debug {} failed; copying it whole", source.display());
+    }
+    copy_file(source, destination)
+}
+
 fn copy_file(source: &Path, destination: &Path) -> Result<PathBuf, InitramfsError> {
     if let Some(parent) = destination.parent() {
         fs::create_dir_all(parent).map_err(io_error("creating", parent))?;

@@ -217,7 +217,7 @@ fn boot_once(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<Bo
         "-cpu",
         "max",
         "-m",
-        "1024",
+        "2048",
         "-smp",
         "2",
         "-nographic",
