@@ -1,0 +1,54 @@
+//! `enforcer bench` and `enforcer bench-worker` (hidden): the measurement side of
+//! `cargo xtask bench` (see docs/benchmarks.md). Needs root, like the daemon.
+
+use std::process::ExitCode;
+
+use crate::bench::{self, hooks::BenchBackend, micro::MicroPlan, report};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Which kernel programs to measure.
+    #[arg(long, value_enum)]
+    pub backend: BenchBackend,
+    /// A few iterations only: proves the benchmark works, its figures mean nothing.
+    #[arg(long)]
+    pub quick: bool,
+    /// Skip the per-operation benchmark.
+    #[arg(long)]
+    pub no_micro: bool,
+    /// Also measure policy compile/load/reload time and daemon RSS.
+    #[arg(long)]
+    pub cost: bool,
+    /// Also measure the event pipeline (kernel -> audit log) with this daemon binary's daemon.
+    #[arg(long)]
+    pub pipeline: bool,
+    /// Policy sizes (rules) for the open benchmark; the first also runs exec/connect/sendto.
+    #[arg(long, value_delimiter = ',', default_values_t = [10usize, 1_000, 10_000, 100_000])]
+    pub sizes: Vec<usize>,
+    /// Notes printed under the section title (where this runs: host, QEMU TCG...).
+    #[arg(long)]
+    pub note: Vec<String>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let plan = if args.quick { MicroPlan { rounds: 2, batch: 40 } } else { MicroPlan { rounds: 6, batch: 400 } };
+    let mut log = |m: &str| eprintln!("bench: {m}");
+    let micro = if args.no_micro { None } else { Some(bench::micro::run(args.backend, &args.sizes, plan, &mut log)?) };
+    let cost = if args.cost { Some(bench::cost::run(args.quick, &mut log)?) } else { None };
+    let pipeline = if args.pipeline { Some(bench::pipeline::run(args.quick, &mut log)?) } else { None };
+    let title = format!("{} backend, kernel {}", args.backend.label(), crate::kernel::kernel_release());
+    let text = report::render(&report::Section {
+        title,
+        notes: args.note.clone(),
+        micro: micro.as_deref(),
+        cost: cost.as_ref(),
+        pipeline: pipeline.as_ref(),
+    });
+    println!("{}\n{text}{}", report::BEGIN, report::END);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_worker() -> anyhow::Result<ExitCode> {
+    bench::worker::serve()?;
+    Ok(ExitCode::SUCCESS)
+}
