@@ -84,6 +84,7 @@ pub fn run(backend: BenchBackend, sizes: &[usize], plan: MicroPlan, log: &mut dy
     for (i, &rules) in sizes.iter().enumerate() {
         let policy = fixture.policy(rules)?;
         hooks.apply(&policy)?;
+        log(&format!("{rules} rules compiled and loaded"));
         if !registered {
             let agent = policy.agent_by_name("bench").map(|a| a.id).unwrap_or(1);
             hooks.register(confined.pid, agent)?;

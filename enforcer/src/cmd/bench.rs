@@ -31,9 +31,12 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let plan = if args.quick { MicroPlan { rounds: 2, batch: 40 } } else { MicroPlan { rounds: 6, batch: 400 } };
-    let mut log = |m: &str| eprintln!("bench: {m}");
-    let micro = if args.no_micro { None } else { Some(bench::micro::run(args.backend, &args.sizes, plan, &mut log)?) };
+    // --quick: one round of the smallest policy; proves every part runs, measures nothing.
+    let plan = if args.quick { MicroPlan { rounds: 1, batch: 20 } } else { MicroPlan { rounds: 5, batch: 400 } };
+    let sizes = if args.quick { &args.sizes[..1] } else { &args.sizes[..] };
+    let started = std::time::Instant::now();
+    let mut log = |m: &str| eprintln!("bench [{:>5.1} s]: {m}", started.elapsed().as_secs_f64());
+    let micro = if args.no_micro { None } else { Some(bench::micro::run(args.backend, sizes, plan, &mut log)?) };
     let cost = if args.cost { Some(bench::cost::run(args.quick, &mut log)?) } else { None };
     let pipeline = if args.pipeline { Some(bench::pipeline::run(args.quick, &mut log)?) } else { None };
     let title = format!("{} backend, kernel {}", args.backend.label(), crate::kernel::kernel_release());
