@@ -45,6 +45,28 @@ fn section(output: &str) -> Option<String> {
     Some(output[start..end].trim().to_string() + "\n")
 }
 
+/// Debian's auditd (and the libraries it needs that a minimal system lacks), unpacked with
+/// `apt-get download` + `dpkg-deb -x` under target/: the peer is run from there, never installed.
+fn unpack_auditd(project: &Project) -> anyhow::Result<std::path::PathBuf> {
+    let dir = project.root.join("target/xtask/peers");
+    let root = dir.join("root");
+    if root.join("sbin/auditctl").exists() {
+        return Ok(root);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let status = Command::new("apt-get").args(["download", "auditd", "libauparse0", "libwrap0"]).current_dir(&dir).status()?;
+    if !status.success() {
+        bail!("apt-get download auditd libauparse0 libwrap0 failed ({status})");
+    }
+    for deb in std::fs::read_dir(&dir)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "deb")) {
+        let status = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root).status()?;
+        if !status.success() {
+            bail!("dpkg-deb -x {} failed ({status})", deb.display());
+        }
+    }
+    Ok(root)
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -72,9 +94,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
 
     if !args.vm_only {
-        eprintln!("xtask bench: host kernel, fallback backend (+ policy cost, event pipeline)");
+        eprintln!("xtask bench: host kernel, fallback backend (+ policy cost, event pipeline, auditd)");
+        let mut peers = vec!["--peers".to_string()];
+        match unpack_auditd(&project) {
+            Ok(root) => peers.extend(["--audit-root".to_string(), root.to_string_lossy().into_owned()]),
+            // The report then says auditd was not measured, with this reason.
+            Err(e) => eprintln!("xtask bench: auditd unavailable: {e:#}"),
+        }
         let output = Command::new(&enforcer)
             .args(["bench", "--backend", "fallback", "--cost", "--pipeline"])
+            .args(&peers)
             .args(quick)
             .args(["--note", "Host kernel, real hardware threads shared with other work: ratios within this run only."])
             .stderr(Stdio::inherit())

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use super::cost::CostReport;
 use super::micro::MicroRow;
+use super::peers::PeerReport;
 use super::pipeline::PipelineReport;
 use super::stats::Spread;
 
@@ -55,6 +56,7 @@ pub struct Section<'a> {
     pub micro: Option<&'a [MicroRow]>,
     pub cost: Option<&'a CostReport>,
     pub pipeline: Option<&'a PipelineReport>,
+    pub peers: Option<&'a PeerReport>,
 }
 
 pub fn render(section: &Section<'_>) -> String {
@@ -72,6 +74,21 @@ pub fn render(section: &Section<'_>) -> String {
     }
     if let Some(p) = section.pipeline {
         s.push_str(&p.table());
+        s.push('\n');
+    }
+    if let Some(p) = section.peers {
+        // Our ratios for the same operations, from the first (smallest) policy of this run.
+        let ours: Vec<(String, f64, f64)> = section
+            .micro
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.variant == "confined agent" && Some(r.rules) == section.micro.and_then(|m| m.first()).map(|f| f.rules))
+            .map(|r| {
+                let other = section.micro.unwrap_or_default().iter().find(|o| o.op == r.op && o.rules == r.rules && o.variant == "non-agent");
+                (r.op.clone(), r.ratio.median, other.map(|o| o.ratio.median).unwrap_or(0.0))
+            })
+            .collect();
+        s.push_str(&p.table(&ours));
         s.push('\n');
     }
     s

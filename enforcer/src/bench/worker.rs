@@ -93,6 +93,18 @@ impl Worker {
 }
 
 impl Worker {
+    /// Give the worker a login uid (audit's process-tree identity, inherited by children).
+    pub fn set_loginuid(&mut self, auid: u32) -> anyhow::Result<()> {
+        self.stdin.write_all(format!("loginuid {auid} 0\n").as_bytes())?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        if line.trim() != "ok" {
+            bail!("setting the worker's loginuid: {}", line.trim());
+        }
+        Ok(())
+    }
+
     /// Open `path` at `rate` per second (0: as fast as possible) for `millis`; returns the
     /// number of opens done and the seconds they took.
     pub fn pace(&mut self, path: &str, rate: u64, millis: u64) -> anyhow::Result<(u64, f64)> {
@@ -223,6 +235,13 @@ fn pace(line: &str) -> anyhow::Result<String> {
 fn batch(runner: &Runner, line: &str) -> anyhow::Result<String> {
     if line.starts_with("pace ") {
         return pace(line);
+    }
+    if let Some(rest) = line.strip_prefix("loginuid ") {
+        let auid = rest.split_whitespace().next().unwrap_or_default();
+        return Ok(match std::fs::write("/proc/self/loginuid", auid) {
+            Ok(()) => "ok\n".into(),
+            Err(e) => format!("{e}\n"),
+        });
     }
     let mut w = line.split_whitespace();
     let (Some(kind), Some(arg), Some(n)) = (w.next(), w.next(), w.next()) else { bail!("bad request {line:?}") };

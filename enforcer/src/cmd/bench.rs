@@ -22,6 +22,13 @@ pub struct BenchArgs {
     /// Also measure the event pipeline (kernel -> audit log) with this daemon binary's daemon.
     #[arg(long)]
     pub pipeline: bool,
+    /// Also compare with auditd logging the same syscalls (Debian's auditd package unpacked at
+    /// --audit-root; without it the report says the peer was not measured and why).
+    #[arg(long)]
+    pub peers: bool,
+    /// Where Debian's auditd, libauparse0 and libwrap0 packages are unpacked (dpkg-deb -x).
+    #[arg(long, value_name = "DIR")]
+    pub audit_root: Option<std::path::PathBuf>,
     /// Policy sizes (rules) for the open benchmark; the first also runs exec/connect/sendto.
     #[arg(long, value_delimiter = ',', default_values_t = [10usize, 1_000, 10_000, 100_000])]
     pub sizes: Vec<usize>,
@@ -39,6 +46,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let micro = if args.no_micro { None } else { Some(bench::micro::run(args.backend, sizes, plan, &mut log)?) };
     let cost = if args.cost { Some(bench::cost::run(args.quick, &mut log)?) } else { None };
     let pipeline = if args.pipeline { Some(bench::pipeline::run(args.quick, &mut log)?) } else { None };
+    let peers = if args.peers { Some(bench::peers::run(args.audit_root.as_deref(), plan, &mut log)) } else { None };
     let title = format!("{} backend, kernel {}", args.backend.label(), crate::kernel::kernel_release());
     let text = report::render(&report::Section {
         title,
@@ -46,6 +54,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         micro: micro.as_deref(),
         cost: cost.as_ref(),
         pipeline: pipeline.as_ref(),
+        peers: peers.as_ref(),
     });
     println!("{}\n{text}{}", report::BEGIN, report::END);
     Ok(ExitCode::SUCCESS)
