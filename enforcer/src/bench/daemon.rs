@@ -41,6 +41,9 @@ impl BenchDaemon {
             .arg(dir.join("state"))
             .arg("--audit-log")
             .arg(dir.join("audit.jsonl"))
+            // No rotation: the pipeline benchmark reads this one file back (a rotated-away part
+            // would look like lost events).
+            .args(["--audit-rotate-bytes", "1000000000000"])
             .arg("--socket")
             .arg(dir.join("api.sock"))
             .stdin(Stdio::null())

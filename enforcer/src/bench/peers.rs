@@ -93,11 +93,11 @@ impl Audit {
     }
 
     fn rule(&self, on: bool) -> anyhow::Result<()> {
+        // ABBA rounds ask for "on" twice in a row: start from no rules every time.
+        self.auditctl(&["-D"])?;
         if on {
             let auid = format!("auid={AUID}");
             self.auditctl(&["-a", "always,exit", "-F", "arch=b64", "-S", "open,openat,openat2,execve,connect,sendto,sendmsg", "-F", &auid])?;
-        } else {
-            self.auditctl(&["-D"])?;
         }
         Ok(())
     }
