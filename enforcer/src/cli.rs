@@ -37,4 +37,10 @@ pub enum Command {
     /// Perform file/exec/network operations and report errno per operation (tests, demo).
     #[command(hide = true)]
     TryOps(cmd::try_ops::TryOpsArgs),
+    /// Measure what enforcement costs (run by `cargo xtask bench`).
+    #[command(hide = true)]
+    Bench(cmd::bench::BenchArgs),
+    /// A measured process of `enforcer bench` (serves batches of operations on stdin).
+    #[command(hide = true)]
+    BenchWorker,
 }

@@ -1,5 +1,6 @@
 //! Project automation, run as `cargo xtask <task>` (alias in .cargo/config.toml).
 
+mod bench;
 mod bootstrap;
 mod build;
 mod demo;
@@ -41,6 +42,8 @@ enum Task {
     Test(test::TestArgs),
     /// Run `enforcer demo` on the host, or with --vm inside the 6.12 VM.
     Demo(demo::DemoArgs),
+    /// Measure what enforcement costs (host: fallback; 6.12 VM: BPF LSM); writes docs/benchmarks.md.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Task::Vm(args) => vm::run(args),
         Task::Test(args) => test::run(args),
         Task::Demo(args) => demo::run(args),
+        Task::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod check;
 pub mod daemon;
 pub mod demo;
@@ -29,5 +30,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args),
         Command::Demo(args) => demo::run(args),
         Command::TryOps(args) => try_ops::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchWorker => bench::run_worker(),
     }
 }

@@ -6,13 +6,37 @@ use std::time::{Duration, Instant};
 
 use super::{compile, load_sources, ResolvedHosts};
 
+/// Rules a caller needs in the synthetic policy besides the generated mix (the runtime
+/// benchmark's own allowed file, program and loopback ports). They count towards `rules`.
+#[derive(Clone, Debug, Default)]
+pub struct ExtraRules {
+    pub read: Vec<String>,
+    pub exec: Vec<String>,
+    pub connect: Vec<String>,
+}
+
+impl ExtraRules {
+    fn len(&self) -> usize {
+        self.read.len() + self.exec.len() + self.connect.len()
+    }
+}
+
 /// A policy text with `rules` rules of every path form (exact, subtree, wildcard, name,
 /// suffix), plus some net rules, spread over 100 directories.
 pub fn synthetic_policy(rules: usize) -> String {
+    synthetic_policy_with(rules, &ExtraRules::default())
+}
+
+/// [`synthetic_policy`] with `extra` rules in place of as many generated ones (agent "bench").
+pub fn synthetic_policy_with(rules: usize, extra: &ExtraRules) -> String {
     let mut s = String::from("[agent]\nname = \"bench\"\n\n[file]\nread = [\n");
+    let rules = rules.checked_sub(extra.len()).expect("more extra rules than rules");
     let net_rules = (rules / 1000).min(500);
     let name_rules = (rules / 100).min(1000);
     let path_rules = rules - net_rules - name_rules;
+    for path in &extra.read {
+        let _ = writeln!(s, "  {path:?},");
+    }
     for i in 0..path_rules {
         let dir = i % 100;
         let _ = match i % 4 {
@@ -30,7 +54,14 @@ pub fn synthetic_policy(rules: usize) -> String {
             writeln!(s, "  \"**/*.k{i}\",")
         };
     }
+    s.push_str("]\n\n[exec]\nallow = [\n");
+    for path in &extra.exec {
+        let _ = writeln!(s, "  {path:?},");
+    }
     s.push_str("]\n\n[net]\nconnect = [\n");
+    for to in &extra.connect {
+        let _ = writeln!(s, "  {to:?},");
+    }
     for i in 0..net_rules {
         let _ = writeln!(s, "  \"10.{}.{}.0/24:{}/tcp\",", i / 256, i % 256, 1000 + i);
     }

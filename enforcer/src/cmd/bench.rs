@@ -1,0 +1,66 @@
+//! `enforcer bench` and `enforcer bench-worker` (hidden): the measurement side of
+//! `cargo xtask bench` (see docs/benchmarks.md). Needs root, like the daemon.
+
+use std::process::ExitCode;
+
+use crate::bench::{self, hooks::BenchBackend, micro::MicroPlan, report};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Which kernel programs to measure.
+    #[arg(long, value_enum)]
+    pub backend: BenchBackend,
+    /// A few iterations only: proves the benchmark works, its figures mean nothing.
+    #[arg(long)]
+    pub quick: bool,
+    /// Skip the per-operation benchmark.
+    #[arg(long)]
+    pub no_micro: bool,
+    /// Also measure policy compile/load/reload time and daemon RSS.
+    #[arg(long)]
+    pub cost: bool,
+    /// Also measure the event pipeline (kernel -> audit log) with this daemon binary's daemon.
+    #[arg(long)]
+    pub pipeline: bool,
+    /// Also compare with auditd logging the same syscalls (Debian's auditd package unpacked at
+    /// --audit-root; without it the report says the peer was not measured and why).
+    #[arg(long)]
+    pub peers: bool,
+    /// Where Debian's auditd, libauparse0 and libwrap0 packages are unpacked (dpkg-deb -x).
+    #[arg(long, value_name = "DIR")]
+    pub audit_root: Option<std::path::PathBuf>,
+    /// Policy sizes (rules) for the open benchmark; the first also runs exec/connect/sendto.
+    #[arg(long, value_delimiter = ',', default_values_t = [10usize, 1_000, 10_000, 100_000])]
+    pub sizes: Vec<usize>,
+    /// Notes printed under the section title (where this runs: host, QEMU TCG...).
+    #[arg(long)]
+    pub note: Vec<String>,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    // --quick: one round of the smallest policy; proves every part runs, measures nothing.
+    let plan = if args.quick { MicroPlan { rounds: 1, batch: 20 } } else { MicroPlan { rounds: 5, batch: 400 } };
+    let sizes = if args.quick { &args.sizes[..1] } else { &args.sizes[..] };
+    let started = std::time::Instant::now();
+    let mut log = |m: &str| eprintln!("bench [{:>5.1} s]: {m}", started.elapsed().as_secs_f64());
+    let micro = if args.no_micro { None } else { Some(bench::micro::run(args.backend, sizes, plan, &mut log)?) };
+    let cost = if args.cost { Some(bench::cost::run(args.quick, &mut log)?) } else { None };
+    let pipeline = if args.pipeline { Some(bench::pipeline::run(args.quick, &mut log)?) } else { None };
+    let peers = if args.peers { Some(bench::peers::run(args.audit_root.as_deref(), plan, &mut log)) } else { None };
+    let title = format!("{} backend, kernel {}", args.backend.label(), crate::kernel::kernel_release());
+    let text = report::render(&report::Section {
+        title,
+        notes: args.note.clone(),
+        micro: micro.as_deref(),
+        cost: cost.as_ref(),
+        pipeline: pipeline.as_ref(),
+        peers: peers.as_ref(),
+    });
+    println!("{}\n{text}{}", report::BEGIN, report::END);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_worker() -> anyhow::Result<ExitCode> {
+    bench::worker::serve()?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,215 @@
+//! `cargo xtask bench`: what enforcement costs. Runs `enforcer bench` (release build) on this
+//! machine's kernel (fallback backend, policy cost, event pipeline) and inside the Debian 6.12
+//! kernel under QEMU (BPF LSM), and writes the tables with the command, kernel, machine and date
+//! to docs/benchmarks.md. Every figure is a ratio or a count from one run: the machine is shared
+//! and the VM is software-emulated, so absolute times are not comparable across runs.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+use crate::initramfs::{self, Contents};
+use crate::kernels::{self, Series};
+use crate::project::Project;
+use crate::vm::{self, Boot, Phase};
+
+const BEGIN: &str = "@@ENFORCER-BENCH-BEGIN@@";
+const END: &str = "@@ENFORCER-BENCH-END@@";
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// A few iterations only (proves the benchmark runs; figures mean nothing). Does not write
+    /// docs/benchmarks.md unless --write is given.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write docs/benchmarks.md even with --quick.
+    #[arg(long)]
+    pub write: bool,
+    /// Skip the QEMU (BPF LSM) part.
+    #[arg(long)]
+    pub host_only: bool,
+    /// Skip the host (fallback, cost, pipeline) part.
+    #[arg(long)]
+    pub vm_only: bool,
+    /// Limit for the VM boot.
+    #[arg(long, default_value_t = 900, value_name = "SECS")]
+    pub vm_timeout: u64,
+}
+
+/// The section `enforcer bench` printed between its markers.
+fn section(output: &str) -> Option<String> {
+    let start = output.find(BEGIN)? + BEGIN.len();
+    let end = output[start..].find(END)? + start;
+    Some(output[start..end].trim().to_string() + "\n")
+}
+
+/// Debian's auditd (and the libraries it needs that a minimal system lacks), unpacked with
+/// `apt-get download` + `dpkg-deb -x` under target/: the peer is run from there, never installed.
+fn unpack_auditd(project: &Project) -> anyhow::Result<std::path::PathBuf> {
+    let dir = project.root.join("target/xtask/peers");
+    let root = dir.join("root");
+    if root.join("sbin/auditctl").exists() {
+        return Ok(root);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let status = Command::new("apt-get").args(["download", "auditd", "libauparse0", "libwrap0"]).current_dir(&dir).status()?;
+    if !status.success() {
+        bail!("apt-get download auditd libauparse0 libwrap0 failed ({status})");
+    }
+    for deb in std::fs::read_dir(&dir)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "deb")) {
+        let status = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root).status()?;
+        if !status.success() {
+            bail!("dpkg-deb -x {} failed ({status})", deb.display());
+        }
+    }
+    Ok(root)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string())))
+        .unwrap_or_default();
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{nproc} CPUs ({cpu}), {mem} memory, host kernel {}", kernel.trim())
+}
+
+fn date() -> String {
+    Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
+    let project = Project::locate();
+    let toolchain = crate::bootstrap::ensure(&project)?;
+    let enforcer = crate::build::build_enforcer(&project, &toolchain, true)?;
+    let quick: &[&str] = if args.quick { &["--quick"] } else { &[] };
+    let mut sections = Vec::new();
+    let started = std::time::Instant::now();
+
+    if !args.vm_only {
+        eprintln!("xtask bench: host kernel, fallback backend (+ policy cost, event pipeline, auditd)");
+        let mut peers = vec!["--peers".to_string()];
+        match unpack_auditd(&project) {
+            Ok(root) => peers.extend(["--audit-root".to_string(), root.to_string_lossy().into_owned()]),
+            // The report then says auditd was not measured, with this reason.
+            Err(e) => eprintln!("xtask bench: auditd unavailable: {e:#}"),
+        }
+        let output = Command::new(&enforcer)
+            .args(["bench", "--backend", "fallback", "--cost", "--pipeline"])
+            .args(&peers)
+            .args(quick)
+            .args(["--note", "Host kernel, real hardware threads shared with other work: ratios within this run only."])
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running enforcer bench on the host")?;
+        let out = String::from_utf8_lossy(&output.stdout);
+        match section(&out) {
+            Some(s) if output.status.success() => sections.push(s),
+            _ => bail!("enforcer bench on the host failed ({}):\n{out}", output.status),
+        }
+    }
+
+    if !args.host_only {
+        eprintln!("xtask bench: Debian 6.12 under QEMU TCG, BPF LSM backend");
+        let kernel = kernels::resolve(Series::V6_12, &project.cache_dir())?;
+        let marker = vm::exit_marker();
+        let scratch = project.scratch_dir("bench-vm").context("scratch dir")?;
+        let mut command = vec!["enforcer".to_string(), "bench".into(), "--backend".into(), "lsm".into()];
+        command.extend(quick.iter().map(|s| s.to_string()));
+        command.extend([
+            "--note".into(),
+            "QEMU TCG is software emulation of the CPU: absolute times are meaningless, only ratios within this one run mean anything.".into(),
+        ]);
+        let image = initramfs::build(
+            &Contents {
+                enforcer: &enforcer,
+                policies: &project.policies_dir(),
+                added: &[],
+                kernel_label: Series::V6_12.label(),
+                command: &command,
+                exit_marker: &marker,
+            },
+            scratch.path(),
+        )?;
+        let mut console = String::new();
+        let status = vm::boot(
+            &Boot { kernel: &kernel, initrd: &image, bpf_lsm: true, timeout: Duration::from_secs(args.vm_timeout), exit_marker: &marker },
+            &mut |phase, line| {
+                if phase == Phase::Command {
+                    if !line.contains(BEGIN) && console.contains(BEGIN) == console.contains(END) {
+                        eprintln!("  vm: {line}");
+                    }
+                    console.push_str(line);
+                    console.push('\n');
+                }
+            },
+        )?;
+        match section(&console) {
+            Some(s) if status.code == 0 => sections.push(format!("{s}\nGuest kernel package: `{}`.\n", kernel.package)),
+            _ => bail!("enforcer bench in the 6.12 VM failed (exit {}):\n{console}", status.code),
+        }
+    }
+
+    let mut doc = String::from("# Benchmarks\n\n");
+    doc.push_str("What enforcement costs, measured by `cargo xtask bench` (see \"Method\" below).\n\n");
+    doc.push_str(&format!(
+        "- Command: `cargo xtask bench{}`\n- Machine: {}\n- Date: {}\n- Wall time: {:.0} s\n\n",
+        if args.quick { " --quick" } else { "" },
+        machine(),
+        date(),
+        started.elapsed().as_secs_f64()
+    ));
+    doc.push_str(METHOD);
+    doc.push_str("\n## Results\n\n");
+    for s in &sections {
+        doc.push_str(s);
+        doc.push('\n');
+    }
+    print!("{doc}");
+    if !args.quick || args.write {
+        let path = project.root.join("docs/benchmarks.md");
+        let mut f = std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+        f.write_all(doc.as_bytes())?;
+        eprintln!("xtask bench: wrote {}", path.display());
+    }
+    Ok(0)
+}
+
+const METHOD: &str = "## Method
+
+- **One process run, side by side.** `enforcer bench` starts two worker processes running the
+  same code: one registered as the agent `bench` (\"confined agent\"), one not (\"non-agent\").
+  Each round measures every operation in both workers twice: once with the enforcer's programs
+  unloaded (\"baseline\": no enforcer program in the kernel at all) and once with them attached.
+  Phases alternate ABBA across rounds and the workers alternate within a phase, so the noise of
+  this shared 2-CPU machine hits every variant alike.
+- **Figures.** Per-operation time in ns: median with the 10th-90th percentile over all samples.
+  The ratio is taken per round (round median with / round median without the programs, same
+  process), then its median and range over rounds are reported. Only ratios within one run mean
+  anything; absolute times move with the machine's load and, in the VM, with emulation.
+- **Operations.** open+close (O_RDONLY) of an allowed and a denied file, 1 and 16 path
+  components deep; posix_spawn+waitpid of `/bin/busybox` as `true`; TCP connect to a loopback
+  listener (+close with RST); UDP sendto loopback. Opens repeat with policies of 10, 1,000,
+  10,000 and 100,000 rules (a generated mix of exact paths, subtrees, `*` wildcards, `**/NAME`
+  and `**/*.EXT` denies and CIDR:port rules, plus the benchmark's own allows).
+- **Where.** BPF LSM figures come from the Debian 6.12 kernel under QEMU TCG (software
+  emulation); fallback, policy cost and event pipeline figures from the host kernel (no usable
+  BPF LSM there). On the fallback a denied open is not refused (audit mode; the policy's
+  `on_violation` decides between logging and SIGKILL), so it still succeeds.
+";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn section_is_found_between_markers_in_console_noise() {
+        let out = "boot noise\n@@ENFORCER-BENCH-BEGIN@@\n### t\n| a |\n@@ENFORCER-BENCH-END@@\npoweroff";
+        assert_eq!(super::section(out).as_deref(), Some("### t\n| a |\n"));
+    }
+}
