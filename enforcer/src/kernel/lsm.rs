@@ -34,7 +34,7 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
 
 /// LSM programs for hooks that not every supported kernel has, attached where its BTF has the
 /// hook: `file_truncate` (6.2+; 6.1's ftruncate calls path_truncate instead).
-pub const OPTIONAL_LSM_PROGRAMS: &[(&str, &str)] = &[("file_truncate", "file_truncate")];
+pub const OPTIONAL_LSM_PROGRAMS: &[(&str, &str)] = &[("file_truncate", "file_truncate"), ("bpf_call", "bpf")];
 
 /// Does this kernel have the LSM hook `hook` (its `bpf_lsm_<hook>` attach point in BTF)?
 fn kernel_has_hook(hook: &str) -> Result<bool, KernelError> {
