@@ -54,6 +54,5 @@ offsets!(
     TP_EXEC_OLD_PID,
     TP_SYS_EXIT_RET,
     TP_SYS_ENTER_NR,
-    LSM_BPF_NARGS,
     TP_SYS_ENTER_ARGS,
 );

@@ -2,25 +2,33 @@
 //! (BPF_OBJ_GET opens no file, so file rules never see it) and edit its rules or remove itself
 //! from the process table. No policy rule allows it; the event names the command in
 //! `open_flags`.
+//!
+//! Two programs, for the hook's two shapes: `bpf(cmd, attr, size)` and, on newer kernels, a
+//! fourth argument. The previous program's verdict follows the arguments, and context reads
+//! need a constant offset: user space attaches the one matching this kernel's BTF.
 
 use aya_ebpf::{macros::lsm, programs::LsmContext};
 use enforcer_common::*;
 
-use crate::{decide, identity, net_match::NetTarget, offsets::get as off, scratch};
+use crate::{decide, identity, net_match::NetTarget, scratch};
 
 #[lsm(hook = "bpf")]
-pub fn bpf_call(ctx: LsmContext) -> i32 {
-    match try_bpf_call(&ctx) {
+pub fn bpf_call3(ctx: LsmContext) -> i32 {
+    match try_bpf_call(&ctx, 3) {
+        Ok(ret) | Err(ret) => ret,
+    }
+}
+
+#[lsm(hook = "bpf")]
+pub fn bpf_call4(ctx: LsmContext) -> i32 {
+    match try_bpf_call(&ctx, 4) {
         Ok(ret) | Err(ret) => ret,
     }
 }
 
 #[inline(always)]
-fn try_bpf_call(ctx: &LsmContext) -> Result<i32, i32> {
-    // The hook's argument count comes from this kernel's BTF (newer kernels added one).
-    // (Context reads need constant offsets: one branch per known count.)
-    let prior: i32 = if off::LSM_BPF_NARGS() == 4 { ctx.arg(4) } else { ctx.arg(3) };
-    if prior != 0 {
+fn try_bpf_call(ctx: &LsmContext, nargs: usize) -> Result<i32, i32> {
+    if super::prior_denied(ctx, nargs) {
         return Ok(decide::ret_code(true));
     }
     let s = scratch::get().ok_or_else(|| decide::ret_code(true))?;

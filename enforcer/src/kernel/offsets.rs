@@ -84,7 +84,7 @@ fn tracepoint_field(category: &str, name: &str, field: &str) -> Result<u32, Kern
 
 /// How many arguments the LSM hook `hook` has here (its `bpf_lsm_<hook>` prototype): a BPF LSM
 /// program finds the previous program's verdict after them.
-fn lsm_hook_nargs(btf: &Btf, hook: &str) -> Result<u32, KernelError> {
+pub fn lsm_hook_nargs(btf: &Btf, hook: &str) -> Result<u32, KernelError> {
     let name = format!("bpf_lsm_{hook}");
     let types = btf.resolve_types_by_name(&name).map_err(|e| err(format!("{name}: {e}")))?;
     for ty in types {
@@ -135,7 +135,6 @@ pub fn read() -> Result<Offsets, KernelError> {
         ("TP_SYS_EXIT_RET", tracepoint_field("syscalls", "sys_exit_openat", "ret")?),
         // sys_enter_* records are `struct syscall_trace_enter { ...; int nr; unsigned long args[]; }`:
         // the first argument's offset (unlinkat's `dfd`) is where args[] starts.
-        ("LSM_BPF_NARGS", lsm_hook_nargs(&btf, "bpf")?),
         ("TP_SYS_ENTER_NR", tracepoint_field("syscalls", "sys_enter_unlinkat", "__syscall_nr")?),
         ("TP_SYS_ENTER_ARGS", tracepoint_field("syscalls", "sys_enter_unlinkat", "dfd")?),
     ])
