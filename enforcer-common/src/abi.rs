@@ -63,6 +63,9 @@ pub const OP_CHOWN: u32 = 13;
 pub const OP_MKNOD: u32 = 14;
 /// A process became an agent (launcher, exe match or cgroup match).
 pub const OP_JOIN: u32 = 15;
+/// A bpf() system call by an agent: always denied (an agent with CAP_BPF could otherwise open
+/// the pinned maps and edit its own rules or identity).
+pub const OP_BPF: u32 = 16;
 
 // ---- verdicts ------------------------------------------------------------------------------
 pub const VERDICT_ALLOW: u32 = 1;

@@ -262,6 +262,8 @@ pub const SHAPE_FD: u32 = 2;
 pub const SHAPE_SOCKADDR: u32 = 3;
 /// A user msghdr (sendmsg): its msg_name, for unix datagram sockets.
 pub const SHAPE_MSGHDR: u32 = 4;
+/// The call itself is what is decided (bpf): argument `path_arg` is logged as `open_flags`.
+pub const SHAPE_CALL: u32 = 5;
 
 /// Per-CPU counters, `STATS[STAT_*]`.
 pub const STAT_LOOKUPS: u32 = 0;

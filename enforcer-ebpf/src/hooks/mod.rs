@@ -1,5 +1,6 @@
 //! One module per hook. Each entry is thin: it calls a `try_*` returning `Result<i32, i32>`.
 
+pub mod bpf_call;
 pub mod cgroup_net;
 pub mod exec;
 pub mod file_open;

@@ -99,6 +99,10 @@ fn try_enter(ctx: &TracePointContext, program: u32) -> Result<u32, u32> {
             None => -EFAULT,
         };
         kill_if(decide::path_op_observed(s, shape.op, ACCESS_WRITE, 0, 0, len));
+    } else if program == SHAPE_FD && kind == SHAPE_CALL {
+        let cmd = arg(ctx, shape.path_arg) as u32;
+        decide::begin(s, shape.op, 0, cmd, 0, NetTarget::default());
+        kill_if(decide::finish_observed(s, false, RULE_DEFAULT_DENY));
     } else if program == SHAPE_PATHS && kind == SHAPE_PATHS {
         path(ctx, s, shape, 0);
     } else if program == SHAPE_PATHS + 100 && kind == SHAPE_PATHS {

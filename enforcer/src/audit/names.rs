@@ -19,6 +19,7 @@ pub const OPS: &[(u32, &str)] = &[
     (OP_CHOWN, "chown"),
     (OP_MKNOD, "mknod"),
     (OP_JOIN, "join"),
+    (OP_BPF, "bpf"),
 ];
 
 pub const VERDICTS: &[(u32, &str)] = &[
@@ -121,7 +122,7 @@ mod tests {
 
     #[test]
     fn every_op_from_the_abi_has_a_name() {
-        for op in OP_OPEN..=OP_JOIN {
+        for op in OP_OPEN..=OP_BPF {
             assert!(!op_name(op).starts_with("op-"), "OP value {op} has no name");
         }
         assert_eq!(op_name(999), "op-999");

@@ -30,7 +30,7 @@ pub struct TryOpsArgs {
     /// chmod:PATH chown:PATH (to the caller's own uid/gid) mknod:PATH (a fifo) hold:PATH (open for
     /// writing and keep the descriptor) ftruncate:PATH (on the held descriptor, else a new one)
     /// connect:ADDR:PORT (tcp) udp:ADDR:PORT (sendto) unix:PATH unix:@NAME (stream connect)
-    /// unixdgram:PATH (sendto). Evasion attempts (the adversarial tests): holdr:PATH (open
+    /// unixdgram:PATH (sendto) bpf:- (a harmless bpf() call). Evasion attempts (the adversarial tests): holdr:PATH (open
     /// read-only and keep the descriptor) reopen:PATH / reopenw:PATH (open
     /// `/proc/self/fd/N` of the held descriptor of PATH for reading / writing) chdir:PATH
     /// openat:DIR,REL (openat(2) relative to an O_PATH descriptor of DIR) copy:FROM,TO
@@ -93,7 +93,7 @@ fn exec(arg: &str) -> std::io::Result<()> {
 const OPS: &[&str] = &[
     "open", "write", "rw", "create", "thread-open", "exec", "unlink", "mkdir", "rmdir", "rename", "symlink", "link", "chown",
     "mknod", "hold", "holdr", "reopen", "reopenw", "ftruncate", "truncate", "chmod", "chdir", "openat", "copy",
-    "memfdexec", "execfd", "connect", "udp", "udpmmsg", "tfo", "unix", "unixdgram",
+    "memfdexec", "execfd", "connect", "udp", "udpmmsg", "tfo", "unix", "unixdgram", "bpf",
 ];
 
 /// Fork; the child execs the program behind `fd` (`execveat(fd, "", AT_EMPTY_PATH)`, which is
@@ -304,6 +304,13 @@ fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
         "execfd" => exec_via_fd(arg, false),
         "udpmmsg" => send_raw(arg, false),
         "tfo" => send_raw(arg, true),
+        // bpf(BPF_PROG_GET_NEXT_ID) from id 0: harmless, needs CAP_SYS_ADMIN, never allowed to
+        // an agent. The argument is ignored.
+        "bpf" => {
+            let mut attr = [0u8; 128];
+            let r = unsafe { libc::syscall(libc::SYS_bpf, 11, attr.as_mut_ptr(), attr.len()) };
+            if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+        }
         "ftruncate" => ftruncate(held, arg),
         "truncate" => {
             let c = cstr(arg)?;

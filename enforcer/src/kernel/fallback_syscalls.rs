@@ -134,13 +134,15 @@ pub fn watched() -> Vec<Watched> {
         ),
         w!("sendto", SYS_sendto, sock(OP_SENDMSG, SHAPE_SOCKADDR, 4, 5)),
         w!("sendmsg", SYS_sendmsg, sock(OP_SENDMSG, SHAPE_MSGHDR, 1, N)),
+        // bpf(cmd, attr, size): never allowed to an agent (it could edit the pinned maps).
+        w!("bpf", SYS_bpf, SyscallShape { op: OP_BPF, kind: SHAPE_CALL, dfd_arg: N, path_arg: 0, dfd2_arg: N, path2_arg: N, aux_arg: N, second_only: 0 }),
     ]
 }
 
 /// The programs that handle a shape (paths: one per path argument).
 pub fn programs_for(shape: &SyscallShape) -> Vec<&'static str> {
     match shape.kind {
-        SHAPE_FD => vec!["fb_sys_enter_fd"],
+        SHAPE_FD | SHAPE_CALL => vec!["fb_sys_enter_fd"],
         SHAPE_SOCKADDR | SHAPE_MSGHDR => vec!["fb_sys_enter_sock"],
         _ => {
             let mut v = Vec::new();

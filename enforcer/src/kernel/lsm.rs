@@ -34,7 +34,21 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
 
 /// LSM programs for hooks that not every supported kernel has, attached where its BTF has the
 /// hook: `file_truncate` (6.2+; 6.1's ftruncate calls path_truncate instead).
-pub const OPTIONAL_LSM_PROGRAMS: &[(&str, &str)] = &[("file_truncate", "file_truncate")];
+pub const OPTIONAL_LSM_PROGRAMS: &[(&str, &str)] =
+    &[("file_truncate", "file_truncate"), ("bpf_call3", "bpf"), ("bpf_call4", "bpf")];
+
+/// The `bpf` hook exists in two shapes (3 or 4 arguments): only the program built for this
+/// kernel's shape can read the previous verdict.
+fn shape_fits(prog: &str, hook: &str) -> Result<bool, KernelError> {
+    let want = match prog {
+        "bpf_call3" => 3,
+        "bpf_call4" => 4,
+        _ => return Ok(true),
+    };
+    let btf = btf_rs::Btf::from_file(crate::paths::VMLINUX_BTF)
+        .map_err(|e| KernelError::Load(format!("kernel BTF {}: {e}", crate::paths::VMLINUX_BTF)))?;
+    Ok(super::offsets::lsm_hook_nargs(&btf, hook)? == want)
+}
 
 /// Does this kernel have the LSM hook `hook` (its `bpf_lsm_<hook>` attach point in BTF)?
 fn kernel_has_hook(hook: &str) -> Result<bool, KernelError> {
@@ -133,7 +147,7 @@ pub fn attach_lsm(ebpf: &mut Ebpf, pins: Option<&PinDir>, want: &dyn Fn(&str) ->
     let btf = Btf::from_sys_fs().map_err(|e| KernelError::Load(format!("kernel BTF: {e}")))?;
     let mut programs: Vec<&(&str, &str)> = LSM_PROGRAMS.iter().collect();
     for optional in OPTIONAL_LSM_PROGRAMS {
-        if kernel_has_hook(optional.1)? {
+        if kernel_has_hook(optional.1)? && shape_fits(optional.0, optional.1)? {
             programs.push(optional);
         }
     }

@@ -82,6 +82,21 @@ fn tracepoint_field(category: &str, name: &str, field: &str) -> Result<u32, Kern
     Err(KernelError::Load(format!("{}: no field {field}", path.display())))
 }
 
+/// How many arguments the LSM hook `hook` has here (its `bpf_lsm_<hook>` prototype): a BPF LSM
+/// program finds the previous program's verdict after them.
+pub fn lsm_hook_nargs(btf: &Btf, hook: &str) -> Result<u32, KernelError> {
+    let name = format!("bpf_lsm_{hook}");
+    let types = btf.resolve_types_by_name(&name).map_err(|e| err(format!("{name}: {e}")))?;
+    for ty in types {
+        if let Type::Func(f) = ty {
+            if let Type::FuncProto(proto) = btf.resolve_chained_type(&f).map_err(err)? {
+                return Ok(proto.parameters.len() as u32);
+            }
+        }
+    }
+    Err(err(format!("{name} is not a function")))
+}
+
 /// Everything the eBPF programs need from this kernel.
 pub fn read() -> Result<Offsets, KernelError> {
     let btf = Btf::from_file(paths::VMLINUX_BTF).map_err(|e| err(format!("{}: {e}", paths::VMLINUX_BTF)))?;
