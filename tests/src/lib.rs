@@ -10,6 +10,7 @@ pub mod backend;
 pub mod daemon;
 pub mod events;
 pub mod execdiff;
+pub mod filediff;
 pub mod fixtures;
 pub mod netdiff;
 
