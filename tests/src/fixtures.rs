@@ -61,6 +61,13 @@ impl TempDir {
     pub fn join(&self, rel: &str) -> String {
         self.0.join(rel).to_string_lossy().into_owned()
     }
+    /// A copy of busybox at `rel` (its own path, for exec rules), returning the full path.
+    pub fn busybox(&self, rel: &str) -> String {
+        let dst = self.0.join(rel);
+        std::fs::create_dir_all(dst.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(busybox(), &dst).expect("copy busybox");
+        dst.to_string_lossy().into_owned()
+    }
 }
 
 impl Drop for TempDir {

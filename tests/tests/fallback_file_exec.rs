@@ -11,13 +11,6 @@ use enforcer::{
 use enforcer_common::*;
 use enforcer_tests::{compile, events, fallback, fixtures::rule_id_of, Agent, TempDir};
 
-fn install(dir: &TempDir, rel: &str) -> String {
-    let dst = dir.join(rel);
-    std::fs::create_dir_all(std::path::Path::new(&dst).parent().expect("parent")).expect("mkdir");
-    std::fs::copy(enforcer_tests::fixtures::busybox(), &dst).expect("copy busybox");
-    dst
-}
-
 #[test]
 fn audit_mode_logs_would_deny() {
     let mut backend = fallback("fallback_file_exec::audit_mode_logs_would_deny");
@@ -66,8 +59,8 @@ fn kill_mode_exec_never_runs() {
     let mut backend = fallback("fallback_file_exec::kill_mode_exec_never_runs");
     let dir = TempDir::new("fb-kill");
     let d = dir.path().display().to_string();
-    let good = install(&dir, "good/busybox");
-    let bad = install(&dir, "bad/busybox");
+    let good = dir.busybox("good/busybox");
+    let bad = dir.busybox("bad/busybox");
     let secret = dir.file("data/secret.txt", "secret");
     let marker_good = dir.join("out/good-ran");
     let marker_bad = dir.join("out/bad-ran");

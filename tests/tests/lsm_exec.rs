@@ -10,21 +10,14 @@ use enforcer_common::*;
 use enforcer::policy::compile::RuleKind;
 use enforcer_tests::{compile, events, fixtures::rule_id_of, lsm_or_na, Agent, TempDir, EPERM};
 
-fn install(dir: &TempDir, rel: &str) -> String {
-    let dst = dir.join(rel);
-    std::fs::create_dir_all(std::path::Path::new(&dst).parent().expect("parent")).expect("mkdir");
-    std::fs::copy(enforcer_tests::fixtures::busybox(), &dst).expect("copy busybox");
-    dst
-}
-
 #[test]
 fn allow_deny_script_detach() {
     let Some(mut backend) = lsm_or_na("lsm_exec::allow_deny_script_detach") else { return };
     let dir = TempDir::new("exec");
     let d = dir.path().display().to_string();
-    let allowed = install(&dir, "tools/busybox");
-    let forbidden = install(&dir, "tools/forbidden");
-    let elsewhere = install(&dir, "other/busybox");
+    let allowed = dir.busybox("tools/busybox");
+    let forbidden = dir.busybox("tools/forbidden");
+    let elsewhere = dir.busybox("other/busybox");
     let script = dir.file("tools/script.sh", &format!("#!{allowed} sh\ntrue\n"));
     let bad_script = dir.file("tools/bad.sh", &format!("#!{elsewhere} sh\ntrue\n"));
     for s in [&script, &bad_script] {
