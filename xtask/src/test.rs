@@ -41,6 +41,9 @@ pub struct TestArgs {
     /// Time limit for one VM boot (all tests inside it).
     #[arg(long, default_value_t = TEST_VM_TIMEOUT_SECS, value_name = "SECS")]
     pub vm_timeout: u64,
+    /// VM boots running at the same time.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub vm_jobs: usize,
 }
 
 /// One boot runs every kernel test (measured: 44 tests, 1300 s in the 6.1 guest on an idle
@@ -160,6 +163,10 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
         boots.push((Series::V6_12, false));
     }
     if !tests.is_empty() {
+        // Kernels and images are prepared one after the other (downloads, cpio), then the boots
+        // run `--vm-jobs` at a time: most of a boot is one guest CPU verifying BPF programs,
+        // so two boots side by side on a 2-CPU machine take little more than the longer one.
+        let mut prepared = Vec::new();
         for (series, bpf_lsm) in boots {
             let column = column_label(series, bpf_lsm);
             // Without `bpf` in lsm= every LSM test would verify all its programs (a minute each
@@ -173,23 +180,21 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
                     Cell::NotApplicable("not run: needs BPF LSM, absent here (lsm_file_open proves the detection)".into()),
                 );
             }
-            let result = run_in_vm(
-                &project,
-                series,
-                bpf_lsm,
-                &enforcer,
-                &executables,
-                &selected,
-                &args,
-                &mut recorder,
-            );
-            // No kernel or no image: every test fails on that kernel, the others still run.
-            if let Err(err) = result {
-                eprintln!("kernel {column}: {err:#}");
-                for test in &selected {
-                    let outcome = Outcome::Fail(format!("could not boot {column}"));
-                    recorder.record(&test.row, column, outcome, &logs);
+            match prepare_vm(&project, series, bpf_lsm, &enforcer, &executables, selected.clone(), &args) {
+                Ok(vm) => prepared.push(vm),
+                // No kernel or no image: every test fails on that kernel, the others still run.
+                Err(err) => {
+                    eprintln!("kernel {column}: {err:#}");
+                    for test in &selected {
+                        let outcome = Outcome::Fail(format!("could not prepare {column}"));
+                        recorder.record(&test.row, column, outcome, &logs);
+                    }
                 }
+            }
+        }
+        for (vm, results) in boot_all(prepared, args.vm_jobs.max(1), &args) {
+            for (row, outcome, log) in results {
+                recorder.record(&row, vm.label, outcome, &log);
             }
         }
     }
@@ -281,18 +286,31 @@ fn column_label(series: Series, bpf_lsm: bool) -> &'static str {
     }
 }
 
+/// A kernel and an initramfs ready to boot, with the tests inside.
+struct PreparedVm {
+    label: &'static str,
+    bpf_lsm: bool,
+    kernel: kernels::Kernel,
+    image: PathBuf,
+    tests: Vec<KernelTest>,
+    console_log: PathBuf,
+    per_test_logs: PathBuf,
+    /// The line the guest prints last (built into the image).
+    marker: String,
+    /// Holds the image; removed when the boot is done.
+    _scratch: crate::project::ScratchDir,
+}
+
 /// One boot of `series` runs every kernel test; the console is split per test.
-#[allow(clippy::too_many_arguments)]
-fn run_in_vm(
+fn prepare_vm(
     project: &Project,
     series: Series,
     bpf_lsm: bool,
     enforcer: &Path,
     executables: &[TestExecutable],
-    tests: &[KernelTest],
+    tests: Vec<KernelTest>,
     args: &TestArgs,
-    recorder: &mut Recorder,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<PreparedVm> {
     let label = column_label(series, bpf_lsm);
     let logs = project.test_logs_dir();
     let console_log = logs.join(format!("vm-{label}.log"));
@@ -309,7 +327,7 @@ fn run_in_vm(
     let script = work_dir.join("run-kernel-tests");
     fs::write(
         &script,
-        kernel_tests::guest_script(tests, Duration::from_secs(args.test_timeout)),
+        kernel_tests::guest_script(&tests, Duration::from_secs(args.test_timeout)),
     )
     .with_context(|| format!("writing {}", script.display()))?;
     // Only executables with a selected test: each is tens of megabytes in the guest's RAM.
@@ -336,46 +354,88 @@ fn run_in_vm(
         },
         work_dir,
     )?;
+    Ok(PreparedVm {
+        label,
+        bpf_lsm,
+        kernel,
+        image,
+        tests,
+        console_log,
+        per_test_logs,
+        marker,
+        _scratch: scratch,
+    })
+}
 
+/// (row, outcome, log) of every test of one boot.
+type BootResults = Vec<(String, Outcome, PathBuf)>;
+
+/// Boot every prepared VM, `jobs` at a time, in the given order; results in the same order.
+fn boot_all(prepared: Vec<PreparedVm>, jobs: usize, args: &TestArgs) -> Vec<(PreparedVm, BootResults)> {
+    let queue = std::sync::Mutex::new(prepared.into_iter().enumerate().collect::<std::collections::VecDeque<_>>());
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let Some((index, vm)) = queue.lock().expect("queue").pop_front() else {
+                    break;
+                };
+                let results = boot_prepared(&vm, args);
+                done.lock().expect("results").push((index, vm, results));
+            });
+        }
+    });
+    let mut done = done.into_inner().expect("results");
+    done.sort_by_key(|(index, _, _)| *index);
+    done.into_iter().map(|(_, vm, results)| (vm, results)).collect()
+}
+
+fn boot_prepared(vm: &PreparedVm, args: &TestArgs) -> BootResults {
+    let label = vm.label;
     println!(
         "booting {} under QEMU to run {} kernel test(s), console log: {}",
-        kernel.package,
-        tests.len(),
-        console_log.display()
+        vm.kernel.package,
+        vm.tests.len(),
+        vm.console_log.display()
     );
     let mut console = String::new();
     let boot = vm::boot(
         &Boot {
-            kernel: &kernel,
-            initrd: &image,
-            bpf_lsm,
+            kernel: &vm.kernel,
+            initrd: &vm.image,
+            bpf_lsm: vm.bpf_lsm,
             timeout: Duration::from_secs(args.vm_timeout),
-            exit_marker: &marker,
+            exit_marker: &vm.marker,
         },
         &mut |_phase, line| {
             console.push_str(line);
             console.push('\n');
         },
     );
-    kernel_tests::write_log(&console_log, &console)?;
+    if let Err(err) = kernel_tests::write_log(&vm.console_log, &console) {
+        eprintln!("kernel {label}: {err:#}");
+    }
     match &boot {
         Ok(status) => println!(
             "kernel {label}: booted, ran the tests and powered off in {:.1} s",
             status.elapsed.as_secs_f64()
         ),
-        Err(err) => println!("{err}"),
+        Err(err) => println!("kernel {label}: {err}"),
     }
-    let results = kernel_tests::split_console(&console, tests.len());
-    for (index, test) in tests.iter().enumerate() {
-        let log = per_test_logs.join(test.log_name());
-        kernel_tests::write_log(&log, &results.outputs[index])?;
+    let results = kernel_tests::split_console(&console, vm.tests.len());
+    let mut out = Vec::new();
+    for (index, test) in vm.tests.iter().enumerate() {
+        let log = vm.per_test_logs.join(test.log_name());
+        if let Err(err) = kernel_tests::write_log(&log, &results.outputs[index]) {
+            eprintln!("kernel {label}: {err:#}");
+        }
         let outcome = kernel_tests::guest_outcome(&results, index, test);
         let log = if results.finished[index] {
             log
         } else {
-            console_log.clone()
+            vm.console_log.clone()
         };
-        recorder.record(&test.row, label, outcome, &log);
+        out.push((test.row.clone(), outcome, log));
     }
-    Ok(())
+    out
 }
