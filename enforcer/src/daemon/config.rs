@@ -47,7 +47,8 @@ pub struct DaemonConfig {
     pub pin_dir: PathBuf,
     /// Small state that must outlive the daemon: last policy version, reported loss counters.
     pub state_dir: PathBuf,
-    /// How often host names in net rules are resolved again (seconds).
+    /// The longest a host name's answer is used before it is asked again, whatever its TTL
+    /// (seconds); also the interval for answers without a TTL (/etc/hosts).
     pub dns_refresh_secs: u64,
     pub audit: AuditConfig,
     pub api: ApiConfig,

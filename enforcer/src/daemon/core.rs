@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
-use super::policy_source::PolicySource;
+use super::dns::LookupResult;
+use super::policy_source::{HostRefresh, PolicySource};
 use super::procs;
 use super::state::{DaemonState, StateFile};
 use super::DaemonError;
@@ -239,17 +240,24 @@ impl Daemon {
         })
     }
 
-    /// Host names whose addresses the caller should look up again (off the event loop).
-    pub fn host_names(&self) -> Vec<String> {
-        self.source.host_names()
+    /// When the answer for a host name of the running policy expires (`None`: none).
+    pub fn next_host_refresh(&self) -> Option<Instant> {
+        self.source.next_host_refresh()
     }
 
-    /// Fresh answers for [`Daemon::host_names`]; reload when an address set changed.
+    /// The host names due at `now`, for the caller to look up off the event loop.
+    pub fn host_refresh(&self, now: Instant) -> Option<HostRefresh> {
+        self.source.host_refresh(now)
+    }
+
+    /// Answers for [`Daemon::host_refresh`], received at `now`; reload when an address set
+    /// changed.
     pub fn hosts_resolved(
         &mut self,
-        fresh: crate::policy::ResolvedHosts,
+        answers: Vec<(String, LookupResult)>,
+        now: Instant,
     ) -> Result<Option<Reloaded>, DaemonError> {
-        if !self.source.hosts_resolved(fresh) {
+        if !self.source.hosts_resolved(answers, now) {
             return Ok(None);
         }
         self.reload("host name answers changed", false).map(Some)

@@ -82,12 +82,6 @@ impl PolicySource for Source {
     fn load(&mut self) -> Result<CompiledPolicy, String> {
         self.0.lock().unwrap().clone()
     }
-    fn host_names(&self) -> Vec<String> {
-        Vec::new()
-    }
-    fn hosts_resolved(&mut self, _fresh: crate::policy::ResolvedHosts) -> bool {
-        false
-    }
     fn describe(&self) -> String {
         "test policies".into()
     }

@@ -1,13 +1,14 @@
 //! `enforcer daemon`: owns the kernel backend, the audit log and the API socket.
 //!
-//! `config` (file + flags), `policy_source` (load, resolve host names, compile), `core` (the
-//! state machine: apply, reload, register, pump events; synchronous, so tests drive it with a
-//! mock backend), `service` (the async loop: signals, file watching, API, timers), `metrics`
+//! `config` (file + flags), `policy_source` (load, resolve host names, compile), `dns` (host
+//! name answers and their TTL-driven refresh), `core` (the state machine: apply, reload,
+//! register, pump events; synchronous, so tests drive it with a mock backend), `service` (the async loop: signals, file watching, API, timers), `metrics`
 //! (Prometheus text), `procs` (agent membership of live processes), `state` (what outlives a
 //! daemon run).
 
 pub mod config;
 pub mod core;
+pub mod dns;
 pub mod metrics;
 pub mod policy_source;
 pub mod procs;

@@ -13,7 +13,8 @@ use tokio::time::Instant;
 
 use super::config::DaemonConfig;
 use super::core::{enforcement_name, CoreOptions, Daemon};
-use super::policy_source::{resolve_hosts, PolicyDir, PolicySource};
+use super::dns::{answers_for, SystemResolver};
+use super::policy_source::{PolicyDir, PolicySource};
 use super::state::StateFile;
 use super::{metrics, DaemonError};
 use crate::api::protocol::{Request, Response};
@@ -51,7 +52,11 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     let mut sighup = signal(SignalKind::hangup()).map_err(signal_error)?;
 
     // Refuse an invalid policy before touching the kernel or the socket.
-    let mut source = PolicyDir::new(&config.policy_dir);
+    let mut source = PolicyDir::new(
+        &config.policy_dir,
+        Duration::from_secs(config.dns_refresh_secs),
+        Arc::new(SystemResolver),
+    );
     let policy = source.load().map_err(DaemonError::Policy)?;
     tracing::info!(
         agents = policy.agents.len(),
@@ -103,11 +108,10 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
 
     let mut pump = tokio::time::interval(PUMP_INTERVAL);
     pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let dns_every = Duration::from_secs(config.dns_refresh_secs);
-    let mut dns = tokio::time::interval_at(Instant::now() + dns_every, dns_every);
     let mut reload_at: Option<Instant> = None;
     let mut pump_errors = Throttle::default();
-    // getaddrinfo blocks; it runs on the blocking pool, one round at a time.
+    // Lookups block (a load waits for them anyway); refreshes run on the blocking pool, one
+    // round at a time, each when the first of its answers expires.
     let (answers_tx, mut answers) = mpsc::channel(1);
     let mut resolving = false;
 
@@ -121,6 +125,7 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     let _ = std::io::stdout().flush();
 
     let why = loop {
+        let dns_due = if resolving { None } else { daemon.next_host_refresh() };
         tokio::select! {
             _ = pump.tick() => {
                 let result = daemon.pump().and_then(|_| daemon.sync_audit());
@@ -135,19 +140,19 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
                 reload_at = None;
                 report_reload(daemon.reload("policy directory changed", false));
             }
-            _ = dns.tick(), if !resolving => {
-                let names = daemon.host_names();
-                if !names.is_empty() {
+            _ = sleep_until(dns_due.map(Instant::from_std)), if dns_due.is_some() => {
+                if let Some(refresh) = daemon.host_refresh(std::time::Instant::now()) {
                     resolving = true;
                     let answers = answers_tx.clone();
                     tokio::task::spawn_blocking(move || {
-                        let _ = answers.blocking_send(resolve_hosts(&names));
+                        let fresh = refresh.lookup.lookup(&refresh.names);
+                        let _ = answers.blocking_send(answers_for(&refresh.names, fresh));
                     });
                 }
             }
             Some(fresh) = answers.recv() => {
                 resolving = false;
-                match daemon.hosts_resolved(fresh) {
+                match daemon.hosts_resolved(fresh, std::time::Instant::now()) {
                     Ok(Some(r)) => tracing::info!(version = r.version, changed = r.changed, "host name answers changed"),
                     Ok(None) => {}
                     Err(e) => tracing::error!("re-applying after host name changes: {e}"),
