@@ -208,7 +208,7 @@ fn resolve_all(names: &[String]) -> Vec<(String, LookupResult)> {
                         addrs: lookup.iter().collect(),
                         valid_until: lookup.valid_until(),
                     }),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(describe(&e)),
                 };
                 (name, result)
             });
@@ -222,6 +222,15 @@ fn resolve_all(names: &[String]) -> Vec<(String, LookupResult)> {
         }
         out
     })
+}
+
+/// hickory's message for "no such name" prints the whole query struct.
+fn describe(e: &hickory_resolver::net::NetError) -> String {
+    use hickory_resolver::net::{DnsError, NetError};
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(none)) => format!("no addresses: {}", none.response_code),
+        other => other.to_string(),
+    }
 }
 
 fn system_resolver() -> Result<hickory_resolver::TokioResolver, String> {
