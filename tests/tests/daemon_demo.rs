@@ -24,5 +24,22 @@ fn demo_end_to_end() {
         "on kernel {kernel} the daemon must choose the {expected_backend} backend"
     );
     assert!(stdout.contains("every operation was allowed or denied as the policy says"), "demo summary missing");
+
+    // Map fill levels, scraped from the daemon's metrics while the agent was registered.
+    let series = |kind: &str, map: &str| -> u64 {
+        let prefix = format!("enforcer_map_{kind}{{map=\"{map}\"}} ");
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(&prefix).and_then(|v| v.parse().ok()))
+            .unwrap_or_else(|| panic!("no enforcer_map_{kind} series for {map} in the demo's metrics"))
+    };
+    for map in ["PROCS", "DOOMED", "AGENTS", "PATH_RULES", "NAME_RULES", "NET_RULES", "EXE_MATCH", "CGROUP_MATCH"] {
+        let (entries, capacity) = (series("entries", map), series("capacity", map));
+        assert!(capacity > 0 && entries <= capacity, "{map}: {entries} entries of {capacity}");
+    }
+    assert!(series("entries", "PROCS") >= 1, "the registered agent is not counted in the kernel's process table");
+    assert_eq!(series("capacity", "PROCS"), 65536, "the process table's max_entries (max_agent_processes default)");
+    assert_eq!(series("entries", "AGENTS"), 1, "the demo policy has one agent");
+    assert!(series("entries", "PATH_RULES") >= 1 && series("entries", "NET_RULES") >= 1, "the demo policy's rules are counted");
     println!("checked: demo on kernel {kernel} with backend {expected_backend}");
 }

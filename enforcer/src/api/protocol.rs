@@ -65,6 +65,9 @@ pub struct StatusReport {
     /// Audit records waiting to be written because the log cannot take them (disk full).
     #[serde(default)]
     pub audit_backlog: usize,
+    /// Fill levels of the kernel maps whose capacity limits enforcement.
+    #[serde(default)]
+    pub maps: Vec<MapFillReport>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -112,6 +115,15 @@ pub struct DecisionCount {
 pub struct LossCount {
     pub agent: String,
     pub count: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MapFillReport {
+    /// The map's name in the eBPF object (`PROCS`, `NET_RULES`...).
+    pub map: String,
+    pub entries: u64,
+    /// For rule maps the per-slot limit (half of `max_entries`): what a policy may use.
+    pub capacity: u64,
 }
 
 /// Parse one request line, with an error that says precisely what is wrong.

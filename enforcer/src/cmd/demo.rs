@@ -5,8 +5,8 @@
 //! Everything lives in /tmp/enforcer-demo (the policy names those paths); kernel state is pinned
 //! in its own bpffs directory and removed at the end, so a production daemon is not disturbed.
 
-use std::io::{BufRead, BufReader, IsTerminal as _};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, IsTerminal as _, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -24,6 +24,8 @@ const ROOT: &str = "/tmp/enforcer-demo";
 const PIN_DIR: &str = "/sys/fs/bpf/enforcer-demo";
 const ALLOWED_PORT: u16 = 47001;
 const DENIED_PORT: u16 = 47002;
+/// The daemon's Prometheus endpoint during the demo (loopback only).
+const METRICS_PORT: u16 = 47003;
 /// QEMU without KVM is slow: loading and verifying the programs can take a while there.
 /// (Under the 600 s limit of `cargo xtask vm`.)
 const READY_TIMEOUT: Duration = Duration::from_secs(420);
@@ -200,6 +202,8 @@ impl Daemon {
             .arg("--policy-dir")
             .arg(policy_dir)
             .args(["--pin-dir", PIN_DIR, "--log-level", "info"])
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{METRICS_PORT}"))
             .arg("--state-dir")
             .arg(root.join("state"))
             .arg("--audit-log")
@@ -273,24 +277,49 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
     println!(
         "== running the agent: enforcer run --agent demo-agent -- {ROOT}/bin/enforcer try-ops ..."
     );
-    let output = Command::new(exe)
+    let mut agent = Command::new(exe)
         .arg("run")
         .arg("--socket")
         .arg(socket)
         .args(["--agent", "demo-agent", "--"])
         .arg(Path::new(ROOT).join("bin/enforcer"))
-        .arg("try-ops")
+        .args(["try-ops", "--wait-stdin"])
         .args(script().iter().map(|s| s.op.clone()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .context("running the agent")?;
-    if !output.status.success() {
-        bail!("the agent failed: {}", output.status);
+    // The agent is registered and waits: show what the kernel maps hold while it runs.
+    let mut stdout = BufReader::new(agent.stdout.take().expect("piped"));
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).context("reading the agent's ready line")?;
+    if !ready.starts_with("ready ") {
+        let _ = agent.kill();
+        bail!("the agent did not start: {:?}", ready.trim());
     }
-    let results: Results = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    let fill = match map_fill_metrics() {
+        Ok(fill) => fill,
+        Err(e) => {
+            let _ = agent.kill();
+            let _ = agent.wait();
+            return Err(e);
+        }
+    };
+    println!("== kernel map fill levels, agent registered (http://127.0.0.1:{METRICS_PORT}/metrics)");
+    for line in &fill {
+        println!("   {line}");
+    }
+    let mut stdin = agent.stdin.take().expect("piped");
+    let _ = stdin.write_all(b"\n");
+    drop(stdin);
+    let mut output = String::new();
+    stdout.read_to_string(&mut output).context("reading the agent's results")?;
+    let status = agent.wait().context("waiting for the agent")?;
+    if !status.success() {
+        bail!("the agent failed: {status}");
+    }
+    let results: Results = output.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     // Let the daemon's 50 ms drain bring the last events in.
     let mut last = usize::MAX;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -304,6 +333,22 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
     }
     let events = events.lock().unwrap().clone();
     Ok((results, events))
+}
+
+/// The `enforcer_map_*` lines of the daemon's metrics.
+fn map_fill_metrics() -> anyhow::Result<Vec<String>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", METRICS_PORT))
+        .with_context(|| format!("connecting to the daemon's metrics at 127.0.0.1:{METRICS_PORT}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).context("reading the metrics")?;
+    let lines: Vec<String> =
+        response.lines().filter(|l| l.starts_with("enforcer_map_")).map(str::to_owned).collect();
+    if lines.is_empty() {
+        bail!("the metrics have no map fill levels:\n{response}");
+    }
+    Ok(lines)
 }
 
 fn event_for<'a>(step: &Step, events: &'a [EventRecord]) -> Option<&'a EventRecord> {

@@ -133,6 +133,13 @@ pub fn render_text(s: &StatusReport) -> String {
             d.agent, d.op, d.verdict, d.count
         );
     }
+    if !s.maps.is_empty() {
+        let _ = writeln!(out, "\nkernel maps (entries in use of capacity):");
+        for m in &s.maps {
+            let percent = if m.capacity == 0 { 0.0 } else { 100.0 * m.entries as f64 / m.capacity as f64 };
+            let _ = writeln!(out, "  {:<14} {:>8} of {:<8} {percent:5.1}%", m.map, m.entries, m.capacity);
+        }
+    }
     let lost: u64 = s.losses.iter().map(|l| l.count).sum();
     let _ = writeln!(out, "\nlost events: {lost}");
     for l in &s.losses {
@@ -144,7 +151,7 @@ pub fn render_text(s: &StatusReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::protocol::{AgentReport, RuleReport, SessionReport};
+    use crate::api::protocol::{AgentReport, MapFillReport, RuleReport, SessionReport};
 
     #[test]
     fn text_shows_agents_sessions_and_rules() {
@@ -166,6 +173,11 @@ mod tests {
                 enforcement: "enforced".into(),
                 why: "BPF LSM".into(),
             }],
+            maps: vec![MapFillReport {
+                map: "PROCS".into(),
+                entries: 3,
+                capacity: 65536,
+            }],
             ..Default::default()
         };
         let text = render_text(&status);
@@ -176,6 +188,7 @@ mod tests {
             "session 00000000000000ab chain coder",
             "coder.toml:4",
             "enforced",
+            "PROCS                 3 of 65536      0.0%",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

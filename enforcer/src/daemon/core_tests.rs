@@ -21,6 +21,7 @@ pub(crate) struct Kernel {
     pub(crate) adoption: Option<crate::kernel::pin::Adoption>,
     /// `heartbeat(running)` calls, in order.
     pub(crate) heartbeats: Vec<bool>,
+    pub(crate) fill: Vec<crate::kernel::fill::MapFill>,
 }
 
 pub(crate) struct MockBackend(pub(crate) Arc<Mutex<Kernel>>);
@@ -57,6 +58,9 @@ impl Backend for MockBackend {
     }
     fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError> {
         Ok(self.0.lock().unwrap().losses.clone())
+    }
+    fn map_fill(&self) -> Result<Vec<crate::kernel::fill::MapFill>, KernelError> {
+        Ok(self.0.lock().unwrap().fill.clone())
     }
     fn adopted(&self) -> Option<crate::kernel::pin::Adoption> {
         self.0.lock().unwrap().adoption.clone()
@@ -412,6 +416,17 @@ fn status_reports_version_agents_and_counters() {
     );
     let names: Vec<&str> = status.agents.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, vec!["coder", "helper"]);
+    h.kernel.lock().unwrap().fill = vec![crate::kernel::fill::MapFill {
+        map: "PROCS".into(),
+        entries: 2,
+        capacity: 64,
+    }];
+    let maps = h.daemon.status().maps;
+    assert_eq!(
+        maps.iter().map(|m| (m.map.as_str(), m.entries, m.capacity)).collect::<Vec<_>>(),
+        [("PROCS", 2, 64)],
+        "the backend's fill levels reach the report"
+    );
 }
 
 #[test]

@@ -9,8 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::protocol::StatusReport;
 
-/// Render the counters of a status report. Map fill levels are not reported: the backend does
-/// not expose them yet.
+/// Render the counters and gauges of a status report.
 pub fn render(status: &StatusReport) -> String {
     let mut out = String::new();
     let section = |out: &mut String, name: &str, kind: &str, help: &str, lines: Vec<String>| {
@@ -114,6 +113,28 @@ pub fn render(status: &StatusReport) -> String {
             status.audit_backlog
         )],
     );
+    section(
+        &mut out,
+        "enforcer_map_entries",
+        "gauge",
+        "Entries in use in the kernel maps whose capacity limits enforcement (rule maps: the running policy's slot).",
+        status
+            .maps
+            .iter()
+            .map(|m| format!("enforcer_map_entries{{map=\"{}\"}} {}", escape(&m.map), m.entries))
+            .collect(),
+    );
+    section(
+        &mut out,
+        "enforcer_map_capacity",
+        "gauge",
+        "Entries those maps can take (rule maps: per policy slot, half of max_entries).",
+        status
+            .maps
+            .iter()
+            .map(|m| format!("enforcer_map_capacity{{map=\"{}\"}} {}", escape(&m.map), m.capacity))
+            .collect(),
+    );
     out
 }
 
@@ -159,7 +180,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::protocol::{AgentReport, DecisionCount, LossCount};
+    use crate::api::protocol::{AgentReport, DecisionCount, LossCount, MapFillReport};
 
     #[test]
     fn serves_the_text_over_http() {
@@ -234,6 +255,18 @@ mod tests {
                 processes: 3,
                 ..Default::default()
             }],
+            maps: vec![
+                MapFillReport {
+                    map: "PROCS".into(),
+                    entries: 7,
+                    capacity: 65536,
+                },
+                MapFillReport {
+                    map: "NET_RULES".into(),
+                    entries: 12,
+                    capacity: 32768,
+                },
+            ],
             ..Default::default()
         };
         let text = render(&status);
@@ -246,6 +279,12 @@ mod tests {
             "enforcer_policy_version 4",
             "enforcer_agent_processes{agent=\"coder\"} 3",
             "enforcer_audit_backlog_records 0",
+            "# TYPE enforcer_map_entries gauge",
+            "enforcer_map_entries{map=\"PROCS\"} 7",
+            "enforcer_map_entries{map=\"NET_RULES\"} 12",
+            "# TYPE enforcer_map_capacity gauge",
+            "enforcer_map_capacity{map=\"PROCS\"} 65536",
+            "enforcer_map_capacity{map=\"NET_RULES\"} 32768",
         ] {
             assert!(
                 text.lines().any(|l| l == expected),

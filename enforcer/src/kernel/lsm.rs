@@ -326,6 +326,10 @@ impl Backend for LsmBackend {
         read_losses(&self.ebpf)
     }
 
+    fn map_fill(&self) -> Result<Vec<super::fill::MapFill>, KernelError> {
+        super::fill::map_fill(&self.ebpf, self.policy.as_ref())
+    }
+
     fn adopted(&self) -> Option<Adoption> {
         self.adoption.clone()
     }

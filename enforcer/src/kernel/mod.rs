@@ -8,6 +8,7 @@
 pub mod fallback;
 pub mod fallback_attach;
 pub mod fallback_syscalls;
+pub mod fill;
 pub mod lsm;
 pub mod object;
 pub mod offsets;
@@ -102,6 +103,9 @@ pub trait Backend: Send {
     /// Ring-buffer reserve failures counted in the kernel, per agent id (summed over CPUs).
     fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError>;
     fn status(&self) -> BackendStatus;
+    /// How full the maps are whose capacity limits enforcement (process tables counted in the
+    /// kernel, rule maps from the applied policy).
+    fn map_fill(&self) -> Result<Vec<fill::MapFill>, KernelError>;
     /// The pinned state a previous daemon left, if this backend adopted it at load.
     fn adopted(&self) -> Option<pin::Adoption> {
         None

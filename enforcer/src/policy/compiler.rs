@@ -33,10 +33,9 @@ pub fn compile(set: &PolicySet, hosts: &ResolvedHosts) -> Result<CompiledPolicy,
     for (i, agent) in set.agents.iter().enumerate() {
         let id = i as u32 + 1;
         // The last id is the load-time canary's (kernel::probe): never a policy's agent.
-        if id >= MAX_AGENTS - 1 {
+        if id as usize > MAX_POLICY_AGENTS {
             let msg = format!(
-                "too many agents: at most {} fit the kernel's agent table",
-                MAX_AGENTS - 2
+                "too many agents: at most {MAX_POLICY_AGENTS} fit the kernel's agent table"
             );
             c.diags.push(set.error_at(&agent.name_at, msg));
             break;

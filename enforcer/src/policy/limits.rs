@@ -12,3 +12,6 @@ pub const MAX_NET_ENTRIES: usize = 32_768;
 pub const MAX_EXE_MATCH_ENTRIES: usize = 2_048;
 /// `CGROUP_MATCH` entries per slot.
 pub const MAX_CGROUP_MATCH_ENTRIES: usize = 2_048;
+/// Agents per policy: ids `1..=MAX_POLICY_AGENTS` (`AGENTS` has `MAX_AGENTS` per slot; id 0 means
+/// "not an agent" and the last id is the load-time canary's).
+pub const MAX_POLICY_AGENTS: usize = enforcer_common::MAX_AGENTS as usize - 2;

@@ -105,6 +105,28 @@ impl Daemon {
             last_reload_error: self.stats.last_reload_error.clone(),
             subscribers: self.live.receiver_count(),
             audit_backlog: self.audit.queued(),
+            maps: self.map_fill(),
+        }
+    }
+}
+
+impl Daemon {
+    /// Map fill levels; none (and a warning) if the kernel cannot be asked: the metrics then
+    /// lack the series instead of showing made-up numbers.
+    fn map_fill(&self) -> Vec<MapFillReport> {
+        match self.backend.map_fill() {
+            Ok(maps) => maps
+                .into_iter()
+                .map(|m| MapFillReport {
+                    map: m.map,
+                    entries: m.entries,
+                    capacity: m.capacity,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("reading the kernel map fill levels: {e}");
+                Vec::new()
+            }
         }
     }
 }
