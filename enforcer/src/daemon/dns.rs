@@ -33,7 +33,7 @@ pub trait HostLookup: Send + Sync {
     fn lookup(&self, names: &[String]) -> Vec<(String, LookupResult)>;
 }
 
-/// Why a name is in the table, and when to ask again.
+/// A name's current addresses and when to ask again.
 #[derive(Clone, Debug)]
 struct HostState {
     /// Sorted: round-robin DNS reorders answers, so sets are compared.
