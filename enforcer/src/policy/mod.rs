@@ -21,6 +21,7 @@ pub mod net;
 pub mod pattern;
 mod schema;
 mod validate;
+pub mod when;
 
 #[cfg(test)]
 mod tests;
