@@ -79,7 +79,7 @@ impl Backend for MockBackend {
 pub(crate) struct Source(pub(crate) Arc<Mutex<Result<CompiledPolicy, String>>>);
 
 impl PolicySource for Source {
-    fn load(&mut self) -> Result<CompiledPolicy, String> {
+    fn load(&mut self, _grants: &[crate::policy::grant::Grant]) -> Result<CompiledPolicy, String> {
         self.0.lock().unwrap().clone()
     }
     fn host_names(&self) -> Vec<String> {
@@ -118,6 +118,7 @@ fn start_on(dir: &Path, kernel: Kernel) -> Harness {
         policy_dir: "/p".into(),
         state: Some(StateFile::new(&dir.join("state"))),
         inspect_procs: false,
+            grants: Default::default(),
     };
     let initial = next.lock().unwrap().clone().unwrap();
     let daemon = Daemon::start(

@@ -5,12 +5,14 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::policy::grant::{self, Grant};
 use crate::policy::{self, hosts, CompiledPolicy, ResolvedHosts};
 
 pub trait PolicySource: Send {
     /// Load, validate, resolve host names and compile everything. Errors are the complete,
     /// rendered diagnostics (`file:line:col: ...`); nothing is changed on error.
-    fn load(&mut self) -> Result<CompiledPolicy, String>;
+    /// `grants` (the daemon's live grants) are compiled in as rules of their agents.
+    fn load(&mut self, grants: &[Grant]) -> Result<CompiledPolicy, String>;
     /// Host names used by net rules of the last loaded policy. The caller resolves them again
     /// off the event loop (a slow resolver must not stall the audit pipeline) with
     /// [`resolve_hosts`] and hands the answers to [`PolicySource::hosts_resolved`].
@@ -83,8 +85,9 @@ fn sorted(addrs: &[IpAddr]) -> Vec<IpAddr> {
 }
 
 impl PolicySource for PolicyDir {
-    fn load(&mut self) -> Result<CompiledPolicy, String> {
-        let set = policy::load_paths(std::slice::from_ref(&self.dir)).map_err(|d| d.to_string())?;
+    fn load(&mut self, grants: &[Grant]) -> Result<CompiledPolicy, String> {
+        let mut set = policy::load_paths(std::slice::from_ref(&self.dir)).map_err(|d| d.to_string())?;
+        grant::add_to_set(&mut set, grants, jiff::Timestamp::now())?;
         let names = hosts::host_names(&set.agents);
         let fresh = resolve_hosts(&names.iter().cloned().collect::<Vec<_>>());
         let resolved = Self::merge(&names, fresh, &self.resolved);
@@ -129,7 +132,7 @@ mod tests {
         let dir = crate::audit::writer::tests::tempdir();
         write(&dir, "a.toml", AGENT);
         let mut source = PolicyDir::new(&dir);
-        let policy = source.load().expect("a valid policy directory");
+        let policy = source.load(&[]).expect("a valid policy directory");
         assert_eq!(policy.agents.len(), 1);
         assert_eq!(policy.agents[0].name, "a");
 
@@ -139,7 +142,7 @@ mod tests {
             "[agent]\nname = \"a\"\n\n[file]\nraed = [\"/x\"]\n",
         );
         let err = source
-            .load()
+            .load(&[])
             .expect_err("an unknown field must be rejected");
         assert!(
             err.contains("a.toml:5:"),
@@ -156,7 +159,7 @@ mod tests {
             "[agent]\nname = \"a\"\n\n[net]\nconnect = [\"localhost:443/tcp\"]\n",
         );
         let mut source = PolicyDir::new(&dir);
-        source.load().expect("a policy with a host name");
+        source.load(&[]).expect("a policy with a host name");
         assert!(
             !source.resolved.get("localhost").is_empty(),
             "localhost resolves from /etc/hosts"
