@@ -33,7 +33,7 @@ impl Condition {
         if start_min == end_min % (24 * 60) {
             return Err(format!("`{hours}`: the window is empty (start equals end); omit `when` for a rule that always applies"));
         }
-        TimeZone::get(tz).map_err(|e| format!("time zone `{tz}`: {e} (an IANA name such as \"Europe/Paris\" or \"UTC\")"))?;
+        zone(tz).map_err(|e| format!("time zone `{tz}`: {e} (an IANA name such as \"Europe/Paris\" or \"UTC\")"))?;
         Ok(Condition::Hours { tz: tz.to_owned(), start_min, end_min })
     }
 
@@ -43,7 +43,7 @@ impl Condition {
             Condition::Between { start, end } => (now < *end).then_some((*start, *end)),
             Condition::Hours { tz, start_min, end_min } => {
                 // A time zone that vanished from the tzdb since validation: never open.
-                let tz = TimeZone::get(tz).ok()?;
+                let tz = zone(tz).ok()?;
                 let today = now.to_zoned(tz.clone()).date();
                 // Yesterday's window may cross midnight into today; windows are in day order.
                 (-1..=2).find_map(|d| {
@@ -71,6 +71,15 @@ impl Condition {
             Condition::Between { end, .. } => format!("until {end}"),
         }
     }
+}
+
+/// The zone named `name` in the system tzdb; UTC needs none (minimal systems and the test VMs
+/// have no /usr/share/zoneinfo).
+fn zone(name: &str) -> Result<TimeZone, jiff::Error> {
+    if name.eq_ignore_ascii_case("UTC") {
+        return Ok(TimeZone::UTC);
+    }
+    TimeZone::get(name)
 }
 
 fn parse_hhmm(s: &str, is_end: bool) -> Result<u16, String> {
