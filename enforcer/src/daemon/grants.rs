@@ -66,9 +66,11 @@ impl GrantBook {
         all
     }
 
+    /// Add `g` (or put a removed one back), keeping the book in id order.
     pub fn add(&mut self, g: Grant) -> Result<(), DaemonError> {
-        self.saved.next_id = g.id + 1;
-        self.saved.grants.push(g);
+        self.saved.next_id = self.saved.next_id.max(g.id + 1);
+        let at = self.saved.grants.partition_point(|x| x.id < g.id);
+        self.saved.grants.insert(at, g);
         self.save()
     }
 
@@ -108,5 +110,41 @@ impl GrantBook {
         let mut f = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
         f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| err(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn grants_persist_expire_and_ids_never_repeat() {
+        let dir = std::env::temp_dir().join(format!("enforcer-grants-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut book = GrantBook::open(&dir).unwrap();
+        let now = ts("2026-01-01T10:00:00Z");
+        let a = book.draft("a", "net.connect 10.0.0.1:80", now, ts("2026-01-01T10:01:00Z"), None, 0);
+        book.add(a.clone()).unwrap();
+        let b = book.draft("a", "net.connect 10.0.0.2:80", now, ts("2026-01-01T11:00:00Z"), Some("why".into()), 0);
+        assert_eq!((a.id, b.id), (1, 2));
+        book.add(b.clone()).unwrap();
+
+        let mut again = GrantBook::open(&dir).unwrap();
+        assert_eq!(again.grants(), &[a.clone(), b.clone()], "a restarted daemon reads the same grants");
+        assert_eq!(again.next_expiry(), Some(a.expires));
+        assert_eq!(again.take_expired(ts("2026-01-01T10:01:00Z")).unwrap(), vec![a]);
+        assert_eq!(again.remove(b.id).unwrap(), Some(b.clone()));
+        assert_eq!(again.remove(b.id).unwrap(), None);
+        let c = again.draft("a", "net.connect 10.0.0.3:80", now, ts("2026-01-01T12:00:00Z"), None, 0);
+        assert_eq!(c.id, 3, "ids of expired and revoked grants are not reused");
+        assert!(GrantBook::open(&dir).unwrap().grants().is_empty());
+
+        std::fs::write(dir.join(GRANTS_FILE), "{").unwrap();
+        assert!(GrantBook::open(&dir).unwrap_err().to_string().contains("remove the file"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -56,9 +56,15 @@ impl Daemon {
             return refuse(e);
         }
         let policy = self.source.load(&self.grants.with(&g)).map_err(|e| DaemonError::Grant(format!("the policy does not take it:\n{e}")))?;
-        let version = self.install(policy)?;
+        // In the book first: a grant the kernel holds must be one the daemon knows about.
         self.grants.add(g.clone())?;
-        self.plan_refresh();
+        let version = match self.install(policy) {
+            Ok(v) => v,
+            Err(e) => {
+                self.grants.remove(g.id)?;
+                return Err(e);
+            }
+        };
         let message = format!(
             "{} {} for {} until {}{}",
             g.text_id(),
@@ -86,7 +92,13 @@ impl Daemon {
                 return Err(DaemonError::Grant(format!("revoking grant {id}: the policy does not load, the grant stays until it expires:\n{e}")));
             }
         };
-        let version = self.install(policy)?;
+        let version = match self.install(policy) {
+            Ok(v) => v,
+            Err(e) => {
+                self.grants.add(g)?;
+                return Err(e);
+            }
+        };
         let message = format!("{} {} revoked before {}", g.text_id(), g.rule, g.expires);
         self.log_grant("grant-revoked", &g, version, message)?;
         Ok((g, version))
