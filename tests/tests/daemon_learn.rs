@@ -11,7 +11,11 @@ use serde_json::Value;
 const AGENT: &str = "learn-agent";
 
 fn copy_sets(to: &Path) {
-    let sets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/sets");
+    // In the test VMs the repository's policies are at $ENFORCER_POLICIES (as for daemon_demo).
+    let sets = std::env::var_os("ENFORCER_POLICIES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"))
+        .join("sets");
     std::fs::create_dir_all(to).expect("create sets dir");
     for entry in std::fs::read_dir(&sets).expect("read policies/sets").flatten() {
         std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy set");
