@@ -7,7 +7,7 @@
 use std::{
     net::TcpListener,
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use enforcer_tests::{agent::enforcer_bin, daemon::*, Agent, EPERM};
@@ -70,17 +70,18 @@ fn an_expired_grant_denies_in_the_kernel_with_the_daemon_dead() {
     let (ok, list) = grant(&setup, &["--list"]);
     assert!(ok && list.lines().count() == 2 && list.contains(&format!("127.0.0.1:{pl} until")), "--list: {list}");
 
-    // The short grant: long enough for a CLI call and a SIGKILL under emulation (no KVM).
-    let short_for = Duration::from_secs(10);
-    let granted_at = Instant::now();
-    let (ok, out) = grant(&setup, &["--agent", AGENT, &format!("net.connect 127.0.0.1:{ps}"), "--for", "10s", "--reason", "short test"]);
+    // The short grant: long enough for a CLI call and a SIGKILL under emulation (no KVM). Its
+    // expiry is the daemon's (wall clock), read from the answer.
+    let (ok, out) = grant(&setup, &["--json", "--agent", AGENT, &format!("net.connect 127.0.0.1:{ps}"), "--for", "10s", "--reason", "short test"]);
     assert!(ok, "grant: {out}");
+    let answer: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("grant --json: {e}: {out}"));
+    let expires: jiff::Timestamp = answer["grant"]["expires"].as_str().and_then(|t| t.parse().ok()).unwrap_or_else(|| panic!("no expiry in {out}"));
     assert_eq!(connect(&mut agent, ps), 0, "granted");
     daemon.kill();
     assert_eq!(connect(&mut agent, ps), 0, "daemon dead, grant not yet expired");
-    let checked_after = granted_at.elapsed();
-    assert!(checked_after < short_for, "the live-grant check took {checked_after:?}, past the grant's expiry: it proved nothing");
-    std::thread::sleep((granted_at + short_for + Duration::from_millis(500)).saturating_duration_since(Instant::now()));
+    let left = expires.duration_since(jiff::Timestamp::now());
+    assert!(left.is_positive(), "the live-grant check ended after the grant's expiry ({left}): it proved nothing");
+    std::thread::sleep(left.unsigned_abs() + Duration::from_millis(500));
     assert_eq!(connect(&mut agent, ps), EPERM, "expired grant must deny in the kernel with no daemon");
     assert_eq!(connect(&mut agent, pl), 0, "the other grant is still live");
 
