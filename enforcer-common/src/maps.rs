@@ -20,6 +20,10 @@ pub const MAP_SCRATCH: &str = "SCRATCH";
 /// Written only by user space (never read by the programs): which build installed the pinned
 /// kernel state and when a daemon last ran. Indices `META_*` in `enforcer/src/kernel/pin.rs`.
 pub const MAP_PIN_META: &str = "PIN_META";
+/// Time windows of conditional rules (`when.hours`, grants), `CONDS[slot * MAX_CONDS + cond]`.
+pub const MAP_CONDS: &str = "CONDS";
+/// Conditions per slot, id 0 included (0 = unconditional, never looked up).
+pub const MAX_CONDS: u32 = 256;
 /// Entries of `PIN_META`.
 pub const PIN_META_ENTRIES: u32 = 8;
 
@@ -43,6 +47,7 @@ pub const PINNED_MAPS: &[&str] = &[
     MAP_SCRATCH,
     MAP_PIN_META,
     MAP_FB_SYSCALLS,
+    MAP_CONDS,
 ];
 
 /// Global configuration, `CONFIG[0]`.
@@ -185,6 +190,27 @@ pub struct NetPortRule {
     /// `ACTION_ALLOW` / `ACTION_DENY`.
     pub action: u32,
     pub rule: u32,
+    /// 0: always applies. Otherwise an index into this slot's `CONDS`: the rule applies only
+    /// while `CLOCK_BOOTTIME` is inside that window (conditional allows only; fail closed).
+    pub cond: u32,
+}
+
+/// Value of `CONDS`: the current or next window of one condition, `[start_ns, end_ns)` in
+/// `CLOCK_BOOTTIME` (`bpf_ktime_get_boot_ns`). User space writes only the window that is open
+/// or comes next, so with no daemon to write the following one every conditional allow lapses
+/// by itself. `{0, 0}` never applies.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CondWindow {
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+impl CondWindow {
+    #[inline(always)]
+    pub fn contains(&self, now_ns: u64) -> bool {
+        self.start_ns <= now_ns && now_ns < self.end_ns
+    }
 }
 
 /// Value of `NET_RULES`: the port rules of every CIDR that contains this prefix, most specific
@@ -287,6 +313,7 @@ mod pod {
     unsafe impl aya::Pod for CgroupKey {}
     unsafe impl aya::Pod for NetPortRule {}
     unsafe impl aya::Pod for NetRule {}
+    unsafe impl aya::Pod for CondWindow {}
     unsafe impl aya::Pod for ExeMatch {}
     unsafe impl aya::Pod for CgroupMatch {}
     unsafe impl aya::Pod for SyscallShape {}

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use enforcer_common::{
-    AgentConfig, CgroupKey, CgroupMatch, Config, ExeMatch, NameKey, NetData, NetRule, PathData,
-    PathRule, ProcState, SyscallShape, MAX_AGENTS, STAT_COUNT,
+    AgentConfig, CgroupKey, CondWindow, CgroupMatch, Config, ExeMatch, NameKey, NetData, NetRule, PathData,
+    PathRule, ProcState, SyscallShape, MAX_AGENTS, MAX_CONDS, STAT_COUNT,
 };
 
 use crate::scratch::Scratch;
@@ -39,6 +39,10 @@ pub static NAME_RULES: HashMap<NameKey, PathRule> = HashMap::with_max_entries(16
 
 #[map(name = "NET_RULES")]
 pub static NET_RULES: LpmTrie<NetData, NetRule> = LpmTrie::with_max_entries(65536, 0);
+
+/// `CONDS[slot * MAX_CONDS + cond]`: windows of conditional net rules.
+#[map(name = "CONDS")]
+pub static CONDS: Array<CondWindow> = Array::with_max_entries(2 * MAX_CONDS, 0);
 
 #[map(name = "EXE_MATCH")]
 pub static EXE_MATCH: LpmTrie<PathData, ExeMatch> = LpmTrie::with_max_entries(4096, 0);

@@ -1,10 +1,11 @@
 //! Network evaluation: one LPM lookup on the (IPv4-mapped) address, then the prefix's port rules
-//! in order: first deny wins, else first allow, else default deny.
+//! in order: first deny wins, else first allow, else default deny. A conditional rule (an allow
+//! with a time window or a grant) counts only while the boot clock is inside its window.
 
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::*;
 
-use crate::{maps::NET_RULES, scratch::Scratch};
+use crate::{maps::{CONDS, NET_RULES}, scratch::Scratch};
 
 /// A network destination as the events carry it.
 #[repr(C)]
@@ -40,6 +41,9 @@ pub fn evaluate(s: &mut Scratch, ruleset: u32, t: &NetTarget) -> (bool, u32) {
         if t.port < r.port_lo || t.port > r.port_hi || r.proto & t.proto == 0 {
             continue;
         }
+        if r.cond != 0 && !cond_open(vget!(s.cur.slot), r.cond) {
+            continue;
+        }
         if r.action == ACTION_DENY {
             return (false, r.rule);
         }
@@ -49,4 +53,14 @@ pub fn evaluate(s: &mut Scratch, ruleset: u32, t: &NetTarget) -> (bool, u32) {
         }
     }
     (allowed, if allowed { allow_rule } else { RULE_DEFAULT_DENY })
+}
+
+/// Whether condition `cond` of `slot` is open now. A missing entry is closed (fail closed).
+#[inline(always)]
+fn cond_open(slot: u32, cond: u32) -> bool {
+    let Some(w) = CONDS.get((slot & 1) * MAX_CONDS + (cond & (MAX_CONDS - 1))) else {
+        return false;
+    };
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() };
+    w.contains(now)
 }

@@ -32,6 +32,8 @@ pub enum Command {
     Events(cmd::events::EventsArgs),
     /// Show the daemon's health, backend, agents, per-rule enforcement and counters.
     Status(cmd::status::StatusArgs),
+    /// Give an agent a temporary allow that expires by itself (checked in the kernel); --list, --revoke.
+    Grant(cmd::grant::GrantArgs),
     /// Start a daemon with the demo policy, run a scripted agent, show its audit events live.
     Demo(cmd::demo::DemoArgs),
     /// Perform file/exec/network operations and report errno per operation (tests, demo).

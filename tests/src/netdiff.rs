@@ -17,16 +17,23 @@ const CASES: usize = 600;
 
 /// Run the cases against `backend` (network is refused with EPERM on both backends).
 pub fn run(backend: &mut dyn Backend) {
-    let compiled = compile(
+    // Windowed allows (the kernel's CONDS check): one open now, one closed now, one open but
+    // under a deny. Windows are an hour or more away from now, so the run cannot cross an edge.
+    let (open, closed) = (utc_window(-60, 60), utc_window(120, 180));
+    let compiled = compile(&format!(
         r#"
 [agent]
 name = "netdiff-agent"
 
 [net]
-connect = ["127.0.0.0/8:1000-20000/tcp", "127.2.3.0/24/udp", "127.0.0.1:30000-30100", "[::1]:8000-9000/tcp"]
+connect = ["127.0.0.0/8:1000-20000/tcp", "127.2.3.0/24/udp", "127.0.0.1:30000-30100", "[::1]:8000-9000/tcp",
+  {{ to = "127.3.0.0/16:1000-20000/tcp", when = {{ hours = "{open}", tz = "UTC" }} }},
+  {{ to = "127.0.7.0/24:20001", when = {{ hours = "{closed}", tz = "UTC" }} }},
+  {{ to = "127.1.0.0/16:8500", when = {{ hours = "{open}", tz = "UTC" }} }}]
 deny = ["127.1.0.0/16", "127.2.3.4:5000", "127.0.0.0/8:1500/tcp"]
-"#,
-    );
+"#
+    ));
+    assert_eq!(compiled.conditions.len(), 2, "two distinct windows");
     let agent_id = compiled.agent_by_name("netdiff-agent").expect("agent").id;
     backend.apply(&compiled, 1).expect("apply");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -58,10 +65,18 @@ deny = ["127.1.0.0/16", "127.2.3.4:5000", "127.0.0.0/8:1500/tcp"]
     let seen = events::drain_all(backend);
     let mut mismatches = Vec::new();
     let (mut allowed, mut denied) = (0, 0);
+    let open_rule = crate::fixtures::rule_id(&compiled, "127.3.0.0/16:1000-20000/tcp");
+    let (mut by_open_window, mut in_closed_window) = (0, 0);
     for ((addr, port, udp), res) in cases.iter().zip(&results) {
         let oracle = eval::evaluate(&compiled, agent_id, &Request::Connect { addr: *addr, port: *port, udp: *udp });
         let kernel_denied = res.errno == EPERM;
         if kernel_denied { denied += 1 } else { allowed += 1 }
+        if !kernel_denied && oracle.rule == open_rule {
+            by_open_window += 1;
+        }
+        if matches!(addr, IpAddr::V4(a) if a.octets()[..3] == [127, 0, 7]) && *port == 20001 {
+            in_closed_window += 1;
+        }
         if kernel_denied != (oracle.verdict != Verdict::Allow) {
             mismatches.push(format!("{} {addr}:{port}: kernel errno {} vs oracle {:?} rule {}", if *udp { "udp" } else { "tcp" }, res.errno, oracle.verdict, oracle.rule));
             continue;
@@ -85,4 +100,15 @@ deny = ["127.1.0.0/16", "127.2.3.4:5000", "127.0.0.0/8:1500/tcp"]
     println!("{} cases: {allowed} allowed, {denied} denied, {} mismatches", cases.len(), mismatches.len());
     assert!(mismatches.is_empty(), "kernel and reference evaluator disagree:\n{}", mismatches.iter().take(20).cloned().collect::<Vec<_>>().join("\n"));
     assert!(allowed > CASES / 10 && denied > CASES / 10, "the mix must exercise both verdicts");
+    assert!(by_open_window > 0 && in_closed_window > 0, "the mix must exercise open ({by_open_window}) and closed ({in_closed_window}) windows");
+}
+
+/// `HH:MM-HH:MM` in UTC from `from_min` to `to_min` minutes after now.
+fn utc_window(from_min: i64, to_min: i64) -> String {
+    let now_min = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64 / 60;
+    let hhmm = |m: i64| {
+        let m = m.rem_euclid(24 * 60);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    format!("{}-{}", hhmm(now_min + from_min), hhmm(now_min + to_min))
 }

@@ -18,6 +18,18 @@ pub enum Request {
     Subscribe {},
     /// Re-read and re-apply the policy directory (validated first).
     Reload {},
+    /// A temporary allow for `agent` (`<field> <pattern>`) lasting `seconds`.
+    Grant {
+        agent: String,
+        rule: String,
+        seconds: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// The live grants.
+    Grants {},
+    /// End a grant now.
+    Revoke { id: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +48,17 @@ pub enum Response {
     Reloaded {
         policy_version: u32,
         changed: bool,
+    },
+    Granted {
+        grant: crate::policy::grant::Grant,
+        policy_version: u32,
+    },
+    Grants {
+        grants: Vec<crate::policy::grant::Grant>,
+    },
+    Revoked {
+        grant: crate::policy::grant::Grant,
+        policy_version: u32,
     },
     Error {
         message: String,
@@ -136,7 +159,7 @@ pub fn parse_request(line: &str) -> Result<Request, String> {
     }
     serde_json::from_str::<Request>(line.trim_end()).map_err(|e| {
         let what = e.to_string();
-        format!("bad request: {what} (requests: register, status, subscribe, reload)")
+        format!("bad request: {what} (requests: register, status, subscribe, reload, grant, grants, revoke)")
     })
 }
 

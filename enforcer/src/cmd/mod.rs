@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod demo;
 pub mod events;
 pub mod explain;
+pub mod grant;
 pub mod learn;
 pub mod probe;
 pub mod replay;
@@ -28,6 +29,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Events(args) => events::run(args),
         Command::Status(args) => status::run(args),
+        Command::Grant(args) => grant::run(args),
         Command::Demo(args) => demo::run(args),
         Command::TryOps(args) => try_ops::run(args),
         Command::Bench(args) => bench::run(args),

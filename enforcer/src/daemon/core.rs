@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 use super::dns::LookupResult;
+use super::grants::GrantBook;
 use super::policy_source::{HostRefresh, PolicySource};
 use super::procs;
 use super::state::{DaemonState, StateFile};
@@ -33,6 +34,8 @@ pub struct CoreOptions {
     pub state: Option<StateFile>,
     /// Look processes up in /proc (executables, status counts); off in tests with fake pids.
     pub inspect_procs: bool,
+    /// Grants kept across restarts (the policy given to `start` was compiled with them).
+    pub grants: GrantBook,
 }
 
 /// Counters behind `status` and the metrics endpoint.
@@ -63,6 +66,10 @@ pub struct Daemon {
     started: Instant,
     last_loss_poll: Option<Instant>,
     raw: Vec<RawEvent>,
+    grants: GrantBook,
+    /// When a grant expires or a time window the kernel holds ends: then the expired grants
+    /// are logged and the next windows written (`refresh_due`).
+    refresh_at: Option<jiff::Timestamp>,
 }
 
 /// Outcome of a reload that did not fail.
@@ -82,8 +89,9 @@ impl Daemon {
         source: Box<dyn PolicySource>,
         policy: CompiledPolicy,
         audit: AuditWriter,
-        options: CoreOptions,
+        mut options: CoreOptions,
     ) -> Result<Self, DaemonError> {
+        let grants = std::mem::take(&mut options.grants);
         let saved = match &options.state {
             Some(state) => state.load()?,
             None => DaemonState::default(),
@@ -117,7 +125,10 @@ impl Daemon {
             started: Instant::now(),
             last_loss_poll: None,
             raw: Vec::new(),
+            grants,
+            refresh_at: None,
         };
+        daemon.plan_refresh();
         daemon.save_state()?;
         daemon.persist_names();
         let status = daemon.backend.status();
@@ -219,25 +230,32 @@ impl Daemon {
     }
 
     fn try_reload(&mut self, force: bool) -> Result<Reloaded, DaemonError> {
-        let policy = self.source.load().map_err(DaemonError::Policy)?;
+        let policy = self.source.load(self.grants.grants()).map_err(DaemonError::Policy)?;
         if !force && policy == **self.policy() {
             return Ok(Reloaded {
                 version: self.version,
                 changed: false,
             });
         }
+        let version = self.install(policy)?;
+        Ok(Reloaded {
+            version,
+            changed: true,
+        })
+    }
+
+    /// Apply `policy` as the next version (one atomic slot switch in the kernel).
+    fn install(&mut self, policy: CompiledPolicy) -> Result<u32, DaemonError> {
         let version = self.version.wrapping_add(1).max(1);
         self.backend.apply(&policy, version)?;
         self.version = version;
         self.history
             .push(version, Arc::new(PolicyNames::of(&policy)));
         self.policy = Arc::new(policy);
+        self.plan_refresh();
         self.save_state()?;
         self.persist_names();
-        Ok(Reloaded {
-            version,
-            changed: true,
-        })
+        Ok(version)
     }
 
     /// When the answer for a host name of the running policy expires (`None`: none).
@@ -493,6 +511,7 @@ fn new_session_id() -> u64 {
     }
 }
 
+mod grant_ops;
 mod status;
 pub use status::enforcement_name;
 

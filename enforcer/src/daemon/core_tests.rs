@@ -83,7 +83,7 @@ impl Backend for MockBackend {
 pub(crate) struct Source(pub(crate) Arc<Mutex<Result<CompiledPolicy, String>>>);
 
 impl PolicySource for Source {
-    fn load(&mut self) -> Result<CompiledPolicy, String> {
+    fn load(&mut self, _grants: &[crate::policy::grant::Grant]) -> Result<CompiledPolicy, String> {
         self.0.lock().unwrap().clone()
     }
     fn describe(&self) -> String {
@@ -116,6 +116,7 @@ fn start_on(dir: &Path, kernel: Kernel) -> Harness {
         policy_dir: "/p".into(),
         state: Some(StateFile::new(&dir.join("state"))),
         inspect_procs: false,
+        grants: Default::default(),
     };
     let initial = next.lock().unwrap().clone().unwrap();
     let daemon = Daemon::start(
@@ -550,4 +551,32 @@ fn a_fresh_install_writes_no_restarted_record() {
     let dir = crate::audit::writer::tests::tempdir();
     let h = start_in(&dir);
     assert!(!daemon_events(&h.log).contains(&"restarted".to_string()));
+}
+
+/// When a window the kernel holds ends, the daemon applies again (writing the next window); not
+/// before.
+#[test]
+fn a_window_end_applies_the_policy_again() {
+    use crate::policy::when::Condition;
+    let dir = crate::audit::writer::tests::tempdir();
+    let mut h = start_in(&dir);
+    let now = jiff::Timestamp::now();
+    let mut windowed = policy_v("coder.toml:1");
+    windowed.conditions = vec![Condition::Between { start: now, end: now + jiff::SignedDuration::from_millis(300) }];
+    *h.next.lock().unwrap() = Ok(windowed);
+    h.daemon.reload("test", false).unwrap();
+    assert_eq!(h.kernel.lock().unwrap().applied.len(), 2);
+    h.daemon.refresh_due().unwrap();
+    assert_eq!(h.kernel.lock().unwrap().applied.len(), 2, "nothing is due before the window ends");
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    h.daemon.refresh_due().unwrap();
+    assert_eq!(h.kernel.lock().unwrap().applied.len(), 3, "the window's end applies again");
+    let last = records(&h.log).into_iter().rev().find_map(|r| match r {
+        Record::Daemon(d) if d.event == "reload" => d.message,
+        _ => None,
+    });
+    assert_eq!(last.as_deref(), Some("trigger: time window boundary"));
+    // The ended window never opens again: nothing more is due.
+    h.daemon.refresh_due().unwrap();
+    assert_eq!(h.kernel.lock().unwrap().applied.len(), 3);
 }

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod core;
 pub mod dns;
+pub mod grants;
 pub mod metrics;
 pub mod policy_source;
 pub mod procs;
@@ -33,6 +34,8 @@ pub enum DaemonError {
     Api(#[from] crate::api::ApiError),
     #[error("registration refused: {0}")]
     Register(String),
+    #[error("grant refused: {0}")]
+    Grant(String),
     #[error("state file {}: {reason}", path.display())]
     State { path: PathBuf, reason: String },
     #[error("watching {}: {reason}", path.display())]

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::dns::{answers_for, HostLookup, HostTable, LookupResult};
+use crate::policy::grant::{self, Grant};
 use crate::policy::{self, hosts, CompiledPolicy};
 
 pub trait PolicySource: Send {
     /// Load, validate, resolve host names and compile everything. Errors are the complete,
     /// rendered diagnostics (`file:line:col: ...`); nothing is changed on error.
-    fn load(&mut self) -> Result<CompiledPolicy, String>;
+    /// `grants` (the daemon's live grants) are compiled in as rules of their agents.
+    fn load(&mut self, grants: &[Grant]) -> Result<CompiledPolicy, String>;
     /// When the answer for some host name of the last loaded policy expires (`None`: no host
     /// names).
     fn next_host_refresh(&self) -> Option<Instant> {
@@ -60,8 +62,9 @@ impl PolicyDir {
 }
 
 impl PolicySource for PolicyDir {
-    fn load(&mut self) -> Result<CompiledPolicy, String> {
-        let set = policy::load_paths(std::slice::from_ref(&self.dir)).map_err(|d| d.to_string())?;
+    fn load(&mut self, grants: &[Grant]) -> Result<CompiledPolicy, String> {
+        let mut set = policy::load_paths(std::slice::from_ref(&self.dir)).map_err(|d| d.to_string())?;
+        grant::add_to_set(&mut set, grants, jiff::Timestamp::now())?;
         let names = hosts::host_names(&set.agents);
         // Answers still valid are used as they are: a reload does not ask DNS again.
         let mut table = self.hosts.clone();
@@ -120,7 +123,7 @@ mod tests {
         let dir = crate::audit::writer::tests::tempdir();
         write(&dir, "a.toml", AGENT);
         let mut source = PolicyDir::new(&dir, CEILING, Arc::new(FakeLookup::default()));
-        let policy = source.load().expect("a valid policy directory");
+        let policy = source.load(&[]).expect("a valid policy directory");
         assert_eq!(policy.agents.len(), 1);
         assert_eq!(policy.agents[0].name, "a");
         assert_eq!(source.next_host_refresh(), None, "no host names, nothing to refresh");
@@ -131,7 +134,7 @@ mod tests {
             "[agent]\nname = \"a\"\n\n[file]\nraed = [\"/x\"]\n",
         );
         let err = source
-            .load()
+            .load(&[])
             .expect_err("an unknown field must be rejected");
         assert!(
             err.contains("a.toml:5:"),
@@ -145,7 +148,7 @@ mod tests {
         write(&dir, "a.toml", &net_agent(&["localhost"]));
         let mut source = PolicyDir::new(&dir, CEILING, Arc::new(SystemResolver));
         let loaded = Instant::now();
-        let policy = source.load().expect("a policy with a host name");
+        let policy = source.load(&[]).expect("a policy with a host name");
         assert!(
             source.hosts.resolved().get("localhost").contains(&"127.0.0.1".parse().unwrap()),
             "localhost resolves from /etc/hosts"
@@ -170,11 +173,11 @@ mod tests {
         fake.set("api.example", Ok(HostAnswer { addrs: vec!["192.0.2.1".parse().unwrap()], valid_until: t0 + ttl }));
         fake.set("down.example", Err("SERVFAIL".into()));
         let mut source = PolicyDir::new(&dir, CEILING, fake.clone());
-        let first = source.load().expect("loads although a host does not resolve");
+        let first = source.load(&[]).expect("loads although a host does not resolve");
         assert_eq!(*fake.asked.lock().unwrap(), ["api.example", "down.example"]);
         // A reload within the TTL asks only for the name whose lookup failed, once it is due.
         fake.asked.lock().unwrap().clear();
-        assert_eq!(source.load().expect("reload"), first);
+        assert_eq!(source.load(&[]).expect("reload"), first);
         assert!(fake.asked.lock().unwrap().is_empty(), "valid answers are not asked again");
         assert!(source.host_refresh(t0).is_none(), "nothing due yet");
         let due = source.host_refresh(t0 + ttl).expect("both due after 30 s");
@@ -186,12 +189,12 @@ mod tests {
         assert_eq!(source.hosts.resolved().get("api.example"), &["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]);
         assert!(source.hosts_resolved(vec![("api.example".into(), moved("192.0.2.7"))], at), "a new address set is a change");
         fake.set("api.example", moved("192.0.2.7"));
-        let reloaded = source.load().expect("the reload that applies it");
+        let reloaded = source.load(&[]).expect("the reload that applies it");
         assert_ne!(reloaded, first, "the new address is compiled in");
 
         // A name removed by an edit is forgotten; a late answer for it changes nothing.
         write(&dir, "a.toml", &net_agent(&["api.example"]));
-        source.load().expect("edited policy");
+        source.load(&[]).expect("edited policy");
         assert!(!source.hosts_resolved(vec![("down.example".into(), moved("192.0.2.8"))], at));
         assert!(!source.hosts.contains("down.example"));
     }

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::config::DaemonConfig;
 use super::core::{enforcement_name, CoreOptions, Daemon};
 use super::dns::{answers_for, SystemResolver};
+use super::grants::GrantBook;
 use super::policy_source::{PolicyDir, PolicySource};
 use super::state::StateFile;
 use super::{metrics, DaemonError};
@@ -57,7 +58,9 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
         Duration::from_secs(config.dns_refresh_secs),
         Arc::new(SystemResolver),
     );
-    let policy = source.load().map_err(DaemonError::Policy)?;
+    // Grants of a previous run that have not expired yet apply again.
+    let grants = GrantBook::open(&config.state_dir)?;
+    let policy = source.load(grants.grants()).map_err(DaemonError::Policy)?;
     tracing::info!(
         agents = policy.agents.len(),
         rules = policy.rules.len(),
@@ -90,6 +93,7 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
         policy_dir: config.policy_dir.display().to_string(),
         state: Some(StateFile::new(&config.state_dir)),
         inspect_procs: true,
+        grants,
     };
     let mut daemon = Daemon::start(backend, Box::new(source), policy, audit, options)?;
     log_enforcement_table(&daemon);
@@ -128,7 +132,7 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
         let dns_due = if resolving { None } else { daemon.next_host_refresh() };
         tokio::select! {
             _ = pump.tick() => {
-                let result = daemon.pump().and_then(|_| daemon.sync_audit());
+                let result = daemon.pump().and_then(|_| daemon.sync_audit()).and_then(|_| daemon.refresh_due());
                 pump_errors.report(result.err().map(|e| e.to_string()));
             }
             Some(call) = calls.recv() => handle_call(&mut daemon, call),
@@ -208,6 +212,20 @@ pub(crate) fn handle_call(daemon: &mut Daemon, call: ApiCall) {
                 stream: Some(stream),
             }
         }
+        Request::Grant { agent, rule, seconds, reason } => {
+            match daemon.grant(call.peer, &agent, &rule, Duration::from_secs(seconds), reason) {
+                Ok((grant, policy_version)) => CallReply::plain(Response::Granted { grant, policy_version }),
+                Err(e) => {
+                    tracing::warn!(agent, rule, "{e}");
+                    error(e)
+                }
+            }
+        }
+        Request::Grants {} => CallReply::plain(Response::Grants { grants: daemon.grants().to_vec() }),
+        Request::Revoke { id } => match daemon.revoke(id) {
+            Ok((grant, policy_version)) => CallReply::plain(Response::Revoked { grant, policy_version }),
+            Err(e) => error(e),
+        },
         Request::Reload {} => match daemon.reload("API request", true) {
             Ok(r) => CallReply::plain(Response::Reloaded {
                 policy_version: r.version,

@@ -106,6 +106,17 @@ pub fn apply<T: BorrowMut<Ebpf>>(mut ebpf: T, policy: &CompiledPolicy, version: 
         }
     }
     {
+        // Windows as of now; the daemon applies again when the earliest of them ends.
+        let mut conds: Array<&mut MapData, CondWindow> =
+            Array::try_from(ebpf.map_mut(MAP_CONDS).ok_or_else(|| map_err(MAP_CONDS, "missing"))?)
+                .map_err(|e| map_err(MAP_CONDS, e))?;
+        let clock = crate::policy::when::BootMapping::now();
+        for id in 1..MAX_CONDS {
+            let w = policy.conditions.get(id as usize - 1).map(|c| clock.kernel_window(c)).unwrap_or_default();
+            conds.set(slot * MAX_CONDS + id, w, 0).map_err(|e| map_err(MAP_CONDS, e))?;
+        }
+    }
+    {
         let mut exe: LpmTrie<&mut MapData, PathData, ExeMatch> =
             LpmTrie::try_from(ebpf.map_mut(MAP_EXE_MATCH).ok_or_else(|| map_err(MAP_EXE_MATCH, "missing"))?)
                 .map_err(|e| map_err(MAP_EXE_MATCH, e))?;

@@ -128,7 +128,11 @@ impl<'p> Replay<'p> {
             return;
         };
         self.replayed += 1;
-        let decision = eval::evaluate(self.policy, agent.id, &request);
+        // Windowed allows (`when.hours`) are decided at the time the event happened.
+        let decision = match e.time.parse::<jiff::Timestamp>() {
+            Ok(at) => eval::evaluate_at(self.policy, agent.id, &request, at),
+            Err(_) => eval::evaluate(self.policy, agent.id, &request),
+        };
         let now_allowed = decision.verdict == Verdict::Allow;
         if now_allowed == was_allowed {
             self.unchanged += 1;

@@ -130,6 +130,8 @@ pub struct CompiledPolicy {
     /// Every net rule that names a host, with the addresses it compiled to (empty: the host was
     /// not resolved and the rule compiled to nothing).
     pub host_rules: Vec<HostRule>,
+    /// Conditions of conditional allows: index i is the kernel's condition id i+1 (`CONDS`).
+    pub conditions: Vec<super::when::Condition>,
 }
 
 /// A net rule naming a host: what the daemon resolves, and what lets the audit log name the host

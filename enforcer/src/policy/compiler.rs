@@ -157,12 +157,24 @@ impl<'a> Compiler<'a> {
                     } else {
                         ACTION_ALLOW
                     };
+                    let cond = match &rule.when {
+                        None => 0,
+                        Some(c) => match self.condition_id(c) {
+                            Some(id) => id,
+                            None => {
+                                let msg = format!("more than {} distinct time windows and grants; the kernel's condition table is full", MAX_CONDS - 1);
+                                self.diags.push(self.set.error_at(&rule.at, msg));
+                                continue;
+                            }
+                        },
+                    };
                     let port_rule = NetPortRule {
                         port_lo: target.port_lo,
                         port_hi: target.port_hi,
                         proto: target.proto,
                         action,
                         rule: rule_id,
+                        cond,
                     };
                     let keys: Vec<([u8; 16], u32)> = match &target.addr {
                         NetAddr::Cidr { addr, prefix_bits } => vec![(*addr, *prefix_bits)],
@@ -245,6 +257,24 @@ impl<'a> Compiler<'a> {
             config,
             source: agent.source.clone(),
         });
+    }
+
+    /// The kernel id of `cond` (equal conditions share one), `None` when the table is full.
+    fn condition_id(&mut self, cond: &super::when::Condition) -> Option<u32> {
+        let conds = &mut self.out.conditions;
+        let i = match conds.iter().position(|c| c == cond) {
+            Some(i) => i,
+            None => {
+                conds.push(cond.clone());
+                conds.len() - 1
+            }
+        };
+        let id = i as u32 + 1;
+        if id >= MAX_CONDS {
+            conds.truncate(MAX_CONDS as usize - 1);
+            return None;
+        }
+        Some(id)
     }
 
     /// One executable path may select at most one agent: no entry of one agent may be a prefix

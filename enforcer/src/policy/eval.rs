@@ -89,8 +89,18 @@ pub fn evaluate(policy: &CompiledPolicy, agent: u32, request: &Request) -> Decis
     trace(policy, agent, request).decision
 }
 
+/// `evaluate` at wall-clock time `now` (conditional allows count only inside their windows).
+pub fn evaluate_at(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Timestamp) -> Decision {
+    trace_at(policy, agent, request, now).decision
+}
+
 /// `evaluate`, also saying which step decided.
 pub fn trace(policy: &CompiledPolicy, agent: u32, request: &Request) -> Trace {
+    trace_at(policy, agent, request, jiff::Timestamp::now())
+}
+
+/// `trace` at wall-clock time `now`.
+pub fn trace_at(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Timestamp) -> Trace {
     let access_of = |r: &Request| match r {
         Request::Open {
             write: true,
@@ -151,7 +161,7 @@ pub fn trace(policy: &CompiledPolicy, agent: u32, request: &Request) -> Trace {
             path,
             ACCESS_INDEX_CONNECT,
         ),
-        Request::Connect { addr, port, udp } => net_decision(policy, agent, *addr, *port, *udp),
+        Request::Connect { addr, port, udp } => net_decision(policy, agent, *addr, *port, *udp, now),
     };
     if audit && t.decision.verdict == Verdict::Deny {
         t.decision.verdict = Verdict::AuditDeny;
@@ -365,7 +375,7 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
     )
 }
 
-fn net_decision(policy: &CompiledPolicy, agent: u32, addr: IpAddr, port: u16, udp: bool) -> Trace {
+fn net_decision(policy: &CompiledPolicy, agent: u32, addr: IpAddr, port: u16, udp: bool, now: jiff::Timestamp) -> Trace {
     let a = mapped(addr);
     let proto = if udp { PROTO_UDP } else { PROTO_TCP };
     let entry: Option<&NetEntry> = policy
@@ -384,7 +394,15 @@ fn net_decision(policy: &CompiledPolicy, agent: u32, addr: IpAddr, port: u16, ud
     };
     let prefix = super::merge::describe(entry.addr, entry.prefix_bits);
     let rules = &entry.value.rules[..(entry.value.count as usize).min(NET_RULES_PER_PREFIX)];
-    let applies = |r: &&NetPortRule| r.port_lo <= port && port <= r.port_hi && r.proto & proto != 0;
+    // A conditional rule outside its window does not exist (as in the kernel's `CONDS` check).
+    let open = |cond: u32| {
+        cond == 0
+            || policy
+                .conditions
+                .get(cond as usize - 1)
+                .is_some_and(|c| c.is_open_at(now))
+    };
+    let applies = |r: &&NetPortRule| r.port_lo <= port && port <= r.port_hi && r.proto & proto != 0 && open(r.cond);
     for action in [ACTION_DENY, ACTION_ALLOW] {
         if let Some((i, r)) = rules
             .iter()

@@ -12,6 +12,7 @@ pub mod compile;
 mod compiler;
 pub mod diag;
 pub mod eval;
+pub mod grant;
 pub mod hosts;
 pub mod limits;
 mod load;
@@ -21,6 +22,7 @@ pub mod net;
 pub mod pattern;
 mod schema;
 mod validate;
+pub mod when;
 
 #[cfg(test)]
 mod tests;

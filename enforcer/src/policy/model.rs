@@ -62,6 +62,8 @@ pub struct Rule {
     pub pattern: String,
     pub at: Located,
     pub target: RuleTarget,
+    /// A conditional allow (`when.hours`, or a grant's lifetime): applies only inside its windows.
+    pub when: Option<super::when::Condition>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -88,6 +88,15 @@ pub struct RuleSpec {
     /// Span of the pattern string itself when written as a table (else the outer span is it).
     pub pattern_span: Option<Range<usize>>,
     pub id: Option<Spanned<String>>,
+    /// `when = { hours = "09:00-18:00", tz = "Europe/Paris" }` (or dotted `when.hours = ...`).
+    pub when: Option<RawWhen>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWhen {
+    pub hours: Spanned<String>,
+    pub tz: Option<Spanned<String>>,
 }
 
 /// File, exec and match rules: `"/pattern"` or `{ path = "/pattern", id = "..." }`.
@@ -133,22 +142,26 @@ impl<'de> Visitor<'de> for RuleVisitor {
             pattern: v.to_string(),
             pattern_span: None,
             id: None,
+            when: None,
         })
     }
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<RuleSpec, M::Error> {
         let fields: &'static [&'static str] = if self.key == "path" {
-            &["path", "id"]
+            &["path", "id", "when"]
         } else {
-            &["to", "id"]
+            &["to", "id", "when"]
         };
         let mut pattern: Option<Spanned<String>> = None;
         let mut id: Option<Spanned<String>> = None;
+        let mut when: Option<RawWhen> = None;
         while let Some(key) = map.next_key::<String>()? {
             if key == self.key {
                 pattern = Some(map.next_value()?);
             } else if key == "id" {
                 id = Some(map.next_value()?);
+            } else if key == "when" {
+                when = Some(map.next_value()?);
             } else {
                 return Err(de::Error::unknown_field(&key, fields));
             }
@@ -159,6 +172,7 @@ impl<'de> Visitor<'de> for RuleVisitor {
             pattern: pattern.into_inner(),
             pattern_span: Some(span),
             id,
+            when,
         })
     }
 }

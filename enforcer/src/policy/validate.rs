@@ -12,6 +12,7 @@ use super::model::{Located, Rule, RuleTarget};
 use super::net::NetTarget;
 use super::pattern::{Allowed, PathPattern};
 use super::schema::{RawFile, RuleSpec};
+use super::when::Condition;
 
 /// What a file declares.
 #[derive(Clone, Debug)]
@@ -196,6 +197,7 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
             pattern,
             pattern_span,
             id,
+            when,
         } = spec.get_ref();
         let pattern_span = pattern_span.clone().unwrap_or(rule_span.clone());
         let (line, col) = source.line_col(rule_span.start);
@@ -216,6 +218,16 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
                 continue;
             }
         };
+        let when = match when {
+            None => None,
+            Some(w) => match parse_when(kind, &target, w) {
+                Ok(c) => Some(c),
+                Err((span, msg)) => {
+                    diags.push(source.error(span.unwrap_or(rule_span.clone()), format!("{}: {msg}", kind.field())));
+                    continue;
+                }
+            },
+        };
         rules.push(Rule {
             text_id,
             explicit_id: id.is_some(),
@@ -223,6 +235,7 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
             pattern: pattern.clone(),
             at: at(pattern_span),
             target,
+            when,
         });
     }
     diags.into_result(ParsedFile {
@@ -255,6 +268,31 @@ fn located(source: &SourceFile, span: Range<usize>) -> Located {
         },
         span,
     }
+}
+
+/// `when` narrows an allow to time windows. Only net.connect rules to addresses or hosts take
+/// one: the kernel checks windows in its network rules only, and a deny that lapsed with the
+/// daemon would fail open. Errors carry the span of the offending value when there is one.
+fn parse_when(
+    kind: RuleKind,
+    target: &RuleTarget,
+    w: &super::schema::RawWhen,
+) -> Result<Condition, (Option<Range<usize>>, String)> {
+    match (kind, target) {
+        (RuleKind::NetConnect, RuleTarget::Ip(_)) => {}
+        (RuleKind::NetConnect, _) => {
+            return Err((None, "`when` applies to address and host rules, not to unix socket paths (the kernel checks time windows in its network rules only)".into()))
+        }
+        (RuleKind::NetDeny | RuleKind::FileDeny | RuleKind::FileDenyRead | RuleKind::FileDenyWrite | RuleKind::ExecDeny, _) => {
+            return Err((None, "a deny cannot have `when`: a deny applies always (one that lapsed with the daemon stopped would fail open)".into()))
+        }
+        _ => return Err((None, "`when` is supported on net.connect rules only (the kernel checks time windows in its network rules only)".into())),
+    }
+    let Some(tz) = &w.tz else {
+        return Err((Some(w.hours.span()), "`when.hours` needs an explicit time zone: add `tz = \"UTC\"` or an IANA name such as \"Europe/Paris\"".into()));
+    };
+    Condition::hours(w.hours.get_ref(), "UTC").map_err(|m| (Some(w.hours.span()), m))?;
+    Condition::hours(w.hours.get_ref(), tz.get_ref()).map_err(|m| (Some(tz.span()), m))
 }
 
 fn parse_target(kind: RuleKind, pattern: &str) -> Result<RuleTarget, String> {

@@ -233,3 +233,19 @@ fn requests_follow_the_kernels_access_kinds() {
         Err(Skip::IncompleteTarget)
     );
 }
+
+#[test]
+fn windowed_allows_are_decided_at_the_events_time() {
+    let candidate = "[agent]\nname = \"coder\"\n[net]\nconnect = [{ to = \"10.0.0.5:443/tcp\", id = \"office\", when = { hours = \"09:00-18:00\", tz = \"UTC\" } }]\n";
+    let compiled = policy::compile(&policy::load_sources(&[("coder.toml", candidate)]).unwrap(), &ResolvedHosts::new()).unwrap();
+    let at = |time: &str| EventRecord {
+        time: time.into(),
+        ..connect("coder", "10.0.0.5", 443, "tcp", "allow", "old", Some("10.0.0.5:443/tcp"))
+    };
+    let mut replay = Replay::new(&compiled, None);
+    replay.add(&at("2026-11-23T10:00:00.000000000Z"));
+    replay.add(&at("2026-11-23T20:00:00.000000000Z"));
+    let r = replay.finish();
+    assert_eq!((r.replayed, r.unchanged), (2, 1), "{r:#?}");
+    assert_eq!(r.newly_denied.len(), 1, "the 20:00 connect is outside the window: {r:#?}");
+}

@@ -124,6 +124,7 @@ fn net_entries_list_containing_cidrs_most_specific_first() {
         proto,
         action,
         rule,
+        cond: 0,
     };
     let got: Vec<([u8; 16], u32, Vec<NetPortRule>)> = p
         .net_entries

@@ -43,11 +43,11 @@ fn toml_syntax_and_schema_errors() {
     assert_eq!(agent_err("[file]\nread = [42]\n"), "a.toml:4:9: invalid type: integer `42`, expected a pattern string or a table { path = \"...\", id = \"...\" }");
     assert_eq!(
         agent_err("[file]\nread = [{ pth = \"/x\" }]\n"),
-        "a.toml:4:9: unknown field `pth`, expected `path` or `id`"
+        "a.toml:4:9: unknown field `pth`, expected one of `path`, `id`, `when`"
     );
     assert_eq!(
         agent_err("[net]\nconnect = [{ path = \"1.2.3.4\" }]\n"),
-        "a.toml:4:12: unknown field `path`, expected `to` or `id`"
+        "a.toml:4:12: unknown field `path`, expected one of `to`, `id`, `when`"
     );
     assert_eq!(
         agent_err("[file]\nread = [{ id = \"x\" }]\n"),
@@ -373,5 +373,33 @@ fn map_capacity_is_a_compile_error() {
     assert_eq!(
         errors(&[("a.toml", &text)]),
         vec!["a.toml:2:8: the policies need 8193 NAME_RULES entries; the map holds 8192 (agent `a` needs 8193)"]
+    );
+}
+
+#[test]
+fn when_errors_point_at_the_bad_value() {
+    assert_eq!(
+        agent_err("[net]\nconnect = [{ to = \"10.0.0.1:443\", when.hours = \"09:00-18:00\" }]\n"),
+        "a.toml:4:48: net.connect: `when.hours` needs an explicit time zone: add `tz = \"UTC\"` or an IANA name such as \"Europe/Paris\""
+    );
+    assert_eq!(
+        agent_err("[net]\nconnect = [{ to = \"10.0.0.1:443\", when = { hours = \"9-18\", tz = \"UTC\" } }]\n"),
+        "a.toml:4:52: net.connect: `9`: expected a time HH:MM (00:00 to 23:59)"
+    );
+    assert_eq!(
+        agent_err("[net]\nconnect = [{ to = \"10.0.0.1:443\", when = { hours = \"09:00-18:00\", tz = \"Europe/Pariss\" } }]\n"),
+        "a.toml:4:72: net.connect: time zone `Europe/Pariss`: failed to find time zone `Europe/Pariss` in time zone database (an IANA name such as \"Europe/Paris\" or \"UTC\")"
+    );
+    assert_eq!(
+        agent_err("[net]\ndeny = [{ to = \"10.0.0.1\", when = { hours = \"09:00-18:00\", tz = \"UTC\" } }]\n"),
+        "a.toml:4:9: net.deny: a deny cannot have `when`: a deny applies always (one that lapsed with the daemon stopped would fail open)"
+    );
+    assert_eq!(
+        agent_err("[file]\nread = [{ path = \"/x\", when = { hours = \"09:00-18:00\", tz = \"UTC\" } }]\n"),
+        "a.toml:4:9: file.read: `when` is supported on net.connect rules only (the kernel checks time windows in its network rules only)"
+    );
+    assert_eq!(
+        agent_err("[net]\nconnect = [{ to = \"10.0.0.1:443\", when = { hours = \"09:00-18:00\", tz = \"UTC\", days = \"mon\" } }]\n"),
+        "a.toml:4:79: unknown field `days`, expected `hours` or `tz`"
     );
 }

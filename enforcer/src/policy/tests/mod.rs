@@ -2,6 +2,7 @@
 //! output, and property tests against a naive matcher.
 
 mod compile_output;
+mod conditions;
 mod errors;
 mod fields;
 mod naive;
