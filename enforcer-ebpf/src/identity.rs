@@ -18,6 +18,9 @@ pub struct Current {
     pub slot: u32,
     pub policy_version: u32,
     pub agent: u32,
+    /// The agent whose rule decided: `agent`, or for a chain the member that denied.
+    pub rule_agent: u32,
+    /// The acting agent's config; for a chain, `flags` combine every member's mode.
     pub cfg: AgentConfig,
     /// `EVENT_FLAG_*` that identification itself contributes (table full, doomed).
     pub flags: u32,
@@ -43,7 +46,7 @@ pub fn new_session(tgid: u32) -> u64 {
 }
 
 #[inline(always)]
-fn agent_config(slot: u32, agent: u32) -> AgentConfig {
+pub fn agent_config(slot: u32, agent: u32) -> AgentConfig {
     if agent == NO_AGENT || agent >= MAX_AGENTS {
         return AgentConfig::default();
     }
@@ -57,13 +60,19 @@ fn agent_config(slot: u32, agent: u32) -> AgentConfig {
 #[inline(always)]
 pub fn for_state(tid: u32, state: ProcState, cfg0: &Config) -> Current {
     let agent = state.agent();
+    let slot = cfg0.active_slot & 1;
+    let mut cfg = agent_config(slot, agent);
+    if state.depth > 1 {
+        cfg.flags = crate::chain::combined_flags(slot, &state, cfg.flags);
+    }
     Current {
         tid,
         state,
-        slot: cfg0.active_slot & 1,
+        slot,
         policy_version: cfg0.policy_version,
         agent,
-        cfg: agent_config(cfg0.active_slot & 1, agent),
+        rule_agent: agent,
+        cfg,
         flags: 0,
         joined: 0,
         doomed: 0,

@@ -46,18 +46,21 @@ fn try_bprm_check_security(ctx: &LsmContext) -> Result<i32, i32> {
             PATH_BUF_BYTES as u32,
         )
     };
+    let mut flags = 0;
     if !is_agent {
         match exe_match(s, &cfg0, ret) {
             Some(c) => identity::park(s, c),
             None => return Ok(0),
         }
+    } else if cfg0.flags & CONFIG_HAVE_EXE_MATCH != 0 {
+        flags = delegate(s, &cfg0, ret);
     }
     let head: [u8; 2] =
         unsafe { bpf_probe_read_kernel(bprm.add(off::OFF_BPRM_BUF()) as *const [u8; 2]) }.unwrap_or([0; 2]);
     if head == *b"#!" {
-        return Ok(decide::path_op(s, OP_OPEN, ACCESS_READ, 0, EVENT_FLAG_SCRIPT, ret));
+        return Ok(decide::path_op(s, OP_OPEN, ACCESS_READ, 0, EVENT_FLAG_SCRIPT | flags, ret));
     }
-    Ok(decide::path_op(s, OP_EXEC, ACCESS_EXEC, 0, 0, ret))
+    Ok(decide::path_op(s, OP_EXEC, ACCESS_EXEC, 0, flags, ret))
 }
 
 /// A non-agent execs a binary some agent's `match.exe` names: it becomes that agent, for good.
@@ -81,4 +84,44 @@ pub fn exe_match(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> Option<Curr
     }
     cur.joined = JOIN_EXE;
     Some(cur)
+}
+
+/// An agent process execs a binary of agent C's `match.exe`: if its (innermost) agent delegates
+/// to C and the chain has room, the process becomes the chain `...>C` with a new session (its
+/// rights can only narrow: every member still judges). Otherwise it stays as it was and the
+/// exec event says so. The exec itself is then judged with the new chain. Returns event flags.
+#[inline(always)]
+pub fn delegate(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> u32 {
+    if d_path_ret <= 0 || d_path_ret as usize > PATH_BUF_BYTES {
+        return 0;
+    }
+    let key = path_match::set_main_key(s, ruleset(cfg0.active_slot, NO_AGENT), d_path_ret as usize);
+    let Some(m) = EXE_MATCH.get(unsafe { &*key }) else { return 0 };
+    let to = m.agent;
+    let cur = vget!(s.cur);
+    if to == cur.agent {
+        return 0;
+    }
+    let depth = cur.state.depth as usize;
+    if depth == 0 || depth >= MAX_CHAIN || to >= 64 || cur.cfg.delegate_lo & (1u64 << to) == 0 {
+        return EVENT_FLAG_DELEGATION_REFUSED;
+    }
+    let mut state = cur.state;
+    match depth {
+        1 => state.chain[1] = to,
+        2 => state.chain[2] = to,
+        _ => state.chain[3] = to,
+    }
+    state.depth = depth as u32 + 1;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    state.session = identity::new_session((pid_tgid >> 32) as u32);
+    let mut next = identity::for_state(cur.tid, state, cfg0);
+    if !identity::record(cur.tid, &state) {
+        // Not recorded: the next operation would see the old chain. Deny this exec instead.
+        next.flags |= EVENT_FLAG_PROC_TABLE_FULL;
+        next.doomed = 1;
+    }
+    next.joined = JOIN_EXE;
+    identity::park(s, next);
+    0
 }
