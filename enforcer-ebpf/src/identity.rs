@@ -108,6 +108,7 @@ pub fn current() -> Option<Current> {
         if let Some(m) = unsafe { CGROUP_MATCH.get(&key) } {
             let state = ProcState {
                 session: new_session((pid_tgid >> 32) as u32),
+                session_start_ns: unsafe { bpf_ktime_get_boot_ns() },
                 chain: [m.agent, 0, 0, 0],
                 depth: 1,
                 joined_by: JOIN_CGROUP,
@@ -121,7 +122,7 @@ pub fn current() -> Option<Current> {
         }
     }
     if doomed_any() && unsafe { DOOMED.get(&tid) }.is_some() {
-        let state = ProcState { session: 0, chain: [0; MAX_CHAIN], depth: 0, joined_by: 0 };
+        let state = ProcState { session: 0, session_start_ns: 0, chain: [0; MAX_CHAIN], depth: 0, joined_by: 0 };
         let mut cur = for_state(tid, state, &cfg0);
         cur.doomed = 1;
         cur.flags |= EVENT_FLAG_PROC_TABLE_FULL;

@@ -78,7 +78,7 @@ fn check(
     let want = trace_chain(&w.policy, chain, request);
     let (op, target, blocks) = match request {
         Request::Open { path, .. } => (OP_OPEN, path.clone(), blocks_files),
-        Request::Connect { port, .. } => (OP_CONNECT, String::new(), true),
+        Request::Connect { .. } => (OP_CONNECT, String::new(), true),
         other => panic!("not used here: {other:?}"),
     };
     let denied = want.trace.decision.verdict != Verdict::Allow;

@@ -74,6 +74,7 @@ pub fn exe_match(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> Option<Curr
     let pid_tgid = bpf_get_current_pid_tgid();
     let state = ProcState {
         session: identity::new_session((pid_tgid >> 32) as u32),
+        session_start_ns: unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() },
         chain: [m.agent, 0, 0, 0],
         depth: 1,
         joined_by: JOIN_EXE,
@@ -115,6 +116,7 @@ pub fn delegate(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> u32 {
     state.depth = depth as u32 + 1;
     let pid_tgid = bpf_get_current_pid_tgid();
     state.session = identity::new_session((pid_tgid >> 32) as u32);
+    state.session_start_ns = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() };
     let mut next = identity::for_state(cur.tid, state, cfg0);
     if !identity::record(cur.tid, &state) {
         // Not recorded: the next operation would see the old chain. Deny this exec instead.

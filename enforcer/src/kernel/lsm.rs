@@ -282,7 +282,8 @@ pub fn register_chain_in(ebpf: &mut Ebpf, pid: u32, chain: &[u32], session: u64)
             }
         }
     }
-    let mut state = ProcState { session, chain: [0; MAX_CHAIN], depth: chain.len() as u32, joined_by };
+    let session_start_ns = crate::audit::clock::boot_now_ns();
+    let mut state = ProcState { session, session_start_ns, chain: [0; MAX_CHAIN], depth: chain.len() as u32, joined_by };
     state.chain[..chain.len()].copy_from_slice(chain);
     for tid in tids {
         procs.insert(tid, state, 0).map_err(|e| KernelError::Process {
