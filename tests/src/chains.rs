@@ -8,6 +8,8 @@
 //! - C starting P (C delegates to P) gets P>C>P: no wider than C.
 //! - At the depth limit (4) an exec delegation is refused and the chain does not change.
 //! - fork + setsid: the grandchild keeps the chain and the session.
+//! - C is in audit mode, P enforces: the chain enforces (a sub-agent's audit mode cannot loosen
+//!   its parent).
 //!
 //! `blocks_files`: the BPF LSM backend refuses file operations; the fallback only observes them
 //! (`on_violation = "audit"`: an `audit-deny` event, the write happens). Connects are refused by
@@ -49,7 +51,7 @@ fn world() -> World {
         "[agent]\nname = \"p\"\ndelegate = [\"c\"]\nmatch.exe = [\"{d}/p/busybox\"]\n\n[file]\nread = [\"{d}/**\"]\nwrite = [\"{d}/work/**\"]\n\n[exec]\nallow = [\"{d}/**\"]\n\n[net]\nconnect = [\"127.0.0.1:{pa}\", \"127.0.0.1:{pb}\"]\n"
     );
     let c = format!(
-        "[agent]\nname = \"c\"\ndelegate = [\"p\"]\nmatch.exe = [\"{d}/c/busybox\"]\n\n[file]\nread = [\"{d}/bin/**\", \"{d}/p/**\", \"{d}/c/**\", \"{d}/e/**\", \"{d}/work/docs/**\", \"{d}/tmp/**\"]\nwrite = [\"{d}/work/docs/**\", \"{d}/tmp/**\"]\n\n[exec]\nallow = [\"{d}/**\"]\n\n[net]\nconnect = [\"127.0.0.1:{pa}\"]\n"
+        "[agent]\nname = \"c\"\nmode = \"audit\"\ndelegate = [\"p\"]\nmatch.exe = [\"{d}/c/busybox\"]\n\n[file]\nread = [\"{d}/bin/**\", \"{d}/p/**\", \"{d}/c/**\", \"{d}/e/**\", \"{d}/work/docs/**\", \"{d}/tmp/**\"]\nwrite = [\"{d}/work/docs/**\", \"{d}/tmp/**\"]\n\n[exec]\nallow = [\"{d}/**\"]\n\n[net]\nconnect = [\"127.0.0.1:{pa}\"]\n"
     );
     let e = format!("[agent]\nname = \"e\"\nmatch.exe = [\"{d}/e/busybox\"]\n\n[file]\nread = [\"/**\"]\nwrite = [\"/**\"]\n\n[exec]\nallow = [\"/**\"]\n");
     let policy = compile_files(&[("p.toml", &p), ("c.toml", &c), ("e.toml", &e)]);
@@ -151,6 +153,11 @@ pub fn run(backend: &mut dyn Backend, blocks_files: bool) {
     }
     let expect = |req: &Request| trace_chain(&w.policy, &chain, req);
     assert_eq!(expect(&requests[1]).rule_agent, c, "work/src: C's default deny");
+    assert_eq!(
+        (expect(&requests[1]).trace.decision.verdict, trace_chain(&w.policy, &[c], &requests[1]).trace.decision.verdict),
+        (Verdict::Deny, Verdict::AuditDeny),
+        "C alone only audits; inside enforcing P its deny is enforced"
+    );
     assert_eq!(expect(&requests[2]).rule_agent, p, "tmp: P's default deny (C's allow cannot widen P)");
     assert_eq!(expect(&requests[4]).rule_agent, c, "port b: C's default deny");
     // C does not delegate to E: the exec runs, the process stays P>C, the event says so.

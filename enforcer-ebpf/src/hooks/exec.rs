@@ -91,6 +91,8 @@ pub fn exe_match(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> Option<Curr
 /// to C and the chain has room, the process becomes the chain `...>C` with a new session (its
 /// rights can only narrow: every member still judges). Otherwise it stays as it was and the
 /// exec event says so. The exec itself is then judged with the new chain. Returns event flags.
+/// Updates the parked `s.cur` field by field: a second `Current` on the stack would not fit
+/// beside the member loop's frame on 6.1 (combined stack limit 512 bytes).
 #[inline(always)]
 pub fn delegate(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> u32 {
     if d_path_ret <= 0 || d_path_ret as usize > PATH_BUF_BYTES {
@@ -99,31 +101,34 @@ pub fn delegate(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> u32 {
     let key = path_match::set_main_key(s, ruleset(cfg0.active_slot, NO_AGENT), d_path_ret as usize);
     let Some(m) = EXE_MATCH.get(unsafe { &*key }) else { return 0 };
     let to = m.agent;
-    let cur = vget!(s.cur);
-    if to == cur.agent {
+    if to == vget!(s.cur.agent) {
         return 0;
     }
-    let depth = cur.state.depth as usize;
-    if depth == 0 || depth >= MAX_CHAIN || to >= 64 || cur.cfg.delegate_lo & (1u64 << to) == 0 {
+    let depth = vget!(s.cur.state.depth) as usize;
+    if depth == 0 || depth >= MAX_CHAIN || to >= 64 || vget!(s.cur.cfg.delegate_lo) & (1u64 << to) == 0 {
         return EVENT_FLAG_DELEGATION_REFUSED;
     }
-    let mut state = cur.state;
     match depth {
-        1 => state.chain[1] = to,
-        2 => state.chain[2] = to,
-        _ => state.chain[3] = to,
+        1 => vset!(s.cur.state.chain[1], to),
+        2 => vset!(s.cur.state.chain[2], to),
+        _ => vset!(s.cur.state.chain[3], to),
     }
-    state.depth = depth as u32 + 1;
+    vset!(s.cur.state.depth, depth as u32 + 1);
     let pid_tgid = bpf_get_current_pid_tgid();
-    state.session = identity::new_session((pid_tgid >> 32) as u32);
-    state.session_start_ns = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() };
-    let mut next = identity::for_state(cur.tid, state, cfg0);
-    if !identity::record(cur.tid, &state) {
+    vset!(s.cur.state.session, identity::new_session((pid_tgid >> 32) as u32));
+    vset!(s.cur.state.session_start_ns, unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() });
+    let slot = vget!(s.cur.slot);
+    let mut cfg = identity::agent_config(slot, to);
+    let state = vget!(s.cur.state);
+    cfg.flags = crate::chain::combined_flags(slot, &state, cfg.flags);
+    vset!(s.cur.cfg, cfg);
+    vset!(s.cur.agent, to);
+    vset!(s.cur.rule_agent, to);
+    vset!(s.cur.joined, JOIN_EXE);
+    if !identity::record(vget!(s.cur.tid), &state) {
         // Not recorded: the next operation would see the old chain. Deny this exec instead.
-        next.flags |= EVENT_FLAG_PROC_TABLE_FULL;
-        next.doomed = 1;
+        vset!(s.cur.flags, vget!(s.cur.flags) | EVENT_FLAG_PROC_TABLE_FULL);
+        vset!(s.cur.doomed, 1);
     }
-    next.joined = JOIN_EXE;
-    identity::park(s, next);
     0
 }
