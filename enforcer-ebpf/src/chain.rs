@@ -3,12 +3,16 @@
 //! decides (its rule, or its default deny) and is named in the event as the rule's agent. If all
 //! allow, the innermost member's allow rule is reported.
 //!
-//! The members are visited by one `bpf_loop` whose callback holds the rule lookups, for plain
-//! agents too (a chain of one): the verifier checks them once, instead of once for the plain
-//! case and once more for chains. The path's byte scans (themselves `bpf_loop`s) run once
-//! before the loop: callbacks nested in callbacks multiply the 6.1 verifier's work.
+//! Each member's rule lookups are a global function (`enforcer_member_path`/`_net`), called once
+//! per member, for plain agents too (a chain of one). The verifier checks a global function once
+//! per program, with unknown arguments, whatever state its callers are in: the lookups cost the
+//! same to verify as before chains existed. (As a `bpf_loop` callback they cost 2-3x on 6.1,
+//! whose precision tracking gives up at frame boundaries.) The path's byte scans do not depend
+//! on the rules and run once, before the members are asked.
 
 use enforcer_common::*;
+
+const _: () = assert!(MAX_CHAIN == 4, "members() asks exactly four members at most");
 
 use crate::{identity, net_match, path_match, scratch::Scratch};
 
@@ -24,6 +28,10 @@ pub struct ChainAcc {
     pub agent: u32,
     /// Some member's wildcard scan could not delimit a component (fail closed, flagged).
     pub undecidable: u32,
+    /// The member being judged: the index passes through memory so LLVM cannot drop the mask
+    /// the verifier needs (a global function's argument is an unknown scalar).
+    pub next: u32,
+    pub _pad: u32,
 }
 
 /// Mode of a chain: audit only if every member audits (an enforcing member enforces), kill if
@@ -62,11 +70,37 @@ pub fn path(s: &mut Scratch, len: usize) -> (bool, u32) {
         }
     }
     path_match::scan(s, need, len);
-    run(s, len as u32, path_step as *const ())
+    members(s, len as u32, enforcer_member_path)
 }
 
-/// `wildcard_need` and `wildcard_list` of `agent`, read in place (a copy of the whole config
-/// would cost the callback's frame 32 bytes of the 512 it shares with the hook).
+/// Judge the network target in `s.rec.net` by every member.
+#[inline(always)]
+pub fn net(s: &mut Scratch) -> (bool, u32) {
+    members(s, 0, enforcer_member_net)
+}
+
+/// Ask each member in turn (`judge(i)` is non-zero once member `i` denied), then the verdict.
+#[inline(always)]
+fn members(s: &mut Scratch, len: u32, judge: extern "C" fn(u32) -> u32) -> (bool, u32) {
+    vset!(s.chain, ChainAcc { len, denied: 0, rule: RULE_DEFAULT_DENY, agent: NO_AGENT, undecidable: 0, next: 0, _pad: 0 });
+    let depth = vget!(s.cur.state.depth);
+    // A process without a chain (a doomed, unrecorded one) has no rules: default deny.
+    if depth == 0 || depth as usize > MAX_CHAIN {
+        return (false, RULE_DEFAULT_DENY);
+    }
+    // Written out (MAX_CHAIN = 4): as a loop, LLVM keeps a counter the verifier cannot bound.
+    let _ = judge(0) == 0 && depth > 1 && judge(1) == 0 && depth > 2 && judge(2) == 0 && depth > 3 && judge(3) == 0;
+    if vget!(s.chain.undecidable) != 0 {
+        vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_UNRESOLVED);
+    }
+    let agent = vget!(s.chain.agent);
+    if agent != NO_AGENT {
+        vset!(s.cur.rule_agent, agent);
+    }
+    (vget!(s.chain.denied) == 0 && agent != NO_AGENT, vget!(s.chain.rule))
+}
+
+/// `wildcard_need` and `wildcard_list` of `agent`, read in place.
 #[inline(always)]
 fn member_config(slot: u32, agent: u32) -> (u32, [u8; 4]) {
     if agent >= MAX_AGENTS {
@@ -78,46 +112,18 @@ fn member_config(slot: u32, agent: u32) -> (u32, [u8; 4]) {
     }
 }
 
-/// Judge the network target in `s.rec.net` by every member.
+/// The agent id of member `i` of the parked chain (`i` < MAX_CHAIN, checked by the caller).
 #[inline(always)]
-pub fn net(s: &mut Scratch) -> (bool, u32) {
-    run(s, 0, net_step as *const ())
+fn member(s: &mut Scratch, i: u32) -> u32 {
+    // Through memory, so LLVM cannot drop the mask the verifier needs for the array index.
+    vset!(s.chain.next, i);
+    let i = vget!(s.chain.next) as usize & (MAX_CHAIN - 1);
+    vget!(s.cur.state.chain[i])
 }
 
-/// One callback per kind of target: a program that only decides paths never has the address
-/// evaluation verified, and the reverse.
+/// Record member `agent`'s answer; non-zero once a member denied.
 #[inline(always)]
-fn run(s: &mut Scratch, len: u32, step: *const ()) -> (bool, u32) {
-    vset!(s.chain, ChainAcc { len, denied: 0, rule: RULE_DEFAULT_DENY, agent: NO_AGENT, undecidable: 0 });
-    let depth = vget!(s.cur.state.depth);
-    // A process without a chain (a doomed, unrecorded one) has no rules: default deny.
-    if depth == 0 || depth as usize > MAX_CHAIN {
-        return (false, RULE_DEFAULT_DENY);
-    }
-    unsafe { aya_ebpf::helpers::generated::bpf_loop(depth, step as *mut _, core::ptr::null_mut(), 0) };
-    if vget!(s.chain.undecidable) != 0 {
-        vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_UNRESOLVED);
-    }
-    let agent = vget!(s.chain.agent);
-    if agent != NO_AGENT {
-        vset!(s.cur.rule_agent, agent);
-    }
-    (vget!(s.chain.denied) == 0 && agent != NO_AGENT, vget!(s.chain.rule))
-}
-
-/// The agent id of member `i` (outermost first), or None past the chain.
-#[inline(always)]
-fn member(s: &Scratch, i: u64) -> Option<u32> {
-    let i = i as usize;
-    if i >= MAX_CHAIN {
-        return None;
-    }
-    Some(vget!(s.cur.state.chain[i & (MAX_CHAIN - 1)]))
-}
-
-/// Record member `agent`'s answer; 1 (stop) once a member denied.
-#[inline(always)]
-fn answer(s: &mut Scratch, agent: u32, allow: bool, rule: u32) -> i64 {
+fn answer(s: &mut Scratch, agent: u32, allow: bool, rule: u32) -> u32 {
     vset!(s.chain.rule, rule);
     vset!(s.chain.agent, agent);
     if !allow {
@@ -127,10 +133,16 @@ fn answer(s: &mut Scratch, agent: u32, allow: bool, rule: u32) -> i64 {
     0
 }
 
-/// `bpf_loop` callback: member `i` judges the path. 1 ends the loop.
-extern "C" fn path_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+/// Member `i` of the parked chain judges the path (after [`path_match::scan`]). Global (not
+/// inlined, exported): verified once per program. Non-zero when the member denied.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn enforcer_member_path(i: u32) -> u32 {
     let Some(s) = crate::scratch::get() else { return 1 };
-    let Some(agent) = member(s, i) else { return 1 };
+    if i as usize >= MAX_CHAIN {
+        return 1;
+    }
+    let agent = member(s, i);
     let len = vget!(s.chain.len) as usize;
     if len == 0 || len > PATH_BUF_BYTES {
         return 1;
@@ -145,10 +157,16 @@ extern "C" fn path_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     answer(s, agent, allow, rule)
 }
 
-/// `bpf_loop` callback: member `i` judges the address in `s.rec.net`. 1 ends the loop.
-extern "C" fn net_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+/// Member `i` of the parked chain judges the address in `s.rec.net` (see
+/// [`enforcer_member_path`]).
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn enforcer_member_net(i: u32) -> u32 {
     let Some(s) = crate::scratch::get() else { return 1 };
-    let Some(agent) = member(s, i) else { return 1 };
+    if i as usize >= MAX_CHAIN {
+        return 1;
+    }
+    let agent = member(s, i);
     let t = vget!(s.rec.net);
     let (allow, rule) = net_match::evaluate(s, ruleset(vget!(s.cur.slot), agent), &t);
     answer(s, agent, allow, rule)
