@@ -93,6 +93,9 @@ pub const EVENT_FLAG_SECOND_PATH: u32 = 1 << 5;
 pub const EVENT_FLAG_TARGET_CUT: u32 = 1 << 6;
 /// Script exec: the target is the script (checked as a read), not the interpreter.
 pub const EVENT_FLAG_SCRIPT: u32 = 1 << 7;
+/// An agent process exec'd a binary of another agent's `match.exe` that its policy does not
+/// delegate to (or the chain is at `MAX_CHAIN`): it stays what it was.
+pub const EVENT_FLAG_DELEGATION_REFUSED: u32 = 1 << 8;
 
 // ---- how a process joined its agent (ProcState::joined_by, OP_JOIN events) -----------------
 pub const JOIN_LAUNCHER: u32 = 1;

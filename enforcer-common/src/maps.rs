@@ -87,6 +87,8 @@ pub struct AgentConfig {
 pub struct ProcState {
     /// Shared by every process of one `enforcer run` (or one exe-matched start).
     pub session: u64,
+    /// When the session started (`bpf_ktime_get_boot_ns` / CLOCK_BOOTTIME).
+    pub session_start_ns: u64,
     /// Delegation chain, outermost first; `chain[depth-1]` is the innermost agent.
     pub chain: [u32; MAX_CHAIN],
     /// Number of valid entries in `chain` (1 for a plain agent).

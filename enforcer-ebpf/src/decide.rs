@@ -8,10 +8,10 @@
 use enforcer_common::*;
 
 use crate::{
+    chain,
     emit::{emit, should_log, Record},
     maps::count,
     net_match::NetTarget,
-    path_match,
     scratch::Scratch,
 };
 
@@ -39,10 +39,12 @@ pub fn begin(s: &mut Scratch, op: u32, access: u32, open_flags: u32, flags: u32,
     );
 }
 
-/// The ruleset of the parked agent in the active slot.
+/// Finish a network decision: the target is in `s.rec.net` (see [`begin`]); every member of
+/// the agent's chain judges it.
 #[inline(always)]
-pub fn current_ruleset(s: &Scratch) -> u32 {
-    ruleset(vget!(s.cur.slot), vget!(s.cur.agent))
+pub fn net_op(s: &mut Scratch) -> i32 {
+    let (allow, rule) = chain::net(s);
+    finish(s, allow, rule)
 }
 
 /// Finish the decision in `s.rec` for a hook that can fail the operation: pick the verdict
@@ -135,13 +137,6 @@ fn path_decide(s: &mut Scratch, d_path_ret: i64, blocks: bool) -> u32 {
         vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_TRUNCATED);
     }
     vset!(s.rec.target_len, len - 1);
-    let rs = current_ruleset(s);
-    let need = vget!(s.cur.cfg.wildcard_need);
-    let list = vget!(s.cur.cfg.wildcard_list);
-    path_match::evaluate(s, rs, need, list, len);
-    if path_match::undecidable(s) {
-        vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_UNRESOLVED);
-    }
-    let (allow, rule) = path_match::decide(s, vget!(s.rec.access));
+    let (allow, rule) = chain::path(s, len);
     conclude(s, allow, rule, blocks)
 }

@@ -57,7 +57,7 @@ pub fn emit(s: &mut Scratch, op: u32, verdict: u32, rule: u32, access: u32) {
     h.session = s.cur.state.session;
     h.chain = s.cur.state.chain;
     h.depth = s.cur.state.depth;
-    h.rule_agent = agent;
+    h.rule_agent = unsafe { core::ptr::read_volatile(&s.cur.rule_agent) };
     h.policy_version = s.cur.policy_version;
     h.pid = pid_tgid as u32;
     h.tgid = (pid_tgid >> 32) as u32;

@@ -18,6 +18,9 @@ pub struct Current {
     pub slot: u32,
     pub policy_version: u32,
     pub agent: u32,
+    /// The agent whose rule decided: `agent`, or for a chain the member that denied.
+    pub rule_agent: u32,
+    /// The acting agent's config; for a chain, `flags` combine every member's mode.
     pub cfg: AgentConfig,
     /// `EVENT_FLAG_*` that identification itself contributes (table full, doomed).
     pub flags: u32,
@@ -43,7 +46,7 @@ pub fn new_session(tgid: u32) -> u64 {
 }
 
 #[inline(always)]
-fn agent_config(slot: u32, agent: u32) -> AgentConfig {
+pub fn agent_config(slot: u32, agent: u32) -> AgentConfig {
     if agent == NO_AGENT || agent >= MAX_AGENTS {
         return AgentConfig::default();
     }
@@ -57,13 +60,19 @@ fn agent_config(slot: u32, agent: u32) -> AgentConfig {
 #[inline(always)]
 pub fn for_state(tid: u32, state: ProcState, cfg0: &Config) -> Current {
     let agent = state.agent();
+    let slot = cfg0.active_slot & 1;
+    let mut cfg = agent_config(slot, agent);
+    if state.depth > 1 {
+        cfg.flags = crate::chain::combined_flags(slot, &state, cfg.flags);
+    }
     Current {
         tid,
         state,
-        slot: cfg0.active_slot & 1,
+        slot,
         policy_version: cfg0.policy_version,
         agent,
-        cfg: agent_config(cfg0.active_slot & 1, agent),
+        rule_agent: agent,
+        cfg,
         flags: 0,
         joined: 0,
         doomed: 0,
@@ -99,6 +108,7 @@ pub fn current() -> Option<Current> {
         if let Some(m) = unsafe { CGROUP_MATCH.get(&key) } {
             let state = ProcState {
                 session: new_session((pid_tgid >> 32) as u32),
+                session_start_ns: unsafe { bpf_ktime_get_boot_ns() },
                 chain: [m.agent, 0, 0, 0],
                 depth: 1,
                 joined_by: JOIN_CGROUP,
@@ -112,7 +122,7 @@ pub fn current() -> Option<Current> {
         }
     }
     if doomed_any() && unsafe { DOOMED.get(&tid) }.is_some() {
-        let state = ProcState { session: 0, chain: [0; MAX_CHAIN], depth: 0, joined_by: 0 };
+        let state = ProcState { session: 0, session_start_ns: 0, chain: [0; MAX_CHAIN], depth: 0, joined_by: 0 };
         let mut cur = for_state(tid, state, &cfg0);
         cur.doomed = 1;
         cur.flags |= EVENT_FLAG_PROC_TABLE_FULL;

@@ -6,6 +6,7 @@
 #[macro_use]
 mod macros;
 
+mod chain;
 mod decide;
 mod dentry_path;
 mod emit;

@@ -87,16 +87,25 @@ pub fn undecidable(s: &Scratch) -> bool {
     vget!(s.acc.undecidable) != 0
 }
 
-/// Evaluate the path in `s.event.target` (`len` bytes incl. NUL, 1..=PATH_BUF_BYTES) into
-/// `s.acc`; then [`decide`].
+/// What does not depend on the ruleset, once per path: the first `need` slashes (wildcard
+/// components), the basename and its dots. A chain scans once with its members' largest `need`.
 #[inline(always)]
-pub fn evaluate(s: &mut Scratch, ruleset: u32, need: u32, list: [u8; 4], len: usize) {
+pub fn scan(s: &mut Scratch, need: u32, len: usize) {
+    scan_slashes(s, need, len);
+    scan_tail(s, len);
+}
+
+/// Every lookup of one ruleset into `s.acc` (then [`decide`]), from the results of [`scan`] (which must have been run with a
+/// `need` at least this ruleset's). No `bpf_loop` in here: a chain runs it once per member from
+/// a `bpf_loop` callback, and nested callbacks cost the 6.1 verifier dearly.
+#[inline(always)]
+pub fn lookups(s: &mut Scratch, ruleset: u32, list: [u8; 4], len: usize) {
     acc_reset(s);
     lookup_main(s, ruleset, len);
-    if need != 0 && !lookup_wildcards(s, ruleset, len, need, list) {
+    if !lookup_wildcards(s, ruleset, list) {
         vset!(s.acc.undecidable, 1);
     }
-    lookup_names(s, ruleset, len);
+    lookup_names(s, ruleset);
 }
 
 /// Also used by exec matching with the matcher ruleset.
@@ -135,16 +144,19 @@ fn copy_from_path(s: &mut Scratch, from: usize, dst: *mut u8, n: usize, max: usi
     unsafe { aya_ebpf::helpers::generated::bpf_probe_read_kernel(dst as *mut _, n as u32, src as *const _) == 0 }
 }
 
-/// Returns false when a wildcard component cannot be delimited inside the key window (a
-/// component straddling byte 252): the caller fails closed.
+/// Locate the first `need` slashes of the path (0: no wildcard rules, nothing to do).
 #[inline(always)]
-fn lookup_wildcards(s: &mut Scratch, ruleset: u32, len: usize, need: u32, list: [u8; 4]) -> bool {
+fn scan_slashes(s: &mut Scratch, need: u32, len: usize) {
     // Counters live in scratch memory (volatile): as registers they would be tracked per value,
     // per iteration. The scan stops at the path's NUL rather than comparing against its length,
     // which would split the length's range in the verifier on every iteration.
     vset!(s.need, need);
     vset!(s.nslash, 0);
     vset!(s.hit_nul, 0);
+    vset!(s.nulpos, (len - 1) as u32);
+    if need == 0 {
+        return;
+    }
     // One byte per bpf_loop iteration: the verifier checks the step once, not 252 times.
     unsafe {
         aya_ebpf::helpers::generated::bpf_loop(
@@ -154,7 +166,12 @@ fn lookup_wildcards(s: &mut Scratch, ruleset: u32, len: usize, need: u32, list: 
             0,
         )
     };
-    vset!(s.nulpos, (len - 1) as u32);
+}
+
+/// One lookup per wildcard depth in `list`. Returns false when a wildcard component cannot be
+/// delimited inside the key window (a component straddling byte 252): the caller fails closed.
+#[inline(always)]
+fn lookup_wildcards(s: &mut Scratch, ruleset: u32, list: [u8; 4]) -> bool {
     for t in 0..4 {
         let d = list[t] as u32;
         if d == 0 {
@@ -295,10 +312,13 @@ extern "C" fn tail_step(k: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     0
 }
 
-/// Basename and suffix rules. Names and suffixes longer than NAME_KEY_BYTES never match, so only
-/// the last NAME_KEY_BYTES + 1 bytes matter: the '/' before a short basename, and the dots.
+/// Right-align the last NAME_KEY_BYTES + 1 bytes of the path in `s.tail` and find the basename
+/// start and the (at most four) rightmost dots. Names and suffixes longer than NAME_KEY_BYTES
+/// never match, so only those bytes matter: the '/' before a short basename, and the dots.
 #[inline(always)]
-fn lookup_names(s: &mut Scratch, ruleset: u32, len: usize) {
+fn scan_tail(s: &mut Scratch, len: usize) {
+    vset!(s.bstart, 0);
+    vset!(s.ndots, 0);
     if len < 3 {
         return; // "/" has no basename
     }
@@ -314,12 +334,15 @@ fn lookup_names(s: &mut Scratch, ruleset: u32, len: usize) {
     if !copy_from_path(s, last - take, dst, take & 63, TAIL) {
         return;
     }
-    vset!(s.bstart, 0);
-    vset!(s.ndots, 0);
     // Right to left, one byte per bpf_loop iteration (verified once).
     unsafe {
         aya_ebpf::helpers::generated::bpf_loop(TAIL as u32, tail_step as *const () as *mut _, core::ptr::null_mut(), 0)
     };
+}
+
+/// Basename and suffix rules, from what [`scan_tail`] found.
+#[inline(always)]
+fn lookup_names(s: &mut Scratch, ruleset: u32) {
     let bstart = vget!(s.bstart) as usize;
     if bstart != 0 {
         name_lookup(s, ruleset, NAME_EXACT, bstart & 63);

@@ -58,6 +58,8 @@ pub struct Scratch {
     pub rec: crate::emit::Record,
     /// What the path candidates said (see path_match::Acc). In map memory for the same reason.
     pub acc: crate::path_match::Acc,
+    /// What the chain's members said (chain.rs).
+    pub chain: crate::chain::ChainAcc,
     /// A path string copied from user memory by the fallback's syscall tracepoint, with room for
     /// a copy of constant size from a masked offset.
     pub user_path: [u8; 2 * crate::hooks::observe_syscalls::USER_PATH_BYTES],

@@ -16,6 +16,12 @@ pub fn compile(toml: &str) -> CompiledPolicy {
         .unwrap_or_else(|d| panic!("test policy does not compile:\n{d}\n{toml}"))
 }
 
+/// Compile several policy files (name, TOML) together, as a policy directory would load them.
+pub fn compile_files(files: &[(&str, &str)]) -> CompiledPolicy {
+    let set = policy::load_sources(files).unwrap_or_else(|d| panic!("test policies do not load:\n{d}"));
+    policy::compile(&set, &ResolvedHosts::default()).unwrap_or_else(|d| panic!("test policies do not compile:\n{d}"))
+}
+
 /// Id of the rule whose pattern is exactly `pattern` (the first in file order).
 pub fn rule_id(policy: &CompiledPolicy, pattern: &str) -> u32 {
     policy

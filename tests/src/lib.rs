@@ -7,6 +7,7 @@
 pub mod adversarial;
 pub mod agent;
 pub mod backend;
+pub mod chains;
 pub mod daemon;
 pub mod events;
 pub mod execdiff;
@@ -16,7 +17,7 @@ pub mod netdiff;
 
 pub use agent::{Agent, OpResult};
 pub use backend::{fallback, kernel_label, lsm_or_na};
-pub use fixtures::{compile, TempDir};
+pub use fixtures::{compile, compile_files, TempDir};
 
 pub const EPERM: i32 = libc::EPERM;
 

@@ -47,9 +47,10 @@ pub struct TestArgs {
 }
 
 /// One boot runs every kernel test (measured: 44 tests, 1300 s in the 6.1 guest on an idle
-/// 2-CPU machine; each BPF LSM test spends ~25 s verifying the LSM programs under emulation),
-/// far over `vm`'s 600 s default. Headroom for a slower machine.
-const TEST_VM_TIMEOUT_SECS: u64 = 2400;
+/// 2-CPU machine; each BPF LSM test spends ~25 s verifying the LSM programs under emulation,
+/// more on 6.1 since sub-agent chains), far over `vm`'s 600 s default. Two boots share the
+/// machine (`--vm-jobs`). Headroom for a slower machine.
+const TEST_VM_TIMEOUT_SECS: u64 = 3600;
 
 /// A cell's value plus where its log is, for the list of failed logs.
 struct Recorder {

@@ -8,7 +8,7 @@ use enforcer_common::*;
 
 use crate::{
     decide, identity,
-    net_match::{self, v4_mapped, NetTarget},
+    net_match::{v4_mapped, NetTarget},
     scratch,
 };
 
@@ -78,7 +78,5 @@ fn try_sock_addr(ctx: &SockAddrContext, op: u32, family: u16) -> Result<i32, i32
     // user_port holds the port in network byte order in its low 16 bits.
     let t = NetTarget { family, port: u16::from_be(port_be as u16), proto, addr };
     decide::begin(s, op, ACCESS_CONNECT, 0, 0, t);
-    let rs = decide::current_ruleset(s);
-    let (allow, rule) = net_match::evaluate(s, rs, &t);
-    Ok(decide::finish(s, allow, rule))
+    Ok(decide::net_op(s))
 }

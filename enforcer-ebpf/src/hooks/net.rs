@@ -12,7 +12,7 @@ use enforcer_common::*;
 use crate::{
     decide,
     identity,
-    net_match::{self, v4_mapped, NetTarget},
+    net_match::{v4_mapped, NetTarget},
     offsets::get as off,
     scratch::{self, Scratch},
 };
@@ -124,9 +124,7 @@ fn sockaddr_op(s: &mut Scratch, op: u32, sock: *const u8, addr: *const u8, addrl
         _ => return 0,
     }
     decide::begin(s, op, ACCESS_CONNECT, 0, 0, t);
-    let rs = decide::current_ruleset(s);
-    let (allow, rule) = net_match::evaluate(s, rs, &t);
-    decide::finish(s, allow, rule)
+    decide::net_op(s)
 }
 
 /// Unix socket: the path (or `@abstract` name) goes through the path rules with ACCESS_CONNECT.

@@ -125,12 +125,15 @@ fn try_sched_exec(_ctx: &TracePointContext) -> Result<u32, u32> {
         read(unsafe { mm.add(off::OFF_MM_EXE_FILE()) }).unwrap_or(core::ptr::null())
     };
     let len = if exe.is_null() { -1 } else { file_path(s, exe) };
+    let mut flags = 0;
     if !is_agent {
         match super::exec::exe_match(s, &cfg0, len) {
             Some(c) => identity::park(s, c),
             None => return Ok(0),
         }
+    } else if cfg0.flags & CONFIG_HAVE_EXE_MATCH != 0 {
+        flags = super::exec::delegate(s, &cfg0, len);
     }
-    kill_if(decide::path_op_observed(s, OP_EXEC, ACCESS_EXEC, 0, 0, len));
+    kill_if(decide::path_op_observed(s, OP_EXEC, ACCESS_EXEC, 0, flags, len));
     Ok(0)
 }

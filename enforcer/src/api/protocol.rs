@@ -115,6 +115,9 @@ pub struct SessionReport {
     pub session: String,
     /// Agent chain, outermost first.
     pub chain: Vec<String>,
+    /// When the session started (RFC 3339), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
     pub processes: u32,
 }
 

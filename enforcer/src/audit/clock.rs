@@ -46,6 +46,11 @@ impl BootClock {
     }
 }
 
+/// Current CLOCK_BOOTTIME in nanoseconds (the kernel's `bpf_ktime_get_boot_ns`).
+pub fn boot_now_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME) as u64
+}
+
 /// Current wall-clock time in nanoseconds since the epoch.
 pub fn now_ns() -> i128 {
     clock_ns(libc::CLOCK_REALTIME)

@@ -38,6 +38,7 @@ pub const FLAGS: &[(u32, &str)] = &[
     (EVENT_FLAG_SECOND_PATH, "second-path"),
     (EVENT_FLAG_TARGET_CUT, "target-cut"),
     (EVENT_FLAG_SCRIPT, "script"),
+    (EVENT_FLAG_DELEGATION_REFUSED, "delegation-refused"),
 ];
 
 pub const ACCESS: &[(u32, &str)] = &[
@@ -137,9 +138,10 @@ mod tests {
             | EVENT_FLAG_PROC_TABLE_FULL
             | EVENT_FLAG_SECOND_PATH
             | EVENT_FLAG_TARGET_CUT
-            | EVENT_FLAG_SCRIPT;
+            | EVENT_FLAG_SCRIPT
+            | EVENT_FLAG_DELEGATION_REFUSED;
         let names = flag_names(all);
-        assert_eq!(names.len(), 8, "{names:?}");
+        assert_eq!(names.len(), 9, "{names:?}");
         assert!(names.iter().all(|n| !n.starts_with("bit-")), "{names:?}");
         assert_eq!(flag_names(1 << 30), vec!["bit-30".to_string()]);
     }

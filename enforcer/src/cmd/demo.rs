@@ -1,6 +1,8 @@
 //! `enforcer demo`: start a daemon with the demo policy (`policies/demo/`), run a scripted agent
-//! under `enforcer run` that tries allowed and forbidden opens, execs and connects, show the
-//! audit events live, then a summary. Exits 1 if an expected allow or deny did not happen.
+//! under `enforcer run` that tries allowed and forbidden opens, execs and connects, then let that
+//! agent start a sub-agent (`enforcer run` inside it: the chain demo-agent>demo-subagent, which
+//! may only do what both allow), show the audit events live, then a summary. Exits 1 if an
+//! expected allow or deny did not happen.
 //!
 //! Everything lives in /tmp/enforcer-demo (the policy names those paths); kernel state is pinned
 //! in its own bpffs directory and removed at the end, so a production daemon is not disturbed.
@@ -22,6 +24,8 @@ use crate::kernel;
 
 const ROOT: &str = "/tmp/enforcer-demo";
 const PIN_DIR: &str = "/sys/fs/bpf/enforcer-demo";
+const AGENT: &str = "demo-agent";
+const SUBAGENT: &str = "demo-subagent";
 const ALLOWED_PORT: u16 = 47001;
 const DENIED_PORT: u16 = 47002;
 /// The daemon's Prometheus endpoint during the demo (loopback only).
@@ -40,6 +44,8 @@ pub struct DemoArgs {
 /// One scripted operation: the `try-ops` argument, what the policy says, and how to find its
 /// audit event.
 struct Step {
+    /// The innermost agent of the process that performs it.
+    agent: &'static str,
     what: &'static str,
     op: String,
     allowed: bool,
@@ -49,6 +55,7 @@ struct Step {
 
 fn script() -> Vec<Step> {
     let step = |what, op: String, allowed, event_op, target: String| Step {
+        agent: AGENT,
         what,
         op,
         allowed,
@@ -115,6 +122,42 @@ fn script() -> Vec<Step> {
     ]
 }
 
+/// What the sub-agent (started by the agent with `enforcer run`) tries: its own, narrower grant
+/// works; what only its parent may do is denied, and the event names the sub-agent's rule.
+fn sub_script() -> Vec<Step> {
+    let step = |what, op: String, allowed, event_op, target: String| Step {
+        agent: SUBAGENT,
+        what,
+        op,
+        allowed,
+        event_op,
+        target,
+    };
+    vec![
+        step(
+            "sub-agent: write its docs",
+            format!("write:{ROOT}/work/docs/summary.md"),
+            true,
+            "open",
+            format!("{ROOT}/work/docs/summary.md"),
+        ),
+        step(
+            "sub-agent: write where only the parent may",
+            format!("write:{ROOT}/work/notes.txt"),
+            false,
+            "open",
+            format!("{ROOT}/work/notes.txt"),
+        ),
+        step(
+            "sub-agent: connect to the parent's port",
+            format!("connect:127.0.0.1:{ALLOWED_PORT}"),
+            false,
+            "connect",
+            format!("127.0.0.1:{ALLOWED_PORT}"),
+        ),
+    ]
+}
+
 fn default_policy_dir() -> PathBuf {
     let candidates = [
         std::env::var_os("ENFORCER_POLICIES").map(PathBuf::from),
@@ -155,7 +198,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Err(e) => eprintln!("enforcer demo: could not remove {PIN_DIR}: {e}"),
     }
     let (results, events) = outcome?;
-    Ok(summarize(&script(), &results, &events))
+    let steps: Vec<Step> = script().into_iter().chain(sub_script()).collect();
+    Ok(summarize(&steps, &results, &events))
 }
 
 fn prepare_root(exe: &Path) -> anyhow::Result<()> {
@@ -163,12 +207,13 @@ fn prepare_root(exe: &Path) -> anyhow::Result<()> {
     if root.exists() {
         std::fs::remove_dir_all(root).with_context(|| format!("removing the previous {ROOT}"))?;
     }
-    for dir in ["work/secrets", "bin", "forbidden", "state"] {
+    for dir in ["work/secrets", "work/docs", "bin", "forbidden", "state"] {
         std::fs::create_dir_all(root.join(dir))
             .with_context(|| format!("creating {ROOT}/{dir}"))?;
     }
     let files = [
         ("work/notes.txt", "notes\n"),
+        ("work/docs/summary.md", "# summary\n"),
         ("work/secrets/token", "s3cr3t\n"),
         ("outside.txt", "not for agents\n"),
     ];
@@ -274,15 +319,14 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
         }
     });
 
-    println!(
-        "== running the agent: enforcer run --agent demo-agent -- {ROOT}/bin/enforcer try-ops ..."
-    );
+    let tool = Path::new(ROOT).join("bin/enforcer");
+    println!("== running the agent: enforcer run --agent {AGENT} -- {ROOT}/bin/enforcer try-ops ...");
     let mut agent = Command::new(exe)
         .arg("run")
         .arg("--socket")
         .arg(socket)
-        .args(["--agent", "demo-agent", "--"])
-        .arg(Path::new(ROOT).join("bin/enforcer"))
+        .args(["--agent", AGENT, "--"])
+        .arg(&tool)
         .args(["try-ops", "--wait-stdin"])
         .args(script().iter().map(|s| s.op.clone()))
         .stdin(Stdio::piped())
@@ -319,7 +363,14 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
     if !status.success() {
         bail!("the agent failed: {status}");
     }
-    let results: Results = output.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut results: Results = output.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    println!(
+        "== the agent starts a sub-agent: enforcer run --agent {AGENT} -- {ROOT}/bin/enforcer run --agent {SUBAGENT} -- {ROOT}/bin/enforcer try-ops ..."
+    );
+    let mut launcher = Command::new(exe);
+    launcher.arg("run").arg("--socket").arg(socket).args(["--agent", AGENT, "--"]);
+    launcher.arg(&tool).arg("run").arg("--socket").arg(socket).args(["--agent", SUBAGENT, "--"]);
+    results.extend(run_ops(&mut launcher, &tool, &sub_script())?);
     // Let the daemon's 50 ms drain bring the last events in.
     let mut last = usize::MAX;
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -351,10 +402,33 @@ fn map_fill_metrics() -> anyhow::Result<Vec<String>> {
     Ok(lines)
 }
 
+/// `launcher` (a prepared `enforcer run ... --`) runs `tool try-ops` with the steps' operations;
+/// one result per step.
+fn run_ops(launcher: &mut Command, tool: &Path, steps: &[Step]) -> anyhow::Result<Results> {
+    let output = launcher
+        .arg(tool)
+        .arg("try-ops")
+        .args(steps.iter().map(|s| s.op.clone()))
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the agent")?;
+    if !output.status.success() {
+        bail!("the agent failed: {}", output.status);
+    }
+    let results: Results = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if results.len() != steps.len() {
+        bail!("the agent reported {} results for {} operations", results.len(), steps.len());
+    }
+    Ok(results)
+}
+
 fn event_for<'a>(step: &Step, events: &'a [EventRecord]) -> Option<&'a EventRecord> {
     events
         .iter()
-        .filter(|e| e.op == step.event_op && e.agent.as_deref() == Some("demo-agent"))
+        .filter(|e| e.op == step.event_op && e.agent.as_deref() == Some(step.agent))
         .find(|e| {
             let target = match (&e.path, &e.addr, e.port) {
                 (Some(path), _, _) => path.clone(),
@@ -369,7 +443,7 @@ fn event_for<'a>(step: &Step, events: &'a [EventRecord]) -> Option<&'a EventReco
 fn summarize(steps: &[Step], results: &Results, events: &[EventRecord]) -> ExitCode {
     println!("\n== summary");
     println!(
-        "   {:<36} {:<8} {:<24} {:<12} OK",
+        "   {:<44} {:<8} {:<24} {:<12} OK",
         "STEP", "POLICY", "RESULT", "EVENT"
     );
     let mut failures = 0;
@@ -388,7 +462,7 @@ fn summarize(steps: &[Step], results: &Results, events: &[EventRecord]) -> ExitC
         }
         let policy = if step.allowed { "allow" } else { "deny" };
         println!(
-            "   {:<36} {:<8} {:<24} {:<12} {}",
+            "   {:<44} {:<8} {:<24} {:<12} {}",
             step.what,
             policy,
             truncate(&result, 24),
@@ -465,7 +539,7 @@ mod tests {
             .find(|s| s.op.ends_with(&DENIED_PORT.to_string()))
             .unwrap();
         let event = EventRecord {
-            agent: Some("demo-agent".into()),
+            agent: Some(AGENT.into()),
             op: "connect".into(),
             addr: Some("127.0.0.1".into()),
             port: Some(DENIED_PORT),

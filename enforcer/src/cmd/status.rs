@@ -100,10 +100,11 @@ pub fn render_text(s: &StatusReport) -> String {
         for session in &a.sessions {
             let _ = writeln!(
                 out,
-                "    session {} chain {}: {} processes",
+                "    session {} chain {}: {} processes, started {}",
                 session.session,
                 session.chain.join(">"),
-                session.processes
+                session.processes,
+                session.started.as_deref().unwrap_or("(unknown)")
             );
         }
     }
@@ -164,6 +165,7 @@ mod tests {
                 sessions: vec![SessionReport {
                     session: "00000000000000ab".into(),
                     chain: vec!["coder".into()],
+                    started: Some("2026-11-23T10:00:00.000000000Z".into()),
                     processes: 2,
                 }],
             }],
@@ -185,7 +187,7 @@ mod tests {
             "version 5",
             "coder",
             "2 processes",
-            "session 00000000000000ab chain coder",
+            "session 00000000000000ab chain coder: 2 processes, started 2026-11-23T10:00:00.000000000Z",
             "coder.toml:4",
             "enforced",
             "PROCS                 3 of 65536      0.0%",

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use enforcer_common::MAX_CHAIN;
 use tokio::sync::broadcast;
 
 use super::dns::LookupResult;
@@ -303,22 +304,52 @@ impl Daemon {
                 names.join(", ")
             ));
         };
+        let mut chain = Vec::new();
         if let Some(state) = self.backend.proc_state(pid)? {
-            let current = policy
-                .agent(state.agent())
-                .map_or_else(|| format!("#{}", state.agent()), |a| a.name.clone());
-            return refuse(format!(
-                "process {pid} is already a member of agent {current:?} (session {}); an agent process cannot register again",
-                session_hex(state.session)
-            ));
+            // Inside an agent: only a delegation (the chain grows by one, rights only narrow).
+            let depth = (state.depth as usize).min(MAX_CHAIN);
+            chain.extend_from_slice(&state.chain[..depth]);
+            let name_of = |id: u32| policy.agent(id).map_or_else(|| format!("#{id}"), |a| a.name.clone());
+            let current = chain.iter().map(|&id| name_of(id)).collect::<Vec<_>>().join(">");
+            let inner = state.agent();
+            let refusal = if inner == info.id {
+                Some(format!("it already is agent {agent:?}"))
+            } else if depth >= MAX_CHAIN {
+                Some(format!("the chain {current} is at the depth limit ({MAX_CHAIN} agents)"))
+            } else if !policy.agent(inner).is_some_and(|a| a.delegates_to(info.id)) {
+                Some(format!("agent {:?} does not delegate to {agent:?} (its policy's `delegate` list)", name_of(inner)))
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                let message = format!(
+                    "process {pid} of chain {current} (session {}) cannot start agent {agent:?}: {why}",
+                    session_hex(state.session)
+                );
+                let (name, session) = (name_of(inner), session_hex(state.session));
+                self.log_daemon("register-refused", |r| {
+                    r.agent = Some(name);
+                    r.session = Some(session);
+                    r.message = Some(message.clone());
+                })?;
+                return refuse(message);
+            }
         }
+        chain.push(info.id);
         let session = new_session_id();
-        self.backend.register(pid, info.id, session)?;
-        let (name, hex) = (info.name.clone(), session_hex(session));
+        self.backend.register_chain(pid, &chain, session)?;
+        let names: Vec<String> =
+            chain.iter().map(|&id| policy.agent(id).map_or_else(|| format!("#{id}"), |a| a.name.clone())).collect();
+        let hex = session_hex(session);
+        let launched = if chain.len() > 1 {
+            format!("pid {pid} (uid {}) launched as chain {}", peer.uid, names.join(">"))
+        } else {
+            format!("pid {pid} (uid {}) launched", peer.uid)
+        };
         self.log_daemon("register", |r| {
-            r.agent = Some(name);
+            r.agent = names.last().cloned();
             r.session = Some(hex.clone());
-            r.message = Some(format!("pid {pid} (uid {}) launched", peer.uid));
+            r.message = Some(launched.clone());
         })?;
         Ok((hex, self.version))
     }

@@ -38,14 +38,14 @@ impl Backend for MockBackend {
         k.applied.push((version, policy.clone()));
         Ok(())
     }
-    fn register(&mut self, pid: u32, agent: u32, session: u64) -> Result<(), KernelError> {
+    fn register_chain(&mut self, pid: u32, chain: &[u32], session: u64) -> Result<(), KernelError> {
         let mut state = ProcState {
             session,
-            depth: 1,
+            depth: chain.len() as u32,
             joined_by: enforcer_common::JOIN_LAUNCHER,
             ..Default::default()
         };
-        state.chain[0] = agent;
+        state.chain[..chain.len()].copy_from_slice(chain);
         self.0.lock().unwrap().procs.insert(pid, state);
         Ok(())
     }
@@ -380,7 +380,9 @@ fn register_checks_caller_agent_and_membership() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("already a member of agent \"helper\"") && err.contains(&session),
+        err.contains("process 10 of chain helper")
+            && err.contains(&session)
+            && err.contains("agent \"helper\" does not delegate to \"coder\""),
         "{err}"
     );
     assert_eq!(
@@ -390,8 +392,37 @@ fn register_checks_caller_agent_and_membership() {
     );
     assert_eq!(
         daemon_events(&h.log).last().map(String::as_str),
-        Some("register")
+        Some("register-refused")
     );
+}
+
+#[test]
+fn a_delegating_agent_starts_a_narrower_chain_up_to_the_depth_limit() {
+    let dir = crate::audit::writer::tests::tempdir();
+    let mut h = start_in(&dir);
+    // coder (1) and helper (2) delegate to each other: chains may alternate, never grow past 4.
+    let mut p = policy_v("coder.toml:2");
+    p.agents[0].config.delegate_lo = 1 << 2;
+    p.agents[1].config.delegate_lo = 1 << 1;
+    *h.next.lock().unwrap() = Ok(p);
+    h.daemon.reload("test", false).unwrap();
+
+    let (first, _) = h.daemon.register(peer(10), "coder", 10).unwrap();
+    let err = h.daemon.register(peer(10), "coder", 10).unwrap_err().to_string();
+    assert!(err.contains("it already is agent \"coder\""), "{err}");
+    let mut sessions = vec![first];
+    for (agent, depth) in [("helper", 2), ("coder", 3), ("helper", 4)] {
+        let (session, _) = h.daemon.register(peer(10), agent, 10).unwrap();
+        let state = h.kernel.lock().unwrap().procs[&10];
+        assert_eq!(state.depth, depth, "{agent}");
+        assert!(!sessions.contains(&session), "every run is a new session");
+        sessions.push(session);
+    }
+    assert_eq!(h.kernel.lock().unwrap().procs[&10].chain, [1, 2, 1, 2]);
+    let err = h.daemon.register(peer(10), "coder", 10).unwrap_err().to_string();
+    assert!(err.contains("chain coder>helper>coder>helper") && err.contains("depth limit (4 agents)"), "{err}");
+    assert_eq!(h.kernel.lock().unwrap().procs[&10].depth, 4, "refused: never widened, never changed");
+    assert_eq!(daemon_events(&h.log).last().map(String::as_str), Some("register-refused"));
 }
 
 #[test]

@@ -101,7 +101,7 @@ fn api_requests_over_the_socket() {
             })
             .unwrap_err();
         assert!(
-            matches!(&err, ApiError::Refused(m) if m.contains("already a member")),
+            matches!(&err, ApiError::Refused(m) if m.contains("does not delegate to \"helper\"")),
             "{err}"
         );
 

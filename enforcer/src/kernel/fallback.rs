@@ -209,8 +209,8 @@ impl Backend for FallbackBackend {
         Ok(())
     }
 
-    fn register(&mut self, pid: u32, agent: u32, session: u64) -> Result<(), KernelError> {
-        lsm::register_in(&mut self.ebpf, pid, agent, session)
+    fn register_chain(&mut self, pid: u32, chain: &[u32], session: u64) -> Result<(), KernelError> {
+        lsm::register_chain_in(&mut self.ebpf, pid, chain, session)
     }
 
     fn proc_state(&self, tid: u32) -> Result<Option<ProcState>, KernelError> {

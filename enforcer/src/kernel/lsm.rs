@@ -252,16 +252,39 @@ pub fn threads_of(pid: u32) -> Result<Vec<u32>, KernelError> {
 }
 
 pub fn register_in(ebpf: &mut Ebpf, pid: u32, agent: u32, session: u64) -> Result<(), KernelError> {
+    register_chain_in(ebpf, pid, &[agent], session)
+}
+
+/// Make every thread of `pid` a member of `chain` (outermost first). A thread that is already
+/// an agent may only be extended: its chain must be `chain` minus the last agent (delegation);
+/// membership is otherwise permanent.
+pub fn register_chain_in(ebpf: &mut Ebpf, pid: u32, chain: &[u32], session: u64) -> Result<(), KernelError> {
+    if chain.is_empty() || chain.len() > MAX_CHAIN {
+        return Err(KernelError::Process { pid, reason: format!("a chain has 1 to {MAX_CHAIN} agents, not {}", chain.len()) });
+    }
     let mut procs: HashMap<&mut MapData, u32, ProcState> =
         HashMap::try_from(ebpf.map_mut(MAP_PROCS).ok_or_else(|| KernelError::Load("PROCS missing".into()))?)
             .map_err(|e| KernelError::Map { map: MAP_PROCS.into(), reason: e.to_string() })?;
     let tids = threads_of(pid)?;
+    let parent = &chain[..chain.len() - 1];
+    let mut joined_by = JOIN_LAUNCHER;
     for tid in &tids {
-        if procs.get(tid, 0).is_ok() {
-            return Err(KernelError::Process { pid, reason: format!("thread {tid} is already an agent process (membership is permanent)") });
+        match procs.get(tid, 0) {
+            Ok(old) if old.depth as usize <= MAX_CHAIN && &old.chain[..old.depth as usize] == parent => {
+                joined_by = old.joined_by;
+            }
+            Ok(_) => {
+                return Err(KernelError::Process { pid, reason: format!("thread {tid} is already an agent process (membership is permanent)") })
+            }
+            Err(_) if parent.is_empty() => {}
+            Err(_) => {
+                return Err(KernelError::Process { pid, reason: format!("thread {tid} is not a member of the delegating chain") })
+            }
         }
     }
-    let state = ProcState { session, chain: [agent, 0, 0, 0], depth: 1, joined_by: JOIN_LAUNCHER };
+    let session_start_ns = crate::audit::clock::boot_now_ns();
+    let mut state = ProcState { session, session_start_ns, chain: [0; MAX_CHAIN], depth: chain.len() as u32, joined_by };
+    state.chain[..chain.len()].copy_from_slice(chain);
     for tid in tids {
         procs.insert(tid, state, 0).map_err(|e| KernelError::Process {
             pid,
@@ -309,8 +332,8 @@ impl Backend for LsmBackend {
         Ok(())
     }
 
-    fn register(&mut self, pid: u32, agent: u32, session: u64) -> Result<(), KernelError> {
-        register_in(&mut self.ebpf, pid, agent, session)
+    fn register_chain(&mut self, pid: u32, chain: &[u32], session: u64) -> Result<(), KernelError> {
+        register_chain_in(&mut self.ebpf, pid, chain, session)
     }
 
     fn proc_state(&self, tid: u32) -> Result<Option<ProcState>, KernelError> {

@@ -95,7 +95,13 @@ pub trait Backend: Send {
     fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError>;
     /// Make every thread of process `pid` a member of `agent` (launcher registration).
     /// Fails if the process is already an agent (membership is sticky).
-    fn register(&mut self, pid: u32, agent: u32, session: u64) -> Result<(), KernelError>;
+    fn register(&mut self, pid: u32, agent: u32, session: u64) -> Result<(), KernelError> {
+        self.register_chain(pid, &[agent], session)
+    }
+    /// Make every thread of `pid` a member of `chain` (outermost first) with a new session.
+    /// A process that is already an agent can only be extended by one agent (delegation: its
+    /// chain must be `chain` minus the last); the caller checks that the policy allows it.
+    fn register_chain(&mut self, pid: u32, chain: &[u32], session: u64) -> Result<(), KernelError>;
     /// The agent state of thread `tid`, if it is an agent.
     fn proc_state(&self, tid: u32) -> Result<Option<ProcState>, KernelError>;
     /// Drain available events (non-blocking).

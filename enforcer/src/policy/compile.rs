@@ -43,6 +43,13 @@ pub struct AgentInfo {
     pub source: PathBuf,
 }
 
+impl AgentInfo {
+    /// The policy's `delegate` list names agent `id` (the kernel keeps it as `delegate_lo`).
+    pub fn delegates_to(&self, id: u32) -> bool {
+        id < 64 && self.config.delegate_lo & (1u64 << id) != 0
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuleKind {

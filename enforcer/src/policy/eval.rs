@@ -101,6 +101,60 @@ pub fn trace(policy: &CompiledPolicy, agent: u32, request: &Request) -> Trace {
 
 /// `trace` at wall-clock time `now`.
 pub fn trace_at(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Timestamp) -> Trace {
+    let (mut t, audit) = judge(policy, agent, request, now);
+    if audit && t.decision.verdict == Verdict::Deny {
+        t.decision.verdict = Verdict::AuditDeny;
+    }
+    t
+}
+
+/// A decision for a sub-agent chain, and the member whose rule decided.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ChainTrace {
+    pub trace: Trace,
+    /// Agent id of the deciding member: the first (outermost) that denied, else the innermost.
+    pub rule_agent: u32,
+}
+
+/// The decision for a process of `chain` (agent ids, outermost first): every member judges by
+/// its own rules, in chain order, and the first that denies decides; if all allow, the innermost
+/// member's allow is reported. Audit only if every member audits. Flags are those of the
+/// members judged (the kernel stops at the first deny). A chain of one is [`trace`].
+pub fn trace_chain(policy: &CompiledPolicy, chain: &[u32], request: &Request) -> ChainTrace {
+    trace_chain_at(policy, chain, request, jiff::Timestamp::now())
+}
+
+/// `trace_chain` at wall-clock time `now`.
+pub fn trace_chain_at(policy: &CompiledPolicy, chain: &[u32], request: &Request, now: jiff::Timestamp) -> ChainTrace {
+    let mut flags = 0;
+    let mut last = None;
+    for &member in chain {
+        let (mut t, _) = judge(policy, member, request, now);
+        flags |= t.decision.flags;
+        t.decision.flags = flags;
+        let denied = t.decision.verdict == Verdict::Deny;
+        last = Some(ChainTrace { trace: t, rule_agent: member });
+        if denied {
+            break;
+        }
+    }
+    let Some(mut out) = last else {
+        return ChainTrace { trace: done(Verdict::Deny, 0, 0, Step::UnknownAgent, 0), rule_agent: NO_AGENT };
+    };
+    if out.trace.decision.verdict == Verdict::Deny {
+        // An enforcing member anywhere in the chain enforces (members after the denier too).
+        let all_audit = chain.iter().all(|&m| {
+            policy.agent(m).is_some_and(|a| a.config.flags & (AGENT_PRESENT | AGENT_AUDIT) == AGENT_PRESENT | AGENT_AUDIT)
+        });
+        if all_audit {
+            out.trace.decision.verdict = Verdict::AuditDeny;
+        }
+    }
+    out
+}
+
+/// One agent's answer and whether that agent is in audit mode.
+fn judge(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Timestamp) -> (Trace, bool) {
     let access_of = |r: &Request| match r {
         Request::Open {
             write: true,
@@ -112,16 +166,16 @@ pub fn trace_at(policy: &CompiledPolicy, agent: u32, request: &Request, now: jif
         Request::Connect { .. } | Request::ConnectUnix { .. } => ACCESS_CONNECT,
     };
     if agent == NO_AGENT {
-        return done(Verdict::Allow, 0, 0, Step::NotAnAgent, access_of(request));
+        return (done(Verdict::Allow, 0, 0, Step::NotAnAgent, access_of(request)), false);
     }
     let Some(info) = policy
         .agent(agent)
         .filter(|a| a.config.flags & AGENT_PRESENT != 0)
     else {
-        return done(Verdict::Deny, 0, 0, Step::UnknownAgent, access_of(request));
+        return (done(Verdict::Deny, 0, 0, Step::UnknownAgent, access_of(request)), false);
     };
     let audit = info.config.flags & AGENT_AUDIT != 0;
-    let mut t = match request {
+    let t = match request {
         Request::Open { path, write, read } => {
             // Read then write; the first denied kind is reported, else the first kind's allow.
             let kinds: &[usize] = match (read, write) {
@@ -163,10 +217,7 @@ pub fn trace_at(policy: &CompiledPolicy, agent: u32, request: &Request, now: jif
         ),
         Request::Connect { addr, port, udp } => net_decision(policy, agent, *addr, *port, *udp, now),
     };
-    if audit && t.decision.verdict == Verdict::Deny {
-        t.decision.verdict = Verdict::AuditDeny;
-    }
-    t
+    (t, audit)
 }
 
 fn done(verdict: Verdict, rule: u32, flags: u32, step: Step, access: u32) -> Trace {

@@ -46,6 +46,8 @@ impl Daemon {
                             .iter()
                             .map(|&id| name_of(id))
                             .collect(),
+                        started: (state.session_start_ns != 0)
+                            .then(|| clock::format_rfc3339_ns(clock::BootClock::sample().wall_ns(state.session_start_ns))),
                         processes: 1,
                     }),
                 }

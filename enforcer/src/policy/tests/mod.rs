@@ -8,6 +8,7 @@ mod fields;
 mod naive;
 mod precedence;
 mod properties;
+mod chains;
 
 use super::eval::{evaluate, Decision, Request, Verdict};
 use super::{compile, load_sources, CompiledPolicy, PolicySet, ResolvedHosts};
