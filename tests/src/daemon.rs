@@ -26,6 +26,8 @@ pub struct DaemonSetup {
     pub socket: PathBuf,
     /// Extra `enforcer daemon` flags (e.g. rotation settings).
     pub extra: Vec<String>,
+    /// `--backend` (default `lsm`).
+    pub backend: &'static str,
     starts: usize,
 }
 
@@ -51,6 +53,7 @@ impl DaemonSetup {
             pin_dir,
             dir,
             extra: Vec::new(),
+            backend: "lsm",
             starts: 0,
         }
     }
@@ -59,7 +62,7 @@ impl DaemonSetup {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(enforcer_bin());
         cmd.arg("daemon")
-            .args(["--config", "/dev/null", "--log-level", "info", "--backend", "lsm"])
+            .args(["--config", "/dev/null", "--log-level", "info", "--backend", self.backend])
             .arg("--policy-dir")
             .arg(&self.policy_dir)
             .arg("--pin-dir")
