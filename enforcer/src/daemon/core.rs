@@ -328,6 +328,23 @@ impl Daemon {
     /// is counted by the kernel and reported as `lost` once writing works again.
     pub fn pump(&mut self) -> Result<Pumped, DaemonError> {
         let mut pumped = Pumped::default();
+        let events = self.pump_events(&mut pumped);
+        let due = self.last_loss_poll.is_none_or(|t| t.elapsed() >= LOSS_POLL);
+        if due {
+            self.last_loss_poll = Some(Instant::now());
+            // Lets the next daemon say since when none ran, should this one die (also while
+            // the log cannot be written).
+            self.backend.heartbeat(true)?;
+            if events.is_ok() {
+                let lost = self.loss_records()?;
+                pumped.records += lost.len();
+                self.write(lost)?;
+            }
+        }
+        events.map(|()| pumped)
+    }
+
+    fn pump_events(&mut self, pumped: &mut Pumped) -> Result<(), DaemonError> {
         if self.audit.queued() > 0 {
             self.write(Vec::new())?;
         }
@@ -339,20 +356,11 @@ impl Daemon {
             }
             pumped.records += self.log_events()?;
             pumped.more = self.raw.len() == BATCH_EVENTS;
-            if !pumped.more || self.audit.queued() > 0 {
+            if !pumped.more {
                 break;
             }
         }
-        let due = self.last_loss_poll.is_none_or(|t| t.elapsed() >= LOSS_POLL);
-        if due {
-            self.last_loss_poll = Some(Instant::now());
-            let lost = self.loss_records()?;
-            pumped.records += lost.len();
-            self.write(lost)?;
-            // Lets the next daemon say since when none ran, should this one die.
-            self.backend.heartbeat(true)?;
-        }
-        Ok(pumped)
+        Ok(())
     }
 
     /// Encode `self.raw` straight into the audit writer and write it.

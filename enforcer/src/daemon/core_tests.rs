@@ -656,7 +656,9 @@ fn adopting_pinned_state_logs_restarted_with_the_downtime_and_versions_above_the
     // Heartbeats while running, and a clean stop marks the state as stopped.
     h.daemon.pump().unwrap();
     h.daemon.stop("SIGTERM").unwrap();
-    assert_eq!(h.kernel.lock().unwrap().heartbeats, [true, false]);
+    let heartbeats = h.kernel.lock().unwrap().heartbeats.clone();
+    let (last, running) = heartbeats.split_last().unwrap();
+    assert!(!last && !running.is_empty() && running.iter().all(|&r| r), "{heartbeats:?}");
 }
 
 #[test]
