@@ -73,8 +73,9 @@ fn kernel_lost(records: &[Value]) -> u64 {
 fn no_event_is_lost_when_the_daemon_is_killed_mid_drain() {
     enforcer_tests::require_root();
     let host = kernel_label() == "host";
-    // Under emulation every daemon start costs seconds: fewer rounds there.
-    let (kills, rate) = if host { (6, 20_000) } else { (2, 2_000) };
+    // Under emulation a daemon start costs most of a minute: one round there (the ring
+    // buffer's re-reading on each kernel is also checked, cheaply, by fallback_pinning).
+    let (kills, rate) = if host { (6, 20_000) } else { (1, 2_000) };
     let mut setup = DaemonSetup::new("killflood");
     setup.backend = "fallback";
     let denied_dir = setup.dir.path().join("denied");
