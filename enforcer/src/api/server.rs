@@ -227,6 +227,7 @@ async fn stream_records(
                             count,
                             agent: None,
                             source: "subscriber".into(),
+                            total: None,
                         });
                         let mut text = serde_json::to_string(&lost).expect("records always serialize");
                         text.push('\n');

@@ -64,6 +64,46 @@ pub fn format_rfc3339_ns(epoch_ns: i128) -> String {
         .expect("RFC 3339 formatting of a valid date cannot fail")
 }
 
+/// [`format_rfc3339_ns`] for a stream of times that mostly share their second (a batch of
+/// events): the date and time of day are formatted once per second, the nanoseconds each time.
+#[derive(Default)]
+pub struct TimeFormatter {
+    /// Epoch second and its `YYYY-MM-DDTHH:MM:SS.` text.
+    cached: Option<(i128, [u8; 20])>,
+}
+
+impl TimeFormatter {
+    /// Append the RFC 3339 text of `epoch_ns` (no quotes).
+    pub fn write(&mut self, out: &mut Vec<u8>, epoch_ns: i128) {
+        let (second, nanos) = (epoch_ns.div_euclid(1_000_000_000), epoch_ns.rem_euclid(1_000_000_000));
+        if self.cached.is_none_or(|(s, _)| s != second) {
+            self.cached = None;
+            // Out-of-range times take the slow path every time (format_rfc3339_ns's fallback).
+            if OffsetDateTime::from_unix_timestamp_nanos(second * 1_000_000_000).is_ok() {
+                let text = format_rfc3339_ns(second * 1_000_000_000);
+                if let Ok(prefix) = <[u8; 20]>::try_from(&text.as_bytes()[..text.len().min(20)]) {
+                    if text.len() == 30 {
+                        self.cached = Some((second, prefix));
+                    }
+                }
+            }
+        }
+        let Some((_, prefix)) = &self.cached else {
+            out.extend_from_slice(format_rfc3339_ns(epoch_ns).as_bytes());
+            return;
+        };
+        out.extend_from_slice(prefix);
+        let mut digits = [b'0'; 9];
+        let mut n = nanos as u32;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        out.extend_from_slice(&digits);
+        out.push(b'Z');
+    }
+}
+
 /// Parse an RFC 3339 time (any offset, any number of fractional digits) into epoch nanoseconds.
 pub fn parse_rfc3339(text: &str) -> Option<i128> {
     OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
@@ -97,6 +137,18 @@ mod tests {
             (wall - now_ns()).abs() < 1_000_000_000,
             "boot->wall conversion is off by more than 1s"
         );
+    }
+
+    #[test]
+    fn the_cached_formatter_writes_what_format_rfc3339_ns_does() {
+        let mut f = TimeFormatter::default();
+        let base = 1_795_444_620_123_456_789i128;
+        let times = [base, base + 1, base + 876_543_210, base + 999_999_999, base - 5, 0, 1, -1, base * 1000, base];
+        for t in times {
+            let mut out = Vec::new();
+            f.write(&mut out, t);
+            assert_eq!(String::from_utf8(out).unwrap(), format_rfc3339_ns(t), "epoch ns {t}");
+        }
     }
 
     #[test]

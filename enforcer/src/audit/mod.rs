@@ -6,6 +6,7 @@
 //! with size-based rotation, `reader` reads the current and rotated files back in order.
 
 pub mod clock;
+pub mod encode;
 pub mod filter;
 pub mod history;
 pub mod names;

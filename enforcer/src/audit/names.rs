@@ -53,7 +53,7 @@ pub const FLAG_TARGET_ESCAPED: &str = "target-escaped";
 /// Flag added by user space: the event's policy version is no longer known, rule ids unresolved.
 pub const FLAG_POLICY_UNKNOWN: &str = "policy-version-unknown";
 
-fn lookup(table: &[(u32, &'static str)], value: u32) -> Option<&'static str> {
+pub(crate) fn lookup(table: &[(u32, &'static str)], value: u32) -> Option<&'static str> {
     table.iter().find(|(v, _)| *v == value).map(|(_, n)| *n)
 }
 

@@ -1,7 +1,9 @@
 //! Audit records and the mapping from kernel events onto them. Field names and meanings are the
 //! schema documented in docs/events.md.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use enforcer_common::abi::*;
 use serde::{Deserialize, Serialize};
@@ -10,6 +12,7 @@ use super::clock::{format_rfc3339_ns, BootClock};
 use super::history::{PolicyHistory, PolicyNames};
 use super::names;
 use crate::kernel::RawEvent;
+use enforcer_common::EventHeader;
 
 /// One line of the audit log.
 // Records live briefly in one batch; boxing events would cost an allocation each for nothing.
@@ -70,6 +73,10 @@ pub struct EventRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_pattern: Option<String>,
     pub policy_version: u32,
+    /// Where the kernel queued the event in its ring buffer (see docs/events.md): the same value
+    /// on two records means the same kernel decision, written twice across a daemon restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ring_pos: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
 }
@@ -87,6 +94,11 @@ pub struct LostRecord {
     /// `kernel` (ring buffer full; these events are not in the log) or `subscriber` (a live
     /// stream fell behind; the events are in the log).
     pub source: String,
+    /// `kernel` only: the kernel's loss counter for `agent` (since the kernel state was installed)
+    /// including these losses. A later record with the same agent and `total` reports the same
+    /// losses again (a daemon killed after writing it, before saving that it had).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 /// Daemon lifecycle: start, ready, stop, reload, reload-failed, register, backend.
@@ -149,7 +161,7 @@ pub struct EventContext<'a> {
     pub clock: BootClock,
     pub policies: &'a PolicyHistory,
     /// Executable of a process (`/proc/<tgid>/exe`), when it still exists.
-    pub exe_of: &'a dyn Fn(u32) -> Option<String>,
+    pub exe_of: &'a dyn Fn(u32) -> Option<Arc<str>>,
 }
 
 /// Agent id of the load-time canary (`kernel::probe`): never a policy's agent.
@@ -157,67 +169,101 @@ pub const CANARY_AGENT: u32 = enforcer_common::MAX_AGENTS - 1;
 /// How audit records name it.
 pub const CANARY_NAME: &str = "enforcer-canary";
 
-/// Map one kernel event onto its audit record (seq is assigned by the writer).
+/// How an event names agent `id` under the policy names of its version.
+pub fn agent_name(policy: Option<&PolicyNames>, id: u32) -> Cow<'_, str> {
+    if id == CANARY_AGENT {
+        // The backend's own probe at load: a registered child that must be refused.
+        return Cow::Borrowed(CANARY_NAME);
+    }
+    match policy.and_then(|p| p.agent(id)) {
+        Some(name) => Cow::Borrowed(name),
+        None => Cow::Owned(format!("#{id}")),
+    }
+}
+
+/// The agent chain's valid part (outermost first).
+pub fn chain_ids(h: &EventHeader) -> &[u32] {
+    &h.chain[..(h.depth as usize).min(MAX_CHAIN)]
+}
+
+/// The agent that decided, when it is not the process's own (innermost) agent.
+pub fn rule_agent_id(h: &EventHeader) -> Option<u32> {
+    (h.rule_agent != NO_AGENT && Some(h.rule_agent) != chain_ids(h).last().copied()).then_some(h.rule_agent)
+}
+
+/// Ops whose `open_flags` field is logged (the open flags, or a mode).
+pub fn logs_open_flags(op: u32) -> bool {
+    op == OP_OPEN || op == OP_CHMOD || op == OP_MKDIR || op == OP_MKNOD
+}
+
+/// Where an event's target goes in the record.
+pub enum TargetField {
+    /// `addr`, `port`, `proto` (IP sockets; the target bytes are unused).
+    Net,
+    UnixPath,
+    Path,
+    None,
+}
+
+pub fn target_field(h: &EventHeader, target: &[u8]) -> TargetField {
+    let is_net_op = h.op == OP_CONNECT || h.op == OP_SENDMSG;
+    match (is_net_op, h.net_family) {
+        (true, AF_INET) | (true, AF_INET6) => TargetField::Net,
+        (true, AF_UNIX) => TargetField::UnixPath,
+        _ if target.is_empty() => TargetField::None,
+        _ => TargetField::Path,
+    }
+}
+
+/// Map one kernel event onto its audit record (seq is assigned by the writer). The daemon
+/// writes events with `encode::EventEncoder`, which produces exactly this record's JSON.
 pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
     let h = &raw.header;
-    let policy = ctx.policies.get(h.policy_version);
+    let policy = ctx.policies.get(h.policy_version).map(|p| p.as_ref());
     let mut flags = names::flag_names(h.flags);
     if policy.is_none() {
         flags.push(names::FLAG_POLICY_UNKNOWN.to_owned());
     }
-    let agent_name = |id: u32| -> String {
-        if id == CANARY_AGENT {
-            // The backend's own probe at load: a registered child that must be refused.
-            return CANARY_NAME.to_owned();
-        }
-        policy
-            .and_then(|p| p.agent(id))
-            .map_or_else(|| format!("#{id}"), str::to_owned)
-    };
-    let depth = (h.depth as usize).min(MAX_CHAIN);
-    let chain: Vec<String> = h.chain[..depth].iter().map(|&id| agent_name(id)).collect();
+    let chain: Vec<String> = chain_ids(h).iter().map(|&id| agent_name(policy, id).into_owned()).collect();
     let agent = chain.last().cloned();
-    let rule_agent = (h.rule_agent != NO_AGENT
-        && Some(h.rule_agent) != h.chain[..depth].last().copied())
-    .then(|| agent_name(h.rule_agent));
-    let (rule, rule_pattern) = rule_text(policy.map(|p| p.as_ref()), h.rule);
+    let rule_agent = rule_agent_id(h).map(|id| agent_name(policy, id).into_owned());
+    let (rule, rule_pattern) = rule_text(policy, h.rule);
 
     let mut record = EventRecord {
         seq: 0,
         time: format_rfc3339_ns(ctx.clock.wall_ns(h.ts_boot_ns)),
         host: ctx.host.to_owned(),
         agent,
-        chain: if depth > 1 { chain } else { Vec::new() },
+        chain: if chain.len() > 1 { chain } else { Vec::new() },
         rule_agent,
         session: session_hex(h.session),
         pid: h.tgid,
         tid: h.pid,
         ppid: h.ppid,
         uid: h.uid,
-        comm: c_string(&h.comm),
-        exe: (ctx.exe_of)(h.tgid),
+        comm: c_string(&h.comm).into_owned(),
+        exe: (ctx.exe_of)(h.tgid).map(|e| e.to_string()),
         op: names::op_name(h.op),
         access: names::access_names(h.access),
-        open_flags: (h.op == OP_OPEN || h.op == OP_CHMOD || h.op == OP_MKDIR || h.op == OP_MKNOD)
-            .then_some(h.open_flags),
+        open_flags: logs_open_flags(h.op).then_some(h.open_flags),
         verdict: names::verdict_name(h.verdict),
-        rule,
-        rule_pattern,
+        rule: rule.into_owned(),
+        rule_pattern: rule_pattern.map(str::to_owned),
         policy_version: h.policy_version,
+        ring_pos: Some(raw.ring_pos),
         ..EventRecord::default()
     };
 
     let (target, escaped) = target_text(&raw.target);
-    let is_net_op = h.op == OP_CONNECT || h.op == OP_SENDMSG;
-    match (is_net_op, h.net_family) {
-        (true, AF_INET) | (true, AF_INET6) => {
+    match target_field(h, &raw.target) {
+        TargetField::Net => {
             record.addr = Some(ip_text(h.net_family, &h.net_addr));
             record.port = Some(h.net_port);
             record.proto = Some(names::proto_name(h.net_proto).to_owned());
         }
-        (true, AF_UNIX) => record.unix_path = Some(target),
-        _ if raw.target.is_empty() => {}
-        _ => record.path = Some(target),
+        TargetField::UnixPath => record.unix_path = Some(target.into_owned()),
+        TargetField::Path => record.path = Some(target.into_owned()),
+        TargetField::None => {}
     }
     if escaped {
         flags.push(names::FLAG_TARGET_ESCAPED.to_owned());
@@ -227,28 +273,28 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
 }
 
 /// Rule id -> (textual id, pattern as written).
-fn rule_text(policy: Option<&PolicyNames>, rule: u32) -> (String, Option<String>) {
+pub fn rule_text(policy: Option<&PolicyNames>, rule: u32) -> (Cow<'_, str>, Option<&str>) {
     if rule == RULE_DEFAULT_DENY {
-        return ("default-deny".to_owned(), None);
+        return (Cow::Borrowed("default-deny"), None);
     }
     match policy.and_then(|p| p.rule(rule)) {
-        Some(info) => (info.text_id.clone(), Some(info.pattern.clone())),
-        None => (format!("#{rule}"), None),
+        Some(info) => (Cow::Borrowed(info.text_id.as_str()), Some(info.pattern.as_str())),
+        None => (Cow::Owned(format!("#{rule}")), None),
     }
 }
 
 /// NUL-terminated kernel string (comm) to text.
-fn c_string(bytes: &[u8]) -> String {
+pub fn c_string(bytes: &[u8]) -> Cow<'_, str> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
+    String::from_utf8_lossy(&bytes[..end])
 }
 
 /// Target bytes as JSON text. Paths are bytes, JSON is UTF-8: a non-UTF-8 path is written with
 /// `\` doubled and each invalid byte as `\xNN` (the caller flags it `target-escaped`), so the
 /// original bytes can be recovered exactly.
-fn target_text(bytes: &[u8]) -> (String, bool) {
+pub fn target_text(bytes: &[u8]) -> (Cow<'_, str>, bool) {
     if let Ok(text) = std::str::from_utf8(bytes) {
-        return (text.to_owned(), false);
+        return (Cow::Borrowed(text), false);
     }
     let mut out = String::with_capacity(bytes.len() + 16);
     for chunk in bytes.utf8_chunks() {
@@ -257,10 +303,10 @@ fn target_text(bytes: &[u8]) -> (String, bool) {
             out.push_str(&format!("\\x{b:02x}"));
         }
     }
-    (out, true)
+    (Cow::Owned(out), true)
 }
 
-fn ip_text(family: u16, addr: &[u8; 16]) -> String {
+pub fn ip_text(family: u16, addr: &[u8; 16]) -> String {
     let v6 = Ipv6Addr::from(*addr);
     let ip = match (family, v6.to_ipv4_mapped()) {
         (AF_INET, Some(v4)) => IpAddr::V4(v4),

@@ -82,7 +82,7 @@ fn header(op: u32, verdict: u32) -> EventHeader {
 
 fn map(header: EventHeader, target: &[u8]) -> EventRecord {
     let policies = history();
-    let exe = |pid: u32| (pid == 100).then(|| "/usr/bin/cat".to_owned());
+    let exe = |pid: u32| (pid == 100).then(|| Arc::from("/usr/bin/cat"));
     let ctx = EventContext {
         host: "box",
         clock: BootClock::with_offset(1_000_000_000),
@@ -93,6 +93,7 @@ fn map(header: EventHeader, target: &[u8]) -> EventRecord {
         &RawEvent {
             header,
             target: target.to_vec(),
+            ring_pos: 4096,
         },
         &ctx,
     )

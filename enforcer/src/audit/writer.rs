@@ -56,10 +56,14 @@ pub struct AuditWriter {
     size: u64,
     next_seq: u64,
     unsynced_since: Option<Instant>,
-    /// Lines not in the file yet, oldest first; `front_written` bytes of the first one are.
-    queue: VecDeque<String>,
-    queued_bytes: usize,
-    front_written: usize,
+    /// Encoded lines not in the file yet, in order: `pending[written..]` is still to be written.
+    /// One buffer for all lines: encoding a record costs no allocation of its own.
+    pending: Vec<u8>,
+    written: usize,
+    /// End offset in `pending` of every line not completely written, oldest first.
+    line_ends: VecDeque<usize>,
+    /// Start of the oldest line not completely written.
+    line_start: usize,
     /// Records refused while the queue was full, not reported yet.
     refused: u64,
     /// [`MAX_QUEUED_BYTES`] (smaller in tests).
@@ -117,9 +121,10 @@ impl AuditWriter {
             size,
             next_seq: last + 1,
             unsynced_since: None,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            front_written: 0,
+            pending: Vec::new(),
+            written: 0,
+            line_ends: VecDeque::new(),
+            line_start: 0,
             refused: 0,
             max_queued_bytes: MAX_QUEUED_BYTES,
             previous,
@@ -144,82 +149,123 @@ impl AuditWriter {
     /// live subscribers, with the outcome of writing them. On a write error the records stay
     /// queued (they are still returned) and are written by a later call.
     pub fn append(&mut self, records: &mut [Record]) -> (Vec<String>, Result<(), AuditError>) {
-        let mut lines = Vec::with_capacity(records.len());
+        let mark = self.mark();
         for record in records.iter_mut() {
-            record.set_seq(self.next_seq);
-            let mut line = serde_json::to_string(record).expect("audit records always serialize");
-            line.push('\n');
-            if self.queued_bytes + line.len() > self.max_queued_bytes {
-                self.refused += 1;
-                continue;
-            }
-            self.next_seq += 1;
-            self.queued_bytes += line.len();
-            self.queue.push_back(line.clone());
-            lines.push(line);
+            self.push_record(record);
         }
-        let result = self.flush().and_then(|()| self.sync_if_due());
-        (lines, result)
+        let lines = self.lines_since(mark).map(str::to_owned).collect();
+        (lines, self.flush())
+    }
+
+    /// Where the lines pushed from now on start (for [`AuditWriter::lines_since`]).
+    pub fn mark(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Queue one record (its `seq` assigned); false if the queue is full and it was refused.
+    pub fn push_record(&mut self, record: &mut Record) -> bool {
+        let seq = self.next_seq;
+        record.set_seq(seq);
+        self.push_with(|_, out| serde_json::to_writer(out, &*record).expect("audit records always serialize"))
+    }
+
+    /// Queue one line that `encode(seq, buffer)` appends (one JSON object, no newline). False if
+    /// the queue is full: nothing is kept and no `seq` is spent on it.
+    pub fn push_with(&mut self, encode: impl FnOnce(u64, &mut Vec<u8>)) -> bool {
+        let start = self.pending.len();
+        encode(self.next_seq, &mut self.pending);
+        self.pending.push(b'\n');
+        if self.pending.len() - self.written > self.max_queued_bytes {
+            self.pending.truncate(start);
+            self.refused += 1;
+            return false;
+        }
+        self.next_seq += 1;
+        self.line_ends.push_back(self.pending.len());
+        true
+    }
+
+    /// The lines pushed since `mark` (each with its newline) that are still buffered: all of
+    /// them until the next [`AuditWriter::flush`].
+    pub fn lines_since(&self, mark: usize) -> impl Iterator<Item = &str> + '_ {
+        let from = mark.max(self.line_start);
+        let bytes = self.pending.get(from..).unwrap_or_default();
+        // Every line is UTF-8: JSON from serde_json or the event encoder.
+        std::str::from_utf8(bytes).unwrap_or_default().split_inclusive('\n')
+    }
+
+    /// Swap the log's file (tests: a full disk is `/dev/full`).
+    #[cfg(test)]
+    pub(crate) fn replace_file(&mut self, file: File) -> File {
+        std::mem::replace(&mut self.file, file)
     }
 
     /// Records refused because the queue was full, once everything queued has been written
     /// (so the count can be logged right after them). Resets the count.
     pub fn take_refused(&mut self) -> Option<u64> {
-        (self.queue.is_empty() && self.refused > 0).then(|| std::mem::take(&mut self.refused))
+        (self.line_ends.is_empty() && self.refused > 0).then(|| std::mem::take(&mut self.refused))
     }
 
     /// Records waiting to be written.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.line_ends.len()
     }
 
-    /// Write queued lines, rotating between lines as needed.
-    fn flush(&mut self) -> Result<(), AuditError> {
-        while let Some(front_len) = self.queue.front().map(String::len) {
-            if self.front_written == 0
-                && self.size > 0
-                && self.size + front_len as u64 > self.rotation.max_bytes
-            {
+    /// Write the queued lines (rotating between lines as needed), then fdatasync if due.
+    pub fn flush(&mut self) -> Result<(), AuditError> {
+        let result = self.write_pending();
+        if self.written == self.pending.len() {
+            self.pending.clear();
+            self.written = 0;
+            self.line_start = 0;
+        } else if self.line_start > WRITE_CHUNK {
+            // A backlog (the log cannot be written): drop what is in the file already.
+            let done = self.line_start;
+            self.pending.drain(..done);
+            self.written -= done;
+            self.line_start = 0;
+            self.line_ends.iter_mut().for_each(|end| *end -= done);
+        }
+        result.and_then(|()| self.sync_if_due())
+    }
+
+    fn write_pending(&mut self) -> Result<(), AuditError> {
+        while let Some(&front_end) = self.line_ends.front() {
+            let at_line_start = self.written == self.line_start;
+            if at_line_start && self.size > 0 && self.size + (front_end - self.line_start) as u64 > self.rotation.max_bytes {
                 self.rotate()?;
             }
-            let front = &self.queue[0];
-            // The rest of the front line plus the lines after it that fit before the next rotation.
-            let mut chunk = front.as_bytes()[self.front_written..].to_vec();
-            for line in self.queue.iter().skip(1) {
-                // Bounded chunks: a long queue (after an outage) is not copied in one piece.
-                if self.size + (chunk.len() + line.len()) as u64 > self.rotation.max_bytes
-                    || chunk.len() >= WRITE_CHUNK
-                {
+            // The rest of the front line plus the lines after it that fit before the next
+            // rotation, in bounded chunks (a long backlog is not written in one piece).
+            let mut end = front_end;
+            for &next in self.line_ends.iter().skip(1) {
+                if self.size + (next - self.written) as u64 > self.rotation.max_bytes || next - self.written > WRITE_CHUNK {
                     break;
                 }
-                chunk.extend_from_slice(line.as_bytes());
+                end = next;
             }
-            let mut written = 0;
             let result = loop {
-                if written == chunk.len() {
+                if self.written == end {
                     break Ok(());
                 }
-                match self.file.write(&chunk[written..]) {
+                match self.file.write(&self.pending[self.written..end]) {
                     Ok(0) => break Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
-                    Ok(n) => written += n,
+                    Ok(n) => {
+                        self.written += n;
+                        self.size += n as u64;
+                        self.unsynced_since.get_or_insert_with(Instant::now);
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => break Err(e),
                 }
             };
-            if written > 0 {
-                self.size += written as u64;
-                self.unsynced_since.get_or_insert_with(Instant::now);
-            }
-            let mut consumed = self.front_written + written;
-            while let Some(line) = self.queue.front() {
-                if consumed < line.len() {
+            while let Some(&line_end) = self.line_ends.front() {
+                if line_end > self.written {
                     break;
                 }
-                consumed -= line.len();
-                self.queued_bytes -= line.len();
-                self.queue.pop_front();
+                self.line_start = line_end;
+                self.line_ends.pop_front();
             }
-            self.front_written = consumed;
             result.map_err(AuditError::io(&self.path))?;
         }
         Ok(())

@@ -1,7 +1,8 @@
 //! The daemon's state machine. Synchronous and backend-agnostic: the async service calls it,
 //! tests drive it with a mock backend and an in-memory policy source.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,9 @@ use super::state::{DaemonState, StateFile};
 use super::DaemonError;
 use crate::api::server::Peer;
 use crate::audit::clock::{self, BootClock};
+use crate::audit::encode::EventEncoder;
 use crate::audit::history::{PolicyHistory, PolicyNames, DEFAULT_VERSIONS_KEPT};
-use crate::audit::record::{event_record, session_hex, EventContext};
+use crate::audit::record::{agent_name, chain_ids, session_hex, EventContext};
 use crate::audit::writer::AuditWriter;
 use crate::audit::{DaemonRecord, LostRecord, Record};
 use crate::kernel::{Backend, RawEvent};
@@ -27,6 +29,11 @@ use crate::policy::compile::CompiledPolicy;
 const LIVE_BUFFER: usize = 4096;
 /// Kernel loss counters are read at most this often.
 const LOSS_POLL: Duration = Duration::from_millis(500);
+/// Events taken from the kernel at a time. Their ring-buffer space is released only once they
+/// are in the log, so smaller batches give the kernel its space back sooner.
+const BATCH_EVENTS: usize = 8192;
+/// Batches per [`Daemon::pump`] call at most, so a flood cannot starve the event loop.
+const BATCHES_PER_PUMP: usize = 32;
 
 pub struct CoreOptions {
     pub host: String,
@@ -71,6 +78,19 @@ pub struct Daemon {
     /// When a grant expires or a time window the kernel holds ends: then the expired grants
     /// are logged and the next windows written (`refresh_due`).
     refresh_at: Option<jiff::Timestamp>,
+    encoder: EventEncoder,
+    /// Kernel loss counts written (or queued) as `lost` records; saved to the state file as
+    /// reported only once the records are in the file.
+    losses_logged: BTreeMap<u32, u64>,
+}
+
+/// What one [`Daemon::pump`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pumped {
+    /// Records written (events and `lost` records).
+    pub records: usize,
+    /// The kernel may hold more events: pump again soon.
+    pub more: bool,
 }
 
 /// Outcome of a reload that did not fail.
@@ -120,7 +140,6 @@ impl Daemon {
             audit,
             live,
             options,
-            saved,
             stats: Stats::default(),
             started_ns: clock::now_ns(),
             started: Instant::now(),
@@ -128,6 +147,9 @@ impl Daemon {
             raw: Vec::new(),
             grants,
             refresh_at: None,
+            encoder: EventEncoder::default(),
+            losses_logged: saved.losses_reported.clone(),
+            saved,
         };
         daemon.plan_refresh();
         daemon.save_state()?;
@@ -355,59 +377,98 @@ impl Daemon {
     }
 
     /// Move kernel events and loss counts into the audit log and to live subscribers.
-    pub fn pump(&mut self) -> Result<usize, DaemonError> {
-        self.raw.clear();
-        self.backend.poll_events(&mut self.raw)?;
-        let mut records = Vec::with_capacity(self.raw.len() + 1);
-        if !self.raw.is_empty() {
-            let inspect = self.options.inspect_procs;
-            let exe_of = |tgid: u32| if inspect { procs::exe_of(tgid) } else { None };
-            let ctx = EventContext {
-                host: &self.options.host,
-                clock: BootClock::sample(),
-                policies: &self.history,
-                exe_of: &exe_of,
-            };
-            for raw in &self.raw {
-                let event = event_record(raw, &ctx);
-                let key = (
-                    event.agent.clone().unwrap_or_default(),
-                    event.op.clone(),
-                    event.verdict.clone(),
-                );
-                *self.stats.decisions.entry(key).or_default() += 1;
-                records.push(Record::Event(event));
-            }
-        }
+    ///
+    /// At least once: a batch of events is released in the kernel ring buffer only after its
+    /// lines are in the file (`write(2)` done). A daemon killed in between leaves the batch to
+    /// the next daemon, which writes it again (same `ring_pos`). While the log cannot be
+    /// written no events are taken: they wait in the ring buffer, and what does not fit there
+    /// is counted by the kernel and reported as `lost` once writing works again.
+    pub fn pump(&mut self) -> Result<Pumped, DaemonError> {
+        let mut pumped = Pumped::default();
+        let events = self.pump_events(&mut pumped);
         let due = self.last_loss_poll.is_none_or(|t| t.elapsed() >= LOSS_POLL);
         if due {
             self.last_loss_poll = Some(Instant::now());
-            records.extend(self.loss_records()?);
-            // Lets the next daemon say since when none ran, should this one die.
+            // Lets the next daemon say since when none ran, should this one die (also while
+            // the log cannot be written).
             self.backend.heartbeat(true)?;
+            if events.is_ok() {
+                let lost = self.loss_records()?;
+                pumped.records += lost.len();
+                self.write(lost)?;
+            }
         }
-        let count = records.len();
-        self.write(records)?;
-        Ok(count)
+        events.map(|()| pumped)
     }
 
-    /// `lost` records for kernel loss counters that grew since they were last reported.
+    fn pump_events(&mut self, pumped: &mut Pumped) -> Result<(), DaemonError> {
+        if self.audit.queued() > 0 {
+            self.write(Vec::new())?;
+        }
+        for _ in 0..BATCHES_PER_PUMP {
+            self.raw.clear();
+            self.backend.read_events(BATCH_EVENTS, &mut self.raw)?;
+            if self.raw.is_empty() {
+                break;
+            }
+            pumped.records += self.log_events()?;
+            pumped.more = self.raw.len() == BATCH_EVENTS;
+            if !pumped.more {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Encode `self.raw` straight into the audit writer and write it.
+    fn log_events(&mut self) -> Result<usize, DaemonError> {
+        let inspect = self.options.inspect_procs;
+        // One /proc lookup per process and batch: the batch is read at one instant, so this is
+        // what a lookup per event would find (docs/events.md: `exe` is when the daemon read it).
+        let exes: RefCell<HashMap<u32, Option<Arc<str>>>> = RefCell::default();
+        let exe_of = |tgid: u32| -> Option<Arc<str>> {
+            if !inspect {
+                return None;
+            }
+            exes.borrow_mut().entry(tgid).or_insert_with(|| procs::exe_of(tgid).map(Arc::from)).clone()
+        };
+        let ctx = EventContext {
+            host: &self.options.host,
+            clock: BootClock::sample(),
+            policies: &self.history,
+            exe_of: &exe_of,
+        };
+        // Decisions by (version, agent, op, verdict) for this batch, named once per key below.
+        let mut decided: HashMap<(u32, u32, u32, u32), u64> = HashMap::new();
+        let mark = self.audit.mark();
+        for raw in &self.raw {
+            let encoder = &mut self.encoder;
+            self.audit.push_with(|seq, out| encoder.encode(out, seq, raw, &ctx));
+            let h = &raw.header;
+            let agent = chain_ids(h).last().copied().unwrap_or(NO_AGENT_KEY);
+            *decided.entry((h.policy_version, agent, h.op, h.verdict)).or_default() += 1;
+        }
+        for ((version, agent, op, verdict), n) in decided {
+            let policy = self.history.get(version).map(|p| p.as_ref());
+            let agent = if agent == NO_AGENT_KEY { String::new() } else { agent_name(policy, agent).into_owned() };
+            let key = (agent, crate::audit::names::op_name(op), crate::audit::names::verdict_name(verdict));
+            *self.stats.decisions.entry(key).or_default() += n;
+        }
+        self.flush_audit(mark)?;
+        Ok(self.raw.len())
+    }
+
+    /// `lost` records for kernel loss counters that grew since they were last logged.
     fn loss_records(&mut self) -> Result<Vec<Record>, DaemonError> {
         let mut out = Vec::new();
-        let mut changed = false;
         for (agent, total) in self.backend.losses()? {
-            let reported = self.saved.losses_reported.get(&agent).copied().unwrap_or(0);
-            // A counter below what was reported was recreated (kernel state reloaded): all new.
-            let delta = if total >= reported {
-                total - reported
-            } else {
-                total
-            };
+            let logged = self.losses_logged.get(&agent).copied().unwrap_or(0);
+            // A counter below what was logged was recreated (kernel state reloaded): all new.
+            let delta = if total >= logged { total - logged } else { total };
             if delta == 0 {
                 continue;
             }
-            changed = true;
-            self.saved.losses_reported.insert(agent, total);
+            self.losses_logged.insert(agent, total);
             let name = self
                 .policy()
                 .agent(agent)
@@ -420,10 +481,8 @@ impl Daemon {
                 count: delta,
                 agent: (agent != 0).then_some(name),
                 source: "kernel".into(),
+                total: Some(total),
             }));
-        }
-        if changed {
-            self.save_state()?;
         }
         Ok(out)
     }
@@ -432,29 +491,49 @@ impl Daemon {
         if records.is_empty() && self.audit.queued() == 0 {
             return Ok(());
         }
-        let (lines, written) = self.audit.append(&mut records);
-        self.broadcast(lines);
+        let mark = self.audit.mark();
+        for record in &mut records {
+            self.audit.push_record(record);
+        }
+        self.flush_audit(mark)
+    }
+
+    /// Send the lines queued since `mark` to live subscribers and write everything queued. Once
+    /// nothing is left queued, whatever was read from the kernel is in the file: release it in
+    /// the ring buffer and save the loss counts logged as reported.
+    fn flush_audit(&mut self, mark: usize) -> Result<(), DaemonError> {
+        self.broadcast(mark);
+        let written = self.audit.flush();
         // Records the log had no room for while it could not be written: say so right after
         // the ones it kept.
         if let Some(count) = self.audit.take_refused() {
-            let mut lost = [Record::Lost(LostRecord {
+            let mark = self.audit.mark();
+            self.audit.push_record(&mut Record::Lost(LostRecord {
                 seq: 0,
                 time: clock::format_rfc3339_ns(clock::now_ns()),
                 host: self.options.host.clone(),
                 count,
                 agent: None,
                 source: "audit-log".into(),
-            })];
-            let (lines, _) = self.audit.append(&mut lost);
-            self.broadcast(lines);
+                total: None,
+            }));
+            self.broadcast(mark);
+            let _ = self.audit.flush();
+        }
+        if self.audit.queued() == 0 {
+            self.backend.release_events()?;
+            if self.saved.losses_reported != self.losses_logged {
+                self.saved.losses_reported = self.losses_logged.clone();
+                self.save_state()?;
+            }
         }
         Ok(written?)
     }
 
-    fn broadcast(&self, lines: Vec<String>) {
+    fn broadcast(&self, mark: usize) {
         if self.live.receiver_count() > 0 {
-            for line in lines {
-                let _ = self.live.send(line.into());
+            for line in self.audit.lines_since(mark) {
+                let _ = self.live.send(Arc::from(line));
             }
         }
     }
@@ -503,7 +582,9 @@ impl Daemon {
 
     /// Drain what is left, log the stop, fsync. Kernel state stays pinned and enforcing.
     pub fn stop(mut self, why: &str) -> Result<(), DaemonError> {
-        self.pump()?;
+        // The loss counters once more too: everything up to the stop is accounted for in the log.
+        self.last_loss_poll = None;
+        while self.pump()?.more {}
         self.backend.heartbeat(false)?;
         let message = format!("{why}; kernel state stays pinned and enforcing");
         let version = self.version;
@@ -514,6 +595,9 @@ impl Daemon {
         Ok(self.audit.sync()?)
     }
 }
+
+/// Decision-counter key of events without an agent chain (counted under the agent "").
+const NO_AGENT_KEY: u32 = u32::MAX;
 
 /// How the previous daemon run ended, if not with its `stop` record: a crash or SIGKILL. The
 /// kernel went on enforcing meanwhile; this names the window in which nothing was logged live.

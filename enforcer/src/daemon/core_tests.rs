@@ -15,7 +15,11 @@ use crate::kernel::{BackendStatus, KernelError};
 pub(crate) struct Kernel {
     pub(crate) applied: Vec<(u32, CompiledPolicy)>,
     pub(crate) procs: HashMap<u32, ProcState>,
+    /// The ring buffer: events not released yet, oldest first (a restarted daemon reads them again).
     pub(crate) pending: Vec<RawEvent>,
+    next_ring_pos: u64,
+    /// Simulates SIGKILL right after a write: releases are not done.
+    pub(crate) ignore_releases: bool,
     pub(crate) losses: Vec<(u32, u64)>,
     pub(crate) fail_next_apply: bool,
     pub(crate) adoption: Option<crate::kernel::pin::Adoption>,
@@ -24,7 +28,18 @@ pub(crate) struct Kernel {
     pub(crate) fill: Vec<crate::kernel::fill::MapFill>,
 }
 
-pub(crate) struct MockBackend(pub(crate) Arc<Mutex<Kernel>>);
+impl Kernel {
+    /// Queue an event like the kernel's ring buffer output (positions grow by the record size).
+    pub(crate) fn queue(&mut self, header: EventHeader, target: &[u8]) -> u64 {
+        let ring_pos = self.next_ring_pos;
+        self.next_ring_pos += (8 + enforcer_common::EVENT_HEADER_BYTES + target.len()).next_multiple_of(8) as u64;
+        self.pending.push(RawEvent { header, target: target.to_vec(), ring_pos });
+        ring_pos
+    }
+}
+
+/// The mock kernel and this reader's read position in its ring (in `pending`).
+pub(crate) struct MockBackend(pub(crate) Arc<Mutex<Kernel>>, usize);
 
 impl Backend for MockBackend {
     fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
@@ -52,8 +67,19 @@ impl Backend for MockBackend {
     fn proc_state(&self, tid: u32) -> Result<Option<ProcState>, KernelError> {
         Ok(self.0.lock().unwrap().procs.get(&tid).copied())
     }
-    fn poll_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {
-        out.append(&mut self.0.lock().unwrap().pending);
+    fn read_events(&mut self, max: usize, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {
+        let k = self.0.lock().unwrap();
+        let take = k.pending.len().saturating_sub(self.1).min(max);
+        out.extend_from_slice(&k.pending[self.1..self.1 + take]);
+        self.1 += take;
+        Ok(())
+    }
+    fn release_events(&mut self) -> Result<(), KernelError> {
+        let mut k = self.0.lock().unwrap();
+        if !k.ignore_releases {
+            k.pending.drain(..self.1);
+            self.1 = 0;
+        }
         Ok(())
     }
     fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError> {
@@ -107,7 +133,11 @@ pub(crate) fn start_in(dir: &Path) -> Harness {
 }
 
 fn start_on(dir: &Path, kernel: Kernel) -> Harness {
-    let kernel = Arc::new(Mutex::new(kernel));
+    start_shared(dir, Arc::new(Mutex::new(kernel)))
+}
+
+/// A daemon on a kernel an earlier daemon of the test used (a restart: pinned state adopted).
+fn start_shared(dir: &Path, kernel: Arc<Mutex<Kernel>>) -> Harness {
     let next = Arc::new(Mutex::new(Ok(policy_v("coder.toml:1"))));
     let log = dir.join("audit.jsonl");
     let audit = AuditWriter::open(&log, Rotation::default()).unwrap();
@@ -120,7 +150,7 @@ fn start_on(dir: &Path, kernel: Kernel) -> Harness {
     };
     let initial = next.lock().unwrap().clone().unwrap();
     let daemon = Daemon::start(
-        Box::new(MockBackend(kernel.clone())),
+        Box::new(MockBackend(kernel.clone(), 0)),
         Box::new(Source(next.clone())),
         initial,
         audit,
@@ -281,11 +311,8 @@ fn events_of_an_older_version_resolve_against_that_version() {
         ..Default::default()
     };
     header.chain[0] = 1;
-    h.kernel.lock().unwrap().pending.push(RawEvent {
-        header,
-        target: b"/work/x".to_vec(),
-    });
-    assert_eq!(h.daemon.pump().unwrap(), 1);
+    h.kernel.lock().unwrap().queue(header, b"/work/x");
+    assert_eq!(h.daemon.pump().unwrap().records, 1);
     let event = records(&h.log).into_iter().find_map(|r| {
         if let Record::Event(e) = r {
             Some(e)
@@ -300,6 +327,104 @@ fn events_of_an_older_version_resolve_against_that_version() {
     );
     let key = ("coder".to_string(), "open".to_string(), "deny".to_string());
     assert_eq!(h.daemon.stats().decisions.get(&key), Some(&1));
+}
+
+fn deny_event(path_index: u32) -> EventHeader {
+    let mut header = EventHeader {
+        op: OP_OPEN,
+        verdict: VERDICT_DENY,
+        rule: 1,
+        policy_version: 1,
+        depth: 1,
+        pid: path_index,
+        tgid: path_index,
+        ..Default::default()
+    };
+    header.chain[0] = 1;
+    header
+}
+
+fn events(log: &Path) -> Vec<crate::audit::EventRecord> {
+    records(log)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Event(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn events_written_but_not_released_when_the_daemon_dies_are_written_again_by_the_next() {
+    let dir = crate::audit::writer::tests::tempdir();
+    let h = start_in(&dir);
+    let kernel = h.kernel.clone();
+    let positions: Vec<u64> = (0..3).map(|i| kernel.lock().unwrap().queue(deny_event(i), format!("/work/{i}").as_bytes())).collect();
+    let mut h = h;
+    // SIGKILL right after the write(2), before the release.
+    kernel.lock().unwrap().ignore_releases = true;
+    assert_eq!(h.daemon.pump().unwrap().records, 3);
+    assert_eq!(kernel.lock().unwrap().pending.len(), 3, "nothing may be released that the kernel then forgets");
+    drop(h);
+    kernel.lock().unwrap().ignore_releases = false;
+    let mut h = start_shared(&dir, kernel.clone());
+    kernel.lock().unwrap().queue(deny_event(3), b"/work/3");
+    h.daemon.pump().unwrap();
+    assert!(kernel.lock().unwrap().pending.is_empty(), "written events are released");
+    let logged: Vec<(u64, Option<String>)> = events(&h.log).into_iter().map(|e| (e.ring_pos.unwrap(), e.path)).collect();
+    let mut expected: Vec<(u64, Option<String>)> = Vec::new();
+    for round in [&positions[..], &positions[..]] {
+        expected.extend(round.iter().enumerate().map(|(i, p)| (*p, Some(format!("/work/{i}")))));
+    }
+    let last = logged.last().unwrap().0;
+    expected.push((last, Some("/work/3".into())));
+    assert_eq!(logged, expected, "the unreleased batch must come again, with the same ring_pos");
+    // seq numbers the lines: every line has its own, duplicates included.
+    let seqs: Vec<u64> = records(&h.log).iter().map(Record::seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
+
+#[test]
+fn while_the_log_cannot_be_written_no_event_is_taken_and_none_released() {
+    let dir = crate::audit::writer::tests::tempdir();
+    let mut h = start_in(&dir);
+    let kernel = h.kernel.clone();
+    kernel.lock().unwrap().queue(deny_event(0), b"/work/0");
+    kernel.lock().unwrap().queue(deny_event(1), b"/work/1");
+    let real = h.daemon.audit.replace_file(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap());
+    let err = h.daemon.pump().expect_err("a full disk is an error").to_string();
+    assert!(err.contains("No space left"), "{err}");
+    kernel.lock().unwrap().queue(deny_event(2), b"/work/2");
+    assert!(h.daemon.pump().is_err());
+    assert_eq!(kernel.lock().unwrap().pending.len(), 3, "nothing released while the log is not written");
+    assert_eq!(h.daemon.audit.queued(), 2, "the third event stays in the kernel, not in memory");
+    h.daemon.audit.replace_file(real);
+    h.daemon.pump().unwrap();
+    assert!(kernel.lock().unwrap().pending.is_empty());
+    let paths: Vec<String> = events(&h.log).into_iter().filter_map(|e| e.path).collect();
+    assert_eq!(paths, ["/work/0", "/work/1", "/work/2"]);
+}
+
+#[test]
+fn kernel_losses_count_as_reported_only_once_their_record_is_in_the_file() {
+    let dir = crate::audit::writer::tests::tempdir();
+    let mut h = start_in(&dir);
+    let kernel = h.kernel.clone();
+    kernel.lock().unwrap().losses = vec![(1, 5)];
+    h.daemon.audit.replace_file(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap());
+    assert!(h.daemon.pump().is_err());
+    drop(h); // killed with the lost record still queued in memory
+    let h = start_shared(&dir, kernel.clone());
+    let mut h = h;
+    h.daemon.pump().unwrap();
+    let lost: Vec<(u64, Option<u64>)> = records(&h.log)
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Lost(l) => Some((l.count, l.total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lost, [(5, Some(5))], "the next daemon reports the losses the killed one could not write");
 }
 
 #[test]
@@ -482,10 +607,7 @@ fn events_of_the_previous_daemon_resolve_after_a_restart() {
         ..Default::default()
     };
     header.chain[0] = 1;
-    h.kernel.lock().unwrap().pending.push(RawEvent {
-        header,
-        target: b"/work/y".to_vec(),
-    });
+    h.kernel.lock().unwrap().queue(header, b"/work/y");
     h.daemon.pump().unwrap();
     let event = records(&h.log).into_iter().find_map(|r| {
         if let Record::Event(e) = r {
@@ -554,6 +676,7 @@ fn adopting_pinned_state_logs_restarted_with_the_downtime_and_versions_above_the
         policy_version: 7,
         agent_threads: 3,
         procs_capacity: 65536,
+        ring_released_pos: 0,
     };
     let mut h = start_on(&dir, Kernel { adoption: Some(adoption), ..Kernel::default() });
     // The state dir is fresh (says version 0), the kernel ran version 7: never reuse a number.
@@ -574,7 +697,9 @@ fn adopting_pinned_state_logs_restarted_with_the_downtime_and_versions_above_the
     // Heartbeats while running, and a clean stop marks the state as stopped.
     h.daemon.pump().unwrap();
     h.daemon.stop("SIGTERM").unwrap();
-    assert_eq!(h.kernel.lock().unwrap().heartbeats, [true, false]);
+    let heartbeats = h.kernel.lock().unwrap().heartbeats.clone();
+    let (last, running) = heartbeats.split_last().unwrap();
+    assert!(!last && !running.is_empty() && running.iter().all(|&r| r), "{heartbeats:?}");
 }
 
 #[test]

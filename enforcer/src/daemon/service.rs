@@ -114,6 +114,8 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reload_at: Option<Instant> = None;
     let mut pump_errors = Throttle::default();
+    // The kernel held more events than one pump takes: pump again without waiting for the tick.
+    let mut more_events = false;
     // Lookups block (a load waits for them anyway); refreshes run on the blocking pool, one
     // round at a time, each when the first of its answers expires.
     let (answers_tx, mut answers) = mpsc::channel(1);
@@ -131,10 +133,8 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     let why = loop {
         let dns_due = if resolving { None } else { daemon.next_host_refresh() };
         tokio::select! {
-            _ = pump.tick() => {
-                let result = daemon.pump().and_then(|_| daemon.sync_audit()).and_then(|_| daemon.refresh_due());
-                pump_errors.report(result.err().map(|e| e.to_string()));
-            }
+            _ = pump.tick() => more_events = pump_events(&mut daemon, &mut pump_errors),
+            _ = std::future::ready(()), if more_events => more_events = pump_events(&mut daemon, &mut pump_errors),
             Some(call) = calls.recv() => handle_call(&mut daemon, call),
             Some(reply) = metrics_requests.recv() => {
                 let _ = reply.send(metrics::render(&daemon.status()));
@@ -169,6 +169,16 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
     };
     tracing::info!("{why}: stopping; kernel state stays pinned and enforcing");
     daemon.stop(why)
+}
+
+/// One [`Daemon::pump`] and a due fsync; whether the kernel may hold more events right now.
+fn pump_events(daemon: &mut Daemon, errors: &mut Throttle) -> bool {
+    let result = daemon
+        .pump()
+        .and_then(|pumped| daemon.sync_audit().map(|()| pumped.more))
+        .and_then(|more| daemon.refresh_due().map(|_| more));
+    errors.report(result.as_ref().err().map(|e| e.to_string()));
+    result.unwrap_or(false)
 }
 
 async fn sleep_until(at: Option<Instant>) {

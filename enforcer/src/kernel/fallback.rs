@@ -3,12 +3,9 @@
 //! execs and file changes after the fact and can only log them or SIGKILL the offender
 //! (`on_violation`). Identity is the same tracepoint code the LSM backend uses.
 
-use std::os::fd::AsRawFd as _;
+use std::os::fd::{AsFd as _, AsRawFd as _};
 
-use aya::{
-    maps::{MapData, RingBuf},
-    Ebpf,
-};
+use aya::Ebpf;
 use enforcer_common::*;
 
 use super::{
@@ -23,7 +20,7 @@ pub use fallback_attach::CGROUP_PROGRAMS;
 
 pub struct FallbackBackend {
     ebpf: Ebpf,
-    events: RingBuf<MapData>,
+    events: lsm::Events,
     features: Vec<(String, Result<(), String>)>,
     /// Whether the file/exec tracepoints are attached (else file and exec rules are unsupported).
     file_hooks: bool,
@@ -106,14 +103,17 @@ impl FallbackBackend {
                 Err(format!("not on this kernel (not watched): {}", skipped.join(", "))),
             ));
         }
-        let events = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).ok_or_else(|| KernelError::Load("EVENTS map missing".into()))?)
-            .map_err(|e| KernelError::Map { map: MAP_EVENTS.into(), reason: e.to_string() })?;
+        let events = lsm::Events::take(&mut ebpf)?;
+        let mut adoption = adoption;
+        if let Some(adoption) = &mut adoption {
+            adoption.ring_released_pos = events.ring.released_pos();
+        }
         Ok(FallbackBackend { ebpf, events, features, file_hooks, change_hooks, policy: None, pinned, adoption })
     }
 
     /// The ring buffer's fd, for async readiness (epoll) in the daemon.
     pub fn events_fd(&self) -> i32 {
-        self.events.as_raw_fd()
+        self.events.map.fd().as_fd().as_raw_fd()
     }
 
     /// What was probed by trying, with the reason when missing.
@@ -217,8 +217,12 @@ impl Backend for FallbackBackend {
         lsm::proc_state_in(&self.ebpf, tid)
     }
 
-    fn poll_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {
-        lsm::drain_events(&mut self.events, out);
+    fn read_events(&mut self, max: usize, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {
+        self.events.read(max, out)
+    }
+
+    fn release_events(&mut self) -> Result<(), KernelError> {
+        self.events.ring.release();
         Ok(())
     }
 

@@ -1,15 +1,16 @@
 //! The BPF LSM backend: LSM hooks decide with EPERM, tracepoints keep process identity.
 
-use std::os::fd::AsRawFd as _;
+use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::{
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, Map, MapData, PerCpuArray},
     programs::{links::FdLink, Lsm, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
 use enforcer_common::*;
 
 use super::pin::{self, Adoption, Found, Layout, PinDir};
+use super::ring::EventRing;
 use super::{object, offsets, Backend, BackendStatus, KernelError, LoadOptions, RawEvent};
 use crate::policy::compile::CompiledPolicy;
 
@@ -66,7 +67,7 @@ pub const IDENTITY_TRACEPOINTS: &[(&str, &str, &str)] = &[
 
 pub struct LsmBackend {
     ebpf: Ebpf,
-    events: RingBuf<MapData>,
+    events: Events,
     features: Vec<(String, Result<(), String>)>,
     policy: Option<CompiledPolicy>,
     /// Kernel state pinned in bpffs (the daemon). Probes and tests load unpinned: their
@@ -221,8 +222,11 @@ impl LsmBackend {
         // Attached is not running (a kernel without `bpf` in lsm= accepts the programs and never
         // calls them): never claim enforcement a canary process has not seen.
         super::probe::canary(&mut ebpf, super::probe::CanaryOp::Open).map_err(KernelError::Unsupported)?;
-        let events = RingBuf::try_from(ebpf.take_map(MAP_EVENTS).ok_or_else(|| KernelError::Load("EVENTS map missing".into()))?)
-            .map_err(|e| KernelError::Map { map: MAP_EVENTS.into(), reason: e.to_string() })?;
+        let events = Events::take(&mut ebpf)?;
+        let mut adoption = adoption;
+        if let Some(adoption) = &mut adoption {
+            adoption.ring_released_pos = events.ring.released_pos();
+        }
         let features = vec![
             ("bpf-lsm".to_string(), Ok(())),
             ("tracepoints".to_string(), Ok(())),
@@ -232,7 +236,7 @@ impl LsmBackend {
 
     /// The ring buffer's fd, for async readiness (epoll) in the daemon.
     pub fn events_fd(&self) -> i32 {
-        self.events.as_raw_fd()
+        self.events.map.fd().as_fd().as_raw_fd()
     }
 
 }
@@ -302,11 +306,35 @@ pub fn proc_state_in(ebpf: &Ebpf, tid: u32) -> Result<Option<ProcState>, KernelE
     Ok(procs.get(&tid, 0).ok())
 }
 
-pub fn drain_events(ring: &mut RingBuf<MapData>, out: &mut Vec<RawEvent>) {
-    while let Some(item) = ring.next() {
-        if let Some((header, target)) = EventHeader::parse(&item) {
-            out.push(RawEvent { header, target: target.to_vec() });
-        }
+/// The `EVENTS` ring buffer, read at least once (see ring.rs), shared by both backends.
+pub struct Events {
+    /// Keeps the map's fd (for epoll and bpftool); the ring has its own mappings.
+    pub map: MapData,
+    pub ring: EventRing,
+}
+
+impl Events {
+    pub fn take(ebpf: &mut Ebpf) -> Result<Events, KernelError> {
+        let map_error = |reason: String| KernelError::Map { map: MAP_EVENTS.into(), reason };
+        let map = match ebpf.take_map(MAP_EVENTS) {
+            Some(Map::RingBuf(map)) => map,
+            Some(_) => return Err(map_error("not a ring buffer".into())),
+            None => return Err(KernelError::Load("EVENTS map missing".into())),
+        };
+        let size = map.info().map_err(|e| map_error(e.to_string()))?.max_entries();
+        let ring = EventRing::new(map.fd().as_fd(), size)?;
+        Ok(Events { map, ring })
+    }
+
+    /// Decode up to `max` records into `out`, unreleased. A record too short for its header
+    /// (never written by our programs) is skipped.
+    pub fn read(&mut self, max: usize, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {
+        self.ring.read(max, &mut |ring_pos, bytes| {
+            if let Some((header, target)) = EventHeader::parse(bytes) {
+                out.push(RawEvent { header, target: target.to_vec(), ring_pos });
+            }
+        })?;
+        Ok(())
     }
 }
 
@@ -340,8 +368,12 @@ impl Backend for LsmBackend {
         proc_state_in(&self.ebpf, tid)
     }
 
-    fn poll_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {
-        drain_events(&mut self.events, out);
+    fn read_events(&mut self, max: usize, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {
+        self.events.read(max, out)
+    }
+
+    fn release_events(&mut self) -> Result<(), KernelError> {
+        self.events.ring.release();
         Ok(())
     }
 

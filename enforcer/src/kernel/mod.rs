@@ -15,6 +15,7 @@ pub mod offsets;
 pub mod pin;
 pub mod policy_maps;
 pub mod probe;
+pub mod ring;
 
 use enforcer_common::{EventHeader, ProcState};
 
@@ -25,6 +26,9 @@ use crate::policy::compile::CompiledPolicy;
 pub struct RawEvent {
     pub header: EventHeader,
     pub target: Vec<u8>,
+    /// Where the kernel queued it in the `EVENTS` ring buffer: a byte position that only grows
+    /// while the (pinned) map exists, so the same record read twice has the same one.
+    pub ring_pos: u64,
 }
 
 /// How one rule (or one agent feature) is enforced on this kernel.
@@ -87,6 +91,8 @@ pub enum KernelError {
     Unsupported(String),
     #[error("pinned state: {0}")]
     Pin(#[from] pin::PinError),
+    #[error("event ring buffer: {0}")]
+    Ring(#[from] ring::RingError),
 }
 
 /// The kernel side as the daemon sees it.
@@ -104,8 +110,16 @@ pub trait Backend: Send {
     fn register_chain(&mut self, pid: u32, chain: &[u32], session: u64) -> Result<(), KernelError>;
     /// The agent state of thread `tid`, if it is an agent.
     fn proc_state(&self, tid: u32) -> Result<Option<ProcState>, KernelError>;
-    /// Drain available events (non-blocking).
-    fn poll_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), KernelError>;
+    /// Read up to `max` queued events (non-blocking) without releasing them: until
+    /// [`Backend::release_events`], a reader started later (the next daemon) reads them again.
+    fn read_events(&mut self, max: usize, out: &mut Vec<RawEvent>) -> Result<(), KernelError>;
+    /// Every event read so far is handled (in the audit log): the kernel may reuse the space.
+    fn release_events(&mut self) -> Result<(), KernelError>;
+    /// Read and release everything queued (probes and tests: at most once, no durability).
+    fn poll_events(&mut self, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {
+        self.read_events(usize::MAX, out)?;
+        self.release_events()
+    }
     /// Ring-buffer reserve failures counted in the kernel, per agent id (summed over CPUs).
     fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError>;
     fn status(&self) -> BackendStatus;

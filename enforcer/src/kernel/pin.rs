@@ -103,6 +103,11 @@ pub struct Adoption {
     /// The pinned process table's capacity (it keeps it: `max_agent_processes` only applies to
     /// a fresh install).
     pub procs_capacity: u32,
+    /// The event ring buffer's consumer position the previous daemon left: it had released the
+    /// events before it; those from it on are read (again) by this daemon, so events the
+    /// previous one wrote but had not released yet appear twice in the log, with the same
+    /// `ring_pos`, at or after this value.
+    pub ring_released_pos: u64,
 }
 
 impl Adoption {
@@ -207,6 +212,7 @@ impl PinDir {
             policy_version: 0,
             agent_threads: 0,
             procs_capacity: 0,
+            ring_released_pos: 0,
         }))
     }
 
