@@ -13,9 +13,9 @@ pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The log's files in the order their records were written: `.N` ... `.1`, then `path` itself.
-/// Only files that exist are listed.
-pub fn log_files(path: &Path) -> Vec<PathBuf> {
+/// The rotated files of the log at `path` that exist, with their numbers, oldest (highest
+/// number) first.
+pub fn rotated_files(path: &Path) -> Vec<(u32, PathBuf)> {
     let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
     let dir = path
         .parent()
@@ -38,7 +38,13 @@ pub fn log_files(path: &Path) -> Vec<PathBuf> {
         }
     }
     rotated.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
-    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    rotated
+}
+
+/// The log's files in the order their records were written: `.N` ... `.1`, then `path` itself.
+/// Only files that exist are listed.
+pub fn log_files(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = rotated_files(path).into_iter().map(|(_, p)| p).collect();
     if path.exists() {
         files.push(path.to_path_buf());
     }

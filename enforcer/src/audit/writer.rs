@@ -21,7 +21,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::reader::{last_record, rotated_path};
+use super::reader::{last_record, rotated_files, rotated_path};
 use super::{AuditError, Record};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,8 +288,8 @@ impl AuditWriter {
 
     fn rotate(&mut self) -> Result<(), AuditError> {
         self.sync()?;
-        let oldest = rotated_path(&self.path, self.rotation.retain + 1);
-        for n in (1..=self.rotation.retain).rev() {
+        let retain = self.rotation.retain;
+        for n in (1..=retain).rev() {
             let from = rotated_path(&self.path, n);
             match std::fs::rename(&from, rotated_path(&self.path, n + 1)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -301,20 +301,24 @@ impl AuditWriter {
                 _ => {}
             }
         }
-        let first = rotated_path(&self.path, 1);
-        if self.rotation.retain == 0 {
+        if retain == 0 {
             std::fs::remove_file(&self.path).map_err(AuditError::io(&self.path))?;
         } else {
+            let first = rotated_path(&self.path, 1);
             std::fs::rename(&self.path, &first).map_err(AuditError::io(&self.path))?;
         }
-        match std::fs::remove_file(&oldest) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(AuditError::Io {
-                    path: oldest,
-                    cause: e,
-                })
+        // Beyond `retain`: the file just shifted past it, and the ones a run with a larger
+        // retention count left (lowering `audit.retain` takes effect at the next rotation).
+        for (_, stale) in rotated_files(&self.path).into_iter().filter(|(n, _)| *n > retain) {
+            match std::fs::remove_file(&stale) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(AuditError::Io {
+                        path: stale,
+                        cause: e,
+                    })
+                }
+                _ => {}
             }
-            _ => {}
         }
         let (file, size) = open_append(&self.path)?;
         self.file = file;
@@ -412,6 +416,41 @@ pub(crate) mod tests {
             60,
             "the newest record must survive retention"
         );
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "a gap inside the retained files: {seqs:?}"
+        );
+    }
+
+    #[test]
+    fn a_lowered_retention_removes_older_files_at_the_next_rotation() {
+        let dir = tempdir();
+        let path = dir.join("audit.jsonl");
+        let mut rotation = Rotation {
+            max_bytes: 200,
+            retain: 10,
+            fsync_interval: Duration::ZERO,
+        };
+        let mut w = AuditWriter::open(&path, rotation).unwrap();
+        for i in 0..40 {
+            w.append(&mut [record(i)]).1.unwrap();
+        }
+        drop(w);
+        assert_eq!(log_files(&path).len(), 11, "retain 10 keeps ten rotated files");
+        // Restarted with a smaller count: nothing is removed until a rotation is due.
+        rotation.retain = 2;
+        let mut w = AuditWriter::open(&path, rotation).unwrap();
+        assert_eq!(log_files(&path).len(), 11);
+        while log_files(&path).len() == 11 {
+            let i = w.next_seq();
+            w.append(&mut [record(i)]).1.unwrap();
+        }
+        assert_eq!(
+            log_files(&path),
+            vec![rotated_path(&path, 2), rotated_path(&path, 1), path.clone()]
+        );
+        let seqs: Vec<u64> = read_all(&path).iter().map(Record::seq).collect();
+        assert_eq!(*seqs.last().unwrap(), w.next_seq() - 1);
         assert!(
             seqs.windows(2).all(|w| w[1] == w[0] + 1),
             "a gap inside the retained files: {seqs:?}"
