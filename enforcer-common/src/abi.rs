@@ -96,6 +96,11 @@ pub const EVENT_FLAG_SCRIPT: u32 = 1 << 7;
 /// An agent process exec'd a binary of another agent's `match.exe` that its policy does not
 /// delegate to (or the chain is at `MAX_CHAIN`): it stays what it was.
 pub const EVENT_FLAG_DELEGATION_REFUSED: u32 = 1 << 8;
+/// The file was unlinked (an open or exec through a descriptor): `d_path` ends its name with
+/// [`DELETED_SUFFIX`], which was cut before the decision, so it is judged by the name it had.
+pub const EVENT_FLAG_DELETED: u32 = 1 << 9;
+/// What `d_path` appends to the path of an unlinked (or anonymous: memfd) file.
+pub const DELETED_SUFFIX: &[u8; 10] = b" (deleted)";
 
 // ---- how a process joined its agent (ProcState::joined_by, OP_JOIN events) -----------------
 pub const JOIN_LAUNCHER: u32 = 1;

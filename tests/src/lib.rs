@@ -13,6 +13,7 @@ pub mod events;
 pub mod execdiff;
 pub mod filediff;
 pub mod fixtures;
+pub mod hostile;
 pub mod identity_escape;
 pub mod netdiff;
 

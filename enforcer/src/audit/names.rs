@@ -39,6 +39,7 @@ pub const FLAGS: &[(u32, &str)] = &[
     (EVENT_FLAG_TARGET_CUT, "target-cut"),
     (EVENT_FLAG_SCRIPT, "script"),
     (EVENT_FLAG_DELEGATION_REFUSED, "delegation-refused"),
+    (EVENT_FLAG_DELETED, "deleted"),
 ];
 
 pub const ACCESS: &[(u32, &str)] = &[
@@ -139,9 +140,10 @@ mod tests {
             | EVENT_FLAG_SECOND_PATH
             | EVENT_FLAG_TARGET_CUT
             | EVENT_FLAG_SCRIPT
-            | EVENT_FLAG_DELEGATION_REFUSED;
+            | EVENT_FLAG_DELEGATION_REFUSED
+            | EVENT_FLAG_DELETED;
         let names = flag_names(all);
-        assert_eq!(names.len(), 9, "{names:?}");
+        assert_eq!(names.len(), 10, "{names:?}");
         assert!(names.iter().all(|n| !n.starts_with("bit-")), "{names:?}");
         assert_eq!(flag_names(1 << 30), vec!["bit-30".to_string()]);
     }
