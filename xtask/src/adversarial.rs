@@ -90,7 +90,7 @@ impl AdversarialTable {
                 row[0] = key.0.clone();
                 row[1] = key.1.clone();
                 for (i, cell) in row[2..].iter_mut().enumerate() {
-                    *cell = Self::cell(case, i, summary);
+                    *cell = self.cell(key, case, i, summary);
                 }
                 row
             })
@@ -129,11 +129,20 @@ impl AdversarialTable {
         out
     }
 
-    fn cell(case: &Case, column: usize, summary: &Summary) -> String {
+    fn cell(&self, key: &(String, String), case: &Case, column: usize, summary: &Summary) -> String {
         match &case.cells[column] {
             Some(Verdict::Pass) => return "pass".into(),
             Some(Verdict::Limitation(_)) => return "limitation".into(),
             None => {}
+        }
+        // A test that picks its backend by kernel (the daemon's `auto`) printed this case for
+        // another backend here.
+        let other_backend = self
+            .cases
+            .iter()
+            .any(|((c, b), other)| *c == key.0 && *b != key.1 && other.cells[column].is_some() && !other.tests.is_disjoint(&case.tests));
+        if other_backend {
+            return "-".into();
         }
         let test_cells: Vec<&Cell> = summary
             .rows
@@ -168,6 +177,9 @@ mod tests {
         table.collect("adversarial_paths::fallback_path_aliases", "6.12", vm);
         table.collect("adversarial_net::lsm_unix", "6.1", "ADVERSARIAL 10-unix/abstract lsm pass\n");
         table.collect("x::y", "6.1", "ADVERSARIAL broken\nADVERSARIAL a b maybe\n");
+        // A test whose backend depends on the kernel: the other backend's row is "-" there.
+        table.collect("d::auto", "host", "ADVERSARIAL 11-tamper/x fallback pass\n");
+        table.collect("d::auto", "6.1", "ADVERSARIAL 11-tamper/x lsm pass\n");
 
         let mut paths = Row::new("adversarial_paths::fallback_path_aliases", "not run");
         paths.set("host", Cell::Pass);
@@ -176,7 +188,10 @@ mod tests {
         let mut net = Row::new("adversarial_net::lsm_unix", "not run");
         net.set("host", Cell::NotApplicable("BPF LSM unusable".into()));
         net.set("6.1", Cell::Pass);
-        let summary = Summary { rows: vec![paths, net] };
+        let mut auto = Row::new("d::auto", "not run");
+        auto.set("host", Cell::Pass);
+        auto.set("6.1", Cell::Pass);
+        let summary = Summary { rows: vec![paths, net, auto] };
         let text = table.render(&summary);
         let lines: Vec<&str> = text.lines().collect();
         let cells = |line: &str| line.split('|').map(str::trim).map(str::to_string).collect::<Vec<_>>();
@@ -185,7 +200,9 @@ mod tests {
         assert_eq!(cells(lines[2]), ["6-path-alias/bind-mount", "fallback", "limitation", "no line", "FAIL", "-"]);
         assert_eq!(cells(lines[3]), ["6-path-alias/symlink", "fallback", "pass", "no line", "pass", "-"]);
         assert_eq!(cells(lines[4]), ["10-unix/abstract", "lsm", "n/a", "pass", "-", "-"]);
-        assert_eq!(lines.len(), 6, "malformed lines are ignored:\n{text}");
-        assert_eq!(lines[5], "limitation 6-path-alias/bind-mount (fallback): mount(2) is not hooked");
+        assert_eq!(cells(lines[5]), ["11-tamper/x", "fallback", "pass", "-", "-", "-"]);
+        assert_eq!(cells(lines[6]), ["11-tamper/x", "lsm", "-", "pass", "-", "-"]);
+        assert_eq!(lines.len(), 8, "malformed lines are ignored:\n{text}");
+        assert_eq!(lines[7], "limitation 6-path-alias/bind-mount (fallback): mount(2) is not hooked");
     }
 }
