@@ -29,7 +29,6 @@ use serde_json::Value;
 struct Ctx {
     setup: DaemonSetup,
     lsm: bool,
-    backend: &'static str,
     /// The `adv` policy file (the agent's own rules).
     policy_file: String,
     policy_text: String,
@@ -59,11 +58,21 @@ connect = ["unix:{socket}"]
     )
 }
 
-fn events<'a>(records: &'a [Value], rule: &str, path: &str) -> Vec<&'a Value> {
+/// The events of `op` on `path` decided by `rule` for agent adv.
+fn events<'a>(records: &'a [Value], op: &str, rule: &str, path: &str) -> Vec<&'a Value> {
     records
         .iter()
-        .filter(|r| r["type"] == "event" && r["agent"] == "adv" && r["rule"] == rule && r["path"] == path)
+        .filter(|r| r["type"] == "event" && r["agent"] == "adv" && r["op"] == op && r["rule"] == rule && r["path"] == path)
         .collect()
+}
+
+/// A tampering attempt: the try-ops operation, and the event it must cause.
+struct Attempt<'a> {
+    case: &'a str,
+    op: String,
+    event_op: &'a str,
+    rule: &'a str,
+    target: &'a str,
 }
 
 impl Ctx {
@@ -75,10 +84,12 @@ impl Ctx {
         }
     }
 
-    /// One tampering attempt: refused with EPERM (LSM, `agent` runs it) or the attempting agent
-    /// is killed (fallback: a fresh agent per attempt); exactly one event names the agent, the
-    /// implicit rule and `target`.
-    fn attempt(&self, agent: Option<&mut Agent>, case: &str, op: &str, rule: &str, target: &str) {
+    /// Refused with EPERM (LSM, `agent` runs it) or the attempting agent is killed (fallback: a
+    /// fresh agent per attempt); exactly one event names the agent, the operation, the implicit
+    /// rule and the target.
+    fn attempt(&self, agent: Option<&mut Agent>, a: Attempt<'_>) {
+        let Attempt { case, op, event_op, rule, target } = a;
+        let op = op.as_str();
         match agent {
             Some(agent) => {
                 let r = agent.op(op);
@@ -91,11 +102,10 @@ impl Ctx {
                 assert!(results.is_empty(), "{case}: the agent must not see its answer: {results:?}");
             }
         }
-        let records = self.setup.wait_records(&format!("{case}: event of {op}"), 10, |r| !events(r, rule, target).is_empty());
-        let found = events(&records, rule, target);
+        let records = self.setup.wait_records(&format!("{case}: {event_op} event of {op}"), 10, |r| !events(r, event_op, rule, target).is_empty());
+        let found = events(&records, event_op, rule, target);
         assert_eq!(found.len(), 1, "{case}: exactly one event for {op}: {found:?}");
         assert_eq!(found[0]["verdict"], self.deny_verdict(), "{case}: {:?}", found[0]);
-        adversarial::pass(case, self.backend);
     }
 
     fn unchanged(&self, what: &str) {
@@ -146,7 +156,7 @@ fn agent_against_its_own_daemon() {
     }
     assert!(daemon.log_text().contains("enforcer:policy-dir"), "the startup rule table lists the implicit rules");
 
-    let mut ctx = Ctx { setup, lsm, backend, policy_file, policy_text };
+    let mut ctx = Ctx { setup, lsm, policy_file, policy_text };
     let setup = &ctx.setup;
     let d = setup.dir.path().display().to_string();
     let audit = setup.audit_log.display().to_string();
@@ -157,36 +167,72 @@ fn agent_against_its_own_daemon() {
     let audit_head = std::fs::read_to_string(&audit).expect("audit log").lines().next().expect("a first record").to_string();
     let exe_mode = mode_of(&exe);
 
+    let policy_file = ctx.policy_file.clone();
+    let evil = format!("{}/evil.toml", setup.policy_dir.display());
+    let rotated = format!("{audit}.1");
+    let at = |case, op: String, event_op, rule, target| Attempt { case, op, event_op, rule, target };
     if lsm {
         let mut agent = Agent::spawn_registered(&setup.socket, "adv", &[], true);
         agent.start();
-        ctx.attempt(Some(&mut agent), "11-tamper/policy-dir-write", &format!("write:{}", ctx.policy_file), "enforcer:policy-dir", &ctx.policy_file);
-        let evil = format!("{}/evil.toml", setup.policy_dir.display());
-        ctx.attempt(Some(&mut agent), "11-tamper/policy-dir-create", &format!("create:{evil}"), "enforcer:policy-dir", &evil);
+        for a in [
+            at("11-tamper/policy-dir-write", format!("write:{policy_file}"), "open", "enforcer:policy-dir", &policy_file),
+            at("11-tamper/policy-dir-create", format!("create:{evil}"), "mknod", "enforcer:policy-dir", &evil),
+            at("11-tamper/policy-dir-unlink", format!("unlink:{policy_file}"), "unlink", "enforcer:policy-dir", &policy_file),
+            at("11-tamper/audit-log-write", format!("write:{audit}"), "open", "enforcer:audit-log", &audit),
+            at("11-tamper/audit-log-unlink", format!("unlink:{audit}"), "unlink", "enforcer:audit-log", &audit),
+            at("11-tamper/audit-log-rename", format!("rename:{audit},{d}/moved.jsonl"), "rename", "enforcer:audit-log", &audit),
+            at("11-tamper/audit-log-dir-rename", format!("rename:{d},{d}-moved"), "rename", "enforcer:audit-log-dir", &d),
+            at("11-tamper/state-dir", format!("write:{state}"), "open", "enforcer:state-dir", &state),
+            at("11-tamper/pin-chown", format!("chown:{pin}"), "chown", "enforcer:pin-dir", &pin),
+            at("11-tamper/pin-unlink", format!("unlink:{pin}"), "unlink", "enforcer:pin-dir", &pin),
+            at("11-tamper/api-socket", format!("unlink:{socket}"), "unlink", "enforcer:api-socket", &socket),
+            at("11-tamper/binary", format!("chown:{exe}"), "chown", "enforcer:binary", &exe),
+        ] {
+            let case = a.case;
+            ctx.attempt(Some(&mut agent), a);
+            adversarial::pass(case, backend);
+        }
         assert!(!Path::new(&evil).exists(), "no file was created in the policy directory");
-        ctx.attempt(Some(&mut agent), "11-tamper/policy-dir-unlink", &format!("unlink:{}", ctx.policy_file), "enforcer:policy-dir", &ctx.policy_file);
-        ctx.attempt(Some(&mut agent), "11-tamper/audit-log-write", &format!("write:{audit}"), "enforcer:audit-log", &audit);
-        ctx.attempt(Some(&mut agent), "11-tamper/audit-log-unlink", &format!("unlink:{audit}"), "enforcer:audit-log", &audit);
-        ctx.attempt(Some(&mut agent), "11-tamper/audit-log-rename", &format!("rename:{audit},{d}/moved.jsonl"), "enforcer:audit-log", &audit);
-        ctx.attempt(Some(&mut agent), "11-tamper/audit-log-dir-rename", &format!("rename:{d},{d}-moved"), "enforcer:audit-log-dir", &d);
-        ctx.attempt(Some(&mut agent), "11-tamper/state-dir", &format!("write:{state}"), "enforcer:state-dir", &state);
-        ctx.attempt(Some(&mut agent), "11-tamper/pin-unlink", &format!("unlink:{pin}"), "enforcer:pin-dir", &pin);
-        ctx.attempt(Some(&mut agent), "11-tamper/api-socket", &format!("unlink:{socket}"), "enforcer:api-socket", &socket);
-        ctx.attempt(Some(&mut agent), "11-tamper/binary", &format!("chown:{exe}"), "enforcer:binary", &exe);
         agent.finish();
     } else {
-        ctx.attempt(None, "11-tamper/policy-dir-write", &format!("write:{}", ctx.policy_file), "enforcer:policy-dir", &ctx.policy_file);
-        ctx.attempt(None, "11-tamper/audit-log-write", &format!("write:{audit}"), "enforcer:audit-log", &audit);
-        ctx.attempt(None, "11-tamper/state-dir", &format!("write:{state}"), "enforcer:state-dir", &state);
-        ctx.attempt(None, "11-tamper/pin-chown", &format!("chown:{pin}"), "enforcer:pin-dir", &pin);
-        ctx.attempt(None, "11-tamper/api-socket", &format!("chown:{socket}"), "enforcer:api-socket", &socket);
-        ctx.attempt(None, "11-tamper/binary", &format!("chown:{exe}"), "enforcer:binary", &exe);
+        // Only attempts that harm nothing when they complete: the kill comes after the syscall.
+        for a in [
+            at("11-tamper/policy-dir-write", format!("write:{policy_file}"), "open", "enforcer:policy-dir", &policy_file),
+            at("11-tamper/audit-log-write", format!("write:{audit}"), "open", "enforcer:audit-log", &audit),
+            at("11-tamper/state-dir", format!("write:{state}"), "open", "enforcer:state-dir", &state),
+            at("11-tamper/pin-chown", format!("chown:{pin}"), "chown", "enforcer:pin-dir", &pin),
+            at("11-tamper/api-socket", format!("chown:{socket}"), "chown", "enforcer:api-socket", &socket),
+            at("11-tamper/binary", format!("chown:{exe}"), "chown", "enforcer:binary", &exe),
+        ] {
+            let case = a.case;
+            ctx.attempt(None, a);
+            adversarial::pass(case, backend);
+        }
+        // What completes before the kill, shown where it harms nothing lasting.
+        ctx.attempt(None, at("11-tamper/policy-dir-create", format!("create:{evil}"), "open", "enforcer:policy-dir", &evil));
+        assert!(Path::new(&evil).exists(), "the O_CREAT open happened before the kill (the limitation)");
+        setup.wait_records("the empty policy file is rejected whole", 10, |r| r.iter().any(|x| x["event"] == "reload-failed"));
+        assert_eq!(setup.status().policy_version, 1, "the running policy stays");
+        std::fs::remove_file(&evil).expect("remove the empty policy file");
+        adversarial::limitation("11-tamper/policy-dir-create", backend, "the O_CREAT open completes before the kill: an empty file appears in the policy directory; the reload rejects it whole and the running policy stays");
+        std::fs::write(&rotated, "x\n").expect("a rotated log file");
+        ctx.attempt(None, at("11-tamper/audit-log-unlink", format!("unlink:{rotated}"), "unlink", "enforcer:audit-log-rotated", &rotated));
+        assert!(!Path::new(&rotated).exists(), "the unlink completed before the kill (the limitation)");
+        adversarial::limitation("11-tamper/audit-log-unlink", backend, "sys_enter_unlink* kills after the unlink completes: a kill-mode agent removes one protected file (here a rotated log) and dies; the live log is not closed by it (the daemon writes on through its descriptor)");
+        std::fs::write(&rotated, "x\n").expect("a rotated log file");
+        ctx.attempt(None, at("11-tamper/audit-log-rename", format!("rename:{rotated},{d}/moved.jsonl"), "rename", "enforcer:audit-log-rotated", &rotated));
+        assert!(Path::new(&format!("{d}/moved.jsonl")).exists(), "the rename completed before the kill (the limitation)");
+        std::fs::remove_file(format!("{d}/moved.jsonl")).expect("clean up");
+        adversarial::limitation("11-tamper/audit-log-rename", backend, "sys_enter_rename* kills after the rename completes (shown on a rotated log file)");
+        for case in ["11-tamper/policy-dir-unlink", "11-tamper/audit-log-dir-rename"] {
+            adversarial::limitation(case, backend, "not attempted: like every unlink/rename on the fallback it completes before the kill (see 11-tamper/audit-log-unlink); it would take the daemon's state away");
+        }
         // The unlink completes before the kill; the daemon still holds the link and pins it
         // again at its next heartbeat (500 ms).
         let agent = Agent::spawn_registered(&setup.socket, "adv", &[format!("unlink:{pin}")], false);
         let (results, status) = agent.go_until_exit();
         assert_eq!(status.signal(), Some(libc::SIGKILL), "pin unlink: the agent is killed: {results:?}");
-        setup.wait_records("pin unlink: kill event", 10, |r| events(r, "enforcer:pin-dir", &pin).iter().any(|e| e["op"] == "unlink" && e["verdict"] == "kill"));
+        setup.wait_records("pin unlink: kill event", 10, |r| events(r, "unlink", "enforcer:pin-dir", &pin).iter().any(|e| e["verdict"] == "kill"));
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while !Path::new(&pin).exists() {
             assert!(std::time::Instant::now() < deadline, "the daemon did not pin {pin} again:\n{}", daemon.log_text());
