@@ -66,6 +66,13 @@ pub const OP_JOIN: u32 = 15;
 /// A bpf() system call by an agent: always denied (an agent with CAP_BPF could otherwise open
 /// the pinned maps and edit its own rules or identity).
 pub const OP_BPF: u32 = 16;
+/// A signal from an agent to the daemon (`task_kill`): always denied; `open_flags` holds the
+/// signal number.
+pub const OP_SIGNAL: u32 = 17;
+/// A ptrace attach-level access by an agent to the daemon (`ptrace_access_check`: attach, its
+/// `/proc/<pid>/mem`, process_vm_readv/writev, pidfd_getfd): always denied; `open_flags` holds
+/// the `PTRACE_MODE_*` bits.
+pub const OP_PTRACE: u32 = 18;
 
 // ---- verdicts ------------------------------------------------------------------------------
 pub const VERDICT_ALLOW: u32 = 1;

@@ -2,18 +2,19 @@
 //! confining it. Case 11: it writes the policy directory, the audit log, the state directory,
 //! the bpffs pins, the API socket or the enforcer binary - the daemon gives every agent
 //! implicit `enforcer:*` deny_write rules for those (docs/daemon.md, "The daemon's own state"),
-//! which beat this agent's own `write` allows -, then SIGKILLs and ptraces the daemon. Case 8:
-//! from inside the agent, `enforcer run --agent other` asks the daemon to make it another agent
-//! (its policy delegates to none: refused, a `register-refused` record; a delegated sub-agent
-//! would only narrow its rights, docs/delegation.md).
+//! which beat this agent's own `write` allows -, then SIGKILLs and ptraces the daemon (BPF LSM
+//! refuses both: hooks/daemon_guard.rs). Case 8: from inside the agent, `enforcer run --agent
+//! other` asks the daemon to make it another agent (its policy delegates to none: refused, a
+//! `register-refused` record; a delegated sub-agent would only narrow its rights,
+//! docs/delegation.md).
 //!
 //! Runs on every kernel with `--backend auto`: BPF LSM in 6.1/6.12 refuses with EPERM and
 //! nothing changes; the fallback (host, 6.12-nolsm; `on_violation = "kill"`) kills the agent at
 //! an operation that does no harm when it completes (opens for writing without O_TRUNC, chown to
 //! the current owner), and an unlinked link pin is pinned again by the daemon, which holds every
-//! link. Killing and ptracing the daemon are not hooked on either backend: asserted as the
-//! documented limitations (enforcement survives a killed daemon through its pins, and the next
-//! daemon logs what happened meanwhile).
+//! link. The fallback cannot refuse kill(2) or ptrace(2): asserted as the documented
+//! limitations (enforcement survives a killed daemon through its pins, and the next daemon logs
+//! what happened meanwhile).
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
@@ -263,40 +264,60 @@ fn agent_against_its_own_daemon() {
     assert!(!records.iter().any(|x| x["event"] == "register" && x["agent"] == "other"), "nothing registered as other");
     adversarial::pass("8-identity/re-register", backend);
 
-    // Case 11: the agent SIGKILLs the daemon (not hooked: the limitation), then keeps trying.
+    // Case 11: the agent SIGKILLs the daemon, then ptraces it.
     let daemon_pid = daemon.pid;
-    let r = agent.op(&format!("kill:{daemon_pid}"));
-    assert_eq!(r.errno, 0, "killing the daemon is not prevented (the documented limitation): {r:?}");
-    let status = daemon.wait_exit(Duration::from_secs(10));
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "the daemon died of the agent's SIGKILL");
-    let write = format!("write:{}", ctx.policy_file);
-    let r = agent.op_or_exit(&write);
     if lsm {
-        assert_eq!(r.as_ref().map(|r| r.errno), Some(EPERM), "still refused with no daemon: {r:?}");
+        // BPF LSM refuses both (task_kill, ptrace_access_check against the daemon's pid).
+        for (case, op, event_op, detail) in [
+            ("11-tamper/kill-daemon", format!("kill:{daemon_pid}"), "signal", libc::SIGKILL as u64),
+            ("11-tamper/ptrace-daemon", format!("ptrace:{daemon_pid}"), "ptrace", 0),
+        ] {
+            let r = agent.op(&op);
+            assert_eq!(r.errno, EPERM, "{case}: {op} must be refused: {r:?}");
+            let records = setup.wait_records(&format!("{case}: {event_op} event"), 10, |r| r.iter().any(|x| x["type"] == "event" && x["op"] == event_op));
+            let e = records.iter().find(|x| x["type"] == "event" && x["op"] == event_op).unwrap();
+            assert_eq!((e["agent"].as_str(), e["verdict"].as_str()), (Some("adv"), Some("deny")), "{case}: {e}");
+            if detail != 0 {
+                assert_eq!(e["open_flags"].as_u64(), Some(detail), "{case}: the event names the signal: {e}");
+            }
+            assert!(setup.status().policy_version > 0, "{case}: the daemon still runs and answers");
+            adversarial::pass(case, backend);
+        }
+        let mut bystander = std::process::Command::new(&bb).args(["sleep", "60"]).spawn().expect("spawn sleep");
+        let r = agent.op(&format!("kill:{}", bystander.id()));
+        assert_eq!(r.errno, 0, "signals to other processes are not the daemon's business: {r:?}");
+        assert_eq!(bystander.wait().expect("reap").signal(), Some(libc::SIGKILL));
         agent.finish();
+        daemon.stop();
     } else {
+        // The fallback cannot refuse either: the agent kills the daemon; enforcement goes on
+        // from the pins, and the next daemon logs what happened meanwhile.
+        let r = agent.op(&format!("kill:{daemon_pid}"));
+        assert_eq!(r.errno, 0, "killing the daemon is not prevented on the fallback (the documented limitation): {r:?}");
+        let status = daemon.wait_exit(Duration::from_secs(10));
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "the daemon died of the agent's SIGKILL");
+        let r = agent.op_or_exit(&format!("write:{}", ctx.policy_file));
         assert!(r.is_none(), "still killed with no daemon: {r:?}");
         assert_eq!(agent.wait().signal(), Some(libc::SIGKILL));
+        ctx.unchanged("after the daemon was killed");
+        let mut daemon = ctx.setup.start();
+        let setup = &ctx.setup;
+        let records = setup.wait_records("the downtime's event after the restarted record", 30, |r| {
+            let restarted = r.iter().position(|x| x["event"] == "restarted");
+            restarted.is_some_and(|i| r[i..].iter().any(|x| x["type"] == "event" && x["rule"] == "enforcer:policy-dir" && x["verdict"] == "kill"))
+        });
+        let restarted = records.iter().find(|x| x["event"] == "restarted").unwrap();
+        assert!(restarted["message"].as_str().unwrap_or_default().contains(&format!("daemon pid {daemon_pid} ended without stopping")), "{restarted}");
+        adversarial::limitation("11-tamper/kill-daemon", backend, "tracepoints cannot refuse kill(2): an agent allowed to signal root processes (root, CAP_KILL) can SIGKILL the daemon; the pinned programs keep enforcing and the next daemon logs the downtime's events after its restarted record");
+
+        // ptrace of the (new) daemon: attach and detach at once.
+        let agent = Agent::spawn_registered(&setup.socket, "adv", &[format!("ptrace:{}", daemon.pid)], false);
+        let r: Vec<OpResult> = agent.go(1);
+        assert_eq!(r[0].errno, 0, "ptrace of the daemon is not prevented on the fallback (the documented limitation): {:?}", r[0]);
+        assert!(setup.status().policy_version > 0, "the daemon still answers after the attach/detach");
+        adversarial::limitation("11-tamper/ptrace-daemon", backend, "tracepoints cannot refuse ptrace(2): an agent with CAP_SYS_PTRACE (root) can attach to the daemon; run agents as another user than the daemon's");
+        daemon.stop();
     }
-    ctx.unchanged("after the daemon was killed");
-    let mut daemon = ctx.setup.start();
-    let setup = &ctx.setup;
-    let records = setup.wait_records("the downtime's event after the restarted record", 30, |r| {
-        let restarted = r.iter().position(|x| x["event"] == "restarted");
-        restarted.is_some_and(|i| r[i..].iter().any(|x| x["type"] == "event" && x["rule"] == "enforcer:policy-dir" && x["verdict"] == ctx.deny_verdict() && x["seq"].as_u64() > r[i]["seq"].as_u64()))
-    });
-    let restarted = records.iter().find(|x| x["event"] == "restarted").unwrap();
-    assert!(restarted["message"].as_str().unwrap_or_default().contains(&format!("daemon pid {daemon_pid} ended without stopping")), "{restarted}");
-    adversarial::limitation("11-tamper/kill-daemon", backend, "task_kill is not hooked: an agent allowed to signal root processes (root, CAP_KILL) can SIGKILL the daemon; the pinned programs keep enforcing and the next daemon logs the downtime's events after its restarted record");
-
-    // ptrace of the (new) daemon: not hooked either; attach and detach at once.
-    let agent = Agent::spawn_registered(&setup.socket, "adv", &[format!("ptrace:{}", daemon.pid)], false);
-    let r: Vec<OpResult> = agent.go(1);
-    assert_eq!(r[0].errno, 0, "ptrace of the daemon is not prevented (the documented limitation): {:?}", r[0]);
-    assert!(setup.status().policy_version > 0, "the daemon still answers after the attach/detach");
-    adversarial::limitation("11-tamper/ptrace-daemon", backend, "ptrace_access_check is not hooked: an agent with CAP_SYS_PTRACE (root) can attach to the daemon; run agents as another user than the daemon's");
-
-    daemon.stop();
     drop(tools);
-    println!("checked on {kernel} ({backend}): implicit enforcer:* rules beat the agent's write allows for the policy dir, audit log, state dir, pins, socket and binary; enforcer run inside an agent refused and logged; a killed daemon leaves enforcement running and the restart logs the downtime; ptrace of the daemon is the documented limitation");
+    println!("checked on {kernel} ({backend}): implicit enforcer:* rules beat the agent's write allows for the policy dir, audit log, state dir, pins, socket and binary; enforcer run inside an agent refused and logged; the agent's SIGKILL and ptrace of the daemon refused on BPF LSM; on the fallback (limitations) a killed daemon leaves enforcement running and the restart logs the downtime");
 }

@@ -20,6 +20,8 @@ pub const OPS: &[(u32, &str)] = &[
     (OP_MKNOD, "mknod"),
     (OP_JOIN, "join"),
     (OP_BPF, "bpf"),
+    (OP_SIGNAL, "signal"),
+    (OP_PTRACE, "ptrace"),
 ];
 
 pub const VERDICTS: &[(u32, &str)] = &[
@@ -124,7 +126,7 @@ mod tests {
 
     #[test]
     fn every_op_from_the_abi_has_a_name() {
-        for op in OP_OPEN..=OP_BPF {
+        for op in OP_OPEN..=OP_PTRACE {
             assert!(!op_name(op).starts_with("op-"), "OP value {op} has no name");
         }
         assert_eq!(op_name(999), "op-999");

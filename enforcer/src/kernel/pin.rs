@@ -25,7 +25,7 @@ use enforcer_common::{MAP_PIN_META, PINNED_MAPS, PIN_META_ENTRIES};
 /// `PIN_META` indices.
 const META_LAYOUT: u32 = 0;
 const META_BACKEND: u32 = 1;
-const META_PID: u32 = 2;
+const META_PID: u32 = enforcer_common::PIN_META_PID;
 const META_HEARTBEAT: u32 = 3;
 const META_INSTALLED: u32 = 4;
 const META_ADOPTIONS: u32 = 5;
