@@ -66,6 +66,13 @@ pub const OP_JOIN: u32 = 15;
 /// A bpf() system call by an agent: always denied (an agent with CAP_BPF could otherwise open
 /// the pinned maps and edit its own rules or identity).
 pub const OP_BPF: u32 = 16;
+/// A signal from an agent to the daemon (`task_kill`): always denied; `open_flags` holds the
+/// signal number.
+pub const OP_SIGNAL: u32 = 17;
+/// A ptrace attach-level access by an agent to the daemon (`ptrace_access_check`: attach, its
+/// `/proc/<pid>/mem`, process_vm_readv/writev, pidfd_getfd): always denied; `open_flags` holds
+/// the `PTRACE_MODE_*` bits.
+pub const OP_PTRACE: u32 = 18;
 
 // ---- verdicts ------------------------------------------------------------------------------
 pub const VERDICT_ALLOW: u32 = 1;
@@ -96,6 +103,11 @@ pub const EVENT_FLAG_SCRIPT: u32 = 1 << 7;
 /// An agent process exec'd a binary of another agent's `match.exe` that its policy does not
 /// delegate to (or the chain is at `MAX_CHAIN`): it stays what it was.
 pub const EVENT_FLAG_DELEGATION_REFUSED: u32 = 1 << 8;
+/// The file was unlinked (an open or exec through a descriptor): `d_path` ends its name with
+/// [`DELETED_SUFFIX`], which was cut before the decision, so it is judged by the name it had.
+pub const EVENT_FLAG_DELETED: u32 = 1 << 9;
+/// What `d_path` appends to the path of an unlinked (or anonymous: memfd) file.
+pub const DELETED_SUFFIX: &[u8; 10] = b" (deleted)";
 
 // ---- how a process joined its agent (ProcState::joined_by, OP_JOIN events) -----------------
 pub const JOIN_LAUNCHER: u32 = 1;

@@ -17,9 +17,12 @@ pub const MAP_FB_SYSCALLS: &str = "FB_SYSCALLS";
 pub const MAP_DOOMED: &str = "DOOMED";
 pub const MAP_DOOMED_ANY: &str = "DOOMED_ANY";
 pub const MAP_SCRATCH: &str = "SCRATCH";
-/// Written only by user space (never read by the programs): which build installed the pinned
-/// kernel state and when a daemon last ran. Indices `META_*` in `enforcer/src/kernel/pin.rs`.
+/// Written only by user space: which build installed the pinned kernel state, which daemon runs
+/// on it and when a daemon last ran. Indices `META_*` in `enforcer/src/kernel/pin.rs`; the
+/// programs read only [`PIN_META_PID`] (no agent may signal or ptrace the daemon).
 pub const MAP_PIN_META: &str = "PIN_META";
+/// `PIN_META` index of the running daemon's pid (0: none runs).
+pub const PIN_META_PID: u32 = 2;
 /// Time windows of conditional rules (`when.hours`, grants), `CONDS[slot * MAX_CONDS + cond]`.
 pub const MAP_CONDS: &str = "CONDS";
 /// Conditions per slot, id 0 included (0 = unconditional, never looked up).

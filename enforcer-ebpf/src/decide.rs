@@ -100,7 +100,39 @@ fn conclude(s: &mut Scratch, allow: bool, rule: u32, blocks: bool) -> u32 {
 #[inline(always)]
 pub fn path_op(s: &mut Scratch, op: u32, access: u32, open_flags: u32, extra_flags: u32, d_path_ret: i64) -> i32 {
     begin(s, op, access, open_flags, extra_flags, NetTarget::default());
+    strip_deleted(s, d_path_ret);
+    // Through memory: both outcomes reach the decision as one verifier state.
+    let d_path_ret = vget!(s.cut_len);
     ret_code(path_decide(s, d_path_ret, true) == VERDICT_DENY)
+}
+
+/// An unlinked file reached through a descriptor (a `/proc/self/fd` reopen, an exec of a
+/// deleted binary) has `bpf_d_path`'s ` (deleted)` after its name: cut it (flagged), so the file
+/// is judged by the name it had - an exact or `**/*.EXT` deny must not miss it. (The dentry walk
+/// of the path hooks and of the fallback names it by its last name already.) Patterns cannot
+/// contain the suffix (the compiler refuses them), so the cut never turns a deny into an allow.
+/// `len` is bpf_d_path's return (length with the NUL, or < 0); the new one goes to `s.cut_len`.
+#[inline(always)]
+fn strip_deleted(s: &mut Scratch, len: i64) {
+    vset!(s.cut_len, len);
+    let n = DELETED_SUFFIX.len();
+    if len < (n + 2) as i64 || len > PATH_BUF_BYTES as i64 {
+        return;
+    }
+    // Masked: the verifier must see the bound.
+    let start = core::hint::black_box(len as usize - 1 - n) & (PATH_BUF_BYTES - 1);
+    let base = s.event.target.as_mut_ptr();
+    let mut i = 0;
+    while i < n {
+        // SAFETY: start + i < PATH_BUF_BYTES + n: inside the target and the slack after it.
+        if unsafe { core::ptr::read_volatile(base.add(start + i)) } != DELETED_SUFFIX[i] {
+            return;
+        }
+        i += 1;
+    }
+    unsafe { core::ptr::write_volatile(base.add(start), 0) };
+    vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_DELETED);
+    vset!(s.cut_len, len - n as i64);
 }
 
 /// `path_op` for a hook that only observes: true when the caller must SIGKILL the current task.

@@ -71,6 +71,9 @@ pub struct Scratch {
     pub path_dfd: i64,
     pub path_op: u32,
     pub path_len: i64,
+    /// bpf_d_path's length after `decide::strip_deleted` (parked, so both of its outcomes reach
+    /// the decision as one verifier state).
+    pub cut_len: i64,
     /// The dentry walk's buffer and state (dentry_path.rs).
     pub walk: crate::dentry_path::Walk,
 }

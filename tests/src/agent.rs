@@ -45,6 +45,27 @@ impl Agent {
         Agent::spawn_cmd(cmd, ops, step)
     }
 
+    /// Like [`Agent::spawn`], but the process gets exactly `pid` (a pid a dead process had):
+    /// `/proc/sys/kernel/ns_last_pid` is set to `pid - 1` before each try (another fork on the
+    /// system may take it first: retried). None if `pid` could not be had in 50 tries.
+    pub fn spawn_with_pid(pid: u32, ops: &[String], step: bool) -> Option<Agent> {
+        for _ in 0..50 {
+            std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)).expect("write /proc/sys/kernel/ns_last_pid (root, CONFIG_CHECKPOINT_RESTORE)");
+            let agent = Agent::spawn(ops, step);
+            if agent.pid == pid {
+                return Some(agent);
+            }
+            agent.kill();
+        }
+        None
+    }
+
+    /// SIGKILL and reap (a process the test does not want to run).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn spawn_cmd(mut cmd: Command, ops: &[String], step: bool) -> Agent {
         cmd.arg("try-ops").arg("--wait-stdin");
         if step {

@@ -197,6 +197,23 @@ impl Daemon {
         }
     }
 
+    /// Wait for the daemon to exit by itself (someone else killed it); its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the daemon was started and not yet reaped");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait daemon") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the daemon did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn hup(&self) {
         signal(self.pid, nix::sys::signal::Signal::SIGHUP);
     }

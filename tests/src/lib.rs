@@ -13,6 +13,8 @@ pub mod events;
 pub mod execdiff;
 pub mod filediff;
 pub mod fixtures;
+pub mod hostile;
+pub mod identity_escape;
 pub mod netdiff;
 
 pub use agent::{Agent, OpResult};

@@ -36,7 +36,7 @@ struct Setup {
 fn setup(name: &str, on_violation: &str) -> Setup {
     let dir = TempDir::new(name);
     let d = dir.path().display().to_string();
-    for rel in ["tools/busybox", "tools/forbidden"] {
+    for rel in ["tools/busybox", "tools/forbidden", "tools/doomed"] {
         let dst = dir.join(rel);
         std::fs::create_dir_all(std::path::Path::new(&dst).parent().unwrap()).unwrap();
         std::fs::copy(enforcer_tests::fixtures::busybox(), &dst).expect("copy busybox");
@@ -65,7 +65,7 @@ deny = ["{d}/secret/**", "{testexe}"]
 
 [exec]
 allow = ["{d}/tools/**", "{ldso}"]
-deny = ["{d}/tools/forbidden", "{enforcer}"]
+deny = ["{d}/tools/forbidden", "{d}/tools/doomed", "{enforcer}"]
 "#
     ));
     let agent_id = compiled.agent_by_name("adv-exec").expect("agent").id;
@@ -140,6 +140,22 @@ fn run(backend: &mut dyn Backend, s: &Setup, lsm: bool) {
     let e = one(&evs, "execveat", OP_EXEC, |t| t == forbidden);
     assert_eq!((e.header.verdict, e.header.rule, e.header.chain[0]), (deny_verdict, exec_deny_forbidden, s.agent_id), "execveat: the exec deny rule");
     adversarial::pass("7-exec/execveat-empty-path", name);
+
+    // Case 12: a deleted binary, run through a descriptor opened before it was deleted. BPF LSM
+    // cuts d_path's " (deleted)" (flagged), the fallback's walk names it by its name: either
+    // way the exec deny of that exact path applies (not the tools/** allow).
+    let doomed = format!("{d}/tools/doomed");
+    let (r, _) = step(backend, &mut agent, &[format!("holdr:{doomed}")], &mut seen);
+    assert_eq!(r[0].errno, 0, "deleted exec: reading the binary is allowed: {:?}", r[0]);
+    std::fs::remove_file(&doomed).expect("unlink the binary");
+    let (r, evs) = step(backend, &mut agent, &[format!("execheld:{doomed},true")], &mut seen);
+    assert!(refused(&r[0]), "deleted exec: must be refused ({what}): {:?}", r[0]);
+    let e = one(&evs, "deleted exec", OP_EXEC, |t| t == doomed);
+    assert_eq!((e.header.verdict, e.header.rule, e.header.chain[0]), (deny_verdict, rule_id_of(&s.compiled, RuleKind::ExecDeny, &doomed), s.agent_id), "deleted exec: the exact exec deny");
+    if lsm {
+        assert_ne!(e.header.flags & EVENT_FLAG_DELETED, 0, "deleted exec: flagged deleted");
+    }
+    adversarial::pass("12-hostile/deleted-binary-exec", name);
 
     // A shebang script whose interpreter is the denied binary.
     let bad = format!("{d}/tools/bad-interp.sh");

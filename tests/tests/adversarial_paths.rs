@@ -6,7 +6,8 @@
 //! mode, each with one event naming the agent and the deny rule. A bind mount in a new mount
 //! namespace makes a *new name*: path rules are about names and mount(2) is not hooked, so a
 //! privileged agent reads the tree under that name (asserted as the documented limitation,
-//! docs/kernel-maps.md "Path aliases").
+//! docs/kernel-maps.md "Path aliases"). Then case 12's file side (tests/src/hostile.rs): paths at
+//! and over PATH_MAX, odd bytes in names, a deleted file reopened.
 
 use std::os::unix::process::ExitStatusExt as _;
 
@@ -145,6 +146,8 @@ fn lsm_path_aliases() {
     }
     assert_no_losses(&backend);
     drop(s.dir);
+    // Case 12 (hostile names and lengths) with this backend: its own policy (version 2).
+    enforcer_tests::hostile::hostile_input(&mut backend, true);
     println!("checked: symlink, /proc/self/root, /proc/self/fd reopen (read of a pre-confinement descriptor, write of a read-only file), openat(dirfd, ../), relative ../ all EPERM with one deny event each naming the agent and rule; bind mount alias = documented limitation");
 }
 
@@ -224,5 +227,6 @@ fn fallback_path_aliases() {
     }
     assert_no_losses(&backend);
     drop(s.dir);
+    enforcer_tests::hostile::hostile_input(&mut backend, false);
     println!("checked: symlink, /proc/self/root, /proc/self/fd reopen (pre-confinement descriptor; write of a read-only file), openat(dirfd, ../), relative ../: each kills the agent with one kill event naming the agent and rule; bind mount alias = documented limitation");
 }

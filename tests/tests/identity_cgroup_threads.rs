@@ -72,6 +72,8 @@ fn run(backend: &mut dyn Backend, lsm: bool, test: &str) {
     }
     let e = events::wait_for(backend, "allowed read in the cgroup", |e| events::target(e) == readable && e.header.chain[0] == cg_agent);
     assert_eq!(e.header.verdict, VERDICT_ALLOW);
+    // Case 8 of issue #8: writing its pid into another cgroup does not shed the identity.
+    enforcer_tests::adversarial::pass("8-identity/cgroup-move", if lsm { "lsm" } else { "fallback" });
 
     // 2. Threads: a new thread of an agent process is the agent.
     let ops = vec![format!("thread-open:{readable}"), format!("thread-open:{secret}"), format!("open:{secret}")];

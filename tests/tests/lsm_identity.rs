@@ -67,6 +67,7 @@ fn descendants_inherit_exe_match_joins_no_switching() {
     let e = events::wait_for(&mut backend, "setsid grandchild's denied open", |e| events::target(e) == secret && e.header.verdict == VERDICT_DENY && e.header.ppid != pid && e.header.tgid != pid);
     assert_eq!(e.header.chain[0], a, "a double-forked, setsid grandchild is still agent A");
     assert_eq!(e.header.session, 21, "and keeps the launcher's session");
+    enforcer_tests::adversarial::pass("8-identity/setsid-double-fork", "lsm");
 
     // 2. Exe match: a non-agent (this test's child, never registered) execs B's binary and
     //    becomes agent B: B may read the secret, but not outside its directory.
@@ -80,5 +81,6 @@ fn descendants_inherit_exe_match_joins_no_switching() {
     // The test process itself is no agent.
     std::fs::read(&secret).expect("non-agents are unaffected");
     let _ = EPERM;
-    println!("checked: fork+exec descendants and setsid grandchildren inherit agent and session, exec of another agent's binary does not switch, match.exe joins a non-agent (JOIN event), non-agents unaffected");
+    enforcer_tests::identity_escape::unshare_and_pid_reuse(&mut backend, true);
+    println!("checked: fork+exec descendants and setsid grandchildren inherit agent and session, exec of another agent's binary does not switch, match.exe joins a non-agent (JOIN event), non-agents unaffected; then new namespaces and pid reuse (identity_escape)");
 }

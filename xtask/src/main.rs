@@ -1,5 +1,6 @@
 //! Project automation, run as `cargo xtask <task>` (alias in .cargo/config.toml).
 
+mod adversarial;
 mod bench;
 mod bootstrap;
 mod build;

@@ -82,6 +82,11 @@ impl Summary {
 
     /// The table, the "ran nowhere" notes, and as the last line `N passed, N failed`.
     pub fn render(&self) -> String {
+        format!("{}{}", self.render_table(), self.render_footer())
+    }
+
+    /// The test x kernel table.
+    pub fn render_table(&self) -> String {
         let name_width = self
             .rows
             .iter()
@@ -114,6 +119,12 @@ impl Summary {
         for row in &self.rows {
             line(&row.name, &row.cells.clone().map(|cell| cell.text()));
         }
+        out
+    }
+
+    /// The "ran nowhere" notes and, as the last line, `N passed, N failed`.
+    pub fn render_footer(&self) -> String {
+        let mut out = String::new();
         for row in self.rows.iter().filter(|row| row.ran_nowhere()) {
             let _ = writeln!(
                 out,

@@ -15,6 +15,7 @@ use crate::kernel_tests::{self, HostEnvironment, KernelTest};
 use crate::kernels::{self, Series};
 use crate::libtest::Outcome;
 use crate::project::Project;
+use crate::adversarial::AdversarialTable;
 use crate::summary::{Cell, Row, Summary};
 use crate::vm::{self, Boot};
 
@@ -56,6 +57,8 @@ const TEST_VM_TIMEOUT_SECS: u64 = 3600;
 struct Recorder {
     summary: Summary,
     failed_logs: Vec<PathBuf>,
+    /// The adversarial suite's case lines, from every test's own log.
+    adversarial: AdversarialTable,
 }
 
 impl Recorder {
@@ -87,11 +90,25 @@ impl Recorder {
             _ => String::new(),
         };
         println!("[{column:>4}] {row} ... {}{detail}", cell_text(&cell));
+        if let Ok(output) = fs::read_to_string(log) {
+            // A VM test that did not finish points at the whole console: its lines are not all
+            // this test's.
+            if log.extension().is_some_and(|e| e == "log") && !is_console_log(log) {
+                self.adversarial.collect(row, column, &output);
+            }
+        }
         if cell == Cell::Fail && !self.failed_logs.iter().any(|known| known == log) {
             self.failed_logs.push(log.to_path_buf());
         }
         self.row(row).set(column, cell);
     }
+}
+
+/// `vm-<kernel>.log`: a whole guest console, not one test's output.
+fn is_console_log(log: &Path) -> bool {
+    log.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("vm-"))
 }
 
 fn cell_text(cell: &Cell) -> String {
@@ -113,6 +130,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
     let mut recorder = Recorder {
         summary: Summary::default(),
         failed_logs: Vec::new(),
+        adversarial: AdversarialTable::default(),
     };
 
     let enforcer = build::build_enforcer(&project, &toolchain, false)?;
@@ -221,7 +239,13 @@ pub fn run(args: TestArgs) -> anyhow::Result<u8> {
         logs.display(),
         started.elapsed().as_secs_f64()
     );
-    println!("{}", recorder.summary.render());
+    print!("{}", recorder.summary.render_table());
+    if !recorder.adversarial.is_empty() {
+        println!();
+        print!("{}", recorder.adversarial.render(&recorder.summary));
+        println!();
+    }
+    println!("{}", recorder.summary.render_footer());
     Ok(if recorder.summary.failed() > 0 { 1 } else { 0 })
 }
 

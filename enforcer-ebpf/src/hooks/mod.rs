@@ -2,6 +2,7 @@
 
 pub mod bpf_call;
 pub mod cgroup_net;
+pub mod daemon_guard;
 pub mod exec;
 pub mod file_open;
 pub mod net;

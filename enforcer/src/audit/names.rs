@@ -20,6 +20,8 @@ pub const OPS: &[(u32, &str)] = &[
     (OP_MKNOD, "mknod"),
     (OP_JOIN, "join"),
     (OP_BPF, "bpf"),
+    (OP_SIGNAL, "signal"),
+    (OP_PTRACE, "ptrace"),
 ];
 
 pub const VERDICTS: &[(u32, &str)] = &[
@@ -39,6 +41,7 @@ pub const FLAGS: &[(u32, &str)] = &[
     (EVENT_FLAG_TARGET_CUT, "target-cut"),
     (EVENT_FLAG_SCRIPT, "script"),
     (EVENT_FLAG_DELEGATION_REFUSED, "delegation-refused"),
+    (EVENT_FLAG_DELETED, "deleted"),
 ];
 
 pub const ACCESS: &[(u32, &str)] = &[
@@ -123,7 +126,7 @@ mod tests {
 
     #[test]
     fn every_op_from_the_abi_has_a_name() {
-        for op in OP_OPEN..=OP_BPF {
+        for op in OP_OPEN..=OP_PTRACE {
             assert!(!op_name(op).starts_with("op-"), "OP value {op} has no name");
         }
         assert_eq!(op_name(999), "op-999");
@@ -139,9 +142,10 @@ mod tests {
             | EVENT_FLAG_SECOND_PATH
             | EVENT_FLAG_TARGET_CUT
             | EVENT_FLAG_SCRIPT
-            | EVENT_FLAG_DELEGATION_REFUSED;
+            | EVENT_FLAG_DELEGATION_REFUSED
+            | EVENT_FLAG_DELETED;
         let names = flag_names(all);
-        assert_eq!(names.len(), 9, "{names:?}");
+        assert_eq!(names.len(), 10, "{names:?}");
         assert!(names.iter().all(|n| !n.starts_with("bit-")), "{names:?}");
         assert_eq!(flag_names(1 << 30), vec!["bit-30".to_string()]);
     }

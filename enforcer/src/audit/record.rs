@@ -283,6 +283,37 @@ pub fn rule_text(policy: Option<&PolicyNames>, rule: u32) -> (Cow<'_, str>, Opti
     }
 }
 
+/// The exact bytes of a `path`/`unix_path` field: the text itself, or, when the record is
+/// flagged `target-escaped`, the text with `\\` and `\xNN` decoded (the inverse of the escape
+/// applied to non-UTF-8 targets; docs/events.md). None for an escape that is not well formed.
+pub fn target_bytes(text: &str, escaped: bool) -> Option<Vec<u8>> {
+    if !escaped {
+        return Some(text.as_bytes().to_vec());
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match rest {
+            [b'\\', tail @ ..] => {
+                out.push(b'\\');
+                rest = tail;
+            }
+            [b'x', h, l, tail @ ..] => {
+                let hex = std::str::from_utf8(&[*h, *l]).ok().and_then(|s| u8::from_str_radix(s, 16).ok())?;
+                out.push(hex);
+                rest = tail;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// NUL-terminated kernel string (comm) to text.
 pub fn c_string(bytes: &[u8]) -> Cow<'_, str> {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());

@@ -224,6 +224,15 @@ fn non_utf8_targets_are_escaped_reversibly_and_flagged() {
     let r = map(header(OP_OPEN, VERDICT_DENY), b"/a\\b/\xff\xfe");
     assert_eq!(r.path.as_deref(), Some("/a\\\\b/\\xff\\xfe"));
     assert_eq!(r.flags, vec![names::FLAG_TARGET_ESCAPED]);
+    assert_eq!(target_bytes(r.path.as_deref().unwrap(), true).as_deref(), Some(&b"/a\\b/\xff\xfe"[..]));
+    let odd: &[u8] = b"/t/new\nline \"quote\" back\\slash \x01 \xc3\xa9 \xc3";
+    let r = map(header(OP_OPEN, VERDICT_DENY), odd);
+    let line = serde_json::to_string(&r).unwrap();
+    assert!(!line.contains('\n'), "one record per line: {line}");
+    let back: EventRecord = serde_json::from_str(&line).unwrap();
+    let escaped = back.flags.iter().any(|f| f == names::FLAG_TARGET_ESCAPED);
+    assert_eq!(target_bytes(back.path.as_deref().unwrap(), escaped).as_deref(), Some(odd), "{line}");
+    assert_eq!(target_bytes("/ok\\q", true), None, "a lone backslash is no escape");
 }
 
 #[test]

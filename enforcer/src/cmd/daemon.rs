@@ -38,7 +38,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    daemon::service::run(&config)?;
+    daemon::service::run(&config, Some(&path))?;
     Ok(ExitCode::SUCCESS)
 }
 

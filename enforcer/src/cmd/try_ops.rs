@@ -36,7 +36,10 @@ pub struct TryOpsArgs {
     /// openat:DIR,REL (openat(2) relative to an O_PATH descriptor of DIR) copy:FROM,TO
     /// memfdexec:PATH[,ARG...] (copy PATH into a memfd, fork, fexecve it) execfd:PATH[,ARG...]
     /// (fork, execveat(O_PATH fd of PATH, "", AT_EMPTY_PATH)) udpmmsg:ADDR:PORT (sendmmsg)
-    /// tfo:ADDR:PORT (TCP sendto with MSG_FASTOPEN, no connect)
+    /// tfo:ADDR:PORT (TCP sendto with MSG_FASTOPEN, no connect) kill:PID (SIGKILL) ptrace:PID
+    /// (PTRACE_ATTACH, wait for the stop, PTRACE_DETACH) openx:HEX (open for reading the path
+    /// whose bytes are HEX: any byte, newlines too) execheld:PATH[,ARG...] (fork,
+    /// execveat(held descriptor of PATH, "", AT_EMPTY_PATH): PATH may be deleted by now)
     pub ops: Vec<String>,
 }
 
@@ -93,7 +96,7 @@ fn exec(arg: &str) -> std::io::Result<()> {
 const OPS: &[&str] = &[
     "open", "write", "rw", "create", "thread-open", "exec", "unlink", "mkdir", "rmdir", "rename", "symlink", "link", "chown",
     "mknod", "hold", "holdr", "reopen", "reopenw", "ftruncate", "truncate", "chmod", "chdir", "openat", "copy",
-    "memfdexec", "execfd", "connect", "udp", "udpmmsg", "tfo", "unix", "unixdgram", "bpf",
+    "memfdexec", "execfd", "connect", "udp", "udpmmsg", "tfo", "unix", "unixdgram", "bpf", "kill", "ptrace", "openx", "execheld",
 ];
 
 /// Fork; the child execs the program behind `fd` (`execveat(fd, "", AT_EMPTY_PATH)`, which is
@@ -138,6 +141,25 @@ fn fork_exec_fd(fd: libc::c_int, argv: &[&str]) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::other(format!("exited with {status}")))
     }
+}
+
+/// `openx:HEX`: the bytes of a path written in hex (two digits per byte).
+fn hex_bytes(hex: &str) -> std::io::Result<Vec<u8>> {
+    let bad = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    if hex.len() % 2 != 0 {
+        return Err(bad());
+    }
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())).collect()
+}
+
+/// `ptrace:PID`: attach (the tracee stops), wait for the stop, detach (it runs on).
+fn ptrace_attach_detach(arg: &str) -> std::io::Result<()> {
+    let pid: libc::pid_t = arg.parse().map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let null = std::ptr::null_mut::<libc::c_void>();
+    check(unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, null, null) } as libc::c_int)?;
+    let mut status = 0;
+    check(unsafe { libc::waitpid(pid, &mut status, libc::__WALL) })?;
+    check(unsafe { libc::ptrace(libc::PTRACE_DETACH, pid, null, null) } as libc::c_int)
 }
 
 /// `memfdexec:PATH[,ARG...]` / `execfd:PATH[,ARG...]`.
@@ -312,6 +334,25 @@ fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
             if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
         }
         "ftruncate" => ftruncate(held, arg),
+        "kill" => {
+            let pid: libc::pid_t = arg.parse().map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+            check(unsafe { libc::kill(pid, libc::SIGKILL) })
+        }
+        "ptrace" => ptrace_attach_detach(arg),
+        "openx" => {
+            let bytes = hex_bytes(arg)?;
+            let c = CString::new(bytes).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+            check(fd)?;
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+        "execheld" => {
+            use std::os::fd::AsRawFd as _;
+            let argv: Vec<&str> = arg.split(',').collect();
+            let (_, f) = held.iter().find(|(p, _)| p == argv[0]).ok_or_else(|| std::io::Error::other(format!("{} is not held", argv[0])))?;
+            fork_exec_fd(f.as_raw_fd(), &argv)
+        }
         "truncate" => {
             let c = cstr(arg)?;
             check(unsafe { libc::truncate(c.as_ptr(), 0) })

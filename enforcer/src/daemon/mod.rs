@@ -3,8 +3,8 @@
 //! `config` (file + flags), `policy_source` (load, resolve host names, compile), `dns` (host
 //! name answers and their TTL-driven refresh), `core` (the state machine: apply, reload,
 //! register, pump events; synchronous, so tests drive it with a mock backend), `service` (the async loop: signals, file watching, API, timers), `metrics`
-//! (Prometheus text), `procs` (agent membership of live processes), `state` (what outlives a
-//! daemon run).
+//! (Prometheus text), `procs` (agent membership of live processes), `protect` (the daemon's
+//! own state, which no agent may change), `state` (what outlives a daemon run).
 
 pub mod config;
 pub mod core;
@@ -13,6 +13,7 @@ pub mod grants;
 pub mod metrics;
 pub mod policy_source;
 pub mod procs;
+pub mod protect;
 pub mod service;
 pub mod state;
 

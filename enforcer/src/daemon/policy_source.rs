@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::dns::{answers_for, HostLookup, HostTable, LookupResult};
 use crate::policy::grant::{self, Grant};
-use crate::policy::{self, hosts, CompiledPolicy};
+use crate::policy::{self, hosts, CompiledPolicy, ProtectedPath};
 
 pub trait PolicySource: Send {
     /// Load, validate, resolve host names and compile everything. Errors are the complete,
@@ -48,6 +48,8 @@ pub struct PolicyDir {
     dir: PathBuf,
     hosts: HostTable,
     lookup: Arc<dyn HostLookup>,
+    /// The daemon's own state: every agent gets a deny_write rule for each (policy::protect).
+    protected: Vec<ProtectedPath>,
 }
 
 impl PolicyDir {
@@ -57,7 +59,14 @@ impl PolicyDir {
             dir: dir.to_path_buf(),
             hosts: HostTable::new(dns_ceiling),
             lookup,
+            protected: Vec::new(),
         }
+    }
+
+    /// Add the implicit rules protecting `paths` to every agent at every load.
+    pub fn protecting(mut self, paths: Vec<ProtectedPath>) -> Self {
+        self.protected = paths;
+        self
     }
 }
 
@@ -65,6 +74,7 @@ impl PolicySource for PolicyDir {
     fn load(&mut self, grants: &[Grant]) -> Result<CompiledPolicy, String> {
         let mut set = policy::load_paths(std::slice::from_ref(&self.dir)).map_err(|d| d.to_string())?;
         grant::add_to_set(&mut set, grants, jiff::Timestamp::now())?;
+        set.protect(&self.protected)?;
         let names = hosts::host_names(&set.agents);
         // Answers still valid are used as they are: a reload does not ask DNS again.
         let mut table = self.hosts.clone();

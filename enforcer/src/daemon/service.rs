@@ -17,7 +17,7 @@ use super::dns::{answers_for, SystemResolver};
 use super::grants::GrantBook;
 use super::policy_source::{PolicyDir, PolicySource};
 use super::state::StateFile;
-use super::{metrics, DaemonError};
+use super::{metrics, protect, DaemonError};
 use crate::api::protocol::{Request, Response};
 use crate::api::server::{self, ApiCall, CallReply};
 use crate::audit::writer::AuditWriter;
@@ -30,7 +30,9 @@ const WATCH_DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Run the daemon until SIGTERM/SIGINT. Prints one `ready` line on stdout once the policy is
 /// applied and the API socket accepts connections (tests and scripts wait for it).
-pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
+/// `config_file`: the configuration file read, if any (protected from agents like the rest of
+/// the daemon's state, see protect.rs).
+pub fn run(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -38,10 +40,10 @@ pub fn run(config: &DaemonConfig) -> Result<(), DaemonError> {
             what: "starting the async runtime".into(),
             cause,
         })?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, config_file))
 }
 
-async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
+async fn serve(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), DaemonError> {
     // First, so that a SIGHUP during a slow start (loading programs can take minutes under
     // emulation) is a reload request rather than the default action, termination.
     let signal_error = |cause| DaemonError::Io {
@@ -57,7 +59,8 @@ async fn serve(config: &DaemonConfig) -> Result<(), DaemonError> {
         &config.policy_dir,
         Duration::from_secs(config.dns_refresh_secs),
         Arc::new(SystemResolver),
-    );
+    )
+    .protecting(protect::protected_paths(config, config_file));
     // Grants of a previous run that have not expired yet apply again.
     let grants = GrantBook::open(&config.state_dir)?;
     let policy = source.load(grants.grants()).map_err(DaemonError::Policy)?;

@@ -31,6 +31,9 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     ("path_truncate", "path_truncate"),
     ("path_chmod", "path_chmod"),
     ("path_chown", "path_chown"),
+    // No agent may signal or ptrace the daemon (hooks/daemon_guard.rs).
+    ("task_kill", "task_kill"),
+    ("ptrace_access_check", "ptrace_access_check"),
 ];
 
 /// LSM programs for hooks that not every supported kernel has, attached where its BTF has the

@@ -25,7 +25,7 @@ use enforcer_common::{MAP_PIN_META, PINNED_MAPS, PIN_META_ENTRIES};
 /// `PIN_META` indices.
 const META_LAYOUT: u32 = 0;
 const META_BACKEND: u32 = 1;
-const META_PID: u32 = 2;
+const META_PID: u32 = enforcer_common::PIN_META_PID;
 const META_HEARTBEAT: u32 = 3;
 const META_INSTALLED: u32 = 4;
 const META_ADOPTIONS: u32 = 5;
@@ -269,12 +269,77 @@ impl PinDir {
         ] {
             meta.set(i, v, 0).map_err(|e| PinError::Pin { what: MAP_PIN_META.into(), reason: e.to_string() })?;
         }
+        hold_links(&self.root.join("links"));
         Ok(())
+    }
+}
+
+/// A link pin of the running daemon, held open twice: `hold` keeps the hook attached while the
+/// daemon runs even if the pin is removed, `spare` is consumed to pin it again.
+struct HeldLink {
+    path: PathBuf,
+    _hold: FdLink,
+    spare: Option<FdLink>,
+}
+
+/// Every link pin of this daemon (process-wide: one daemon runs on one pin directory), from
+/// `mark_running` to its clean stop (`heartbeat(false)`) or an uninstall.
+static HELD_LINKS: std::sync::Mutex<Vec<HeldLink>> = std::sync::Mutex::new(Vec::new());
+
+/// Open every link pinned in `dir`. Removing a pin is then no way to detach a hook while a
+/// daemon runs (an agent allowed to write bpffs, or the fallback, where a kill-mode agent's
+/// unlink completes before it dies): the link stays attached through these descriptors, and
+/// [`heartbeat`] pins it again.
+fn hold_links(dir: &Path) {
+    let mut held = HELD_LINKS.lock().unwrap_or_else(|e| e.into_inner());
+    for path in pins_in(dir) {
+        if held.iter().any(|h| h.path == path) {
+            continue;
+        }
+        let open = || aya::programs::links::PinnedLink::from_pin(&path).map(FdLink::from);
+        match (open(), open()) {
+            (Ok(hold), Ok(spare)) => held.push(HeldLink { path, _hold: hold, spare: Some(spare) }),
+            (Err(e), _) | (_, Err(e)) => tracing::warn!("cannot hold link pin {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Close the held descriptors: from now on only the pins keep the hooks attached.
+fn release_links() {
+    HELD_LINKS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// Pin again every held link whose pin is gone (someone removed it while the daemon runs).
+fn repin_removed_links() {
+    let mut held = HELD_LINKS.lock().unwrap_or_else(|e| e.into_inner());
+    for h in held.iter_mut() {
+        if h.path.symlink_metadata().is_ok() {
+            continue;
+        }
+        let Some(spare) = h.spare.take() else { continue };
+        if let Some(dir) = h.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match spare.pin(&h.path) {
+            Ok(pinned) => {
+                tracing::warn!("link pin {} was removed by someone else; the hook stayed attached (held by the daemon) and is pinned again", h.path.display());
+                h.spare = Some(FdLink::from(pinned));
+            }
+            Err(e) => tracing::error!(
+                "link pin {} was removed and cannot be pinned again ({e}): the hook stays attached only while this daemon runs",
+                h.path.display()
+            ),
+        }
     }
 }
 
 /// A daemon is alive (`running`: pid and time) or has stopped cleanly (pid 0, time of the stop).
 pub fn heartbeat(ebpf: &mut Ebpf, running: bool) -> Result<(), PinError> {
+    if running {
+        repin_removed_links();
+    } else {
+        release_links();
+    }
     let mut meta = meta_of(ebpf)?;
     let pid = if running { u64::from(std::process::id()) } else { 0 };
     for (i, v) in [(META_HEARTBEAT, boot_ns()), (META_PID, pid)] {
@@ -338,6 +403,9 @@ pub fn uninstall(root: &Path) -> Result<bool, PinError> {
         .iter()
         .filter_map(|p| ProgramInfo::from_pin(p).ok().map(|i| i.id()))
         .collect();
+    // An uninstall from the process that ran on the directory (tests) must not be kept
+    // attached by its own descriptors.
+    release_links();
     for link in pins_in(&root.join("links")) {
         remove_pin(&link)?;
     }

@@ -342,11 +342,18 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
             access,
         );
     }
-    let flags = if p.len() + 1 > PATH_KEY_BYTES {
-        EVENT_FLAG_PATH_TRUNCATED
-    } else {
-        0
+    // An unlinked file is judged by the name it had (the kernel cuts bpf_d_path's suffix off
+    // opened and executed files' paths; unix socket paths are taken as they are).
+    let (p, deleted) = match p.strip_suffix(DELETED_SUFFIX.as_slice()) {
+        Some(name) if !name.is_empty() && k != ACCESS_INDEX_CONNECT => (name, EVENT_FLAG_DELETED),
+        _ => (p, 0),
     };
+    let flags = deleted
+        | if p.len() + 1 > PATH_KEY_BYTES {
+            EVENT_FLAG_PATH_TRUNCATED
+        } else {
+            0
+        };
 
     if wildcard_undecidable(p, depths) {
         // The kernel cannot delimit a wildcard component inside its 252-byte key window and

@@ -5,7 +5,7 @@
 //! supported forms, so a pattern is never silently widened or dropped.
 
 use enforcer_common::{
-    MAX_SUFFIX_TRIES, MAX_WILDCARD_DEPTH, NAME_EXACT, NAME_KEY_BYTES, NAME_SUFFIX, PATH_KEY_BYTES,
+    DELETED_SUFFIX, MAX_SUFFIX_TRIES, MAX_WILDCARD_DEPTH, NAME_EXACT, NAME_KEY_BYTES, NAME_SUFFIX, PATH_KEY_BYTES,
 };
 
 /// A validated path pattern.
@@ -55,6 +55,11 @@ impl PathPattern {
     pub fn parse(text: &str, allowed: Allowed) -> Result<PathPattern, String> {
         if text.contains('\0') {
             return Err("a pattern cannot contain a NUL byte".into());
+        }
+        if text.as_bytes().windows(DELETED_SUFFIX.len()).any(|w| w == DELETED_SUFFIX) {
+            // The kernel cuts it from unlinked files' paths (they are judged by the name they
+            // had): a rule about a name containing it could never be matched as written.
+            return Err("a pattern cannot contain ` (deleted)` (the kernel's mark of unlinked files)".into());
         }
         if let Some(ch) = text
             .chars()
@@ -267,6 +272,14 @@ mod tests {
     }
     fn err(s: &str) -> String {
         PathPattern::parse(s, Allowed::All).expect_err(s)
+    }
+
+    #[test]
+    fn the_kernels_deleted_mark_is_refused() {
+        for bad in ["/a/x (deleted)", "/a (deleted)/**", "**/k.pem (deleted)"] {
+            assert!(err(bad).contains("(deleted)"), "{bad}");
+        }
+        assert!(PathPattern::parse("/a/(deleted)", Allowed::All).is_ok());
     }
 
     #[test]

@@ -341,8 +341,15 @@ pub fn check_name(name: &str, what: &str) -> Result<(), String> {
     }
 }
 
-/// Explicit rule ids: 1-128 printable non-space ASCII characters.
+/// Explicit rule ids: 1-128 printable non-space ASCII characters, not starting with the prefix
+/// of the daemon's implicit rules (`enforcer:`, see protect.rs).
 fn check_rule_id(id: &str) -> Result<(), String> {
+    if id.starts_with(super::protect::ID_PREFIX) {
+        return Err(format!(
+            "invalid rule id `{id}`: ids starting with `{}` are reserved for the daemon's implicit rules",
+            super::protect::ID_PREFIX
+        ));
+    }
     if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
         Ok(())
     } else {
