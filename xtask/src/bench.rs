@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use crate::initramfs::{self, Contents};
+use crate::initramfs::{self, Contents, Unpacked};
 use crate::kernels::{self, Series};
 use crate::project::Project;
 use crate::vm::{self, Boot, Phase};
@@ -38,7 +38,7 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with_all = ["vm_only", "host_only", "write"])]
     pub pipeline_only: bool,
     /// Limit for the VM boot.
-    #[arg(long, default_value_t = 900, value_name = "SECS")]
+    #[arg(long, default_value_t = 1800, value_name = "SECS")]
     pub vm_timeout: u64,
 }
 
@@ -49,18 +49,26 @@ fn section(output: &str) -> Option<String> {
     Some(output[start..end].trim().to_string() + "\n")
 }
 
-/// Debian's auditd (and the libraries it needs that a minimal system lacks), unpacked with
-/// `apt-get download` + `dpkg-deb -x` under target/: the peer is run from there, never installed.
-fn unpack_auditd(project: &Project) -> anyhow::Result<std::path::PathBuf> {
+/// The Debian packages of the peers: auditd (with the libraries it needs that a minimal system
+/// lacks) and AppArmor's parser.
+const PEER_PACKAGES: [&str; 4] = ["auditd", "libauparse0", "libwrap0", "apparmor"];
+/// Their programs the benchmark runs (relative to the unpacked root).
+const PEER_PROGRAMS: [&str; 3] = ["sbin/auditd", "sbin/auditctl", "sbin/apparmor_parser"];
+/// Where the guest finds them.
+const GUEST_PEERS: &str = "/peers";
+
+/// The peers' packages, unpacked with `apt-get download` + `dpkg-deb -x` under target/: they
+/// are run from there (and from a copy in the guest), never installed.
+fn unpack_peers(project: &Project) -> anyhow::Result<std::path::PathBuf> {
     let dir = project.root.join("target/xtask/peers");
     let root = dir.join("root");
-    if root.join("sbin/auditctl").exists() {
+    if PEER_PROGRAMS.iter().all(|p| root.join(p).exists()) {
         return Ok(root);
     }
     std::fs::create_dir_all(&dir)?;
-    let status = Command::new("apt-get").args(["download", "auditd", "libauparse0", "libwrap0"]).current_dir(&dir).status()?;
+    let status = Command::new("apt-get").arg("download").args(PEER_PACKAGES).current_dir(&dir).status()?;
     if !status.success() {
-        bail!("apt-get download auditd libauparse0 libwrap0 failed ({status})");
+        bail!("apt-get download {} failed ({status})", PEER_PACKAGES.join(" "));
     }
     for deb in std::fs::read_dir(&dir)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "deb")) {
         let status = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root).status()?;
@@ -83,6 +91,10 @@ fn machine() -> String {
     let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{nproc} CPUs ({cpu}), {mem} memory, host kernel {}", kernel.trim())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_string)).unwrap_or_else(|| "unknown".into())
 }
 
 fn date() -> String {
@@ -108,14 +120,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
+    let load_before = load_average();
+    // Without them the report says the peers were not measured, and why.
+    let peer_root = unpack_peers(&project).map_err(|e| eprintln!("xtask bench: auditd and AppArmor unavailable: {e:#}")).ok();
 
     if !args.vm_only {
         eprintln!("xtask bench: host kernel, fallback backend (+ policy cost, event pipeline, auditd)");
         let mut peers = vec!["--peers".to_string()];
-        match unpack_auditd(&project) {
-            Ok(root) => peers.extend(["--audit-root".to_string(), root.to_string_lossy().into_owned()]),
-            // The report then says auditd was not measured, with this reason.
-            Err(e) => eprintln!("xtask bench: auditd unavailable: {e:#}"),
+        if let Some(root) = &peer_root {
+            peers.extend(["--audit-root".to_string(), root.to_string_lossy().into_owned()]);
+            // The host kernel runs no AppArmor: the report says so.
+            peers.extend(["--apparmor-parser".to_string(), root.join("sbin/apparmor_parser").to_string_lossy().into_owned()]);
         }
         let output = Command::new(&enforcer)
             .args(["bench", "--backend", "fallback", "--cost", "--pipeline"])
@@ -137,7 +152,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         let kernel = kernels::resolve(Series::V6_12, &project.cache_dir())?;
         let marker = vm::exit_marker();
         let scratch = project.scratch_dir("bench-vm").context("scratch dir")?;
-        let mut command = vec!["enforcer".to_string(), "bench".into(), "--backend".into(), "lsm".into()];
+        let mut command = vec!["enforcer".to_string(), "bench".into(), "--backend".into(), "lsm".into(), "--peers".into()];
+        if peer_root.is_some() {
+            command.extend(["--audit-root".into(), GUEST_PEERS.into(), "--apparmor-parser".into(), format!("{GUEST_PEERS}/sbin/apparmor_parser")]);
+        }
         command.extend(quick.iter().map(|s| s.to_string()));
         command.extend([
             "--note".into(),
@@ -148,6 +166,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 enforcer: &enforcer,
                 policies: &project.policies_dir(),
                 added: &[],
+                unpacked: &peer_root.iter().map(|root| Unpacked { root, guest: GUEST_PEERS, programs: &PEER_PROGRAMS }).collect::<Vec<_>>(),
                 kernel_label: Series::V6_12.label(),
                 command: &command,
                 exit_marker: &marker,
@@ -156,7 +175,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         )?;
         let mut console = String::new();
         let status = vm::boot(
-            &Boot { kernel: &kernel, initrd: &image, bpf_lsm: true, timeout: Duration::from_secs(args.vm_timeout), exit_marker: &marker },
+            &Boot { kernel: &kernel, initrd: &image, bpf_lsm: true, apparmor: true, timeout: Duration::from_secs(args.vm_timeout), exit_marker: &marker },
             &mut |phase, line| {
                 if phase == Phase::Command {
                     if !line.contains(BEGIN) && console.contains(BEGIN) == console.contains(END) {
@@ -176,9 +195,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let mut doc = String::from("# Benchmarks\n\n");
     doc.push_str("What enforcement costs, measured by `cargo xtask bench` (see \"Method\" below).\n\n");
     doc.push_str(&format!(
-        "- Command: `cargo xtask bench{}`\n- Machine: {}\n- Date: {}\n- Wall time: {:.0} s\n\n",
+        "- Command: `cargo xtask bench{}`\n- Machine: {}\n- Load: 1-minute load average {} at the start, {} at the end (`/proc/loadavg`; the machine is shared with other work, which the figures' spread shows)\n- Date: {}\n- Wall time: {:.0} s\n\n",
         if args.quick { " --quick" } else { "" },
         machine(),
+        load_before,
+        load_average(),
         date(),
         started.elapsed().as_secs_f64()
     ));
@@ -215,15 +236,40 @@ const METHOD: &str = "## Method
   listener (+close with RST); UDP sendto loopback. Opens repeat with policies of 10, 1,000,
   10,000 and 100,000 rules (a generated mix of exact paths, subtrees, `*` wildcards, `**/NAME`
   and `**/*.EXT` denies and CIDR:port rules, plus the benchmark's own allows).
+- **Peers, side by side.** A second run of the same operations with the 10-rule policy puts
+  the peers in the same rounds as the enforcer: each round runs every phase once (baseline,
+  enforcer, enforcer with every decision logged, auditd, AppArmor; the order reverses every
+  other round) on the same two workers, and each phase's ratio is to that round's baseline.
+  The measured worker is at once the enforcer's agent, the process auditd's rule selects (by
+  its login uid) and the process AppArmor confines (aa_change_profile); each peer is switched
+  on only for its phase (programs attached; auditd started with its rule and stopped once it
+  received every record; profile loaded, and removed after, which leaves the worker
+  unconfined). The enforcer's events are written to a JSON-lines audit log as the daemon
+  writes them. *Same audit coverage*: auditd logs every open/openat/openat2/execve/connect/
+  sendto/sendmsg of the measured process (Debian's auditd 3.0.9 with its shipped auditd.conf
+  and rule-file settings, log on the same file system); the enforcer, with `log.file_allow`,
+  logs every decision on those operations except allowed sends, which it never logs (that row
+  is not compared). The report counts both logs' records against the operations done. Auditing
+  is enabled once before the workers start, as on any system with auditd installed (the kernel
+  gives a process an audit context only if auditing was ever enabled when it forked), so every
+  phase, the baseline included, runs with the audit syscall path. *Same file rules*: the
+  AppArmor profile is generated from the agent's compiled rules (reads `r`, exec `ix`; its
+  connect rules can only become `network inet stream/dgram`, so the network rows are not
+  compared) and loaded with Debian's apparmor_parser 3.0.8 on the running kernel; it is
+  compared with the enforcer's default logging, as AppArmor logs denials only.
 - **Event pipeline.** A real daemon (fallback backend) and one agent opening a denied file at
   stepped rates; every open must be a line in the log or counted in a `lost` record. One agent
   process on this 2-CPU machine cannot offer more than roughly 100-250k opens/s, so `written/s`
   is bounded by what is offered; the daemon CPU per event gives the rate one daemon CPU
   sustains (`capacity`). `cargo xtask bench --pipeline-only` runs only this part.
-- **Where.** BPF LSM figures come from the Debian 6.12 kernel under QEMU TCG (software
-  emulation); fallback, policy cost and event pipeline figures from the host kernel (no usable
-  BPF LSM there). On the fallback a denied open is not refused (audit mode; the policy's
-  `on_violation` decides between logging and SIGKILL), so it still succeeds.
+- **Where.** BPF LSM and AppArmor figures come from the Debian 6.12 kernel under QEMU TCG
+  (software emulation of the CPU: only ratios within that run mean anything), booted with
+  `lsm=landlock,lockdown,yama,apparmor,bpf` so one boot serves both; processes without a
+  profile then pass AppArmor's unconfined checks in every phase, baselines included.
+  Fallback, policy cost and event pipeline figures, and auditd beside the fallback, come from
+  the host kernel (no usable BPF LSM there, no AppArmor). On the fallback a denied open is not
+  refused (audit mode; the policy's `on_violation` decides between logging and SIGKILL), so
+  it still succeeds.
 ";
 
 #[cfg(test)]

@@ -51,12 +51,36 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
+/// Programs from Debian packages unpacked under `root` (`dpkg-deb -x`, never installed), put
+/// into the guest under `guest` at the same relative paths, with the libraries they need: those
+/// of the unpacked packages (looked up first, as `LD_LIBRARY_PATH` does in the guest) at their
+/// relative paths too, the host's at their own paths.
+#[derive(Debug)]
+pub struct Unpacked<'a> {
+    pub root: &'a Path,
+    pub guest: &'a str,
+    /// Paths relative to `root`, e.g. `sbin/auditd`.
+    pub programs: &'a [&'a str],
+}
+
+impl Unpacked<'_> {
+    /// Where the unpacked packages keep their libraries (`LD_LIBRARY_PATH` for their programs).
+    pub fn library_path(root: &Path) -> String {
+        format!(
+            "{}:{}",
+            root.join("lib/x86_64-linux-gnu").display(),
+            root.join("usr/lib/x86_64-linux-gnu").display()
+        )
+    }
+}
+
 /// What goes into one image.
 #[derive(Debug)]
 pub struct Contents<'a> {
     pub enforcer: &'a Path,
     pub policies: &'a Path,
     pub added: &'a [PathBuf],
+    pub unpacked: &'a [Unpacked<'a>],
     /// `ENFORCER_KERNEL` inside the guest.
     pub kernel_label: &'a str,
     /// The command `/init` runs (argv; words are quoted for the shell).
@@ -78,6 +102,10 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
         let path = root.join(dir);
         fs::create_dir_all(&path).map_err(io_error("creating", &path))?;
     }
+    // Debian's layout: daemons such as auditd write their pid file to /var/run.
+    let var = root.join("var");
+    fs::create_dir_all(&var).map_err(io_error("creating", &var))?;
+    symlink("/run", var.join("run")).map_err(io_error("creating symlink", &var.join("run")))?;
     install_busybox(&root)?;
 
     let mut staged_files = vec![stage_binary(contents.enforcer, &root.join("bin/enforcer"))?];
@@ -114,6 +142,24 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
         if is_elf(staged) {
             libraries.extend(shared_libraries(source)?);
             strip_debug_info(staged)?;
+        }
+    }
+    for unpacked in contents.unpacked {
+        let guest = root.join(unpacked.guest.trim_start_matches('/'));
+        let library_path = Unpacked::library_path(unpacked.root);
+        for program in unpacked.programs {
+            let source = unpacked.root.join(program);
+            stage_binary(&source, &guest.join(program))?;
+            for library in libraries_with(&source, Some(&library_path))? {
+                match library.strip_prefix(unpacked.root) {
+                    Ok(relative) => {
+                        copy_file(&library, &guest.join(relative))?;
+                    }
+                    Err(_) => {
+                        libraries.insert(library);
+                    }
+                }
+            }
         }
     }
     for library in &libraries {
@@ -205,7 +251,16 @@ fn copy_tree(source: &Path, destination: &Path) -> Result<(), InitramfsError> {
 /// The absolute paths `ldd` resolves for a binary, the ELF interpreter included; empty for a
 /// static binary.
 pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, InitramfsError> {
-    let output = Command::new("ldd")
+    libraries_with(binary, None)
+}
+
+/// [`shared_libraries`], looking in `library_path` first (`LD_LIBRARY_PATH`).
+fn libraries_with(binary: &Path, library_path: Option<&str>) -> Result<Vec<PathBuf>, InitramfsError> {
+    let mut ldd = Command::new("ldd");
+    if let Some(path) = library_path {
+        ldd.env("LD_LIBRARY_PATH", path);
+    }
+    let output = ldd
         .arg(binary)
         .stdin(Stdio::null())
         .output()
@@ -373,6 +428,7 @@ mod tests {
             enforcer: Path::new("/e"),
             policies: Path::new("/p"),
             added: &[],
+            unpacked: &[],
             kernel_label: "6.12",
             command: &command,
             exit_marker: "@@EXIT@@ ",

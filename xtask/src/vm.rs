@@ -95,6 +95,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<u8> {
                 enforcer: &enforcer,
                 policies: &project.policies_dir(),
                 added: &args.added,
+                unpacked: &[],
                 kernel_label: series.label(),
                 command: &args.command,
                 exit_marker: &marker,
@@ -107,6 +108,7 @@ pub fn run(args: VmArgs) -> anyhow::Result<u8> {
                 kernel: &kernel,
                 initrd: &image,
                 bpf_lsm: !args.no_bpf_lsm,
+                apparmor: false,
                 timeout: Duration::from_secs(args.timeout),
                 exit_marker: &marker,
             },
@@ -151,6 +153,8 @@ pub struct Boot<'a> {
     pub kernel: &'a Kernel,
     pub initrd: &'a Path,
     pub bpf_lsm: bool,
+    /// Also AppArmor in `lsm=` (Debian's kernels build it in).
+    pub apparmor: bool,
     pub timeout: Duration,
     pub exit_marker: &'a str,
 }
@@ -205,10 +209,12 @@ pub fn boot(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<Boo
 }
 
 fn boot_once(boot: &Boot<'_>, on_line: &mut dyn FnMut(Phase, &str)) -> Result<BootStatus, VmError> {
-    let lsm = if boot.bpf_lsm {
-        "landlock,lockdown,yama,bpf"
-    } else {
-        "landlock,lockdown,yama"
+    // In the order of Debian's CONFIG_LSM.
+    let lsm = match (boot.apparmor, boot.bpf_lsm) {
+        (false, true) => "landlock,lockdown,yama,bpf",
+        (false, false) => "landlock,lockdown,yama",
+        (true, true) => "landlock,lockdown,yama,apparmor,bpf",
+        (true, false) => "landlock,lockdown,yama,apparmor",
     };
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args([

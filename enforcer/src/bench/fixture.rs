@@ -70,7 +70,18 @@ impl Fixture {
 
     /// The agent "bench" with `rules` rules: the synthetic mix plus what the benchmark uses.
     pub fn policy(&self, rules: usize) -> anyhow::Result<CompiledPolicy> {
-        let text = synthetic_policy_with(rules, &self.extra_rules());
+        self.policy_logging(rules, false)
+    }
+
+    /// [`Fixture::policy`]; with `file_allow`, the agent also logs its allowed file opens, so
+    /// that every decision on the benchmark's operations is logged.
+    pub fn policy_logging(&self, rules: usize, file_allow: bool) -> anyhow::Result<CompiledPolicy> {
+        let mut text = synthetic_policy_with(rules, &self.extra_rules());
+        if file_allow {
+            let agent = "[agent]\nname = \"bench\"\n";
+            anyhow::ensure!(text.starts_with(agent), "the synthetic policy no longer starts with {agent:?}");
+            text.insert_str(agent.len(), "log.file_allow = true\n");
+        }
         let set = load_sources(&[("bench.toml", &text)]).map_err(|d| anyhow::anyhow!("benchmark policy invalid:\n{d}"))?;
         let compiled = compile(&set, &ResolvedHosts::new()).map_err(|d| anyhow::anyhow!("benchmark policy rejected:\n{d}"))?;
         anyhow::ensure!(compiled.rules.len() == rules, "expected {rules} rules, compiled {}", compiled.rules.len());

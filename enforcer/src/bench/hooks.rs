@@ -3,17 +3,24 @@
 //! runs with no enforcer program in the kernel. The maps (policy, process table) stay across
 //! phases: a policy is written once per policy size and the agent stays registered.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{bail, Context as _};
-use aya::maps::{MapData, RingBuf};
+use aya::maps::RingBuf;
 use aya::programs::Program;
 use aya::Ebpf;
 use enforcer_common::MAP_EVENTS;
 
-use crate::kernel::{fallback_attach, lsm, policy_maps, LoadOptions};
+use crate::audit::clock::BootClock;
+use crate::audit::history::{PolicyHistory, PolicyNames};
+use crate::audit::record::{event_record, EventContext};
+use crate::audit::writer::{AuditWriter, Rotation};
+use crate::audit::Record;
+use crate::daemon::procs;
+use crate::kernel::{fallback_attach, lsm, policy_maps, LoadOptions, RawEvent};
 use crate::policy::CompiledPolicy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -40,45 +47,72 @@ pub struct Hooks {
     attached: bool,
     version: u32,
     drain: Option<Drain>,
+    /// Names of every applied policy version, for the audit records of a logging drain.
+    history: Arc<Mutex<PolicyHistory>>,
 }
 
-/// A thread emptying the ring buffer the way the daemon does (without formatting), so hooks
-/// that emit events pay for a real reserve + submit, not for a full ring's failed reserve.
+/// A thread emptying the ring buffer, so hooks that emit events pay for a real reserve +
+/// submit, not for a full ring's failed reserve. Either it only counts the events, or it does
+/// the daemon's per-event work: map each onto its audit record and append it to a JSON-lines
+/// log (see [`Hooks::load_logging`]).
 struct Drain {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<RingBuf<MapData>>,
+    handle: JoinHandle<anyhow::Result<()>>,
 }
 
 pub static DRAINED: AtomicU64 = AtomicU64::new(0);
+/// Audit records a logging drain appended to its log.
+pub static WRITTEN: AtomicU64 = AtomicU64::new(0);
 
 impl Hooks {
     pub fn load(backend: BenchBackend) -> anyhow::Result<Hooks> {
+        Self::load_with(backend, None)
+    }
+
+    /// [`Hooks::load`], with the drain writing every event to the audit log at `log` as the
+    /// daemon does (record mapping with /proc lookups, JSON, append, fdatasync every second).
+    pub fn load_logging(backend: BenchBackend, log: &Path) -> anyhow::Result<Hooks> {
+        Self::load_with(backend, Some(log))
+    }
+
+    fn load_with(backend: BenchBackend, log: Option<&Path>) -> anyhow::Result<Hooks> {
         let ebpf = lsm::load_object(&LoadOptions::default(), None)?;
-        let mut hooks = Hooks { ebpf, backend, attached: false, version: 0, drain: None };
+        let history = Arc::new(Mutex::new(PolicyHistory::new(16)));
+        let mut hooks = Hooks { ebpf, backend, attached: false, version: 0, drain: None, history };
         // Attach once now, so a kernel that cannot run this backend fails before any figure.
         hooks.attach()?;
-        hooks.start_drain()?;
+        hooks.start_drain(log)?;
         Ok(hooks)
     }
 
-    fn start_drain(&mut self) -> anyhow::Result<()> {
+    fn start_drain(&mut self, log: Option<&Path>) -> anyhow::Result<()> {
         let map = self.ebpf.take_map(MAP_EVENTS).context("EVENTS map missing")?;
         let mut ring = RingBuf::try_from(map)?;
+        let mut log = match log {
+            Some(path) => Some(EventLog::open(path, self.history.clone())?),
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
+        let handle = std::thread::spawn(move || -> anyhow::Result<()> {
             use std::os::fd::AsRawFd as _;
             let fd = ring.as_raw_fd();
-            while !flag.load(Ordering::Relaxed) {
+            let mut raw = Vec::new();
+            loop {
+                // Read before draining: once asked to stop, drain once more, then stop.
+                let stopping = flag.load(Ordering::Relaxed);
                 let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-                unsafe { libc::poll(&mut pfd, 1, 20) };
-                let mut n = 0;
-                while ring.next().is_some() {
-                    n += 1;
+                unsafe { libc::poll(&mut pfd, 1, if stopping { 0 } else { 20 }) };
+                raw.clear();
+                drain_ring(&mut ring, &mut raw);
+                DRAINED.fetch_add(raw.len() as u64, Ordering::Relaxed);
+                if let Some(log) = log.as_mut() {
+                    log.write(&raw, stopping)?;
                 }
-                DRAINED.fetch_add(n, Ordering::Relaxed);
+                if stopping {
+                    return Ok(());
+                }
             }
-            ring
         });
         self.drain = Some(Drain { stop, handle });
         Ok(())
@@ -125,6 +159,9 @@ impl Hooks {
 
     pub fn apply(&mut self, policy: &CompiledPolicy) -> anyhow::Result<()> {
         self.version += 1;
+        if let Ok(mut history) = self.history.lock() {
+            history.push(self.version, Arc::new(PolicyNames::of(policy)));
+        }
         policy_maps::apply(&mut self.ebpf, policy, self.version)?;
         Ok(())
     }
@@ -140,11 +177,60 @@ impl Hooks {
     }
 }
 
+/// The daemon's per-event work: each event mapped onto its audit record (with the /proc lookup
+/// of the executable) and appended as a JSON line, fdatasync at most a second later.
+struct EventLog {
+    writer: AuditWriter,
+    history: Arc<Mutex<PolicyHistory>>,
+    host: String,
+}
+
+impl EventLog {
+    fn open(path: &Path, history: Arc<Mutex<PolicyHistory>>) -> anyhow::Result<EventLog> {
+        // As the daemon names its host.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown".into());
+        Ok(EventLog { writer: AuditWriter::open(path, Rotation::default())?, history, host })
+    }
+
+    fn write(&mut self, raw: &[RawEvent], last: bool) -> anyhow::Result<()> {
+        if !raw.is_empty() {
+            let policies = self.history.lock().map_err(|_| anyhow::anyhow!("policy history poisoned"))?;
+            let ctx = EventContext { host: &self.host, clock: BootClock::sample(), policies: &policies, exe_of: &|tgid| procs::exe_of(tgid).map(Arc::from) };
+            let mut records: Vec<Record> = raw.iter().map(|r| Record::Event(event_record(r, &ctx))).collect();
+            drop(policies);
+            let (lines, result) = self.writer.append(&mut records);
+            result?;
+            WRITTEN.fetch_add(lines.len() as u64, Ordering::Relaxed);
+        }
+        if last { self.writer.sync()? } else { self.writer.sync_if_due()? }
+        Ok(())
+    }
+}
+
+impl Hooks {
+    /// Stop the drain (after it emptied the ring once more); a logging drain's error, if any.
+    pub fn stop_drain(&mut self) -> anyhow::Result<()> {
+        match self.drain.take() {
+            Some(d) => {
+                d.stop.store(true, Ordering::Relaxed);
+                d.handle.join().map_err(|_| anyhow::anyhow!("the ring-buffer drain panicked"))?
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 impl Drop for Hooks {
     fn drop(&mut self) {
-        if let Some(d) = self.drain.take() {
-            d.stop.store(true, Ordering::Relaxed);
-            let _ = d.handle.join();
+        let _ = self.stop_drain();
+    }
+}
+
+/// Everything in the ring buffer now, as the daemon decodes it (positions are not needed here).
+fn drain_ring(ring: &mut RingBuf<aya::maps::MapData>, out: &mut Vec<RawEvent>) {
+    while let Some(item) = ring.next() {
+        if let Some((header, target)) = enforcer_common::EventHeader::parse(&item) {
+            out.push(RawEvent { header, target: target.to_vec(), ring_pos: 0 });
         }
     }
 }

@@ -5,8 +5,11 @@
 //!   agent and for a non-agent process, with policies of 10 to 100,000 rules.
 //! - `cost`: policy compile + load and reload time, daemon RSS.
 //! - `pipeline`: events per second from the kernel into the audit log, losses counted exactly.
-//! - `peers`: auditd logging the same syscalls (AppArmor: reported, not measured yet).
+//! - `peers`: the enforcer, auditd (`auditd`) logging the same syscalls and AppArmor
+//!   (`apparmor`) enforcing the same file rules, side by side in the same rounds.
 
+pub mod apparmor;
+pub mod auditd;
 pub mod cost;
 pub mod daemon;
 pub mod fixture;

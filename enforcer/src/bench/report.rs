@@ -77,18 +77,7 @@ pub fn render(section: &Section<'_>) -> String {
         s.push('\n');
     }
     if let Some(p) = section.peers {
-        // Our ratios for the same operations, from the first (smallest) policy of this run.
-        let ours: Vec<(String, f64, f64)> = section
-            .micro
-            .unwrap_or_default()
-            .iter()
-            .filter(|r| r.variant == "confined agent" && Some(r.rules) == section.micro.and_then(|m| m.first()).map(|f| f.rules))
-            .map(|r| {
-                let other = section.micro.unwrap_or_default().iter().find(|o| o.op == r.op && o.rules == r.rules && o.variant == "non-agent");
-                (r.op.clone(), r.ratio.median, other.map(|o| o.ratio.median).unwrap_or(0.0))
-            })
-            .collect();
-        s.push_str(&p.table(&ours));
+        s.push_str(&p.table());
         s.push('\n');
     }
     s

@@ -105,6 +105,27 @@ impl Worker {
         Ok(())
     }
 
+    /// Move the worker into the loaded AppArmor profile `name` (aa_change_profile: the worker
+    /// writes `changeprofile NAME` to its own attr file). Removing the profile makes it
+    /// unconfined again.
+    pub fn change_profile(&mut self, name: &str) -> anyhow::Result<()> {
+        self.stdin.write_all(format!("changeprofile {name}\n").as_bytes())?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        if line.trim() != "ok" {
+            bail!("moving the worker into AppArmor profile {name}: {}", line.trim());
+        }
+        Ok(())
+    }
+
+    /// The worker's AppArmor label as the kernel reports it (`unconfined`, `NAME (enforce)`).
+    pub fn apparmor_label(&self) -> anyhow::Result<String> {
+        let path = format!("/proc/{}/attr/apparmor/current", self.pid);
+        let label = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        Ok(label.trim_end_matches(['\n', '\0']).to_string())
+    }
+
     /// Open `path` at `rate` per second (0: as fast as possible) for `millis`; returns the
     /// number of opens done and the seconds they took.
     pub fn pace(&mut self, path: &str, rate: u64, millis: u64) -> anyhow::Result<(u64, f64)> {
@@ -239,6 +260,14 @@ fn batch(runner: &Runner, line: &str) -> anyhow::Result<String> {
     if let Some(rest) = line.strip_prefix("loginuid ") {
         let auid = rest.split_whitespace().next().unwrap_or_default();
         return Ok(match std::fs::write("/proc/self/loginuid", auid) {
+            Ok(()) => "ok\n".into(),
+            Err(e) => format!("{e}\n"),
+        });
+    }
+    if let Some(name) = line.strip_prefix("changeprofile ") {
+        // One write(2) of the whole command, as libapparmor's aa_change_profile does.
+        let command = format!("changeprofile {}", name.trim());
+        return Ok(match std::fs::write("/proc/self/attr/apparmor/current", command) {
             Ok(()) => "ok\n".into(),
             Err(e) => format!("{e}\n"),
         });

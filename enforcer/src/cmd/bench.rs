@@ -22,13 +22,17 @@ pub struct BenchArgs {
     /// Also measure the event pipeline (kernel -> audit log) with this daemon binary's daemon.
     #[arg(long)]
     pub pipeline: bool,
-    /// Also compare with auditd logging the same syscalls (Debian's auditd package unpacked at
-    /// --audit-root; without it the report says the peer was not measured and why).
+    /// Also compare, side by side, with auditd logging the same syscalls (--audit-root) and
+    /// AppArmor enforcing the same file rules (--apparmor-parser); a peer without its tools is
+    /// reported as not measured, with the reason.
     #[arg(long)]
     pub peers: bool,
     /// Where Debian's auditd, libauparse0 and libwrap0 packages are unpacked (dpkg-deb -x).
     #[arg(long, value_name = "DIR")]
     pub audit_root: Option<std::path::PathBuf>,
+    /// Debian's apparmor_parser (the kernel must run AppArmor: `apparmor` in `lsm=`).
+    #[arg(long, value_name = "FILE")]
+    pub apparmor_parser: Option<std::path::PathBuf>,
     /// Policy sizes (rules) for the open benchmark; the first also runs exec/connect/sendto.
     #[arg(long, value_delimiter = ',', default_values_t = [10usize, 1_000, 10_000, 100_000])]
     pub sizes: Vec<usize>,
@@ -46,7 +50,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let micro = if args.no_micro { None } else { Some(bench::micro::run(args.backend, sizes, plan, &mut log)?) };
     let cost = if args.cost { Some(bench::cost::run(args.quick, &mut log)?) } else { None };
     let pipeline = if args.pipeline { Some(bench::pipeline::run(args.quick, &mut log)?) } else { None };
-    let peers = if args.peers { Some(bench::peers::run(args.audit_root.as_deref(), plan, &mut log)) } else { None };
+    let tools = bench::peers::PeerTools { audit_root: args.audit_root.clone(), apparmor_parser: args.apparmor_parser.clone() };
+    // Twice the rounds: the peers' phases share each round, so this costs no more per phase,
+    // and the exec and connect medians need them on a busy machine.
+    let peer_plan = MicroPlan { rounds: plan.rounds * 2, ..plan };
+    let peers = if args.peers { Some(bench::peers::run(args.backend, &tools, peer_plan, &mut log)) } else { None };
     let title = format!("{} backend, kernel {}", args.backend.label(), crate::kernel::kernel_release());
     let text = report::render(&report::Section {
         title,
