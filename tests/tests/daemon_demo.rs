@@ -24,6 +24,7 @@ fn demo_end_to_end() {
         "on kernel {kernel} the daemon must choose the {expected_backend} backend"
     );
     assert!(stdout.contains("every operation was allowed or denied as the policy says"), "demo summary missing");
+    assert!(stdout.contains("launched as chain demo-agent>demo-subagent"), "the demo agent must start its sub-agent through the daemon");
 
     // Map fill levels, scraped from the daemon's metrics while the agent was registered.
     let series = |kind: &str, map: &str| -> u64 {
@@ -39,7 +40,7 @@ fn demo_end_to_end() {
     }
     assert!(series("entries", "PROCS") >= 1, "the registered agent is not counted in the kernel's process table");
     assert_eq!(series("capacity", "PROCS"), 65536, "the process table's max_entries (max_agent_processes default)");
-    assert_eq!(series("entries", "AGENTS"), 1, "the demo policy has one agent");
+    assert_eq!(series("entries", "AGENTS"), 2, "the demo policy has two agents (demo-agent, demo-subagent)");
     assert!(series("entries", "PATH_RULES") >= 1 && series("entries", "NET_RULES") >= 1, "the demo policy's rules are counted");
     println!("checked: demo on kernel {kernel} with backend {expected_backend}");
 }
