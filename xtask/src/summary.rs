@@ -81,6 +81,7 @@ impl Summary {
     }
 
     /// The table, the "ran nowhere" notes, and as the last line `N passed, N failed`.
+    #[cfg(test)]
     pub fn render(&self) -> String {
         format!("{}{}", self.render_table(), self.render_footer())
     }
