@@ -198,7 +198,7 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
         exe: (ctx.exe_of)(h.tgid),
         op: names::op_name(h.op),
         access: names::access_names(h.access),
-        open_flags: (h.op == OP_OPEN || h.op == OP_CHMOD || h.op == OP_MKDIR || h.op == OP_MKNOD)
+        open_flags: matches!(h.op, OP_OPEN | OP_CHMOD | OP_MKDIR | OP_MKNOD | OP_BPF | OP_SIGNAL | OP_PTRACE)
             .then_some(h.open_flags),
         verdict: names::verdict_name(h.verdict),
         rule,
