@@ -27,6 +27,7 @@ fn lsm() {
     assert_eq!(e.header.open_flags, BPF_PROG_GET_NEXT_ID, "the event names the bpf command");
     let other = Agent::spawn(&["bpf:-".to_string()], false);
     assert_eq!(other.go(1)[0].errno, 0, "a non-agent's bpf() is unaffected");
+    enforcer_tests::adversarial::pass("11-tamper/bpf-call", "lsm");
     println!("checked: bpf() by an agent refused with EPERM and logged with its command; non-agent unaffected");
 }
 
@@ -60,5 +61,6 @@ fn fallback_backend() {
     assert_eq!(e.header.verdict, VERDICT_KILL);
     let other = Agent::spawn(&["bpf:-".to_string()], false);
     assert_eq!(other.go(1)[0].errno, 0, "a non-agent's bpf() is unaffected");
+    enforcer_tests::adversarial::pass("11-tamper/bpf-call", "fallback");
     println!("checked: bpf() by an audit agent logged as audit-deny, by a kill agent killed before its next operation; non-agent unaffected");
 }

@@ -80,7 +80,8 @@ impl Summary {
         cells + self.rows.iter().filter(|row| row.ran_nowhere()).count()
     }
 
-    /// The table, the "ran nowhere" notes, and as the last line `N passed, N failed`.
+    /// The table, the "ran nowhere" notes, and as the last line `N passed, N failed` (`test`
+    /// prints another table between the two parts).
     #[cfg(test)]
     pub fn render(&self) -> String {
         format!("{}{}", self.render_table(), self.render_footer())

@@ -13,27 +13,31 @@ use crate::{decide, identity, maps::PIN_META, net_match::NetTarget, offsets::get
 /// `PTRACE_MODE_ATTACH`: the access checks that give control or memory, not just a look.
 const PTRACE_MODE_ATTACH: u32 = 0x02;
 
+/// `task_kill(struct task_struct *p, struct kernel_siginfo *info, int sig, const struct cred *)`.
 #[lsm(hook = "task_kill")]
 pub fn task_kill(ctx: LsmContext) -> i32 {
-    match try_guard(&ctx, OP_SIGNAL, 4) {
+    let sig: i32 = ctx.arg(2);
+    match try_guard(&ctx, OP_SIGNAL, sig as u32, 4) {
         Ok(ret) | Err(ret) => ret,
     }
 }
 
+/// `ptrace_access_check(struct task_struct *child, unsigned int mode)`.
 #[lsm(hook = "ptrace_access_check")]
 pub fn ptrace_access_check(ctx: LsmContext) -> i32 {
-    match try_guard(&ctx, OP_PTRACE, 2) {
+    let mode: u32 = ctx.arg(1);
+    match try_guard(&ctx, OP_PTRACE, mode, 2) {
         Ok(ret) | Err(ret) => ret,
     }
 }
 
-/// Both hooks: `(struct task_struct *target, <signal or mode>, ...)`.
+/// Both hooks: the target task is argument 0; `detail` (the signal, the ptrace mode) goes to
+/// the event's `open_flags`.
 #[inline(always)]
-fn try_guard(ctx: &LsmContext, op: u32, nargs: usize) -> Result<i32, i32> {
+fn try_guard(ctx: &LsmContext, op: u32, detail: u32, nargs: usize) -> Result<i32, i32> {
     if super::prior_denied(ctx, nargs) {
         return Ok(decide::ret_code(true));
     }
-    let detail: u32 = ctx.arg(1);
     if op == OP_PTRACE && detail & PTRACE_MODE_ATTACH == 0 {
         return Ok(0);
     }

@@ -193,7 +193,7 @@ pub fn rule_agent_id(h: &EventHeader) -> Option<u32> {
 
 /// Ops whose `open_flags` field is logged (the open flags, or a mode).
 pub fn logs_open_flags(op: u32) -> bool {
-    op == OP_OPEN || op == OP_CHMOD || op == OP_MKDIR || op == OP_MKNOD
+    matches!(op, OP_OPEN | OP_CHMOD | OP_MKDIR | OP_MKNOD | OP_BPF | OP_SIGNAL | OP_PTRACE)
 }
 
 /// Where an event's target goes in the record.

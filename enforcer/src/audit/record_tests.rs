@@ -211,6 +211,16 @@ fn ipv6_and_mapped_ipv6_keep_their_family() {
 }
 
 #[test]
+fn bpf_signal_and_ptrace_events_carry_their_detail_in_open_flags() {
+    for (op, name, detail) in [(OP_BPF, "bpf", 11), (OP_SIGNAL, "signal", 9), (OP_PTRACE, "ptrace", 0x12)] {
+        let mut h = header(op, VERDICT_DENY);
+        h.open_flags = detail;
+        let r = map(h, b"");
+        assert_eq!((r.op.as_str(), r.open_flags, r.path), (name, Some(detail), None));
+    }
+}
+
+#[test]
 fn unix_socket_connect_uses_unix_path() {
     let mut h = header(OP_CONNECT, VERDICT_DENY);
     h.net_family = AF_UNIX;

@@ -59,6 +59,7 @@ impl ProtectedPath {
             pattern: self.pattern.clone(),
             at: Located { loc: SourceLoc { file: PathBuf::from(SOURCE), line: 0, col: 0 }, span: 0..0 },
             target: RuleTarget::Path(pattern),
+            // A deny applies always.
             when: None,
         })
     }
