@@ -13,9 +13,10 @@ pub mod execdiff;
 pub mod filediff;
 pub mod fixtures;
 pub mod netdiff;
+pub mod workload;
 
 pub use agent::{Agent, OpResult};
-pub use backend::{fallback, kernel_label, lsm_or_na};
+pub use backend::{fallback, kernel_label, lsm_or_na, DaemonBackend};
 pub use fixtures::{compile, TempDir};
 
 pub const EPERM: i32 = libc::EPERM;

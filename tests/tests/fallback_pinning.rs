@@ -2,8 +2,8 @@
 //! maps and links are pinned in bpffs; when the backend is dropped (its process's descriptors
 //! closed) a registered agent stays confined, a new load adopts the pinned state (the agent is
 //! still in the process table), and only an uninstall ends the confinement. Runs on every
-//! kernel, the host included. (The daemon-level restart test, daemon_restart, needs EPERM on
-//! opens and runs where BPF LSM does.)
+//! kernel, the host included. (daemon_restart does the same through a whole daemon, SIGKILLed
+//! and restarted, with whichever backend it chooses.)
 
 use enforcer::kernel::{fallback::FallbackBackend, pin, Backend, LoadOptions};
 use enforcer_tests::{compile, kernel_label, Agent, EPERM};
