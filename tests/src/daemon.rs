@@ -220,7 +220,7 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 
 /// The records of one log file. An unterminated last line is still being written; a line that
 /// is not JSON is skipped (a daemon killed mid-write can leave one, see docs/events.md).
-pub fn records_of(path: &Path) -> Vec<serde_json::Value> {
+fn records_of(path: &Path) -> Vec<serde_json::Value> {
     let text = read(path);
     let complete = text.rfind('\n').map_or("", |end| &text[..end]);
     complete.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
