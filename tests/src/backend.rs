@@ -1,6 +1,6 @@
 //! Getting a kernel backend, or a loud, checked "not here".
 
-use enforcer::kernel::{lsm::LsmBackend, KernelError, LoadOptions};
+use enforcer::kernel::{lsm::LsmBackend, LoadOptions};
 
 /// `host`, `6.1`, `6.12`... set by `cargo xtask test` (ENFORCER_KERNEL).
 pub fn kernel_label() -> String {
@@ -25,22 +25,62 @@ pub fn lsm_or_na(test: &str) -> Option<LsmBackend> {
     crate::require_root();
     match LsmBackend::load(&LoadOptions::default()) {
         Ok(b) => Some(b),
-        Err(e) if !lsm_expected() => {
-            match &e {
-                // Without `bpf` in lsm= the programs attach; the canary proves they never run.
-                KernelError::Unsupported(why) if lsm_inert() => {
-                    assert!(why.contains("attach but do not run"), "the canary must be what refuses BPF LSM here: {e}");
-                }
-                KernelError::Attach { program, reason } if !lsm_inert() => {
-                    assert_eq!(program, "file_open", "the first LSM program should be the one refused: {e}");
-                    assert!(!reason.is_empty(), "the refusal must carry the kernel's reason");
-                }
-                other => panic!("BPF LSM failed for a reason other than the kernel refusing LSM programs: {other}"),
-            }
+        Err(e) => {
+            check_lsm_refusal(&e.to_string());
             crate::not_applicable(test, &format!("BPF LSM unusable on this kernel: {e}"));
             None
         }
-        Err(e) => panic!("BPF LSM must load on kernel {}: {e}", kernel_label()),
+    }
+}
+
+/// `why` BPF LSM could not be used (a load's error, or the reason a daemon gives for choosing
+/// the fallback) must be exactly this kernel's known limitation, not some other failure.
+fn check_lsm_refusal(why: &str) {
+    let kernel = kernel_label();
+    assert!(!lsm_expected(), "BPF LSM must load on kernel {kernel}: {why}");
+    if lsm_inert() {
+        // Without `bpf` in lsm= the programs attach; the canary proves they never run.
+        assert!(why.contains("attach but do not run"), "the canary must be what refuses BPF LSM here: {why}");
+    } else {
+        // `KernelError::Attach` of the first LSM program, with the kernel's reason after it.
+        let reason = why.strip_prefix("attaching file_open: ");
+        assert!(
+            reason.is_some_and(|r| !r.is_empty()),
+            "BPF LSM failed for a reason other than the kernel refusing the first LSM program (file_open): {why}"
+        );
+    }
+}
+
+/// The backend a daemon started with `--backend auto` chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DaemonBackend {
+    Lsm,
+    Fallback,
+}
+
+impl DaemonBackend {
+    /// The `--backend` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            DaemonBackend::Lsm => "lsm",
+            DaemonBackend::Fallback => "fallback",
+        }
+    }
+
+    /// Check a daemon's choice: BPF LSM wherever it must work; elsewhere the fallback, for the
+    /// reason `lsm_refusal` (the daemon's `bpf-lsm` feature), which must be this kernel's known
+    /// limitation (the checks of [`lsm_or_na`], without loading BPF LSM a second time).
+    pub fn checked(test: &str, backend: &str, lsm_refusal: Option<&str>) -> DaemonBackend {
+        let chosen = match backend {
+            "lsm" => DaemonBackend::Lsm,
+            "fallback" => {
+                check_lsm_refusal(lsm_refusal.unwrap_or_else(|| panic!("{test}: the daemon chose the fallback without saying why BPF LSM was not used")));
+                DaemonBackend::Fallback
+            }
+            other => panic!("{test}: the daemon reports an unknown backend {other:?}"),
+        };
+        println!("{test}: the daemon chose the {backend} backend on kernel {}", kernel_label());
+        chosen
     }
 }
 

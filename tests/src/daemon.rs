@@ -12,7 +12,7 @@ use std::{
 
 use enforcer::api::{client::ApiClient, protocol::StatusReport, Request, Response};
 
-use crate::{agent::enforcer_bin, TempDir};
+use crate::{agent::enforcer_bin, backend::DaemonBackend, TempDir};
 
 /// Loading and verifying the programs under QEMU without KVM can take minutes.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(420);
@@ -24,10 +24,11 @@ pub struct DaemonSetup {
     pub state_dir: PathBuf,
     pub audit_log: PathBuf,
     pub socket: PathBuf,
+    /// `--backend`: `auto` until [`DaemonSetup::start_first`] learns what the daemon chose; then
+    /// that, so a restart adopts the pinned state of the same backend.
+    pub backend: &'static str,
     /// Extra `enforcer daemon` flags (e.g. rotation settings).
     pub extra: Vec<String>,
-    /// `--backend` (default `lsm`).
-    pub backend: &'static str,
     starts: usize,
 }
 
@@ -52,8 +53,8 @@ impl DaemonSetup {
             policy_dir,
             pin_dir,
             dir,
+            backend: "auto",
             extra: Vec::new(),
-            backend: "lsm",
             starts: 0,
         }
     }
@@ -111,6 +112,20 @@ impl DaemonSetup {
         }
     }
 
+    /// The first start of this setup (`--backend auto`): the daemon chooses, the choice is
+    /// checked against this kernel ([`DaemonBackend::checked`]), and later starts use it.
+    pub fn start_first(&mut self, test: &str) -> (Daemon, DaemonBackend) {
+        assert_eq!(self.starts, 0, "start_first must be the setup's first start");
+        let daemon = self.start();
+        let status = self.status();
+        let lsm = status.features.iter().find(|f| f.name == "bpf-lsm");
+        let refusal = lsm.filter(|f| !f.available).and_then(|f| f.reason.as_deref());
+        let chosen = DaemonBackend::checked(test, &status.backend, refusal);
+        assert!(daemon.ready_line.contains(&format!("backend={} ", chosen.name())), "ready line and status disagree: {}", daemon.ready_line);
+        self.backend = chosen.name();
+        (daemon, chosen)
+    }
+
     /// Start a daemon that must refuse to start; returns its log.
     pub fn start_fails(&mut self) -> String {
         let out = self.command().output().expect("run enforcer daemon");
@@ -129,22 +144,9 @@ impl DaemonSetup {
 
     /// Every record of the audit log, rotated files first (unterminated last lines skipped).
     pub fn records(&self) -> Vec<serde_json::Value> {
-        let mut files: Vec<(u32, PathBuf)> = Vec::new();
-        let name = self.audit_log.file_name().unwrap().to_string_lossy().into_owned();
-        for entry in std::fs::read_dir(self.dir.path()).expect("read test dir").flatten() {
-            let file = entry.file_name().to_string_lossy().into_owned();
-            if file == name {
-                files.push((0, entry.path()));
-            } else if let Some(n) = file.strip_prefix(&format!("{name}.")).and_then(|n| n.parse().ok()) {
-                files.push((n, entry.path()));
-            }
-        }
-        files.sort_by(|a, b| b.0.cmp(&a.0));
         let mut out = Vec::new();
-        for (_, path) in files {
-            let text = read(&path);
-            let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-            out.extend(complete.lines().filter_map(|l| serde_json::from_str(l).ok()));
+        for path in enforcer::audit::reader::log_files(&self.audit_log) {
+            out.extend(records_of(&path));
         }
         out
     }
@@ -231,6 +233,14 @@ impl Drop for Daemon {
 
 fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal the daemon");
+}
+
+/// The records of one log file. An unterminated last line is still being written; a line that
+/// is not JSON is skipped (a daemon killed mid-write can leave one, see docs/events.md).
+fn records_of(path: &Path) -> Vec<serde_json::Value> {
+    let text = read(path);
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 fn read(path: &Path) -> String {

@@ -16,9 +16,10 @@ pub mod fixtures;
 pub mod hostile;
 pub mod identity_escape;
 pub mod netdiff;
+pub mod workload;
 
 pub use agent::{Agent, OpResult};
-pub use backend::{fallback, kernel_label, lsm_or_na};
+pub use backend::{fallback, kernel_label, lsm_or_na, DaemonBackend};
 pub use fixtures::{compile, compile_files, TempDir};
 
 pub const EPERM: i32 = libc::EPERM;

@@ -1,10 +1,13 @@
 //! End to end: enforcement outlives the daemon. A registered agent loops over allowed and
-//! denied opens while the daemon is SIGKILLed and restarted: nothing changes for the agent, the
-//! restarted daemon adopts the pinned state (the agent stays an agent), the events of the
-//! downtime reach the audit log after a `restarted` record, pinned state of another build is
-//! refused, and `--uninstall` (refused while a daemon runs) ends the confinement.
+//! denied operations (tests/src/workload.rs: opens and connects on BPF LSM, connects on the
+//! fallback - what each backend refuses with EPERM) while the daemon is SIGKILLed and restarted:
+//! nothing changes for the agent, the restarted daemon adopts the pinned state (the agent stays
+//! an agent), the events of the downtime reach the audit log after a `restarted` record, pinned
+//! state of another build is refused, and `--uninstall` (refused while a daemon runs) ends the
+//! confinement. Runs on every kernel with the backend the daemon chooses there.
 
 use std::{
+    collections::{HashMap, HashSet},
     path::Path,
     sync::{
         atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
@@ -14,7 +17,11 @@ use std::{
 };
 
 use aya::maps::{Array, Map, MapData};
-use enforcer_tests::{daemon::*, Agent, EPERM};
+use enforcer_tests::{
+    daemon::*,
+    workload::{RuleIds, Step, Workload},
+    Agent, DaemonBackend, EPERM,
+};
 use serde_json::Value;
 
 const TEST: &str = "daemon_restart::enforcement_survives_a_killed_daemon_and_is_adopted";
@@ -26,55 +33,39 @@ const RESTARTING: u8 = 2;
 const ADOPTED: u8 = 3;
 const PHASES: [&str; 4] = ["daemon up", "daemon killed", "daemon restarting", "adopted"];
 
-fn policy(root: &Path) -> String {
-    let root = root.display();
-    let exe = enforcer_exe();
-    format!(
-        r#"
-[agent]
-name = "{AGENT}"
-mode = "enforce"
-on_violation = "audit"
-
-[file]
-read = [{{ path = "{root}/allowed/**", id = "allowed-read" }}, {libc}]
-deny = [{{ path = "{root}/denied/**", id = "denied-read" }}]
-
-[exec]
-allow = [{{ path = "{exe}", id = "agent-binary" }}]
-"#,
-        libc = toml_list(LIBC_READS)
-    )
-}
+const IDS: RuleIds = RuleIds { allow: "allowed", deny: "denied" };
 
 struct Done {
     phase: u8,
-    index: usize,
-    allowed: bool,
+    step: Step,
     errno: i32,
 }
 
-/// The agent's loop: even steps open an allowed file, odd ones a fresh denied file (one per
-/// step, so each denied open has exactly one audit event to find).
-fn agent_loop(mut agent: Agent, root: String, phase: Arc<AtomicU8>, stop: Arc<AtomicBool>, count: Arc<AtomicUsize>) -> (Agent, Vec<Done>) {
+/// The agent's loop: the workload's steps one after the other, each denied one with a target of
+/// its own (so it has exactly one audit event to find).
+fn agent_loop(
+    mut agent: Agent,
+    work: Arc<Workload>,
+    backend: DaemonBackend,
+    phase: Arc<AtomicU8>,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+) -> (Agent, Vec<Done>) {
     let mut done = Vec::new();
     let mut index = 0;
     while !stop.load(Ordering::SeqCst) {
         let p = phase.load(Ordering::SeqCst);
-        let allowed = index % 2 == 0;
-        let path = if allowed { format!("{root}/allowed/a{}", index % 8) } else { format!("{root}/denied/d{index}") };
-        if !allowed {
-            // Created by the test (not an agent); the hook only runs for existing files.
-            std::fs::write(&path, "x").expect("create denied file");
-        }
-        let r = agent.op(&format!("open:{path}"));
+        let step = work.step(backend, index);
+        let r = agent.op(&step.op);
         // The phase must not have changed during the op for it to count as that phase's.
         if phase.load(Ordering::SeqCst) == p {
-            done.push(Done { phase: p, index, allowed, errno: r.errno });
+            done.push(Done { phase: p, step, errno: r.errno });
             count.fetch_add(1, Ordering::SeqCst);
         }
         index += 1;
-        std::thread::sleep(Duration::from_millis(3));
+        // A restart takes up to minutes under emulation: a slower pace then keeps the log (and
+        // the checks) small, and still leaves no 25 ms unprobed.
+        std::thread::sleep(Duration::from_millis(if p == RESTARTING { 25 } else { 3 }));
     }
     (agent, done)
 }
@@ -103,26 +94,21 @@ fn set_layout(pin_dir: &Path, value: Option<u64>) -> u64 {
 
 #[test]
 fn enforcement_survives_a_killed_daemon_and_is_adopted() {
-    let Some(backend) = enforcer_tests::lsm_or_na(TEST) else { return };
-    drop(backend);
+    enforcer_tests::require_root();
     let mut setup = DaemonSetup::new("restart");
     let root = setup.dir.path().to_path_buf();
-    std::fs::create_dir_all(root.join("allowed")).unwrap();
-    std::fs::create_dir_all(root.join("denied")).unwrap();
-    for i in 0..8 {
-        std::fs::write(root.join(format!("allowed/a{i}")), "ok").unwrap();
-    }
-    std::fs::write(setup.policy_dir.join("agent.toml"), policy(&root)).unwrap();
+    let work = Arc::new(Workload::new(&root));
+    std::fs::write(setup.policy_dir.join("agent.toml"), work.policy(AGENT, IDS, false)).unwrap();
 
-    let mut first = setup.start();
+    let (mut first, backend) = setup.start_first(TEST);
     let mut agent = Agent::spawn_registered(&setup.socket, AGENT, &[], true);
     let agent_pid = agent.pid;
     agent.start();
 
     let (phase, stop, count) = (Arc::new(AtomicU8::new(UP)), Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
     let looping = {
-        let (root, phase, stop, count) = (root.display().to_string(), phase.clone(), stop.clone(), count.clone());
-        std::thread::spawn(move || agent_loop(agent, root, phase, stop, count))
+        let (work, phase, stop, count) = (work.clone(), phase.clone(), stop.clone(), count.clone());
+        std::thread::spawn(move || agent_loop(agent, work, backend, phase, stop, count))
     };
     wait_count(&count, 40, "while the daemon runs");
 
@@ -141,34 +127,34 @@ fn enforcement_survives_a_killed_daemon_and_is_adopted() {
     stop.store(true, Ordering::SeqCst);
     let (mut agent, done) = looping.join().expect("agent loop");
 
-    // 1. The kernel never stopped deciding: every denied open EPERM, every allowed one allowed.
+    // 1. The kernel never stopped deciding: every denied operation EPERM, every allowed one
+    //    allowed.
     for p in [UP, DOWN, RESTARTING, ADOPTED] {
         let n = done.iter().filter(|d| d.phase == p).count();
-        println!("{}: {n} opens", PHASES[p as usize]);
+        println!("{}: {n} operations", PHASES[p as usize]);
         if p != RESTARTING {
-            assert!(n >= 20, "too few opens while {}: {n}", PHASES[p as usize]);
+            assert!(n >= 20, "too few operations while {}: {n}", PHASES[p as usize]);
         }
     }
     for d in &done {
-        let expected = if d.allowed { 0 } else { EPERM };
-        assert_eq!(d.errno, expected, "open #{} ({}) while {}: errno {} instead of {expected}", d.index, if d.allowed { "allowed" } else { "denied" }, PHASES[d.phase as usize], d.errno);
+        assert_eq!(d.errno, d.step.class.errno(), "{} while {}: errno {}", d.step.describe(), PHASES[d.phase as usize], d.errno);
     }
 
     // 2. The restarted daemon adopted the pinned state and says so.
     let log = second.log_text();
     assert!(log.contains("adopted the kernel state pinned in"), "the restarted daemon's log does not say it adopted:\n{log}");
     let status = setup.status();
+    assert_eq!(status.backend, backend.name(), "the restarted daemon runs another backend");
     let member = status.agents.iter().find(|a| a.name == AGENT).expect("agent in status");
     assert!(member.processes >= 1, "after the restart the agent process is not an agent any more: {status:?}");
 
-    // 3. Every denied open has its event, the downtime's included (they waited in the pinned
-    //    ring buffer), the batch the killed daemon was moving to the log included (released in
-    //    the ring buffer only once written), and the downtime is on record.
-    let denied: Vec<&Done> = done.iter().filter(|d| !d.allowed).collect();
-    let path_of = |d: &Done| format!("{}/denied/d{}", root.display(), d.index);
-    let records = setup.wait_records("an event for every denied open", 60, |records| {
-        let paths: std::collections::HashSet<&str> = records.iter().filter_map(|r| r["path"].as_str()).collect();
-        denied.iter().all(|d| paths.contains(path_of(d).as_str()))
+    // 3. Every denied operation has its event, the downtime's included (they waited in the
+    //    pinned ring buffer), the batch the killed daemon was moving to the log included (the
+    //    ring buffer releases a batch only once it is written), and the downtime is on record.
+    let denied: Vec<&Done> = done.iter().filter(|d| d.step.class.errno() == EPERM).collect();
+    let records = setup.wait_records("an event for every denied operation", 120, |records| {
+        let keys: HashSet<String> = records.iter().filter(|r| r["type"] == "event").filter_map(Step::key_of).collect();
+        denied.iter().all(|d| keys.contains(&d.step.target_key()))
     });
     let restarted = daemon_records(&records, "restarted");
     assert_eq!(restarted.len(), 1, "one restarted record expected: {restarted:?}");
@@ -184,26 +170,41 @@ fn enforcement_survives_a_killed_daemon_and_is_adopted() {
     assert_eq!(starts.len(), 2, "two start records expected");
     assert!(starts[1]["policy_version"].as_u64() > starts[0]["policy_version"].as_u64(), "policy versions must increase across the restart");
     assert!(restarted["seq"].as_u64() > starts[1]["seq"].as_u64());
+    let mut events_of: HashMap<String, Vec<&Value>> = HashMap::new();
+    for r in records.iter().filter(|r| r["type"] == "event") {
+        if let Some(key) = Step::key_of(r) {
+            events_of.entry(key).or_default().push(r);
+        }
+    }
     let adopted_from = restarted["detail"]["ring_released_pos"].as_u64().expect("restarted detail has ring_released_pos");
+    let mut downtime_events = 0;
+    let mut repeated = 0;
     for d in &denied {
-        let path = path_of(d);
-        let events: Vec<&Value> = records.iter().filter(|r| r["type"] == "event" && r["path"] == path.as_str()).collect();
+        let events = events_of.get(&d.step.target_key()).cloned().unwrap_or_default();
         // Written twice only if the kill came between writing its batch and releasing it: then
-        // the copy follows the restarted record, with the same ring_pos.
-        let positions: std::collections::HashSet<u64> = events.iter().map(|e| e["ring_pos"].as_u64().expect("event has ring_pos")).collect();
-        assert_eq!(positions.len(), 1, "open #{} while {}: {} kernel decisions for {path}: {events:?}", d.index, PHASES[d.phase as usize], positions.len());
+        // the copy follows the restarted record, with the same ring_pos (one kernel decision).
+        let positions: HashSet<u64> = events.iter().map(|e| e["ring_pos"].as_u64().expect("event has ring_pos")).collect();
+        assert_eq!(positions.len(), 1, "{} while {}: {} kernel decisions: {events:?}", d.step.describe(), PHASES[d.phase as usize], positions.len());
         if events.len() > 1 {
-            println!("open #{}: written again after the restart (ring_pos {positions:?})", d.index);
+            repeated += 1;
             assert!(events.len() == 2 && d.phase == UP, "only a batch of the killed daemon may repeat: {events:?}");
             assert!(events[1]["seq"].as_u64() > restarted["seq"].as_u64() && positions.iter().all(|&p| p >= adopted_from), "{events:?}");
         }
         let e = events[0];
-        assert_eq!((e["verdict"].as_str(), e["rule"].as_str(), e["agent"].as_str(), e["pid"].as_u64()), (Some("deny"), Some("denied-read"), Some(AGENT), Some(agent_pid as u64)), "event {e}");
+        let rule = IDS.rule(d.step.class, d.step.kind);
+        assert_eq!(
+            (e["verdict"].as_str(), e["rule"].as_str(), e["agent"].as_str(), e["pid"].as_u64()),
+            (Some("deny"), Some(rule.as_str()), Some(AGENT), Some(agent_pid as u64)),
+            "{}: event {e}",
+            d.step.describe()
+        );
         if d.phase == DOWN {
+            downtime_events += 1;
             assert!(e["time"].as_str().unwrap_or_default() > down_since, "an event of the downtime is older than down_since: {e}");
             assert!(e["seq"].as_u64() > restarted["seq"].as_u64(), "downtime events come after the restarted record: {e}");
         }
     }
+    println!("{} denied operations, {downtime_events} of them while no daemon ran: each has its event ({repeated} written again after the restart: the killed daemon's unreleased batch)", denied.len());
     assert!(!records.iter().any(|r| r["type"] == "lost"), "events were lost");
     let mut second = second;
     second.stop();
@@ -212,9 +213,12 @@ fn enforcement_survives_a_killed_daemon_and_is_adopted() {
     let ours = set_layout(&setup.pin_dir, Some(0x0bad_0bad));
     let refusal = setup.start_fails();
     assert!(refusal.contains("installed by another enforcer build") && refusal.contains("--uninstall"), "refusal does not explain itself:\n{refusal}");
-    std::fs::write(root.join("denied/after-refusal"), "x").unwrap();
-    let r = agent.op(&format!("open:{}/denied/after-refusal", root.display()));
-    assert_eq!(r.errno, EPERM, "after a refused start the pinned state must still enforce");
+    // Denied steps of every kind the backend refuses, past the loop's indices.
+    let later: Vec<Step> = (1_000_000..1_000_006).map(|i| work.step(backend, i)).filter(|s| s.class.errno() == EPERM).collect();
+    for step in &later {
+        let r = agent.op(&step.op);
+        assert_eq!(r.errno, EPERM, "after a refused start the pinned state must still enforce: {}", step.describe());
+    }
     set_layout(&setup.pin_dir, Some(ours));
 
     // 5. After a clean stop a new daemon adopts too, and says the last one stopped cleanly.
@@ -232,7 +236,10 @@ fn enforcement_survives_a_killed_daemon_and_is_adopted() {
     let said = setup.uninstall();
     assert!(said.contains("removed pinned kernel state"), "uninstall said: {said}");
     assert!(!setup.pin_dir.exists(), "{} still exists after uninstall", setup.pin_dir.display());
-    let r = agent.op(&format!("open:{}/denied/after-refusal", root.display()));
-    assert_eq!(r.errno, 0, "after uninstall the former agent is no longer confined: {r:?}");
+    for step in &later {
+        let r = agent.op(&step.op);
+        assert_eq!(r.errno, 0, "after uninstall the former agent is no longer confined: {} {r:?}", step.describe());
+    }
     agent.finish();
+    enforcer_tests::adversarial::pass("2-daemon-sigkill/denied-loop-adopted", backend.name());
 }

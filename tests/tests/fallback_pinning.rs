@@ -4,8 +4,8 @@
 //! still in the process table), and only an uninstall ends the confinement. The pinned event
 //! ring buffer is read at least once: events read but not released before the backend went
 //! away are read again, at the same ring positions, by the next one. Runs on every kernel, the
-//! host included. (The daemon-level restart test, daemon_restart, needs EPERM on
-//! opens and runs where BPF LSM does.)
+//! host included. (daemon_restart does the same through a whole daemon, SIGKILLed and
+//! restarted, with whichever backend it chooses.)
 
 use enforcer::kernel::{fallback::FallbackBackend, pin, Backend, LoadOptions, RawEvent};
 use enforcer_common::OP_CONNECT;

@@ -77,4 +77,21 @@ mod tests {
         let paths = protected_paths(&config, Some(&file));
         assert!(paths.iter().any(|p| p.what == "config" && p.pattern.ends_with("/enforcer.toml")));
     }
+
+    #[test]
+    fn status_says_each_implicit_rule_once_however_many_files_it_covers() {
+        let mut config = DaemonConfig::default();
+        config.audit.retain = 1000;
+        let mut set = crate::policy::load_sources(&[("a.toml", "[agent]\nname = \"a\"\n")]).unwrap();
+        set.protect(&protected_paths(&config, None)).unwrap();
+        let policy = crate::policy::compile(&set, &crate::policy::ResolvedHosts::default()).unwrap();
+        assert!(policy.rules.iter().filter(|r| r.text_id == "enforcer:audit-log-rotated").count() >= 1000);
+        for lines in [
+            crate::kernel::rule_status(Some(&policy), crate::kernel::Enforcement::Enforced),
+            crate::kernel::fallback::fallback_rule_status(&policy, true, true),
+        ] {
+            let rotated = lines.iter().filter(|l| l.rule == "enforcer:audit-log-rotated").count();
+            assert_eq!(rotated, 1, "one status line for the rotated files' rule: {lines:?}");
+        }
+    }
 }

@@ -132,7 +132,7 @@ pub fn fallback_rule_status(
     file_hooks: bool,
     change_hooks: bool,
 ) -> Vec<RuleStatus> {
-    policy
+    let lines = policy
         .rules
         .iter()
         .map(|r| {
@@ -154,7 +154,8 @@ pub fn fallback_rule_status(
                 why: why.to_string(),
             }
         })
-        .collect()
+        .collect();
+    super::one_line_per_rule(lines)
 }
 
 fn rule_enforcement(

@@ -245,10 +245,19 @@ fn rule_caveat(kind: crate::policy::compile::RuleKind) -> &'static str {
     }
 }
 
+/// One line per rule id: a rule compiled from several patterns under one id (the daemon's
+/// `enforcer:audit-log-rotated`, one path per retained file) is said once, not once per pattern
+/// (with `audit.retain = 1000` the startup record would otherwise list it a thousand times per
+/// agent).
+pub fn one_line_per_rule(mut lines: Vec<RuleStatus>) -> Vec<RuleStatus> {
+    lines.dedup_by(|b, a| a.agent == b.agent && a.rule == b.rule && a.enforcement == b.enforcement && a.why == b.why);
+    lines
+}
+
 /// One status line per rule of `policy`, all with the same enforcement (backends refine this).
 pub fn rule_status(policy: Option<&CompiledPolicy>, enforcement: Enforcement) -> Vec<RuleStatus> {
     let Some(policy) = policy else { return Vec::new() };
-    policy
+    one_line_per_rule(policy
         .rules
         .iter()
         .map(|r| RuleStatus {
@@ -263,7 +272,7 @@ pub fn rule_status(policy: Option<&CompiledPolicy>, enforcement: Enforcement) ->
                 _ => rule_caveat(r.kind).to_string(),
             },
         })
-        .collect()
+        .collect())
 }
 
 /// Remove everything pinned under `pin_dir` (deliberate uninstall): the links first, which
