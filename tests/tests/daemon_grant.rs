@@ -143,7 +143,10 @@ fn file_and_exec_grants_end_in_the_kernel_with_the_daemon_dead() {
     std::fs::write(
         setup.policy_dir.join("agent.toml"),
         format!(
-            "[agent]\nname = \"{AGENT}\"\non_violation = \"audit\"\nlog.file_allow = true\n\n[file]\nread = [\"/nonexistent/**\"]\ndeny_read = [\"{secret}\"]\n"
+            "[agent]\nname = \"{AGENT}\"\non_violation = \"audit\"\nlog.file_allow = true\n\n[file]\nread = [{}]\ndeny_read = [\"{secret}\"]\n\n[exec]\nallow = [\"{}\"]\n",
+            // What try-ops (the agent, started through `enforcer run`) needs on BPF LSM.
+            toml_list(LIBC_READS),
+            enforcer_exe()
         ),
     )
     .expect("write policy");
@@ -158,11 +161,12 @@ fn file_and_exec_grants_end_in_the_kernel_with_the_daemon_dead() {
     let run = |agent: &mut Agent| agent.op(&format!("exec:{tool},true")).errno;
     assert_eq!(open(&mut agent, &before), refused, "no grant yet");
 
-    // Both grants are short: long enough for two CLI calls and a SIGKILL under emulation.
+    // Both grants are short, yet long enough for two grants (each a policy apply), a status
+    // call, two ops and a SIGKILL under emulation (a daemon start takes ~60 s there).
     let pattern = format!("{}/**", dir.display());
     let mut expiries = Vec::new();
     for rule in [format!("file.read {pattern}"), format!("exec {tool}")] {
-        let (ok, out) = grant(&setup, &["--json", "--agent", AGENT, &rule, "--for", "12s", "--reason", "file test"]);
+        let (ok, out) = grant(&setup, &["--json", "--agent", AGENT, &rule, "--for", "30s", "--reason", "file test"]);
         assert!(ok, "grant {rule}: {out}");
         let answer: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("grant --json: {e}: {out}"));
         expiries.push(answer["grant"]["expires"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()).unwrap_or_else(|| panic!("no expiry in {out}")));
@@ -186,7 +190,7 @@ fn file_and_exec_grants_end_in_the_kernel_with_the_daemon_dead() {
     // evidence; on BPF LSM they must agree with the errnos above).
     let mut daemon = setup.start();
     let want = |what: &str, op: &str, path: &str, verdict: &str, rule_is_grant: bool| {
-        let records = setup.wait_records(what, 15, |r| decision_on(r, op, path).is_some_and(|e| e["verdict"] != Value::Null));
+        let records = setup.wait_records(what, 30, |r| decision_on(r, op, path).is_some_and(|e| e["verdict"] != Value::Null));
         let e = decision_on(&records, op, path).unwrap_or_else(|| panic!("no record for {what}"));
         assert_eq!(e["verdict"], verdict, "{what}: {e}");
         let rule = e["rule"].as_str().unwrap_or_default();
