@@ -44,7 +44,7 @@ pub type MergeError = (u32, String);
 /// it, which the kernel uses while the first one's window is closed. A third is needed only
 /// when the first two are both conditional; the value cannot hold it (error, never a silent
 /// approximation).
-pub fn merged_value<'a>(chain: impl DoubleEndedIterator<Item = &'a OwnRules>, entry: &[u8]) -> Result<PathRule, MergeError> {
+pub fn merged_value<'a>(chain: impl Iterator<Item = &'a OwnRules>, entry: &[u8]) -> Result<PathRule, MergeError> {
     let chain: Vec<&OwnRules> = chain.collect();
     let mut merged = PathRule::default();
     for value in &chain {
