@@ -25,8 +25,11 @@ pub const MAP_PIN_META: &str = "PIN_META";
 pub const PIN_META_PID: u32 = 2;
 /// Time windows of conditional rules (`when.hours`, grants), `CONDS[slot * MAX_CONDS + cond]`.
 pub const MAP_CONDS: &str = "CONDS";
-/// Conditions per slot, id 0 included (0 = unconditional, never looked up).
+/// Conditions per slot, id 0 included (0 = unconditional, never a window).
 pub const MAX_CONDS: u32 = 256;
+/// `CONDS[slot * MAX_CONDS + COND_COUNT]` is no window: its `start_ns` is the number of
+/// conditions of the slot (ids `1..=n`), so the path matcher judges only those.
+pub const COND_COUNT: u32 = 0;
 /// Entries of `PIN_META`.
 pub const PIN_META_ENTRIES: u32 = 8;
 
@@ -161,6 +164,14 @@ pub struct PathRule {
     pub deny: u32,
     pub allow_rule: [u32; ACCESS_KINDS],
     pub deny_rule: [u32; ACCESS_KINDS],
+    /// Condition of `allow_rule[k]` (0: always applies; else a `CONDS` index, see `NetPortRule`).
+    /// A conditional allow whose window is closed counts as absent: `next_rule[k]` is used.
+    pub allow_cond: [u32; ACCESS_KINDS],
+    /// The allow that applies when `allow_rule[k]`'s condition is closed: the next most specific
+    /// allow of kind `k` on this entry (0 = none, then the entry allows nothing of that kind)
+    /// and its condition. Denies never carry a condition.
+    pub next_rule: [u32; ACCESS_KINDS],
+    pub next_cond: [u32; ACCESS_KINDS],
 }
 
 /// Hash key for `NAME_RULES`: an exact basename (`**/.env`) or a suffix starting with a dot

@@ -70,6 +70,7 @@ pub fn path(s: &mut Scratch, len: usize) -> (bool, u32) {
         }
     }
     path_match::scan(s, need, len);
+    path_match::refresh_conds(s);
     members(s, len as u32, enforcer_member_path)
 }
 

@@ -7,7 +7,7 @@ use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::*;
 
 use crate::{
-    maps::{NAME_RULES, PATH_RULES},
+    maps::{CONDS, NAME_RULES, PATH_RULES},
     scratch::Scratch,
 };
 
@@ -46,10 +46,74 @@ fn acc_add(s: &mut Scratch, v: &PathRule) {
         }
         let seen = vget!(s.acc.allow_seen);
         if v.allow & bit != 0 && seen & bit == 0 {
-            vset!(s.acc.allow_seen, seen | bit);
-            vset!(s.acc.allow_rule[k], v.allow_rule[k]);
+            let rule = open_allow(s, v, k);
+            // A closed conditional allow is absent: a later candidate or the default decides.
+            if rule != 0 {
+                vset!(s.acc.allow_seen, seen | bit);
+                vset!(s.acc.allow_rule[k], rule);
+            }
         }
     }
+}
+
+/// The candidate's allow of kind `k` that applies now: `allow_rule[k]` unless its condition is
+/// closed, then `next_rule[k]` unless that one's is; 0 = none (docs/kernel-maps.md). The
+/// conditions were judged once for the decision ([`refresh_conds`]): here only bits are read,
+/// no helper call (a lookup per candidate and kind grew the chain member's stack frame past
+/// the 512-byte limit of the call chain, and the verifier's work with it).
+#[inline(always)]
+fn open_allow(s: &Scratch, v: &PathRule, k: usize) -> u32 {
+    if cond_is_open(s, v.allow_cond[k]) {
+        v.allow_rule[k]
+    } else if cond_is_open(s, v.next_cond[k]) {
+        v.next_rule[k] // 0 when there is none
+    } else {
+        0
+    }
+}
+
+#[inline(always)]
+fn cond_is_open(s: &Scratch, cond: u32) -> bool {
+    cond == 0 || vget!(s.conds_open[((cond >> 5) & 7) as usize]) & (1u32 << (cond & 31)) != 0
+}
+
+/// Judge every condition of the parked slot once, before the chain's members look their rules
+/// up: `CONDS[slot * MAX_CONDS]` (condition 0, never a window) holds their count in `start_ns`;
+/// a condition is open when its window contains the boot clock now. A missing entry stays
+/// closed (fail closed). One `bpf_loop` iteration per condition (none without conditions).
+#[inline(always)]
+pub fn refresh_conds(s: &mut Scratch) {
+    for w in 0..8 {
+        vset!(s.conds_open[w], 0);
+    }
+    vset!(s.ncond, 0);
+    vset!(s.now_ns, unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() });
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_loop(MAX_CONDS, cond_step as *const () as *mut _, core::ptr::null_mut(), 0)
+    };
+}
+
+/// `bpf_loop` callback of [`refresh_conds`]: step 0 reads the count, step `c` judges condition
+/// `c`. 1 ends the loop.
+extern "C" fn cond_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
+    let Some(s) = crate::scratch::get() else { return 1 };
+    let slot = vget!(s.cur.slot) & 1;
+    let c = (i as u32) & (MAX_CONDS - 1);
+    if c == 0 {
+        let n = CONDS.get(slot * MAX_CONDS).map_or(0, |w| w.start_ns);
+        vset!(s.ncond, if n >= MAX_CONDS as u64 { MAX_CONDS - 1 } else { n as u32 });
+        return if n == 0 { 1 } else { 0 };
+    }
+    if c > vget!(s.ncond) {
+        return 1;
+    }
+    if let Some(w) = CONDS.get(slot * MAX_CONDS + c) {
+        if w.contains(vget!(s.now_ns)) {
+            let word = ((c >> 5) & 7) as usize;
+            vset!(s.conds_open[word], vget!(s.conds_open[word]) | (1u32 << (c & 31)));
+        }
+    }
+    0
 }
 
 /// Verdict for the requested `ACCESS_*` bits, checked in kind order: the first kind that is

@@ -74,6 +74,13 @@ pub struct Scratch {
     /// bpf_d_path's length after `decide::strip_deleted` (parked, so both of its outcomes reach
     /// the decision as one verifier state).
     pub cut_len: i64,
+    /// Which conditions (`CONDS`) of the decision's slot are open now, bit `c` for condition
+    /// `c`, filled once per path decision (path_match::refresh_conds); the count of conditions
+    /// and the boot-clock instant they were judged at.
+    pub conds_open: [u32; 8],
+    pub ncond: u32,
+    pub _pad_conds: u32,
+    pub now_ns: u64,
     /// The dentry walk's buffer and state (dentry_path.rs).
     pub walk: crate::dentry_path::Walk,
 }

@@ -2,7 +2,10 @@
 //! kernel of the matrix): `enforcer grant` opens a connect for a few seconds; the grant's expiry
 //! is checked in the kernel, so with the daemon SIGKILLed the connect is allowed until the
 //! expiry and refused after it. A restarted daemon keeps the grants that have not expired, logs
-//! the one that did, and `--revoke` ends one at once. Bad grants change nothing.
+//! the one that did, and `--revoke` ends one at once. Bad grants change nothing. File and exec
+//! grants likewise, with the backend the daemon chooses: BPF LSM refuses in the kernel (EPERM),
+//! the fallback's tracepoints judge in the kernel and log (the verdicts are read from the audit
+//! log the restarted daemon writes from the events of its downtime).
 
 use std::{
     net::TcpListener,
@@ -10,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use enforcer_tests::{agent::enforcer_bin, daemon::*, Agent, EPERM};
+use enforcer_tests::{agent::enforcer_bin, daemon::*, Agent, DaemonBackend, EPERM};
 use serde_json::Value;
 
 const AGENT: &str = "grant-agent";
@@ -44,7 +47,8 @@ fn an_expired_grant_denies_in_the_kernel_with_the_daemon_dead() {
     // Refused grants: precise errors, nothing applied.
     for (args, want) in [
         (vec!["--agent", "nobody", "net.connect 127.0.0.1:80", "--for", "10s"], "no agent named \"nobody\""),
-        (vec!["--agent", AGENT, "file.read /etc/passwd", "--for", "10s"], "net.connect rules only"),
+        (vec!["--agent", AGENT, "file.deny /etc/passwd", "--for", "10s"], "a grant is an allow rule"),
+        (vec!["--agent", AGENT, "file.read etc/passwd", "--for", "10s"], "`etc/passwd`"),
         (vec!["--agent", AGENT, "net.connect 127.0.0.300:80", "--for", "10s"], "127.0.0.300"),
         (vec!["--agent", AGENT, "net.connect 127.0.0.1:80", "--for", "30d"], "a grant lasts from 1s to 7days"),
         (vec!["--agent", AGENT, "net.connect 127.0.0.1:80", "--for", "soon"], "soon"),
@@ -111,4 +115,99 @@ fn an_expired_grant_denies_in_the_kernel_with_the_daemon_dead() {
     agent.finish();
     drop((short, long));
     println!("checked: refused grants change nothing; grant allows; deny beats grant; expiry denies in the kernel with the daemon SIGKILLed; restart keeps live grants and logs the missed expiry; revoke");
+}
+
+/// The audit record of the one decision on `path` (`op` = `open` or `exec`).
+fn decision_on<'a>(records: &'a [Value], op: &str, path: &str) -> Option<&'a Value> {
+    records.iter().find(|r| r["op"] == op && r["path"] == path)
+}
+
+#[test]
+fn file_and_exec_grants_end_in_the_kernel_with_the_daemon_dead() {
+    const TEST: &str = "daemon_grant::file_and_exec_grants_end_in_the_kernel_with_the_daemon_dead";
+    enforcer_tests::require_root();
+    let mut setup = DaemonSetup::new("daemon_grant_file");
+    let root = setup.dir.path().to_path_buf();
+    let dir = root.join("granted");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = |name: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, "x").expect("write fixture");
+        p.to_string_lossy().into_owned()
+    };
+    // One file per phase, so each decision has exactly one audit record.
+    let (before, up, dead, after) = (file("before"), file("up"), file("dead"), file("after"));
+    let secret = file("secret");
+    // Named busybox: it picks its applet from argv[1] only when argv[0] is its own name.
+    let tool = setup.dir.busybox("tool/busybox");
+    std::fs::write(
+        setup.policy_dir.join("agent.toml"),
+        format!(
+            "[agent]\nname = \"{AGENT}\"\non_violation = \"audit\"\nlog.file_allow = true\n\n[file]\nread = [{}]\ndeny_read = [\"{secret}\"]\n\n[exec]\nallow = [\"{}\"]\n",
+            // What try-ops (the agent, started through `enforcer run`) needs on BPF LSM.
+            toml_list(LIBC_READS),
+            enforcer_exe()
+        ),
+    )
+    .expect("write policy");
+    let (mut daemon, backend) = setup.start_first(TEST);
+    let lsm = backend == DaemonBackend::Lsm;
+    // What an op's errno says: BPF LSM refuses; the fallback only observes (audit mode).
+    let refused = if lsm { EPERM } else { 0 };
+
+    let mut agent = Agent::spawn_registered(&setup.socket, AGENT, &[], true);
+    agent.start();
+    let open = |agent: &mut Agent, path: &str| agent.op(&format!("open:{path}")).errno;
+    let run = |agent: &mut Agent| agent.op(&format!("exec:{tool},true")).errno;
+    assert_eq!(open(&mut agent, &before), refused, "no grant yet");
+
+    // Both grants are short, yet long enough for two grants (each a policy apply), a status
+    // call, two ops and a SIGKILL under emulation (a daemon start takes ~60 s there).
+    let pattern = format!("{}/**", dir.display());
+    let mut expiries = Vec::new();
+    for rule in [format!("file.read {pattern}"), format!("exec {tool}")] {
+        let (ok, out) = grant(&setup, &["--json", "--agent", AGENT, &rule, "--for", "30s", "--reason", "file test"]);
+        assert!(ok, "grant {rule}: {out}");
+        let answer: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("grant --json: {e}: {out}"));
+        expiries.push(answer["grant"]["expires"].as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()).unwrap_or_else(|| panic!("no expiry in {out}")));
+    }
+    let expires = *expiries.iter().min().expect("two grants");
+    let status = setup.status();
+    let listed: Vec<&str> = status.grants.iter().map(|g| g.rule.as_str()).collect();
+    assert!(listed.contains(&format!("file.read {pattern}").as_str()) && listed.contains(&format!("exec {tool}").as_str()), "status lists the live grants: {listed:?}");
+    assert_eq!(open(&mut agent, &up), 0, "file grant, daemon up");
+    assert_eq!(open(&mut agent, &secret), refused, "a deny beats a file grant");
+    daemon.kill();
+    assert_eq!(open(&mut agent, &dead), 0, "daemon dead, file grant not yet expired");
+    assert_eq!(run(&mut agent), 0, "daemon dead, exec grant not yet expired");
+    let left = expires.duration_since(jiff::Timestamp::now());
+    assert!(left.is_positive(), "the live-grant checks ended after the grants' expiry ({left}): they proved nothing");
+    std::thread::sleep(expiries.iter().max().unwrap().duration_since(jiff::Timestamp::now()).unsigned_abs() + Duration::from_millis(500));
+    assert_eq!(open(&mut agent, &after), refused, "expired file grant, daemon dead");
+    assert_eq!(run(&mut agent), if lsm { EPERM } else { 0 }, "expired exec grant, daemon dead");
+
+    // The kernel's verdicts, from the events the restarted daemon logs (the fallback's only
+    // evidence; on BPF LSM they must agree with the errnos above).
+    let mut daemon = setup.start();
+    let want = |what: &str, op: &str, path: &str, verdict: &str, rule_is_grant: bool| {
+        let records = setup.wait_records(what, 30, |r| decision_on(r, op, path).is_some_and(|e| e["verdict"] != Value::Null));
+        let e = decision_on(&records, op, path).unwrap_or_else(|| panic!("no record for {what}"));
+        assert_eq!(e["verdict"], verdict, "{what}: {e}");
+        let rule = e["rule"].as_str().unwrap_or_default();
+        assert_eq!(rule.starts_with("grant:"), rule_is_grant, "{what}: rule {rule:?} in {e}");
+    };
+    let denied = if lsm { "deny" } else { "audit-deny" };
+    want("open before the grant", "open", &before, denied, false);
+    want("open under the grant, daemon up", "open", &up, "allow", true);
+    want("open under the grant, daemon dead", "open", &dead, "allow", true);
+    want("open after expiry, daemon dead", "open", &after, denied, false);
+    want("the deny under the grant", "open", &secret, denied, false);
+    let records = setup.records();
+    let execs: Vec<&Value> = records.iter().filter(|r| r["op"] == "exec" && r["path"] == tool.as_str()).collect();
+    assert_eq!(execs.len(), 2, "two execs of the tool: {execs:?}");
+    assert_eq!((execs[0]["verdict"].as_str(), execs[0]["rule"].as_str().is_some_and(|r| r.starts_with("grant:"))), (Some("allow"), true), "exec under the grant: {}", execs[0]);
+    assert_eq!(execs[1]["verdict"], denied, "exec after expiry: {}", execs[1]);
+    daemon.stop();
+    agent.finish();
+    println!("checked ({} backend): file and exec grants allow, a deny beats a file grant, and both end in the kernel at their expiry with the daemon SIGKILLed", backend.name());
 }

@@ -72,7 +72,7 @@ pub fn run_all(
     let rows: Vec<(String, String)> = targets(project)
         .into_iter()
         .map(|target| (format!("fuzz::{target}"), target))
-        .filter(|(row, _)| filter.is_none_or(|f| row.contains(f)))
+        .filter(|(row, _)| filter.is_none_or(|f| crate::kernel_tests::row_matches(f, row)))
         .collect();
     if rows.is_empty() {
         return Ok(());

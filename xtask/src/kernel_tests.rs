@@ -28,7 +28,12 @@ impl KernelTest {
     }
 }
 
-/// Lists the tests of every executable (`--list`), keeping those whose row contains `filter`.
+/// Whether `row` is selected by `--filter`: it contains one of the filter's comma-separated parts.
+pub fn row_matches(filter: &str, row: &str) -> bool {
+    filter.split(',').filter(|part| !part.is_empty()).any(|part| row.contains(part))
+}
+
+/// Lists the tests of every executable (`--list`), keeping those whose row `filter` selects.
 pub fn list(
     executables: &[TestExecutable],
     filter: Option<&str>,
@@ -48,7 +53,7 @@ pub fn list(
         );
         for name in libtest::parse_list(&String::from_utf8_lossy(&output.stdout)) {
             let row = format!("{}::{name}", executable.name);
-            if filter.is_none_or(|f| row.contains(f)) {
+            if filter.is_none_or(|f| row_matches(f, &row)) {
                 tests.push(KernelTest {
                     executable: executable.clone(),
                     name,
@@ -226,5 +231,19 @@ mod tests {
         assert!(results.finished[0]);
         assert_eq!(results.exit_codes[0], Some(0));
         assert!(results.outputs[0].ends_with("partial"));
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::row_matches;
+
+    #[test]
+    fn a_filter_selects_rows_containing_any_of_its_comma_separated_parts() {
+        assert!(row_matches("daemon_grant", "daemon_grant::x"));
+        assert!(row_matches("daemon_grant,verifier_budget", "verifier_budget::y"));
+        assert!(!row_matches("daemon_grant,verifier_budget", "lsm_differential::z"));
+        assert!(!row_matches("lsm_differential", "fallback_differential::z"));
+        assert!(!row_matches(",", "anything"), "empty parts select nothing");
     }
 }

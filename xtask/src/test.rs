@@ -30,7 +30,8 @@ pub struct TestArgs {
     /// Skip the workspace unit tests.
     #[arg(long)]
     pub skip_unit: bool,
-    /// Only tests (and fuzz targets) whose row name contains this text; also passed to the unit tests.
+    /// Only tests (and fuzz targets) whose row name contains this text, or one of several given
+    /// comma-separated (`daemon_grant,verifier_budget`); also passed to the unit tests.
     #[arg(long)]
     pub filter: Option<String>,
     /// Seconds each fuzz target runs.
@@ -269,7 +270,7 @@ fn unit_tests(
         "enforcer-ebpf",
     ]);
     if let Some(filter) = filter {
-        cargo.args(["--", filter]);
+        cargo.arg("--").args(filter.split(',').filter(|part| !part.is_empty()));
     }
     println!(
         "running unit tests (cargo test --workspace), log: {}",

@@ -91,6 +91,9 @@ pub struct StatusReport {
     /// Fill levels of the kernel maps whose capacity limits enforcement.
     #[serde(default)]
     pub maps: Vec<MapFillReport>,
+    /// The grants that have not expired (`enforcer grant`), in id order.
+    #[serde(default)]
+    pub grants: Vec<crate::policy::grant::Grant>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

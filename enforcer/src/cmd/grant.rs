@@ -12,7 +12,8 @@ use crate::policy::grant::Grant;
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("action").required(true).args(["rule", "list", "revoke"])))]
 pub struct GrantArgs {
-    /// The allow, as `<field> <pattern>`: `net.connect 10.0.0.5:443`, `net.connect api.example.com:443`
+    /// The allow, as `<field> <pattern>`: `net.connect 10.0.0.5:443`, `net.connect api.example.com:443`,
+    /// `file.read /data/x/**`, `file.write /tmp/out/**`, `exec /usr/bin/x` (`exec.allow`)
     #[arg(value_name = "RULE", requires_all = ["agent", "duration"])]
     pub rule: Option<String>,
     /// The agent that gets the grant

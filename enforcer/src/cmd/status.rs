@@ -123,6 +123,14 @@ pub fn render_text(s: &StatusReport) -> String {
             );
         }
     }
+    let _ = writeln!(out, "\ngrants (live, each ends by itself in the kernel at its expiry):");
+    if s.grants.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for g in &s.grants {
+        let reason = g.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+        let _ = writeln!(out, "  {:<5} {:<20} {:<36} until {}{reason}", g.id, g.agent, g.rule, g.expires);
+    }
     let _ = writeln!(out, "\ndecisions since the daemon started:");
     if s.decisions.is_empty() {
         let _ = writeln!(out, "  none");
@@ -180,6 +188,15 @@ mod tests {
                 entries: 3,
                 capacity: 65536,
             }],
+            grants: vec![crate::policy::grant::Grant {
+                id: 7,
+                agent: "coder".into(),
+                rule: "file.read /data/x/**".into(),
+                granted_at: "2026-11-23T10:00:00Z".parse().unwrap(),
+                expires: "2026-11-23T10:10:00Z".parse().unwrap(),
+                reason: Some("ticket 42".into()),
+                uid: 0,
+            }],
             ..Default::default()
         };
         let text = render_text(&status);
@@ -191,6 +208,7 @@ mod tests {
             "coder.toml:4",
             "enforced",
             "PROCS                 3 of 65536      0.0%",
+            "7     coder                file.read /data/x/**                 until 2026-11-23T10:10:00Z (ticket 42)",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

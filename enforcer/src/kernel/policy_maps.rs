@@ -115,6 +115,9 @@ pub fn apply<T: BorrowMut<Ebpf>>(mut ebpf: T, policy: &CompiledPolicy, version: 
             let w = policy.conditions.get(id as usize - 1).map(|c| clock.kernel_window(c)).unwrap_or_default();
             conds.set(slot * MAX_CONDS + id, w, 0).map_err(|e| map_err(MAP_CONDS, e))?;
         }
+        // Entry 0 is no window: how many conditions the path matcher judges per decision.
+        let count = CondWindow { start_ns: policy.conditions.len().min(MAX_CONDS as usize - 1) as u64, end_ns: 0 };
+        conds.set(slot * MAX_CONDS + COND_COUNT, count, 0).map_err(|e| map_err(MAP_CONDS, e))?;
     }
     {
         let mut exe: LpmTrie<&mut MapData, PathData, ExeMatch> =

@@ -10,7 +10,7 @@ use super::compile::*;
 use super::diag::Diagnostics;
 use super::hosts::ResolvedHosts;
 use super::limits::*;
-use super::merge::{merge_net, merge_paths, CidrRules, PathContributions};
+use super::merge::{merge_net, merge_paths, merged_value, CidrRules, OwnRules, PathContributions};
 use super::model::{AgentPolicy, Located, PolicySet, RuleTarget};
 use super::net::{mapped, NetAddr};
 use super::pattern::Entries;
@@ -97,7 +97,9 @@ impl<'a> Compiler<'a> {
         }
 
         let mut paths = PathContributions::default();
-        let mut names: BTreeMap<(u32, Vec<u8>), PathRule> = BTreeMap::new();
+        let mut names: BTreeMap<(u32, Vec<u8>), OwnRules> = BTreeMap::new();
+        // Rule id -> where it was written, for errors found while merging.
+        let mut rule_at: HashMap<u32, &'a Located> = HashMap::new();
         let mut cidrs = CidrRules::new();
         let mut depths: Vec<u32> = Vec::new();
 
@@ -111,6 +113,19 @@ impl<'a> Compiler<'a> {
                 pattern: rule.pattern.clone(),
                 source: rule.at.loc.clone(),
             });
+            rule_at.insert(rule_id, &rule.at);
+            // Conditional allows (`when`, grants): the validator lets only allows carry one.
+            let cond = match &rule.when {
+                None => 0,
+                Some(c) => match self.condition_id(c) {
+                    Some(id) => id,
+                    None => {
+                        let msg = format!("more than {} distinct time windows and grants; the kernel's condition table is full", MAX_CONDS - 1);
+                        self.diags.push(self.set.error_at(&rule.at, msg));
+                        continue;
+                    }
+                },
+            };
             match &rule.target {
                 RuleTarget::Path(pattern) => {
                     if let Some(d) = pattern.wildcard_depth() {
@@ -138,16 +153,11 @@ impl<'a> Compiler<'a> {
                                 }
                             }
                             for e in entries {
-                                paths.add(e, rule_id, allow, deny);
+                                paths.add(e, rule_id, allow, deny, cond);
                             }
                         }
                         Entries::Name(kind, name) => {
-                            add_access(
-                                names.entry((kind, name)).or_default(),
-                                rule_id,
-                                allow,
-                                deny,
-                            );
+                            names.entry((kind, name)).or_default().add(rule_id, allow, deny, cond);
                         }
                     }
                 }
@@ -156,17 +166,6 @@ impl<'a> Compiler<'a> {
                         ACTION_DENY
                     } else {
                         ACTION_ALLOW
-                    };
-                    let cond = match &rule.when {
-                        None => 0,
-                        Some(c) => match self.condition_id(c) {
-                            Some(id) => id,
-                            None => {
-                                let msg = format!("more than {} distinct time windows and grants; the kernel's condition table is full", MAX_CONDS - 1);
-                                self.diags.push(self.set.error_at(&rule.at, msg));
-                                continue;
-                            }
-                        },
                     };
                     let port_rule = NetPortRule {
                         port_lo: target.port_lo,
@@ -220,20 +219,19 @@ impl<'a> Compiler<'a> {
             }
         }
 
-        for (bytes, value) in merge_paths(&paths) {
-            self.out.path_entries.push(PathEntry {
-                agent: id,
-                bytes,
-                value,
-            });
+        match merge_paths(&paths) {
+            Ok(entries) => {
+                for (bytes, value) in entries {
+                    self.out.path_entries.push(PathEntry { agent: id, bytes, value });
+                }
+            }
+            Err((rule, msg)) => self.diags.push(self.set.error_at(rule_at[&rule], msg)),
         }
-        for ((kind, name), value) in names {
-            self.out.name_entries.push(NameEntry {
-                agent: id,
-                kind,
-                name,
-                value,
-            });
+        for ((kind, name), own) in names {
+            match merged_value(std::iter::once(&own), &name) {
+                Ok(value) => self.out.name_entries.push(NameEntry { agent: id, kind, name, value }),
+                Err((rule, msg)) => self.diags.push(self.set.error_at(rule_at[&rule], msg)),
+            }
         }
         match merge_net(&cidrs) {
             Ok(entries) => {
@@ -373,22 +371,6 @@ impl<'a> Compiler<'a> {
                 policy.name
             );
             self.diags.push(self.set.error_at(&policy.name_at, msg));
-        }
-    }
-}
-
-/// Record that `rule` allows/denies some access kinds on one entry. Rules arrive in ascending id
-/// order, so the first rule per kind is the lowest id (the tie-break on one entry).
-pub(super) fn add_access(value: &mut PathRule, rule: u32, allow: u32, deny: u32) {
-    for k in 0..ACCESS_KINDS {
-        let bit = 1 << k;
-        if allow & bit != 0 && value.allow & bit == 0 {
-            value.allow |= bit;
-            value.allow_rule[k] = rule;
-        }
-        if deny & bit != 0 && value.deny & bit == 0 {
-            value.deny |= bit;
-            value.deny_rule[k] = rule;
         }
     }
 }

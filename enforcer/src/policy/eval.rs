@@ -185,7 +185,7 @@ fn judge(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Time
             };
             let mut first = None;
             for &k in kinds {
-                let t = path_decision(policy, agent, info.config.wildcard_depths, path, k);
+                let t = path_decision(policy, agent, info.config.wildcard_depths, path, k, now);
                 if t.decision.verdict == Verdict::Deny {
                     first = Some(t);
                     break;
@@ -200,6 +200,7 @@ fn judge(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Time
             info.config.wildcard_depths,
             path,
             ACCESS_INDEX_EXEC,
+            now,
         ),
         Request::ConnectUnix { path } if !path.starts_with('/') && !path.starts_with('@') => done(
             Verdict::Deny,
@@ -214,6 +215,7 @@ fn judge(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Time
             info.config.wildcard_depths,
             path,
             ACCESS_INDEX_CONNECT,
+            now,
         ),
         Request::Connect { addr, port, udp } => net_decision(policy, agent, *addr, *port, *udp, now),
     };
@@ -330,7 +332,7 @@ pub fn wildcard_undecidable(path: &[u8], depths: u32) -> bool {
 /// Bytes at the end of a path the kernel searches for the last `/`.
 const BASENAME_WINDOW: usize = 256;
 
-fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k: usize) -> Trace {
+fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k: usize, now: jiff::Timestamp) -> Trace {
     let access = 1u32 << k;
     let p = path.as_bytes();
     if p.len() + 1 > PATH_BUF_BYTES {
@@ -421,8 +423,19 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
     if let Some((step, v)) = candidates.iter().find(|(_, v)| v.deny & access != 0) {
         return done(Verdict::Deny, v.deny_rule[k], flags, step.clone(), access);
     }
-    if let Some((step, v)) = candidates.iter().find(|(_, v)| v.allow & access != 0) {
-        return done(Verdict::Allow, v.allow_rule[k], flags, step.clone(), access);
+    // A candidate's allow is its most specific one whose condition is open: `allow_rule`, or
+    // `next_rule` while `allow_rule`'s window is closed (as the kernel's `CONDS` check does).
+    let open_allow = |v: &PathRule| -> Option<u32> {
+        if v.allow & access == 0 {
+            return None;
+        }
+        if cond_open(policy, v.allow_cond[k], now) {
+            return Some(v.allow_rule[k]);
+        }
+        (v.next_rule[k] != 0 && cond_open(policy, v.next_cond[k], now)).then_some(v.next_rule[k])
+    };
+    if let Some((step, rule)) = candidates.iter().find_map(|(step, v)| open_allow(v).map(|r| (step, r))) {
+        return done(Verdict::Allow, rule, flags, step.clone(), access);
     }
     done(
         Verdict::Deny,
@@ -453,14 +466,8 @@ fn net_decision(policy: &CompiledPolicy, agent: u32, addr: IpAddr, port: u16, ud
     let prefix = super::merge::describe(entry.addr, entry.prefix_bits);
     let rules = &entry.value.rules[..(entry.value.count as usize).min(NET_RULES_PER_PREFIX)];
     // A conditional rule outside its window does not exist (as in the kernel's `CONDS` check).
-    let open = |cond: u32| {
-        cond == 0
-            || policy
-                .conditions
-                .get(cond as usize - 1)
-                .is_some_and(|c| c.is_open_at(now))
-    };
-    let applies = |r: &&NetPortRule| r.port_lo <= port && port <= r.port_hi && r.proto & proto != 0 && open(r.cond);
+    let applies =
+        |r: &&NetPortRule| r.port_lo <= port && port <= r.port_hi && r.proto & proto != 0 && cond_open(policy, r.cond, now);
     for action in [ACTION_DENY, ACTION_ALLOW] {
         if let Some((i, r)) = rules
             .iter()
@@ -491,6 +498,16 @@ fn net_decision(policy: &CompiledPolicy, agent: u32, addr: IpAddr, port: u16, ud
         Step::DefaultDeny,
         ACCESS_CONNECT,
     )
+}
+
+/// Whether condition `cond` (0: unconditional) is open at `now`; an unknown one never is (the
+/// kernel's missing `CONDS` entry: fail closed).
+fn cond_open(policy: &CompiledPolicy, cond: u32, now: jiff::Timestamp) -> bool {
+    cond == 0
+        || policy
+            .conditions
+            .get(cond as usize - 1)
+            .is_some_and(|c| c.is_open_at(now))
 }
 
 /// Entry bytes for humans: NUL shown as `\0`.

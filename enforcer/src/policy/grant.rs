@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::compile::{RuleKind, SourceLoc};
 use super::model::{Located, PolicySet, Rule, RuleTarget};
 use super::net::NetTarget;
+use super::pattern::{Allowed, PathPattern};
 use super::when::Condition;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,12 +36,18 @@ impl Grant {
     /// The grant as a rule of its agent.
     pub fn to_rule(&self) -> Result<Rule, String> {
         let (kind, pattern) = parse_rule(&self.rule)?;
-        let target = NetTarget::parse(&pattern).map(RuleTarget::from)?;
-        if !matches!(target, RuleTarget::Ip(_)) {
-            return Err(format!(
-                "`{pattern}`: grants name addresses or hosts (unix socket paths are not decided with expiries in the kernel)"
-            ));
-        }
+        let target = match kind {
+            RuleKind::NetConnect => {
+                let target = NetTarget::parse(&pattern).map(RuleTarget::from)?;
+                if !matches!(target, RuleTarget::Ip(_)) {
+                    return Err(format!(
+                        "`{pattern}`: network grants name addresses or hosts (unix socket paths are not decided with expiries in the kernel)"
+                    ));
+                }
+                target
+            }
+            _ => PathPattern::parse(&pattern, Allowed::All).map(RuleTarget::Path).map_err(|e| format!("`{pattern}`: {e}"))?,
+        };
         Ok(Rule {
             text_id: self.text_id(),
             explicit_id: true,
@@ -56,27 +63,30 @@ impl Grant {
     }
 }
 
-/// `<field> <pattern>` (also `<field> = <pattern>`, the pattern optionally quoted). Only
-/// `net.connect`: the kernel checks expiries in its network rules only.
+/// `<field> <pattern>` (also `<field> = <pattern>`, the pattern optionally quoted): an allow
+/// field as policies write it - `net.connect`, `file.read`, `file.write`, `exec.allow` (`exec`
+/// for short) - whose expiry the kernel checks in its network and path rules.
 pub fn parse_rule(text: &str) -> Result<(RuleKind, String), String> {
     let text = text.trim();
     let (field, rest) = text
         .split_once(|c: char| c.is_whitespace() || c == '=')
-        .ok_or_else(|| format!("`{text}`: expected `<field> <pattern>`, e.g. `net.connect 10.0.0.5:443`"))?;
+        .ok_or_else(|| format!("`{text}`: expected `<field> <pattern>`, e.g. `net.connect 10.0.0.5:443` or `file.read /data/x/**`"))?;
     let pattern = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '=').trim().trim_matches('"');
-    match field {
-        "net.connect" => {}
-        "file.read" | "file.write" | "exec.allow" => {
+    let kind = match field {
+        "net.connect" => RuleKind::NetConnect,
+        "file.read" => RuleKind::FileRead,
+        "file.write" => RuleKind::FileWrite,
+        "exec.allow" | "exec" => RuleKind::ExecAllow,
+        other => {
             return Err(format!(
-                "`{field}`: grants are supported for net.connect rules only (the kernel checks expiries in its network rules only)"
+                "`{other}`: a grant is an allow rule; expected `net.connect`, `file.read`, `file.write` or `exec.allow`"
             ))
         }
-        other => return Err(format!("`{other}`: a grant is an allow rule; expected `net.connect`")),
-    }
+    };
     if pattern.is_empty() {
         return Err(format!("`{text}`: the pattern is missing"));
     }
-    Ok((RuleKind::NetConnect, pattern.to_owned()))
+    Ok((kind, pattern.to_owned()))
 }
 
 /// Add the grants that are live at `now` to their agents, after the agents' own rules (a grant
@@ -111,7 +121,12 @@ mod tests {
     fn rule_text_errors_are_precise() {
         assert_eq!(parse_rule("net.connect 10.0.0.5:443").unwrap().1, "10.0.0.5:443");
         assert_eq!(parse_rule("net.connect = \"10.0.0.5:443\"").unwrap().1, "10.0.0.5:443");
-        assert!(parse_rule("file.read /etc/x").unwrap_err().contains("net.connect rules only"));
+        assert_eq!(parse_rule("file.read /etc/x").unwrap(), (RuleKind::FileRead, "/etc/x".into()));
+        assert_eq!(parse_rule("file.write = \"/data/**\"").unwrap(), (RuleKind::FileWrite, "/data/**".into()));
+        assert_eq!(parse_rule("exec /usr/bin/x").unwrap(), (RuleKind::ExecAllow, "/usr/bin/x".into()));
+        assert_eq!(parse_rule("exec.allow /usr/bin/x").unwrap().0, RuleKind::ExecAllow);
+        assert!(parse_rule("file.deny /etc/x").unwrap_err().contains("a grant is an allow rule"));
+        assert!(grant(1, "file.read data/x", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z").to_rule().unwrap_err().contains("`data/x`"));
         assert!(parse_rule("net.deny 1.2.3.4").unwrap_err().contains("a grant is an allow rule"));
         assert!(parse_rule("net.connect").unwrap_err().contains("expected `<field> <pattern>`"));
         assert!(grant(1, "net.connect unix:/run/x.sock", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z").to_rule().unwrap_err().contains("unix socket"));
@@ -142,5 +157,36 @@ mod tests {
         assert_eq!(c("10.0.0.1", 80, "2026-01-01T10:05:00Z"), (Verdict::Allow, "a.toml:4".into()));
         // Expired grants are not compiled at all.
         assert!(p.rules.iter().all(|r| r.text_id != "grant:3"));
+    }
+
+    #[test]
+    fn file_and_exec_grants_allow_until_expiry_and_never_beat_a_deny() {
+        let body = "[agent]\nname = \"a\"\n[file]\nread = [\"/data/**\"]\ndeny_read = [\"/data/x/secret\"]\n";
+        let mut set = load_sources(&[("a.toml", body)]).unwrap();
+        let grants = [
+            grant(1, "file.read /srv/x/**", "2026-01-01T10:00:00Z", "2026-01-01T10:10:00Z"),
+            grant(2, "file.read /data/x/**", "2026-01-01T10:00:00Z", "2026-01-01T10:10:00Z"),
+            grant(3, "exec /usr/bin/tool", "2026-01-01T10:00:00Z", "2026-01-01T10:10:00Z"),
+            grant(4, "file.write /srv/x/out", "2026-01-01T10:00:00Z", "2026-01-01T10:10:00Z"),
+        ];
+        add_to_set(&mut set, &grants, ts("2026-01-01T10:05:00Z")).unwrap();
+        let p = compile(&set, &ResolvedHosts::new()).unwrap();
+        let at = |r: Request, now: &str| {
+            let d = evaluate_at(&p, 1, &r, ts(now));
+            (d.verdict, p.rule(d.rule).map_or(String::new(), |r| r.text_id.clone()))
+        };
+        let read = |path: &str| Request::Open { path: path.into(), read: true, write: false };
+        let write = |path: &str| Request::Open { path: path.into(), read: false, write: true };
+        let exec = |path: &str| Request::Exec { path: path.into() };
+        assert_eq!(at(read("/srv/x/a"), "2026-01-01T10:05:00Z"), (Verdict::Allow, "grant:1".into()));
+        assert_eq!(at(read("/srv/x/a"), "2026-01-01T10:10:00Z"), (Verdict::Deny, "".into()), "expired");
+        assert_eq!(at(write("/srv/x/a"), "2026-01-01T10:05:00Z"), (Verdict::Deny, "".into()), "a read grant is no write");
+        assert_eq!(at(write("/srv/x/out"), "2026-01-01T10:05:00Z"), (Verdict::Allow, "grant:4".into()));
+        assert_eq!(at(exec("/usr/bin/tool"), "2026-01-01T10:05:00Z"), (Verdict::Allow, "grant:3".into()));
+        assert_eq!(at(exec("/usr/bin/tool"), "2026-01-01T10:11:00Z"), (Verdict::Deny, "".into()));
+        // Under a standing allow, an expired grant leaves the standing allow.
+        assert_eq!(at(read("/data/x/a"), "2026-01-01T10:05:00Z"), (Verdict::Allow, "grant:2".into()));
+        assert_eq!(at(read("/data/x/a"), "2026-01-01T10:30:00Z"), (Verdict::Allow, "a.toml:4".into()));
+        assert_eq!(at(read("/data/x/secret"), "2026-01-01T10:05:00Z"), (Verdict::Deny, "a.toml:5".into()), "a deny beats a grant");
     }
 }

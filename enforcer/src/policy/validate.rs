@@ -270,23 +270,25 @@ fn located(source: &SourceFile, span: Range<usize>) -> Located {
     }
 }
 
-/// `when` narrows an allow to time windows. Only net.connect rules to addresses or hosts take
-/// one: the kernel checks windows in its network rules only, and a deny that lapsed with the
-/// daemon would fail open. Errors carry the span of the offending value when there is one.
+/// `when` narrows an allow to time windows: net.connect rules to addresses or hosts, file.read,
+/// file.write and exec.allow (the kernel checks windows in its network and path rules). A deny
+/// never takes one (one that lapsed with the daemon stopped would fail open), nor do unix socket
+/// paths and `agent.match` (which selects agents, it allows nothing by time). Errors carry the
+/// span of the offending value when there is one.
 fn parse_when(
     kind: RuleKind,
     target: &RuleTarget,
     w: &super::schema::RawWhen,
 ) -> Result<Condition, (Option<Range<usize>>, String)> {
     match (kind, target) {
-        (RuleKind::NetConnect, RuleTarget::Ip(_)) => {}
+        (RuleKind::NetConnect, RuleTarget::Ip(_)) | (RuleKind::FileRead | RuleKind::FileWrite | RuleKind::ExecAllow, _) => {}
         (RuleKind::NetConnect, _) => {
-            return Err((None, "`when` applies to address and host rules, not to unix socket paths (the kernel checks time windows in its network rules only)".into()))
+            return Err((None, "`when` applies to address and host rules, not to unix socket paths".into()))
         }
         (RuleKind::NetDeny | RuleKind::FileDeny | RuleKind::FileDenyRead | RuleKind::FileDenyWrite | RuleKind::ExecDeny, _) => {
             return Err((None, "a deny cannot have `when`: a deny applies always (one that lapsed with the daemon stopped would fail open)".into()))
         }
-        _ => return Err((None, "`when` is supported on net.connect rules only (the kernel checks time windows in its network rules only)".into())),
+        _ => return Err((None, "`when` is supported on net.connect, file.read, file.write and exec.allow rules only".into())),
     }
     let Some(tz) = &w.tz else {
         return Err((Some(w.hours.span()), "`when.hours` needs an explicit time zone: add `tz = \"UTC\"` or an IANA name such as \"Europe/Paris\"".into()));

@@ -108,6 +108,10 @@ impl Daemon {
             subscribers: self.live.receiver_count(),
             audit_backlog: self.audit.queued(),
             maps: self.map_fill(),
+            grants: {
+                let now = jiff::Timestamp::now();
+                self.grants.grants().iter().filter(|g| g.expires > now).cloned().collect()
+            },
         }
     }
 }

@@ -395,8 +395,12 @@ fn when_errors_point_at_the_bad_value() {
         "a.toml:4:9: net.deny: a deny cannot have `when`: a deny applies always (one that lapsed with the daemon stopped would fail open)"
     );
     assert_eq!(
-        agent_err("[file]\nread = [{ path = \"/x\", when = { hours = \"09:00-18:00\", tz = \"UTC\" } }]\n"),
-        "a.toml:4:9: file.read: `when` is supported on net.connect rules only (the kernel checks time windows in its network rules only)"
+        agent_err("[net]\nconnect = [{ to = \"unix:/run/x.sock\", when = { hours = \"09:00-18:00\", tz = \"UTC\" } }]\n"),
+        "a.toml:4:12: net.connect: `when` applies to address and host rules, not to unix socket paths"
+    );
+    assert_eq!(
+        agent_err("[file]\ndeny_read = [{ path = \"/x\", when = { hours = \"09:00-18:00\", tz = \"UTC\" } }]\n"),
+        "a.toml:4:14: file.deny_read: a deny cannot have `when`: a deny applies always (one that lapsed with the daemon stopped would fail open)"
     );
     assert_eq!(
         agent_err("[net]\nconnect = [{ to = \"10.0.0.1:443\", when = { hours = \"09:00-18:00\", tz = \"UTC\", days = \"mon\" } }]\n"),
