@@ -40,6 +40,9 @@ pub struct TryOpsArgs {
     /// (PTRACE_ATTACH, wait for the stop, PTRACE_DETACH) openx:HEX (open for reading the path
     /// whose bytes are HEX: any byte, newlines too) execheld:PATH[,ARG...] (fork,
     /// execveat(held descriptor of PATH, "", AT_EMPTY_PATH): PATH may be deleted by now)
+    /// uring-open:PATH uring-connect:ADDR:PORT (the open / a tcp connect submitted to an
+    /// io_uring, answered in the completion) uring-open-wq:PATH uring-connect-wq:ADDR:PORT (the
+    /// same with IOSQE_ASYNC: performed by an io-wq worker thread)
     pub ops: Vec<String>,
 }
 
@@ -97,6 +100,7 @@ const OPS: &[&str] = &[
     "open", "write", "rw", "create", "thread-open", "exec", "unlink", "mkdir", "rmdir", "rename", "symlink", "link", "chown",
     "mknod", "hold", "holdr", "reopen", "reopenw", "ftruncate", "truncate", "chmod", "chdir", "openat", "copy",
     "memfdexec", "execfd", "connect", "udp", "udpmmsg", "tfo", "unix", "unixdgram", "bpf", "kill", "ptrace", "openx", "execheld",
+    "uring-open", "uring-open-wq", "uring-connect", "uring-connect-wq",
 ];
 
 /// Fork; the child execs the program behind `fd` (`execveat(fd, "", AT_EMPTY_PATH)`, which is
@@ -212,7 +216,7 @@ fn socket_addr(arg: &str) -> std::io::Result<SocketAddr> {
 }
 
 /// The raw `sockaddr` of `addr` for the libc calls below.
-fn raw_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(super) fn raw_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match addr {
         SocketAddr::V4(a) => {
@@ -380,6 +384,10 @@ fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
                 UnixStream::connect(Path::new(arg)).map(drop)
             }
         }
+        "uring-open" => super::try_uring::open(arg, false),
+        "uring-open-wq" => super::try_uring::open(arg, true),
+        "uring-connect" => socket_addr(arg).and_then(|a| super::try_uring::connect(&a, false)),
+        "uring-connect-wq" => socket_addr(arg).and_then(|a| super::try_uring::connect(&a, true)),
         "unixdgram" => {
             let sock = std::os::unix::net::UnixDatagram::unbound()?;
             sock.send_to(b"enforcer", std::ffi::OsStr::from_bytes(arg.as_bytes())).map(drop)

@@ -1,0 +1,48 @@
+//! The io_uring operations of `enforcer try-ops` (adversarial case 5): an open and a TCP connect
+//! submitted to a ring instead of made as system calls. They reach the kernel's file_open and
+//! socket_connect paths without the openat/connect syscalls, either inline in the submitting
+//! thread or, with `IOSQE_ASYNC`, in an io-wq worker thread (a kernel-created thread of this
+//! process that no fork tracepoint saw).
+
+use std::{ffi::CString, net::SocketAddr};
+
+use io_uring::{opcode, squeue, types, IoUring};
+
+/// Submit one entry (punted to io-wq when `wq`) and return its completion's result: the kernel
+/// answers an io_uring operation in the CQE, as `-errno` or the syscall's return value.
+fn submit_one(entry: squeue::Entry, wq: bool) -> std::io::Result<i32> {
+    let mut ring = IoUring::new(2)?;
+    let entry = if wq { entry.flags(squeue::Flags::ASYNC) } else { entry };
+    // SAFETY: the buffers `entry` points to are the caller's and outlive this call, which waits
+    // for the completion.
+    unsafe { ring.submission().push(&entry) }.map_err(|_| std::io::Error::other("submission queue full"))?;
+    ring.submit_and_wait(1)?;
+    let cqe = ring.completion().next().ok_or_else(|| std::io::Error::other("no completion"))?;
+    let res = cqe.result();
+    if res < 0 { Err(std::io::Error::from_raw_os_error(-res)) } else { Ok(res) }
+}
+
+/// `IORING_OP_OPENAT` of `path` for reading; the descriptor is closed again.
+pub fn open(path: &str, wq: bool) -> std::io::Result<()> {
+    let c = CString::new(path).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let entry = opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), c.as_ptr())
+        .flags(libc::O_RDONLY | libc::O_CLOEXEC)
+        .build();
+    let fd = submit_one(entry, wq)?;
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+/// `IORING_OP_CONNECT` of a new TCP socket to `addr`.
+pub fn connect(addr: &SocketAddr, wq: bool) -> std::io::Result<()> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let (ss, len) = super::try_ops::raw_sockaddr(addr);
+    let entry = opcode::Connect::new(types::Fd(fd), &ss as *const _ as *const libc::sockaddr, len).build();
+    let r = submit_one(entry, wq);
+    unsafe { libc::close(fd) };
+    r.map(drop)
+}
