@@ -42,7 +42,9 @@ pub struct TryOpsArgs {
     /// execveat(held descriptor of PATH, "", AT_EMPTY_PATH): PATH may be deleted by now)
     /// uring-open:PATH uring-connect:ADDR:PORT (the open / a tcp connect submitted to an
     /// io_uring, answered in the completion) uring-open-wq:PATH uring-connect-wq:ADDR:PORT (the
-    /// same with IOSQE_ASYNC: performed by an io-wq worker thread)
+    /// same with IOSQE_ASYNC: performed by an io-wq worker thread) flood:N,open,PATH /
+    /// flood:N,connect,ADDR:PORT (one thread pinned to each CPU makes N attempts; fails unless
+    /// every one got EPERM)
     pub ops: Vec<String>,
 }
 
@@ -100,7 +102,7 @@ const OPS: &[&str] = &[
     "open", "write", "rw", "create", "thread-open", "exec", "unlink", "mkdir", "rmdir", "rename", "symlink", "link", "chown",
     "mknod", "hold", "holdr", "reopen", "reopenw", "ftruncate", "truncate", "chmod", "chdir", "openat", "copy",
     "memfdexec", "execfd", "connect", "udp", "udpmmsg", "tfo", "unix", "unixdgram", "bpf", "kill", "ptrace", "openx", "execheld",
-    "uring-open", "uring-open-wq", "uring-connect", "uring-connect-wq",
+    "uring-open", "uring-open-wq", "uring-connect", "uring-connect-wq", "flood",
 ];
 
 /// Fork; the child execs the program behind `fd` (`execveat(fd, "", AT_EMPTY_PATH)`, which is
@@ -384,6 +386,7 @@ fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
                 UnixStream::connect(Path::new(arg)).map(drop)
             }
         }
+        "flood" => super::try_flood::flood(arg),
         "uring-open" => super::try_uring::open(arg, false),
         "uring-open-wq" => super::try_uring::open(arg, true),
         "uring-connect" => socket_addr(arg).and_then(|a| super::try_uring::connect(&a, false)),
