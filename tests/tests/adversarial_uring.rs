@@ -1,7 +1,7 @@
 //! Adversarial case 5 (issue #8): opens and connects submitted to an io_uring instead of made as
-//! system calls, inline in the agent's thread and with IOSQE_ASYNC in an io-wq worker (a thread
-//! the kernel creates in the agent's thread group without the fork tracepoint, so the hooks know
-//! it by its thread group).
+//! system calls, inline in the agent's thread, with IOSQE_ASYNC in an io-wq worker, and issued
+//! by an SQPOLL thread (threads the kernel creates in the agent's thread group without the fork
+//! tracepoint, so the hooks know them by their thread group).
 //! BPF LSM: file_open and socket_connect run for ring operations too: each denied target gets
 //! EPERM in its completion and one event with the agent and the deny rule, an allowed one goes
 //! through (the worker is judged by the agent's rules, not as a stranger).
@@ -39,7 +39,7 @@ fn setup(name: &str, on_violation: &str) -> Setup {
     let (pa, pd) = (allowed.local_addr().unwrap().port(), denied.local_addr().unwrap().port());
     let dir = TempDir::new(name);
     let d = dir.path().display().to_string();
-    for f in ["pub/ok.txt", "secret/open.txt", "secret/open-wq.txt"] {
+    for f in ["pub/ok.txt", "secret/open.txt", "secret/open-wq.txt", "secret/open-sqpoll.txt"] {
         dir.file(f, "x\n");
     }
     let compiled = compile(&format!(
@@ -63,14 +63,17 @@ deny = ["127.0.0.1:{pd}"]
     Setup { dir, d, compiled, agent_id, file_rule, net_rule, pa, pd, _keep: vec![allowed, denied] }
 }
 
-/// The denied attempts: (case, operation, worker thread?, is it a connect?).
+/// The denied attempts: (case, operation, performed by a kernel io thread (io-wq worker or
+/// SQPOLL thread)?, is it a connect?).
 fn attempts(s: &Setup) -> Vec<(&'static str, String, bool, bool)> {
     let (d, pd) = (&s.d, s.pd);
     vec![
         ("open", format!("uring-open:{d}/secret/open.txt"), false, false),
         ("open-wq", format!("uring-open-wq:{d}/secret/open-wq.txt"), true, false),
+        ("open-sqpoll", format!("uring-open-sqpoll:{d}/secret/open-sqpoll.txt"), true, false),
         ("connect", format!("uring-connect:127.0.0.1:{pd}"), false, true),
         ("connect-wq", format!("uring-connect-wq:127.0.0.1:{pd}"), true, true),
+        ("connect-sqpoll", format!("uring-connect-sqpoll:127.0.0.1:{pd}"), true, true),
     ]
 }
 
@@ -96,7 +99,7 @@ fn lsm_io_uring() {
     let pid = agent.pid;
     agent.start();
     let mut seen = 0;
-    for (case, op, wq, connect) in attempts(&s) {
+    for (case, op, io_thread, connect) in attempts(&s) {
         let r = agent.op(&op);
         let evs = new_events(&mut backend, &mut seen, pid);
         assert_eq!(r.errno, EPERM, "{case}: the ring's completion must carry EPERM: {r:?}; events {:?}", summary(&evs));
@@ -108,15 +111,20 @@ fn lsm_io_uring() {
         let e = matching[0];
         let rule = if connect { s.net_rule } else { s.file_rule };
         assert_eq!((e.header.verdict, e.header.rule, e.header.chain[0]), (VERDICT_DENY, rule, s.agent_id), "{case}: verdict, rule, agent");
-        if wq {
-            // IOSQE_ASYNC: decided in the io-wq worker, a thread no fork tracepoint recorded.
-            assert_ne!(e.header.pid, pid, "{case}: the decision must have run in an io-wq worker thread, not the agent's own");
+        if io_thread {
+            // IOSQE_ASYNC / SQPOLL: decided in a kernel io thread no fork tracepoint recorded.
+            assert_ne!(e.header.pid, pid, "{case}: the decision must have run in an io-wq worker or SQPOLL thread, not the agent's own");
         }
         println!("{case}: EPERM in the completion, event op {} rule {} thread {} comm {:?}", e.header.op, e.header.rule, e.header.pid, String::from_utf8_lossy(&e.header.comm).trim_end_matches('\0'));
         adversarial::pass(&format!("5-io-uring/{case}"), "lsm");
     }
     // Allowed targets through the worker: it is judged by the agent's own rules.
-    for op in [format!("uring-open-wq:{}/pub/ok.txt", s.d), format!("uring-connect-wq:127.0.0.1:{}", s.pa)] {
+    for op in [
+        format!("uring-open-wq:{}/pub/ok.txt", s.d),
+        format!("uring-open-sqpoll:{}/pub/ok.txt", s.d),
+        format!("uring-connect-wq:127.0.0.1:{}", s.pa),
+        format!("uring-connect-sqpoll:127.0.0.1:{}", s.pa),
+    ] {
         let r = agent.op(&op);
         assert_eq!(r.errno, 0, "{op}: allowed by the agent's rules, must succeed from the worker: {r:?}");
     }
@@ -124,7 +132,7 @@ fn lsm_io_uring() {
     let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
     assert_eq!(lost, 0, "events were lost");
     drop(s.dir);
-    println!("checked: io_uring openat and connect, inline and io-wq (IOSQE_ASYNC): EPERM in the CQE + one deny event (agent, rule); allowed targets succeed from the worker");
+    println!("checked: io_uring openat and connect, inline, io-wq (IOSQE_ASYNC) and SQPOLL: EPERM in the CQE + one deny event (agent, rule); allowed targets succeed from the worker and the SQPOLL thread");
 }
 
 #[test]
@@ -166,7 +174,7 @@ fn fallback_io_uring_no_kill() {
     let pid = agent.pid;
     agent.start();
     let mut seen = 0;
-    for (case, op, wq, connect) in attempts(&s) {
+    for (case, op, io_thread, connect) in attempts(&s) {
         let r = agent.op(&op);
         let evs = new_events(&mut backend, &mut seen, pid);
         let rings: Vec<&RawEvent> = evs.iter().filter(|e| e.header.op == OP_IO_URING).collect();
@@ -179,9 +187,9 @@ fn fallback_io_uring_no_kill() {
             assert_eq!(r.errno, EPERM, "{case}: the cgroup connect hook must refuse: {r:?}; events {:?}", summary(&evs));
             let e = evs.iter().find(|e| e.header.op == OP_CONNECT && e.header.net_port == s.pd).unwrap_or_else(|| panic!("{case}: no connect event: {:?}", summary(&evs)));
             assert_eq!((e.header.verdict, e.header.rule, e.header.chain[0]), (VERDICT_DENY, s.net_rule, s.agent_id), "{case}: connect verdict, rule, agent");
-            if wq {
+            if io_thread {
                 // The worker is known by its thread group only (identity.rs): it is the agent.
-                assert_ne!(e.header.pid, pid, "{case}: the connect must have been decided in the io-wq worker");
+                assert_ne!(e.header.pid, pid, "{case}: the connect must have been decided in the io-wq worker / SQPOLL thread");
             }
             adversarial::pass(&format!("5-io-uring/{case}-no-kill"), "fallback");
         } else {
@@ -194,5 +202,5 @@ fn fallback_io_uring_no_kill() {
     let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
     assert_eq!(lost, 0, "events were lost");
     drop(s.dir);
-    println!("checked: on_violation = audit: io_uring_setup/enter logged as io_uring (audit-deny, default-deny); ring connects refused by the cgroup hooks inline and from io-wq; ring opens not seen (documented)");
+    println!("checked: on_violation = audit: io_uring_setup/enter logged as io_uring (audit-deny, default-deny); ring connects refused by the cgroup hooks inline, from io-wq and from SQPOLL; ring opens not seen (documented)");
 }
