@@ -73,6 +73,11 @@ pub const OP_SIGNAL: u32 = 17;
 /// `/proc/<pid>/mem`, process_vm_readv/writev, pidfd_getfd): always denied; `open_flags` holds
 /// the `PTRACE_MODE_*` bits.
 pub const OP_PTRACE: u32 = 18;
+/// The fallback only: an agent's `io_uring_setup`/`io_uring_enter`. Operations submitted to a ring
+/// do not pass the openat/connect tracepoints the fallback judges targets at, so a ring is denied
+/// as a whole (default deny: no rule allows it); the LSM hooks judge each io_uring open and
+/// connect by its target instead and never emit this.
+pub const OP_IO_URING: u32 = 19;
 
 // ---- verdicts ------------------------------------------------------------------------------
 pub const VERDICT_ALLOW: u32 = 1;

@@ -1,5 +1,6 @@
 //! Which agent is the current task? `PROCS` by thread id first (the fast path: one hash lookup
-//! for every process), then `CGROUP_MATCH` for members of matched cgroups that have not been seen.
+//! for every process), then by thread group id (kernel-created io threads of an agent), then
+//! `CGROUP_MATCH` for members of matched cgroups that have not been seen.
 
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid,
@@ -95,8 +96,18 @@ pub fn record(tid: u32, state: &ProcState) -> bool {
 pub fn current() -> Option<Current> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
+    let tgid = (pid_tgid >> 32) as u32;
     let cfg0 = config();
-    if let Some(state) = unsafe { PROCS.get(&tid) } {
+    // A thread that no fork tracepoint saw is judged as its process: io_uring's io-wq workers
+    // and SQPOLL threads (create_io_thread does not fire sched_process_fork) perform an agent's
+    // opens and connects in threads of the agent's own thread group. One lookup, taken only
+    // when the thread is unknown, and one for_state below (the verifier walks it once).
+    let state = match unsafe { PROCS.get(&tid) } {
+        Some(state) => Some(state),
+        None if tgid != tid => unsafe { PROCS.get(&tgid) },
+        None => None,
+    };
+    if let Some(state) = state {
         return Some(for_state(tid, *state, &cfg0));
     }
     if cfg0.flags & CONFIG_HAVE_CGROUP_MATCH != 0 {
@@ -107,7 +118,7 @@ pub fn current() -> Option<Current> {
         };
         if let Some(m) = unsafe { CGROUP_MATCH.get(&key) } {
             let state = ProcState {
-                session: new_session((pid_tgid >> 32) as u32),
+                session: new_session(tgid),
                 session_start_ns: unsafe { bpf_ktime_get_boot_ns() },
                 chain: [m.agent, 0, 0, 0],
                 depth: 1,

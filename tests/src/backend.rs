@@ -95,7 +95,7 @@ pub fn fallback(test: &str) -> enforcer::kernel::fallback::FallbackBackend {
             for (name, r) in b.features() {
                 if let Err(why) = r {
                     assert!(
-                        name == "bpf-lsm" || name == "optional-syscalls",
+                        name == "bpf-lsm" || name == "optional-syscalls" || name == "io-uring-ops",
                         "{test}: fallback feature {name} is unavailable on kernel {}: {why}",
                         kernel_label()
                     );

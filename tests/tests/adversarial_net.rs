@@ -9,6 +9,8 @@
 //! socket. EPERM on BPF LSM; SIGKILL on the fallback in kill mode. Unix socket addresses are
 //! strings the kernel resolves after the hooks: a symlink is judged by its own name (the
 //! documented limitation, docs/kernel-maps.md "Path aliases").
+//! 4 (at the end of each test, where the ring is otherwise quiet): every CPU floods denied
+//! attempts into an unread ring buffer: all still refused, events read + lost = attempts.
 
 use std::{
     net::{TcpListener, UdpSocket},
@@ -97,6 +99,44 @@ fn unix_cases(s: &Setup) -> Vec<(&'static str, Vec<String>, String, u32)> {
     ]
 }
 
+/// Case 4: one thread per CPU (pinned) floods denied attempts while nothing reads the ring
+/// buffer, so it overflows. Every attempt must still get EPERM, and the events read plus the
+/// kernel's loss count for the agent must equal the attempts exactly. `kind`: `open` (LSM: the
+/// fallback cannot refuse opens) or `connect` (the fallback's cgroup programs refuse).
+fn flood_all_cpus(backend: &mut dyn Backend, s: &Setup, name: &str, kind: &str) {
+    let outside = TempDir::new(&format!("adv-flood-{name}"));
+    let path = outside.file("flood.txt", "x\n");
+    let (target, op) = if kind == "open" { (path.clone(), OP_OPEN) } else { (format!("127.0.0.1:{}", s.pd), OP_CONNECT) };
+    // The agent runs one thread per CPU of its affinity mask, inherited from this process.
+    let mask = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).expect("affinity");
+    let cpus = (0..nix::sched::CpuSet::count()).filter(|&c| mask.is_set(c).unwrap_or(false)).count() as u64;
+    // The 8 MiB ring holds at most ~60k of these records: 90k attempts overflow it.
+    let per_cpu = 90_000 / cpus + 1;
+    let attempts = per_cpu * cpus;
+    let before_losses: u64 = backend.losses().expect("losses").iter().filter(|(a, _)| *a == s.agent_id).map(|(_, n)| n).sum();
+    let before = events::drain_all(backend).len();
+    let agent = Agent::spawn(&[format!("flood:{per_cpu},{kind},{target}")], false);
+    backend.register(agent.pid, s.agent_id, 130).expect("register");
+    let pid = agent.pid;
+    let started = std::time::Instant::now();
+    let (results, status) = agent.go_until_exit();
+    let secs = started.elapsed().as_secs_f64();
+    assert!(status.success(), "4-flood: the flooding agent must exit normally: {status} {results:?}");
+    assert_eq!(results.len(), 1, "4-flood: one result: {results:?}");
+    assert_eq!(results[0].errno, 0, "4-flood: every attempt on every CPU must be refused with EPERM: {results:?}");
+    let all = events::drain_all(backend);
+    let read = all[before..]
+        .iter()
+        .filter(|e| e.header.tgid == pid && e.header.op == op && (if op == OP_OPEN { events::target(e) == path } else { e.header.net_port == s.pd }))
+        .inspect(|e| assert_eq!((e.header.verdict, e.header.chain[0]), (VERDICT_DENY, s.agent_id), "4-flood: every flood event is a deny of the agent"))
+        .count() as u64;
+    let lost: u64 = backend.losses().expect("losses").iter().filter(|(a, _)| *a == s.agent_id).map(|(_, n)| n).sum::<u64>() - before_losses;
+    println!("4-flood: {attempts} {kind} attempts on {cpus} CPUs in {secs:.1} s: all EPERM; {read} events read + {lost} counted lost by the kernel");
+    assert!(lost > 0, "4-flood: the ring buffer must have overflowed (else the loss count is not tested): {read} events read");
+    assert_eq!(read + lost, attempts, "4-flood: events read + kernel-counted lost must equal the attempts exactly");
+    adversarial::pass("4-flood/all-cpus", name);
+}
+
 fn run_ip(backend: &mut dyn Backend, s: &Setup, name: &str) {
     let mut agent = Agent::spawn(&[], true);
     backend.register(agent.pid, s.agent_id, 95).expect("register");
@@ -156,8 +196,9 @@ fn lsm_net_evasion() {
     agent.finish();
     let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
     assert_eq!(lost, 0, "events were lost");
+    flood_all_cpus(&mut backend, &s, "lsm", "open");
     drop(s.dir);
-    println!("checked: UDP sendto/sendmmsg, TCP fast open, IPv4-mapped (tcp, udp), IPv4-compatible and long-form IPv6 literals: EPERM + one event (agent, rule); unix denied path, abstract, relative, '..': EPERM + event; unix symlink = documented limitation");
+    println!("checked: UDP sendto/sendmmsg, TCP fast open, IPv4-mapped (tcp, udp), IPv4-compatible and long-form IPv6 literals: EPERM + one event (agent, rule); unix denied path, abstract, relative, '..': EPERM + event; unix symlink = documented limitation; a flood from every CPU: all EPERM, read + lost = attempts");
 }
 
 #[test]
@@ -191,6 +232,7 @@ fn fallback_net_evasion() {
     adversarial::limitation("10-unix/unix-symlink", "fallback", "sys_enter_connect sees the caller's sun_path string: a symlink in a connect-allowed directory reaches the socket it points to");
     let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
     assert_eq!(lost, 0, "events were lost");
+    flood_all_cpus(&mut backend, &s, "fallback", "connect");
     drop(s.dir);
-    println!("checked: UDP sendto/sendmmsg, TCP fast open, IPv4-mapped (tcp, udp), IPv4-compatible and long-form IPv6 literals: EPERM + one event (agent, rule); unix denied path, abstract, relative, '..': killed + event; unix symlink = documented limitation");
+    println!("checked: UDP sendto/sendmmsg, TCP fast open, IPv4-mapped (tcp, udp), IPv4-compatible and long-form IPv6 literals: EPERM + one event (agent, rule); unix denied path, abstract, relative, '..': killed + event; unix symlink = documented limitation; a flood of connects from every CPU: all EPERM, read + lost = attempts");
 }

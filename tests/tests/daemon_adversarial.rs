@@ -157,6 +157,25 @@ fn agent_against_its_own_daemon() {
     }
     assert!(daemon.log_text().contains("enforcer:policy-dir"), "the startup rule table lists the implicit rules");
 
+    // Case 1: the daemon claims BPF LSM enforcement exactly where it runs (6.12-nolsm has no
+    // `bpf` in `lsm=`; the host cannot attach LSM programs): status and startup log agree.
+    assert_eq!(status.backend, backend, "kernel {kernel}: status backend");
+    let bpf_lsm = status.features.iter().find(|f| f.name == "bpf-lsm");
+    let bpf_lsm = bpf_lsm.unwrap_or_else(|| panic!("status has no bpf-lsm feature line: {:?}", status.features));
+    assert_eq!(bpf_lsm.available, lsm, "kernel {kernel}: status must say bpf-lsm available exactly where LSM enforces: {bpf_lsm:?}");
+    let log = daemon.log_text();
+    if lsm {
+        assert!(log.contains("feature bpf-lsm: available"), "kernel {kernel}: the startup log must report bpf-lsm available");
+    } else {
+        let why = bpf_lsm.reason.as_deref().unwrap_or("");
+        assert!(!why.trim().is_empty(), "kernel {kernel}: bpf-lsm unavailable needs a reason: {bpf_lsm:?}");
+        assert!(log.contains("feature bpf-lsm: unavailable") && !log.contains("feature bpf-lsm: available"), "kernel {kernel}: the startup log must report bpf-lsm unavailable");
+        let uring = status.features.iter().find(|f| f.name == "io-uring-ops");
+        assert!(matches!(uring, Some(f) if !f.available), "kernel {kernel}: the fallback must report io-uring-ops unavailable: {:?}", status.features);
+        println!("kernel {kernel}: bpf-lsm unavailable: {why}");
+    }
+    adversarial::pass("1-kernel/backend-claim", backend);
+
     let mut ctx = Ctx { setup, lsm, policy_file, policy_text };
     let setup = &ctx.setup;
     let d = setup.dir.path().display().to_string();

@@ -22,6 +22,7 @@ pub const OPS: &[(u32, &str)] = &[
     (OP_BPF, "bpf"),
     (OP_SIGNAL, "signal"),
     (OP_PTRACE, "ptrace"),
+    (OP_IO_URING, "io_uring"),
 ];
 
 pub const VERDICTS: &[(u32, &str)] = &[
@@ -126,7 +127,7 @@ mod tests {
 
     #[test]
     fn every_op_from_the_abi_has_a_name() {
-        for op in OP_OPEN..=OP_PTRACE {
+        for op in OP_OPEN..=OP_IO_URING {
             assert!(!op_name(op).starts_with("op-"), "OP value {op} has no name");
         }
         assert_eq!(op_name(999), "op-999");

@@ -13,6 +13,8 @@ pub mod replay;
 pub mod run;
 pub mod status;
 pub mod try_ops;
+mod try_flood;
+mod try_uring;
 
 use std::process::ExitCode;
 

@@ -40,6 +40,12 @@ pub struct TryOpsArgs {
     /// (PTRACE_ATTACH, wait for the stop, PTRACE_DETACH) openx:HEX (open for reading the path
     /// whose bytes are HEX: any byte, newlines too) execheld:PATH[,ARG...] (fork,
     /// execveat(held descriptor of PATH, "", AT_EMPTY_PATH): PATH may be deleted by now)
+    /// uring-open:PATH uring-connect:ADDR:PORT (the open / a tcp connect submitted to an
+    /// io_uring, answered in the completion) uring-open-wq:PATH uring-connect-wq:ADDR:PORT (the
+    /// same with IOSQE_ASYNC: performed by an io-wq worker thread) uring-open-sqpoll:PATH
+    /// uring-connect-sqpoll:ADDR:PORT (issued by the ring's SQPOLL thread) flood:N,open,PATH /
+    /// flood:N,connect,ADDR:PORT (one thread pinned to each CPU makes N attempts; fails unless
+    /// every one got EPERM)
     pub ops: Vec<String>,
 }
 
@@ -97,6 +103,7 @@ const OPS: &[&str] = &[
     "open", "write", "rw", "create", "thread-open", "exec", "unlink", "mkdir", "rmdir", "rename", "symlink", "link", "chown",
     "mknod", "hold", "holdr", "reopen", "reopenw", "ftruncate", "truncate", "chmod", "chdir", "openat", "copy",
     "memfdexec", "execfd", "connect", "udp", "udpmmsg", "tfo", "unix", "unixdgram", "bpf", "kill", "ptrace", "openx", "execheld",
+    "uring-open", "uring-open-wq", "uring-open-sqpoll", "uring-connect", "uring-connect-wq", "uring-connect-sqpoll", "flood",
 ];
 
 /// Fork; the child execs the program behind `fd` (`execveat(fd, "", AT_EMPTY_PATH)`, which is
@@ -212,7 +219,7 @@ fn socket_addr(arg: &str) -> std::io::Result<SocketAddr> {
 }
 
 /// The raw `sockaddr` of `addr` for the libc calls below.
-fn raw_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(super) fn raw_sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match addr {
         SocketAddr::V4(a) => {
@@ -279,6 +286,7 @@ fn ftruncate(held: &Held, arg: &str) -> std::io::Result<()> {
 }
 
 fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
+    use super::try_uring::Via;
     let timeout = Duration::from_secs(3);
     match op {
         "open" => open_with(arg, libc::O_RDONLY),
@@ -380,6 +388,13 @@ fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
                 UnixStream::connect(Path::new(arg)).map(drop)
             }
         }
+        "flood" => super::try_flood::flood(arg),
+        "uring-open" => super::try_uring::open(arg, Via::Inline),
+        "uring-open-wq" => super::try_uring::open(arg, Via::Worker),
+        "uring-open-sqpoll" => super::try_uring::open(arg, Via::SqPoll),
+        "uring-connect" => socket_addr(arg).and_then(|a| super::try_uring::connect(&a, Via::Inline)),
+        "uring-connect-wq" => socket_addr(arg).and_then(|a| super::try_uring::connect(&a, Via::Worker)),
+        "uring-connect-sqpoll" => socket_addr(arg).and_then(|a| super::try_uring::connect(&a, Via::SqPoll)),
         "unixdgram" => {
             let sock = std::os::unix::net::UnixDatagram::unbound()?;
             sock.send_to(b"enforcer", std::ffi::OsStr::from_bytes(arg.as_bytes())).map(drop)

@@ -103,6 +103,12 @@ impl FallbackBackend {
                 Err(format!("not on this kernel (not watched): {}", skipped.join(", "))),
             ));
         }
+        // Said on every fallback: io_uring opens and connects pass none of the tracepoints the
+        // file rules are judged at (the cgroup connect hooks do see them).
+        features.push((
+            "io-uring-ops".to_string(),
+            Err(IO_URING_LIMITATION.to_string()),
+        ));
         let events = lsm::Events::take(&mut ebpf)?;
         let mut adoption = adoption;
         if let Some(adoption) = &mut adoption {
@@ -125,6 +131,9 @@ impl FallbackBackend {
         &mut self.ebpf
     }
 }
+
+/// The `io-uring-ops` feature line of every fallback backend.
+pub const IO_URING_LIMITATION: &str = "not decided per target: an agent's io_uring_setup/io_uring_enter is denied as a whole (SIGKILLed with on_violation = \"kill\", else logged as op io_uring); opens it submits are not seen, its TCP/UDP connects still meet the cgroup connect hooks";
 
 /// How the fallback enforces one rule, and why.
 pub fn fallback_rule_status(

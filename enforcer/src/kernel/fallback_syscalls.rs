@@ -135,6 +135,10 @@ pub fn watched() -> Vec<Watched> {
         w!("sendto", SYS_sendto, sock(OP_SENDMSG, SHAPE_SOCKADDR, 4, 5)),
         w!("sendmsg", SYS_sendmsg, sock(OP_SENDMSG, SHAPE_MSGHDR, 1, N)),
         // bpf(cmd, attr, size): never allowed to an agent (it could edit the pinned maps).
+        // io_uring: the operations a ring performs pass none of the tracepoints above (nor the
+        // open ones), so an agent's ring is denied as a whole (docs/fallback.md "io_uring").
+        w!("io_uring_setup", SYS_io_uring_setup, SyscallShape { op: OP_IO_URING, kind: SHAPE_CALL, dfd_arg: N, path_arg: 0, dfd2_arg: N, path2_arg: N, aux_arg: N, second_only: 0 }),
+        w!("io_uring_enter", SYS_io_uring_enter, SyscallShape { op: OP_IO_URING, kind: SHAPE_CALL, dfd_arg: N, path_arg: 0, dfd2_arg: N, path2_arg: N, aux_arg: N, second_only: 0 }),
         w!("bpf", SYS_bpf, SyscallShape { op: OP_BPF, kind: SHAPE_CALL, dfd_arg: N, path_arg: 0, dfd2_arg: N, path2_arg: N, aux_arg: N, second_only: 0 }),
     ]
 }
