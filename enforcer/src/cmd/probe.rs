@@ -44,6 +44,7 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
                     "unlink/rename/mkdir/... and unix sockets are not observed"
                 };
                 println!("enforcement: fallback (connect/sendmsg denied in the kernel by cgroup hooks; {files}; {changes})");
+                println!("  io_uring: {}", crate::kernel::fallback::IO_URING_LIMITATION);
             } else {
                 println!("enforcement: none on this kernel: BPF LSM and the fallback backend are both unusable");
             }
