@@ -66,7 +66,13 @@ fn unpack_peers(project: &Project) -> anyhow::Result<std::path::PathBuf> {
         return Ok(root);
     }
     std::fs::create_dir_all(&dir)?;
-    let status = Command::new("apt-get").arg("download").args(PEER_PACKAGES).current_dir(&dir).status()?;
+    let download = || Command::new("apt-get").arg("download").args(PEER_PACKAGES).current_dir(&dir).status();
+    let mut status = download()?;
+    if !status.success() {
+        // A fresh machine has no package lists yet: fetch them once and try again.
+        crate::bootstrap::apt_get_update()?;
+        status = download()?;
+    }
     if !status.success() {
         bail!("apt-get download {} failed ({status})", PEER_PACKAGES.join(" "));
     }

@@ -94,6 +94,16 @@ impl AuditTools {
 
     /// Start auditd and load the rule for [`AUID`].
     pub fn start(&self) -> anyhow::Result<Running<'_>> {
+        // The kernel talks to one audit daemon only: with another one registered (a system
+        // auditd, or one a killed run left behind), every record goes to that one's log and this
+        // phase would wait for records that never come.
+        let before = self.status()?;
+        if before.pid != 0 {
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", before.pid))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim().to_string())
+                .unwrap_or_else(|e| format!("unreadable: {e}"));
+            bail!("another audit daemon is registered with the kernel (pid {}, `{cmdline}`): the kernel sends every record to it, not to the benchmark's auditd; stop it and run again", before.pid);
+        }
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("auditd.stderr"))?;
         // -n: no fork. Not -f: in the foreground auditd writes events to stderr, not its log.
         let daemon = Command::new(self.root.join("sbin/auditd"))
@@ -120,6 +130,10 @@ impl AuditTools {
         }
         if status.pid == 0 {
             bail!("auditd did not register with the kernel in 10 s; its stderr: {}", std::fs::read_to_string(self.dir.join("auditd.stderr")).unwrap_or_default().trim());
+        }
+        let ours = running.daemon.as_ref().map_or(0, Child::id);
+        if status.pid != ours {
+            bail!("the kernel's audit daemon is pid {}, not the benchmark's auditd (pid {ours}): another one registered meanwhile", status.pid);
         }
         // What Debian's /etc/audit/rules.d/audit.rules sets before any rule.
         self.auditctl(&["-D"])?;
@@ -154,13 +168,20 @@ impl Running<'_> {
         // log, so is everything before it.
         let marker = format!("enforcer-bench-sync-{}-{}", std::process::id(), SYNC.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let synced = self.tools.auditctl(&["-m", &marker]).and_then(|_| {
-            for _ in 0..600 {
+            // Generous: with the backlog full (8192 records) auditd writes them all first, and
+            // on a loaded machine that takes a while.
+            for _ in 0..2400 {
                 if std::fs::read_to_string(self.tools.dir.join("audit.log")).is_ok_and(|t| t.contains(&marker)) {
                     return Ok(());
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            bail!("auditd had not written the records queued for it after 30 s")
+            let now = self.tools.status().map(|s| format!("kernel audit status: enabled {}, daemon pid {}, lost {}", s.enabled, s.pid, s.lost)).unwrap_or_else(|e| format!("{e:#}"));
+            bail!(
+                "auditd (pid {}) had not written the records queued for it after 120 s ({now}; its stderr: `{}`)",
+                daemon.id(),
+                std::fs::read_to_string(self.tools.dir.join("auditd.stderr")).unwrap_or_default().trim()
+            )
         });
         let disabled = self.tools.auditctl(&["-e", "0"]);
         unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };

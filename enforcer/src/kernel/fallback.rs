@@ -26,7 +26,7 @@ pub struct FallbackBackend {
     file_hooks: bool,
     /// Whether the sys_enter tracepoints for unlink/rename/... and unix sockets are attached.
     change_hooks: bool,
-    policy: Option<CompiledPolicy>,
+    policy: Option<std::sync::Arc<CompiledPolicy>>,
     /// Kernel state pinned in bpffs (the daemon); probes and tests load unpinned.
     pinned: bool,
     adoption: Option<Adoption>,
@@ -215,7 +215,13 @@ fn rule_enforcement(
 impl Backend for FallbackBackend {
     fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
         super::policy_maps::apply(&mut self.ebpf, policy, version)?;
-        self.policy = Some(policy.clone());
+        self.policy = Some(std::sync::Arc::new(policy.clone()));
+        Ok(())
+    }
+
+    fn apply_shared(&mut self, policy: std::sync::Arc<CompiledPolicy>, version: u32) -> Result<(), KernelError> {
+        super::policy_maps::apply(&mut self.ebpf, &policy, version)?;
+        self.policy = Some(policy);
         Ok(())
     }
 
@@ -241,7 +247,7 @@ impl Backend for FallbackBackend {
     }
 
     fn map_fill(&self) -> Result<Vec<super::fill::MapFill>, KernelError> {
-        super::fill::map_fill(&self.ebpf, self.policy.as_ref())
+        super::fill::map_fill(&self.ebpf, self.policy.as_deref())
     }
 
     fn adopted(&self) -> Option<Adoption> {

@@ -72,7 +72,7 @@ pub struct LsmBackend {
     ebpf: Ebpf,
     events: Events,
     features: Vec<(String, Result<(), String>)>,
-    policy: Option<CompiledPolicy>,
+    policy: Option<std::sync::Arc<CompiledPolicy>>,
     /// Kernel state pinned in bpffs (the daemon). Probes and tests load unpinned: their
     /// programs detach when they drop the backend.
     pinned: bool,
@@ -359,7 +359,13 @@ pub fn read_losses(ebpf: &Ebpf) -> Result<Vec<(u32, u64)>, KernelError> {
 impl Backend for LsmBackend {
     fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
         super::policy_maps::apply(&mut self.ebpf, policy, version)?;
-        self.policy = Some(policy.clone());
+        self.policy = Some(std::sync::Arc::new(policy.clone()));
+        Ok(())
+    }
+
+    fn apply_shared(&mut self, policy: std::sync::Arc<CompiledPolicy>, version: u32) -> Result<(), KernelError> {
+        super::policy_maps::apply(&mut self.ebpf, &policy, version)?;
+        self.policy = Some(policy);
         Ok(())
     }
 
@@ -385,7 +391,7 @@ impl Backend for LsmBackend {
     }
 
     fn map_fill(&self) -> Result<Vec<super::fill::MapFill>, KernelError> {
-        super::fill::map_fill(&self.ebpf, self.policy.as_ref())
+        super::fill::map_fill(&self.ebpf, self.policy.as_deref())
     }
 
     fn adopted(&self) -> Option<Adoption> {
@@ -404,7 +410,7 @@ impl Backend for LsmBackend {
             backend: "lsm".into(),
             kernel: super::kernel_release(),
             features: self.features.clone(),
-            rules: super::rule_status(self.policy.as_ref(), super::Enforcement::Enforced),
+            rules: super::rule_status(self.policy.as_deref(), super::Enforcement::Enforced),
         }
     }
 }

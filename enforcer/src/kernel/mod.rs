@@ -99,6 +99,12 @@ pub enum KernelError {
 pub trait Backend: Send {
     /// Install a compiled policy atomically (fill the inactive slot, flip, clear the old one).
     fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError>;
+    /// [`Backend::apply`] for a policy the caller keeps too (the daemon): a backend that keeps
+    /// the running policy (status, map fill) shares it instead of holding a second copy, which
+    /// at 100,000 rules is tens of MB.
+    fn apply_shared(&mut self, policy: std::sync::Arc<CompiledPolicy>, version: u32) -> Result<(), KernelError> {
+        self.apply(&policy, version)
+    }
     /// Make every thread of process `pid` a member of `agent` (launcher registration).
     /// Fails if the process is already an agent (membership is sticky).
     fn register(&mut self, pid: u32, agent: u32, session: u64) -> Result<(), KernelError> {
