@@ -218,11 +218,30 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     print!("{doc}");
     if !args.quick || args.write {
         let path = project.root.join("docs/benchmarks.md");
+        // The analysis of missed targets is written by hand: keep it, marked as belonging to
+        // the previous figures, so a refresh never silently drops it.
+        if let Some(analysis) = std::fs::read_to_string(&path).ok().as_deref().and_then(hand_written_analysis) {
+            doc.push_str(&format!("\n{ANALYSIS_HEADING}\n\n> Carried over from an earlier run by `cargo xtask bench`: check it against the figures above.\n"));
+            doc.push_str(analysis);
+        }
         let mut f = std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
         f.write_all(doc.as_bytes())?;
         eprintln!("xtask bench: wrote {}", path.display());
     }
     Ok(0)
+}
+
+/// The hand-written section of docs/benchmarks.md that a rewrite carries over.
+const ANALYSIS_HEADING: &str = "## Targets missed and why";
+
+/// What follows the analysis heading (without the heading and any earlier carry-over notice).
+fn hand_written_analysis(doc: &str) -> Option<&str> {
+    let (_, rest) = doc.split_once(ANALYSIS_HEADING)?;
+    let rest = rest.trim_start_matches('\n');
+    Some(match rest.strip_prefix("> Carried over") {
+        Some(notice) => notice.split_once("\n").map_or("", |(_, after)| after),
+        None => rest,
+    })
 }
 
 const METHOD: &str = "## Method
@@ -284,5 +303,14 @@ mod tests {
     fn section_is_found_between_markers_in_console_noise() {
         let out = "boot noise\n@@ENFORCER-BENCH-BEGIN@@\n### t\n| a |\n@@ENFORCER-BENCH-END@@\npoweroff";
         assert_eq!(super::section(out).as_deref(), Some("### t\n| a |\n"));
+    }
+
+    #[test]
+    fn the_hand_written_analysis_survives_a_rewrite_once() {
+        let first = "# B\n## Results\nold\n\n## Targets missed and why\n\nWhy: slow.\n";
+        assert_eq!(super::hand_written_analysis(first), Some("Why: slow.\n"));
+        let carried = "# B\n## Results\nnew\n\n## Targets missed and why\n\n> Carried over from an earlier run\nWhy: slow.\n";
+        assert_eq!(super::hand_written_analysis(carried), Some("Why: slow.\n"));
+        assert_eq!(super::hand_written_analysis("# B\n## Results\n"), None);
     }
 }
