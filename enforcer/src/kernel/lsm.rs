@@ -107,7 +107,14 @@ pub fn load_object(opts: &LoadOptions, pins: Option<&PinDir>) -> Result<Ebpf, Ke
 }
 
 fn attach_error(prog: &str, e: impl std::fmt::Display) -> KernelError {
-    KernelError::Attach { program: prog.into(), reason: format!("{e:#}") }
+    let reason = format!("{e:#}");
+    // aya ends a refused load with "Verifier output:" and the log, which is empty when the
+    // kernel refused before verifying (EPERM for BPF LSM here): don't print a dangling label.
+    let reason = match reason.trim_end().strip_suffix("Verifier output:") {
+        Some(head) => head.trim_end().trim_end_matches('.').to_string(),
+        None => reason,
+    };
+    KernelError::Attach { program: prog.into(), reason }
 }
 
 /// Hand a fresh attachment to the pin directory (it then outlives the daemon); without one the
