@@ -42,7 +42,7 @@ impl Kernel {
 pub(crate) struct MockBackend(pub(crate) Arc<Mutex<Kernel>>, usize);
 
 impl Backend for MockBackend {
-    fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
+    fn apply_shared(&mut self, policy: Arc<CompiledPolicy>, version: u32) -> Result<(), KernelError> {
         let mut k = self.0.lock().unwrap();
         if std::mem::take(&mut k.fail_next_apply) {
             return Err(KernelError::Map {
@@ -50,7 +50,7 @@ impl Backend for MockBackend {
                 reason: "full".into(),
             });
         }
-        k.applied.push((version, policy.clone()));
+        k.applied.push((version, CompiledPolicy::clone(&policy)));
         Ok(())
     }
     fn register_chain(&mut self, pid: u32, chain: &[u32], session: u64) -> Result<(), KernelError> {

@@ -213,12 +213,6 @@ fn rule_enforcement(
 }
 
 impl Backend for FallbackBackend {
-    fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
-        super::policy_maps::apply(&mut self.ebpf, policy, version)?;
-        self.policy = Some(std::sync::Arc::new(policy.clone()));
-        Ok(())
-    }
-
     fn apply_shared(&mut self, policy: std::sync::Arc<CompiledPolicy>, version: u32) -> Result<(), KernelError> {
         super::policy_maps::apply(&mut self.ebpf, &policy, version)?;
         self.policy = Some(policy);

@@ -364,12 +364,6 @@ pub fn read_losses(ebpf: &Ebpf) -> Result<Vec<(u32, u64)>, KernelError> {
 }
 
 impl Backend for LsmBackend {
-    fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
-        super::policy_maps::apply(&mut self.ebpf, policy, version)?;
-        self.policy = Some(std::sync::Arc::new(policy.clone()));
-        Ok(())
-    }
-
     fn apply_shared(&mut self, policy: std::sync::Arc<CompiledPolicy>, version: u32) -> Result<(), KernelError> {
         super::policy_maps::apply(&mut self.ebpf, &policy, version)?;
         self.policy = Some(policy);

@@ -98,12 +98,13 @@ pub enum KernelError {
 /// The kernel side as the daemon sees it.
 pub trait Backend: Send {
     /// Install a compiled policy atomically (fill the inactive slot, flip, clear the old one).
-    fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError>;
-    /// [`Backend::apply`] for a policy the caller keeps too (the daemon): a backend that keeps
-    /// the running policy (status, map fill) shares it instead of holding a second copy, which
-    /// at 100,000 rules is tens of MB.
-    fn apply_shared(&mut self, policy: std::sync::Arc<CompiledPolicy>, version: u32) -> Result<(), KernelError> {
-        self.apply(&policy, version)
+    /// The policy is shared with the caller (the daemon keeps it too): a backend that keeps the
+    /// running policy (status, map fill) holds no second copy, which at 100,000 rules is tens
+    /// of MB.
+    fn apply_shared(&mut self, policy: std::sync::Arc<CompiledPolicy>, version: u32) -> Result<(), KernelError>;
+    /// [`Backend::apply_shared`] of a copy of `policy`, for callers that keep theirs (tests).
+    fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
+        self.apply_shared(std::sync::Arc::new(policy.clone()), version)
     }
     /// Make every thread of process `pid` a member of `agent` (launcher registration).
     /// Fails if the process is already an agent (membership is sticky).
