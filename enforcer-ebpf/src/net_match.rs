@@ -64,4 +64,3 @@ fn cond_open(slot: u32, cond: u32) -> bool {
     let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() };
     w.contains(now)
 }
-

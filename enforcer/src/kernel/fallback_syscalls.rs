@@ -56,6 +56,21 @@ const fn fd(op: u32, arg: u32) -> SyscallShape {
     }
 }
 
+/// A call decided as a whole, whatever its target (bpf, io_uring): its first argument (the
+/// bpf command, the ring size or fd) is logged as `open_flags`.
+const fn call(op: u32) -> SyscallShape {
+    SyscallShape {
+        op,
+        kind: SHAPE_CALL,
+        dfd_arg: N,
+        path_arg: 0,
+        dfd2_arg: N,
+        path2_arg: N,
+        aux_arg: N,
+        second_only: 0,
+    }
+}
+
 const fn sock(op: u32, kind: u32, addr: u32, len: u32) -> SyscallShape {
     SyscallShape {
         op,
@@ -134,12 +149,12 @@ pub fn watched() -> Vec<Watched> {
         ),
         w!("sendto", SYS_sendto, sock(OP_SENDMSG, SHAPE_SOCKADDR, 4, 5)),
         w!("sendmsg", SYS_sendmsg, sock(OP_SENDMSG, SHAPE_MSGHDR, 1, N)),
-        // bpf(cmd, attr, size): never allowed to an agent (it could edit the pinned maps).
         // io_uring: the operations a ring performs pass none of the tracepoints above (nor the
         // open ones), so an agent's ring is denied as a whole (docs/fallback.md "io_uring").
-        w!("io_uring_setup", SYS_io_uring_setup, SyscallShape { op: OP_IO_URING, kind: SHAPE_CALL, dfd_arg: N, path_arg: 0, dfd2_arg: N, path2_arg: N, aux_arg: N, second_only: 0 }),
-        w!("io_uring_enter", SYS_io_uring_enter, SyscallShape { op: OP_IO_URING, kind: SHAPE_CALL, dfd_arg: N, path_arg: 0, dfd2_arg: N, path2_arg: N, aux_arg: N, second_only: 0 }),
-        w!("bpf", SYS_bpf, SyscallShape { op: OP_BPF, kind: SHAPE_CALL, dfd_arg: N, path_arg: 0, dfd2_arg: N, path2_arg: N, aux_arg: N, second_only: 0 }),
+        w!("io_uring_setup", SYS_io_uring_setup, call(OP_IO_URING)),
+        w!("io_uring_enter", SYS_io_uring_enter, call(OP_IO_URING)),
+        // bpf(cmd, attr, size): never allowed to an agent (it could edit the pinned maps).
+        w!("bpf", SYS_bpf, call(OP_BPF)),
     ]
 }
 
