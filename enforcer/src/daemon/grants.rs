@@ -85,7 +85,7 @@ impl GrantBook {
 
     /// Take the grants that have expired at `now` out of the book.
     pub fn take_expired(&mut self, now: Timestamp) -> Result<Vec<Grant>, DaemonError> {
-        let (gone, live): (Vec<Grant>, Vec<Grant>) = self.saved.grants.drain(..).partition(|g| g.expires <= now);
+        let (gone, live): (Vec<Grant>, Vec<Grant>) = self.saved.grants.drain(..).partition(|g| !g.is_live(now));
         self.saved.grants = live;
         if !gone.is_empty() {
             self.save()?;

@@ -29,6 +29,11 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// Whether the grant still allows at `now` (it ends at `expires`, as its kernel window does).
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        self.expires > now
+    }
+
     pub fn text_id(&self) -> String {
         format!("grant:{}", self.id)
     }
@@ -92,7 +97,7 @@ pub fn parse_rule(text: &str) -> Result<(RuleKind, String), String> {
 /// Add the grants that are live at `now` to their agents, after the agents' own rules (a grant
 /// of an agent that is no longer in the policy is inert). Errors name the grant.
 pub fn add_to_set(set: &mut PolicySet, grants: &[Grant], now: Timestamp) -> Result<(), String> {
-    for g in grants.iter().filter(|g| g.expires > now) {
+    for g in grants.iter().filter(|g| g.is_live(now)) {
         let rule = g.to_rule().map_err(|e| format!("{}: {e}", g.text_id()))?;
         if let Some(agent) = set.agents.iter_mut().find(|a| a.name == g.agent) {
             agent.rules.push(rule);

@@ -110,7 +110,7 @@ impl Daemon {
             maps: self.map_fill(),
             grants: {
                 let now = jiff::Timestamp::now();
-                self.grants.grants().iter().filter(|g| g.expires > now).cloned().collect()
+                self.grants.grants().iter().filter(|g| g.is_live(now)).cloned().collect()
             },
         }
     }
