@@ -228,7 +228,7 @@ impl<'a> Compiler<'a> {
             Err((rule, msg)) => self.diags.push(self.set.error_at(rule_at[&rule], msg)),
         }
         for ((kind, name), own) in names {
-            match merged_value(std::iter::once(&own), &name) {
+            match merged_value(&[&own], &name) {
                 Ok(value) => self.out.name_entries.push(NameEntry { agent: id, kind, name, value }),
                 Err((rule, msg)) => self.diags.push(self.set.error_at(rule_at[&rule], msg)),
             }

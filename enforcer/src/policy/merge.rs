@@ -44,10 +44,9 @@ pub type MergeError = (u32, String);
 /// it, which the kernel uses while the first one's window is closed. A third is needed only
 /// when the first two are both conditional; the value cannot hold it (error, never a silent
 /// approximation).
-pub fn merged_value<'a>(chain: impl Iterator<Item = &'a OwnRules>, entry: &[u8]) -> Result<PathRule, MergeError> {
-    let chain: Vec<&OwnRules> = chain.collect();
+pub fn merged_value(chain: &[&OwnRules], entry: &[u8]) -> Result<PathRule, MergeError> {
     let mut merged = PathRule::default();
-    for value in &chain {
+    for value in chain {
         for k in 0..ACCESS_KINDS {
             let bit = 1 << k;
             if value.deny & bit != 0 {
@@ -70,7 +69,7 @@ pub fn merged_value<'a>(chain: impl Iterator<Item = &'a OwnRules>, entry: &[u8])
         merged.next_cond[k] = next_cond;
         if next_cond != 0 {
             if let Some((third, _)) = allows.next() {
-                let kind = ["read", "write", "exec", "connect"][k];
+                let kind = crate::audit::names::access_names(1 << k).concat();
                 let msg = format!(
                     "`{}`: more than two conditional allows (time windows, grants) of {kind} apply here before an \
                      unconditional one; the kernel keeps two per path (rule {third} would be lost)",
@@ -104,13 +103,15 @@ pub fn merge_paths(c: &PathContributions) -> Result<Vec<(Vec<u8>, PathRule)>, Me
     let mut own_entries: Vec<(&Vec<u8>, &OwnRules)> = c.own.iter().collect();
     own_entries.sort_by(|a, b| a.0.cmp(b.0));
     for (entry, own) in own_entries {
-        let shorter: Vec<&OwnRules> = entry
+        // Shortest first, the entry's own rules last.
+        let chain: Vec<&OwnRules> = entry
             .iter()
             .enumerate()
             .filter(|&(i, b)| *b == b'/' && i + 1 < entry.len())
             .filter_map(|(i, _)| c.own.get(&entry[..=i]))
+            .chain(std::iter::once(own))
             .collect();
-        let merged = merged_value(shorter.into_iter().chain(std::iter::once(own)), entry)?;
+        let merged = merged_value(&chain, entry)?;
         out.push((entry.clone(), merged));
     }
     Ok(out)
