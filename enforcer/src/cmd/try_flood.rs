@@ -4,7 +4,7 @@
 //! into the ring buffer at once (and, unread, overflows it). Succeeds only if every attempt was
 //! refused with EPERM: a full ring buffer must not change a decision.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use nix::{
     sched::{sched_getaffinity, sched_setaffinity, CpuSet},
@@ -14,36 +14,19 @@ use nix::{
 /// What each attempt is: an open for reading of a path, or a TCP connect to an address.
 #[derive(Clone)]
 enum Attempt {
-    Open(std::ffi::CString),
+    Open(PathBuf),
     Connect(SocketAddr),
 }
 
 impl Attempt {
-    /// The errno of one attempt (0: it succeeded).
+    /// The errno of one attempt (0: it succeeded). std's open (O_RDONLY | O_CLOEXEC) and TCP
+    /// connect are one system call each, with nothing allocated for short paths.
     fn errno(&self) -> i32 {
-        let last = || std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
-        match self {
-            Attempt::Open(path) => {
-                let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-                if fd < 0 {
-                    return last();
-                }
-                unsafe { libc::close(fd) };
-                0
-            }
-            Attempt::Connect(addr) => {
-                let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-                let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-                if fd < 0 {
-                    return last();
-                }
-                let (ss, len) = super::try_ops::raw_sockaddr(addr);
-                let r = unsafe { libc::connect(fd, &ss as *const _ as *const libc::sockaddr, len) };
-                let errno = if r < 0 { last() } else { 0 };
-                unsafe { libc::close(fd) };
-                errno
-            }
-        }
+        let result = match self {
+            Attempt::Open(path) => std::fs::File::open(path).map(drop),
+            Attempt::Connect(addr) => std::net::TcpStream::connect(addr).map(drop),
+        };
+        result.err().map_or(0, |e| e.raw_os_error().unwrap_or(-1))
     }
 }
 
@@ -57,7 +40,7 @@ pub fn flood(arg: &str) -> std::io::Result<()> {
     let (n, kind, target) = (parts.next().ok_or_else(invalid)?, parts.next().ok_or_else(invalid)?, parts.next().ok_or_else(invalid)?);
     let n: u64 = n.parse().map_err(|_| invalid())?;
     let attempt = match kind {
-        "open" => Attempt::Open(std::ffi::CString::new(target).map_err(|_| invalid())?),
+        "open" => Attempt::Open(target.into()),
         "connect" => Attempt::Connect(target.parse().map_err(|_| invalid())?),
         _ => return Err(invalid()),
     };
