@@ -28,9 +28,14 @@ impl KernelTest {
     }
 }
 
-/// Whether `row` is selected by `--filter`: it contains one of the filter's comma-separated parts.
+/// The comma-separated parts of `--filter` (empty ones select nothing).
+pub fn filter_parts(filter: &str) -> impl Iterator<Item = &str> {
+    filter.split(',').filter(|part| !part.is_empty())
+}
+
+/// Whether `row` is selected by `--filter`: it contains one of the filter's parts.
 pub fn row_matches(filter: &str, row: &str) -> bool {
-    filter.split(',').filter(|part| !part.is_empty()).any(|part| row.contains(part))
+    filter_parts(filter).any(|part| row.contains(part))
 }
 
 /// Lists the tests of every executable (`--list`), keeping those whose row `filter` selects.

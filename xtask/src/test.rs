@@ -270,7 +270,7 @@ fn unit_tests(
         "enforcer-ebpf",
     ]);
     if let Some(filter) = filter {
-        cargo.arg("--").args(filter.split(',').filter(|part| !part.is_empty()));
+        cargo.arg("--").args(crate::kernel_tests::filter_parts(filter));
     }
     println!(
         "running unit tests (cargo test --workspace), log: {}",
