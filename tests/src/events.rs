@@ -59,3 +59,9 @@ pub fn drain_all(backend: &mut dyn Backend) -> Vec<RawEvent> {
     }
     SEEN.with(|s| s.borrow().clone())
 }
+
+/// Panics if the kernel counted any ring-buffer loss (every event of the test must have been read).
+pub fn assert_nothing_lost<B: Backend + ?Sized>(backend: &B) {
+    let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
+    assert_eq!(lost, 0, "events were lost");
+}

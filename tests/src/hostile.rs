@@ -240,8 +240,7 @@ deny_read = ["{d}/pub/deleted.txt"]
     }
     adversarial::pass("12-hostile/deleted-file-reopen", name);
 
-    let lost: u64 = h.backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
-    assert_eq!(lost, 0, "events were lost");
+    crate::events::assert_nothing_lost(&*h.backend);
     drop(dir);
     println!("checked ({name}): 4095-byte paths decided on their whole name (allow, prefix deny, suffix deny), over PATH_MAX fails closed (unresolved), odd bytes exact in events and audit JSON, a deleted file is judged by its name");
 }

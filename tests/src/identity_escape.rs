@@ -89,7 +89,6 @@ allow = ["{d}/bin/**"]
     let of_pid: Vec<_> = all.iter().filter(|e| e.header.tgid == pid).collect();
     assert_eq!(of_pid.len(), 1, "only the dead agent's read has an event for pid {pid}, not its successor's");
     adversarial::pass("8-identity/pid-reuse", name);
-    let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
-    assert_eq!(lost, 0, "events were lost");
+    crate::events::assert_nothing_lost(&*backend);
     println!("checked ({name}): an agent in new user/mount/pid/net namespaces is still the agent (event with the host pid {host_pid}, not {ns_pid}); a non-agent that got a dead agent's pid ({pid}) is no agent");
 }

@@ -214,8 +214,7 @@ fn run(backend: &mut dyn Backend, s: &Setup, lsm: bool) {
     adversarial::pass("7-exec/ld.so-read-denied-binary", name);
 
     agent.finish();
-    let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
-    assert_eq!(lost, 0, "events were lost");
+    events::assert_nothing_lost(&*backend);
 }
 
 #[test]

@@ -194,8 +194,7 @@ fn lsm_net_evasion() {
     }
     adversarial::limitation("10-unix/unix-symlink", "lsm", "socket_connect sees the caller's sun_path string: a symlink in a connect-allowed directory reaches the socket it points to");
     agent.finish();
-    let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
-    assert_eq!(lost, 0, "events were lost");
+    events::assert_nothing_lost(&backend);
     flood_all_cpus(&mut backend, &s, "lsm", "open");
     drop(s.dir);
     println!("checked: UDP sendto/sendmmsg, TCP fast open, IPv4-mapped (tcp, udp), IPv4-compatible and long-form IPv6 literals: EPERM + one event (agent, rule); unix denied path, abstract, relative, '..': EPERM + event; unix symlink = documented limitation; a flood from every CPU: all EPERM, read + lost = attempts");
@@ -230,8 +229,7 @@ fn fallback_net_evasion() {
     let (results, status) = agent.go_until_exit();
     assert!(status.success() && results[0].errno == 0, "unix-symlink: the limitation: {results:?} {status}");
     adversarial::limitation("10-unix/unix-symlink", "fallback", "sys_enter_connect sees the caller's sun_path string: a symlink in a connect-allowed directory reaches the socket it points to");
-    let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
-    assert_eq!(lost, 0, "events were lost");
+    events::assert_nothing_lost(&backend);
     flood_all_cpus(&mut backend, &s, "fallback", "connect");
     drop(s.dir);
     println!("checked: UDP sendto/sendmmsg, TCP fast open, IPv4-mapped (tcp, udp), IPv4-compatible and long-form IPv6 literals: EPERM + one event (agent, rule); unix denied path, abstract, relative, '..': killed + event; unix symlink = documented limitation; a flood of connects from every CPU: all EPERM, read + lost = attempts");

@@ -77,11 +77,6 @@ fn bind_mount_op(s: &Setup) -> String {
     format!("exec:{bb},unshare,-m,--propagation,private,{bb},sh,-c,{bb} mount --bind {d}/secret {d}/mnt && {bb} cat {d}/mnt/bind.txt")
 }
 
-fn assert_no_losses(backend: &dyn Backend) {
-    let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
-    assert_eq!(lost, 0, "events were lost");
-}
-
 #[test]
 fn lsm_path_aliases() {
     let test = "adversarial_paths::lsm_path_aliases";
@@ -144,7 +139,7 @@ fn lsm_path_aliases() {
         let n = all.iter().filter(|e| e.header.tgid == pid && events::target(e) == *target && e.header.verdict == VERDICT_DENY).count();
         assert_eq!(n, 1, "exactly one deny event for {target}");
     }
-    assert_no_losses(&backend);
+    events::assert_nothing_lost(&backend);
     drop(s.dir);
     // Case 12 (hostile names and lengths) with this backend: its own policy (version 2).
     enforcer_tests::hostile::hostile_input(&mut backend, true);
@@ -225,7 +220,7 @@ fn fallback_path_aliases() {
         let n = all.iter().filter(|e| e.header.tgid == *pid && events::target(e) == *target).count();
         assert_eq!(n, 1, "exactly one event for {target}");
     }
-    assert_no_losses(&backend);
+    events::assert_nothing_lost(&backend);
     drop(s.dir);
     enforcer_tests::hostile::hostile_input(&mut backend, false);
     println!("checked: symlink, /proc/self/root, /proc/self/fd reopen (pre-confinement descriptor; write of a read-only file), openat(dirfd, ../), relative ../: each kills the agent with one kill event naming the agent and rule; bind mount alias = documented limitation");

@@ -129,8 +129,7 @@ fn lsm_io_uring() {
         assert_eq!(r.errno, 0, "{op}: allowed by the agent's rules, must succeed from the worker: {r:?}");
     }
     agent.finish();
-    let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
-    assert_eq!(lost, 0, "events were lost");
+    events::assert_nothing_lost(&backend);
     drop(s.dir);
     println!("checked: io_uring openat and connect, inline, io-wq (IOSQE_ASYNC) and SQPOLL: EPERM in the CQE + one deny event (agent, rule); allowed targets succeed from the worker and the SQPOLL thread");
 }
@@ -158,8 +157,7 @@ fn fallback_io_uring_kill() {
         assert_eq!((e.header.verdict, e.header.rule, e.header.chain[0]), (VERDICT_KILL, RULE_DEFAULT_DENY, s.agent_id), "{case}: verdict, rule, agent");
         adversarial::pass(&format!("5-io-uring/{case}"), "fallback");
     }
-    let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
-    assert_eq!(lost, 0, "events were lost");
+    events::assert_nothing_lost(&backend);
     drop(s.dir);
     println!("checked: io-uring-ops reported unavailable; every io_uring attempt of a kill-mode agent killed at io_uring_setup with an io_uring event (agent, default-deny)");
 }
@@ -199,8 +197,7 @@ fn fallback_io_uring_no_kill() {
         }
     }
     agent.finish();
-    let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
-    assert_eq!(lost, 0, "events were lost");
+    events::assert_nothing_lost(&backend);
     drop(s.dir);
     println!("checked: on_violation = audit: io_uring_setup/enter logged as io_uring (audit-deny, default-deny); ring connects refused by the cgroup hooks inline, from io-wq and from SQPOLL; ring opens not seen (documented)");
 }
