@@ -5,7 +5,9 @@ fn main() {
     let bpf_target = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "bpf");
     match which::which("bpf-linker") {
         Ok(linker) => println!("cargo:rerun-if-changed={}", linker.display()),
-        Err(e) if bpf_target => panic!("bpf-linker not found on PATH ({e}): build through `cargo xtask build`"),
+        Err(e) if bpf_target => {
+            panic!("bpf-linker not found on PATH ({e}): build through `cargo xtask build`")
+        }
         Err(_) => {}
     }
 }

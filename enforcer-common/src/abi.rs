@@ -2,6 +2,9 @@
 
 /// Highest agent id + 1. Agent ids are dense, assigned by the policy compiler from 1.
 pub const MAX_AGENTS: u32 = 1024;
+/// Agent id of the load-time canary (`enforcer::kernel::probe`): the last id, never a policy's
+/// agent (policies use `1..=MAX_AGENTS - 2`; 0 is "not an agent").
+pub const CANARY_AGENT: u32 = MAX_AGENTS - 1;
 /// Agent id 0 means "not an agent".
 pub const NO_AGENT: u32 = 0;
 /// Longest delegation chain (issue: sub-agents). Index 0 is the outermost agent.
@@ -78,6 +81,41 @@ pub const OP_PTRACE: u32 = 18;
 /// as a whole (default deny: no rule allows it); the LSM hooks judge each io_uring open and
 /// connect by its target instead and never emit this.
 pub const OP_IO_URING: u32 = 19;
+/// An agent pushing input into a terminal (`ioctl` TIOCSTI, TIOCLINUX): always denied; the
+/// event's `open_flags` holds the ioctl command. Keystrokes pushed into a shell outside the agent
+/// run there unconfined.
+pub const OP_TTY_INJECT: u32 = 20;
+/// mount, bind mount, move_mount (the mount API's `open_tree`/`fsmount` mounts are attached
+/// with it), remount: denied unless the agent's `[process] mount = true`. `open_flags` holds the
+/// mount flags where the hook has them.
+pub const OP_MOUNT: u32 = 21;
+/// chroot and pivot_root: denied unless `[process] chroot = true`.
+pub const OP_CHROOT: u32 = 22;
+/// A new user namespace (`userns_create`; on the fallback unshare/clone/clone3 with any
+/// `CLONE_NEW*` flag, and setns): denied unless `[process] userns = true`. `open_flags` holds the
+/// clone/unshare flags (or setns's nstype) where the hook has them.
+pub const OP_NAMESPACE: u32 = 23;
+/// The fallback only: a 32-bit (compat, `int 0x80`) or x32 system call by an agent started by
+/// `enforcer run`, which the 64-bit syscall tracepoints never see. The launcher's seccomp
+/// filter kills the process before the call runs (`SECCOMP_RET_KILL_PROCESS` with
+/// [`SECCOMP_REASON_COMPAT`]); the `signal_generate` tracepoint turns that SIGSYS into the
+/// event (verdict `kill`, rule `default-deny`).
+pub const OP_COMPAT_SYSCALL: u32 = 24;
+/// The fallback only: `clone` with `CLONE_FILES` but not `CLONE_THREAD` by an agent started by
+/// `enforcer run` (a second process sharing the descriptor table would outlive a kill-mode kill
+/// of the opener and read the denied file). Killed by the launcher's seccomp filter before the
+/// call runs ([`SECCOMP_REASON_SHARE_FILES`]); `open_flags` is empty.
+pub const OP_SHARE_FILES: u32 = 25;
+
+// ---- the launcher's seccomp filter (enforcer/src/kernel/seccomp.rs) -------------------------
+/// `SECCOMP_RET_DATA` of the launcher filter's kill actions: this tag in the high byte, the
+/// reason in the low byte. The kernel passes it as the SIGSYS's `si_errno`, which the
+/// `signal_generate` tracepoint reads, so the event says why (an agent's own filter could
+/// send the same value: it can only report itself).
+pub const SECCOMP_DATA_TAG: u32 = 0x4500;
+pub const SECCOMP_DATA_TAG_MASK: u32 = 0xff00;
+pub const SECCOMP_REASON_COMPAT: u32 = 1;
+pub const SECCOMP_REASON_SHARE_FILES: u32 = 2;
 
 // ---- verdicts ------------------------------------------------------------------------------
 pub const VERDICT_ALLOW: u32 = 1;
@@ -111,6 +149,13 @@ pub const EVENT_FLAG_DELEGATION_REFUSED: u32 = 1 << 8;
 /// The file was unlinked (an open or exec through a descriptor): `d_path` ends its name with
 /// [`DELETED_SUFFIX`], which was cut before the decision, so it is judged by the name it had.
 pub const EVENT_FLAG_DELETED: u32 = 1 << 9;
+/// The kernel refused the operation before it happened (EACCES or EXDEV from the Landlock
+/// envelope, or from file permissions) and the fallback saw the failed syscall's exit: the
+/// event is that refusal, decided again by the policy (docs/landlock.md).
+pub const EVENT_FLAG_LANDLOCK: u32 = 1 << 10;
+/// Something inside the program failed (a helper, a copy, a loop, an unreadable input): the
+/// decision could not be made and denied (fail closed); `FAILS` counts where (docs/kernel-maps.md).
+pub const EVENT_FLAG_INTERNAL_FAILURE: u32 = 1 << 11;
 /// What `d_path` appends to the path of an unlinked (or anonymous: memfd) file.
 pub const DELETED_SUFFIX: &[u8; 10] = b" (deleted)";
 
@@ -128,6 +173,14 @@ pub const AGENT_AUDIT: u32 = 1 << 1;
 pub const AGENT_KILL: u32 = 1 << 2;
 /// Log allowed file opens too (exec/connect allows are always logged).
 pub const AGENT_LOG_FILE_ALLOW: u32 = 1 << 3;
+/// `[process] mount = true`: the agent may mount, bind mount and move mounts.
+pub const AGENT_ALLOW_MOUNT: u32 = 1 << 4;
+/// `[process] chroot = true`: the agent may chroot and pivot_root.
+pub const AGENT_ALLOW_CHROOT: u32 = 1 << 5;
+/// `[process] userns = true`: the agent may create user (and, on the fallback, other) namespaces.
+pub const AGENT_ALLOW_USERNS: u32 = 1 << 6;
+/// The `AGENT_ALLOW_*` bits: a chain has one only if every member has it (chain.rs).
+pub const AGENT_ALLOW_MASK: u32 = AGENT_ALLOW_MOUNT | AGENT_ALLOW_CHROOT | AGENT_ALLOW_USERNS;
 
 // ---- net protocol bits ---------------------------------------------------------------------
 pub const PROTO_TCP: u32 = 1 << 0;

@@ -54,7 +54,7 @@ pub struct EventHeader {
     pub _pad: u32,
 }
 
-pub const EVENT_HEADER_BYTES: usize = core::mem::size_of::<EventHeader>();
+pub const EVENT_HEADER_BYTES: usize = size_of::<EventHeader>();
 
 /// The kernel-side scratch record. Only `EVENT_HEADER_BYTES + header.target_len` bytes are sent.
 #[repr(C)]
@@ -91,3 +91,8 @@ unsafe impl aya::Pod for EventHeader {}
 const _: () = assert!(EVENT_HEADER_BYTES == 136);
 const _: () = assert!(core::mem::offset_of!(EventHeader, target_len) == EVENT_HEADER_BYTES - 8);
 const _: () = assert!(core::mem::offset_of!(Event, target) == EVENT_HEADER_BYTES);
+
+// The layout both sides compile against: a changed size is a changed kernel/user contract
+// (and the object's layout id, `enforcer::kernel::object::layout_id`, changes with it).
+const _: () = assert!(size_of::<EventHeader>() == 136);
+const _: () = assert!(size_of::<Event>() == 4232);

@@ -11,7 +11,9 @@
 pub mod abi;
 pub mod event;
 pub mod maps;
+pub mod programs;
 
 pub use abi::*;
 pub use event::*;
 pub use maps::*;
+pub use programs::*;

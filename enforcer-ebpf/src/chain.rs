@@ -12,7 +12,10 @@
 
 use enforcer_common::*;
 
-const _: () = assert!(MAX_CHAIN == 4, "members() asks exactly four members at most");
+const _: () = assert!(
+    MAX_CHAIN == 4,
+    "members() asks exactly four members at most"
+);
 
 use crate::{identity, net_match, path_match, scratch::Scratch};
 
@@ -35,20 +38,22 @@ pub struct ChainAcc {
 }
 
 /// Mode of a chain: audit only if every member audits (an enforcing member enforces), kill if
-/// any member kills, file allows logged if any member logs them.
+/// any member kills, file allows logged if any member logs them; an `AGENT_ALLOW_*` permission
+/// (`[process]`) only if every member has it.
 #[inline(always)]
 pub fn combined_flags(slot: u32, state: &ProcState, innermost: u32) -> u32 {
-    let mut audit = innermost & AGENT_AUDIT;
-    let mut rest = innermost & !AGENT_AUDIT;
+    let all = AGENT_AUDIT | AGENT_ALLOW_MASK;
+    let mut every = innermost & all;
+    let mut rest = innermost & !all;
     for i in 0..MAX_CHAIN - 1 {
         if i as u32 + 1 >= state.depth {
             break;
         }
         let f = identity::agent_config(slot, state.chain[i]).flags;
-        audit &= f;
-        rest |= f & !AGENT_AUDIT;
+        every &= f;
+        rest |= f & !all;
     }
-    audit | rest
+    every | rest
 }
 
 /// Judge the path in `s.event.target` (`len` bytes incl. NUL) by every member. Returns
@@ -83,14 +88,31 @@ pub fn net(s: &mut Scratch) -> (bool, u32) {
 /// Ask each member in turn (`judge(i)` is non-zero once member `i` denied), then the verdict.
 #[inline(always)]
 fn members(s: &mut Scratch, len: u32, judge: extern "C" fn(u32) -> u32) -> (bool, u32) {
-    vset!(s.chain, ChainAcc { len, denied: 0, rule: RULE_DEFAULT_DENY, agent: NO_AGENT, undecidable: 0, next: 0, _pad: 0 });
+    vset!(
+        s.chain,
+        ChainAcc {
+            len,
+            denied: 0,
+            rule: RULE_DEFAULT_DENY,
+            agent: NO_AGENT,
+            undecidable: 0,
+            next: 0,
+            _pad: 0
+        }
+    );
     let depth = vget!(s.cur.state.depth);
     // A process without a chain (a doomed, unrecorded one) has no rules: default deny.
     if depth == 0 || depth as usize > MAX_CHAIN {
         return (false, RULE_DEFAULT_DENY);
     }
     // Written out (MAX_CHAIN = 4): as a loop, LLVM keeps a counter the verifier cannot bound.
-    let _ = judge(0) == 0 && depth > 1 && judge(1) == 0 && depth > 2 && judge(2) == 0 && depth > 3 && judge(3) == 0;
+    let _ = judge(0) == 0
+        && depth > 1
+        && judge(1) == 0
+        && depth > 2
+        && judge(2) == 0
+        && depth > 3
+        && judge(3) == 0;
     if vget!(s.chain.undecidable) != 0 {
         vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_UNRESOLVED);
     }
@@ -98,7 +120,10 @@ fn members(s: &mut Scratch, len: u32, judge: extern "C" fn(u32) -> u32) -> (bool
     if agent != NO_AGENT {
         vset!(s.cur.rule_agent, agent);
     }
-    (vget!(s.chain.denied) == 0 && agent != NO_AGENT, vget!(s.chain.rule))
+    (
+        vget!(s.chain.denied) == 0 && agent != NO_AGENT,
+        vget!(s.chain.rule),
+    )
 }
 
 /// `wildcard_need` and `wildcard_list` of `agent`, read in place.
@@ -139,7 +164,9 @@ fn answer(s: &mut Scratch, agent: u32, allow: bool, rule: u32) -> u32 {
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn enforcer_member_path(i: u32) -> u32 {
-    let Some(s) = crate::scratch::get() else { return 1 };
+    let Some(s) = crate::scratch::get() else {
+        return 1;
+    };
     if i as usize >= MAX_CHAIN {
         return 1;
     }
@@ -163,7 +190,9 @@ pub extern "C" fn enforcer_member_path(i: u32) -> u32 {
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn enforcer_member_net(i: u32) -> u32 {
-    let Some(s) = crate::scratch::get() else { return 1 };
+    let Some(s) = crate::scratch::get() else {
+        return 1;
+    };
     if i as usize >= MAX_CHAIN {
         return 1;
     }

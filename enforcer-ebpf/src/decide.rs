@@ -10,7 +10,7 @@ use enforcer_common::*;
 use crate::{
     chain,
     emit::{emit, should_log, Record},
-    maps::count,
+    maps::{count, count_fail},
     net_match::NetTarget,
     scratch::Scratch,
 };
@@ -29,13 +29,21 @@ pub fn ret_code(deny: bool) -> i32 {
     }
 }
 
-
 /// Start a record in `s.rec`.
 #[inline(always)]
 pub fn begin(s: &mut Scratch, op: u32, access: u32, open_flags: u32, flags: u32, net: NetTarget) {
     vset!(
         s.rec,
-        Record { op, verdict: 0, rule: RULE_DEFAULT_DENY, flags, access, open_flags, target_len: 0, net }
+        Record {
+            op,
+            verdict: 0,
+            rule: RULE_DEFAULT_DENY,
+            flags,
+            access,
+            open_flags,
+            target_len: 0,
+            net
+        }
     );
 }
 
@@ -45,6 +53,17 @@ pub fn begin(s: &mut Scratch, op: u32, access: u32, open_flags: u32, flags: u32,
 pub fn net_op(s: &mut Scratch) -> i32 {
     let (allow, rule) = chain::net(s);
     finish(s, allow, rule)
+}
+
+/// Something inside the program failed while deciding for the parked agent (a helper, a copy, a
+/// `bpf_loop`, an input that could not be read): count it at `point` (`FAILS[FAIL_*]`) and make
+/// the decision undecidable: [`conclude`] then denies with `RULE_DEFAULT_DENY` and flags the
+/// event `EVENT_FLAG_INTERNAL_FAILURE` (docs/kernel-maps.md, "Failure points"). Only called
+/// after the task was found to be an agent: a non-agent is never denied for a failure.
+#[inline(always)]
+pub fn fail(s: &mut Scratch, point: u32) {
+    count_fail(point);
+    vset!(s.failed, 1);
 }
 
 /// Finish the decision in `s.rec` for a hook that can fail the operation: pick the verdict
@@ -66,7 +85,16 @@ pub fn finish_observed(s: &mut Scratch, allow: bool, rule: u32) -> bool {
 fn conclude(s: &mut Scratch, allow: bool, rule: u32, blocks: bool) -> u32 {
     let doomed = vget!(s.cur.doomed) != 0;
     let agent_flags = vget!(s.cur.cfg.flags);
-    let deny = !allow || doomed;
+    // An internal failure during this decision: undecidable, which denies (fail closed).
+    let failed = vget!(s.failed) != 0;
+    let rule = if failed { RULE_DEFAULT_DENY } else { rule };
+    if failed {
+        vset!(
+            s.rec.flags,
+            vget!(s.rec.flags) | EVENT_FLAG_INTERNAL_FAILURE
+        );
+    }
+    let deny = !allow || doomed || failed;
     let verdict = if !deny {
         VERDICT_ALLOW
     } else if agent_flags & AGENT_AUDIT != 0 && !doomed {
@@ -98,7 +126,14 @@ fn conclude(s: &mut Scratch, allow: bool, rule: u32, blocks: bool) -> u32 {
 /// Decide an operation on the path `bpf_d_path` wrote into `s.event.target` (`d_path_ret` is its
 /// return value: length incl. NUL, or a negative error). The agent is parked in `s.cur`.
 #[inline(always)]
-pub fn path_op(s: &mut Scratch, op: u32, access: u32, open_flags: u32, extra_flags: u32, d_path_ret: i64) -> i32 {
+pub fn path_op(
+    s: &mut Scratch,
+    op: u32,
+    access: u32,
+    open_flags: u32,
+    extra_flags: u32,
+    d_path_ret: i64,
+) -> i32 {
     begin(s, op, access, open_flags, extra_flags, NetTarget::default());
     strip_deleted(s, d_path_ret);
     // Through memory: both outcomes reach the decision as one verifier state.
@@ -137,7 +172,14 @@ fn strip_deleted(s: &mut Scratch, len: i64) {
 
 /// `path_op` for a hook that only observes: true when the caller must SIGKILL the current task.
 #[inline(always)]
-pub fn path_op_observed(s: &mut Scratch, op: u32, access: u32, open_flags: u32, extra_flags: u32, path_ret: i64) -> bool {
+pub fn path_op_observed(
+    s: &mut Scratch,
+    op: u32,
+    access: u32,
+    open_flags: u32,
+    extra_flags: u32,
+    path_ret: i64,
+) -> bool {
     begin(s, op, access, open_flags, extra_flags, NetTarget::default());
     path_decide(s, path_ret, false) == VERDICT_KILL
 }
@@ -158,6 +200,29 @@ pub fn path_op_net_observed(s: &mut Scratch, op: u32, len: usize, net: NetTarget
 
 #[inline(always)]
 fn path_decide(s: &mut Scratch, d_path_ret: i64, blocks: bool) -> u32 {
+    path_decide_as(s, d_path_ret, blocks, false)
+}
+
+/// A file operation the kernel already refused (EACCES/EXDEV: outside the agent's Landlock
+/// envelope, docs/landlock.md), decided on the path as the caller wrote it. It never happened,
+/// so it is never reported as allowed: when that name is allowed (an alias the envelope saw
+/// through: a symlink, `/proc/self/root`...), the real target lies outside every hierarchy the
+/// policy can allow, which is what `default-deny` means.
+#[inline(always)]
+pub fn path_op_refused(
+    s: &mut Scratch,
+    op: u32,
+    access: u32,
+    open_flags: u32,
+    extra_flags: u32,
+    path_ret: i64,
+) {
+    begin(s, op, access, open_flags, extra_flags, NetTarget::default());
+    path_decide_as(s, path_ret, true, true);
+}
+
+#[inline(always)]
+fn path_decide_as(s: &mut Scratch, d_path_ret: i64, blocks: bool, refused: bool) -> u32 {
     if d_path_ret <= 0 || d_path_ret as usize > PATH_BUF_BYTES {
         // Fail closed: a path we cannot see cannot be allowed.
         vset!(s.rec.flags, vget!(s.rec.flags) | EVENT_FLAG_PATH_UNRESOLVED);
@@ -170,5 +235,9 @@ fn path_decide(s: &mut Scratch, d_path_ret: i64, blocks: bool) -> u32 {
     }
     vset!(s.rec.target_len, len - 1);
     let (allow, rule) = chain::path(s, len);
+    if refused {
+        let rule = if allow { RULE_DEFAULT_DENY } else { rule };
+        return conclude(s, false, rule, blocks);
+    }
     conclude(s, allow, rule, blocks)
 }

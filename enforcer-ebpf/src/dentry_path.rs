@@ -101,7 +101,9 @@ fn load_root(s: &mut Scratch) {
 /// Prepend `/` + the name of `dentry`.
 #[inline(always)]
 fn prepend_name(s: &mut Scratch, dentry: u64) -> bool {
-    let len: u32 = match unsafe { bpf_probe_read_kernel((dentry + off::OFF_DENTRY_NAME_LEN() as u64) as *const u32) } {
+    let len: u32 = match unsafe {
+        bpf_probe_read_kernel((dentry + off::OFF_DENTRY_NAME_LEN() as u64) as *const u32)
+    } {
         Ok(l) => l,
         Err(_) => return fail(s, EFAULT),
     };
@@ -122,7 +124,9 @@ fn prepend_name(s: &mut Scratch, dentry: u64) -> bool {
     let start = vget!(s.walk.pos) as usize & MASK;
     let size = vget!(s.walk.size) as usize & NAME_MAX;
     let dst = unsafe { s.walk.buf.as_mut_ptr().add(start) };
-    if unsafe { generated::bpf_probe_read_kernel(dst as *mut _, size as u32, name as *const _) } != 0 {
+    if unsafe { generated::bpf_probe_read_kernel(dst as *mut _, size as u32, name as *const _) }
+        != 0
+    {
         return fail(s, EFAULT);
     }
     let slash = (vget!(s.walk.pos) as usize).wrapping_sub(1);
@@ -196,7 +200,12 @@ pub fn build(s: &mut Scratch, mnt: *const u8, dentry: *const u8, last: Option<*c
     // (a bounded loop here cost ~60k verified instructions per walk, seconds per program under
     // emulation). A failed call leaves `status` RUNNING: -ELOOP below, fail closed.
     unsafe {
-        generated::bpf_loop(MAX_STEPS, walk_step as *const () as *mut _, core::ptr::null_mut(), 0);
+        generated::bpf_loop(
+            MAX_STEPS,
+            walk_step as *const () as *mut _,
+            core::ptr::null_mut(),
+            0,
+        );
     }
     finish(s)
 }

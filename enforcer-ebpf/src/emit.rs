@@ -20,11 +20,12 @@ use crate::{
 fn ppid() -> u32 {
     unsafe {
         let task = bpf_get_current_task() as *const u8;
-        let parent: *const u8 =
-            match bpf_probe_read_kernel(task.add(off::OFF_TASK_REAL_PARENT()) as *const *const u8) {
-                Ok(p) => p,
-                Err(_) => return 0,
-            };
+        let parent: *const u8 = match bpf_probe_read_kernel(
+            task.add(off::OFF_TASK_REAL_PARENT()) as *const *const u8
+        ) {
+            Ok(p) => p,
+            Err(_) => return 0,
+        };
         bpf_probe_read_kernel(parent.add(off::OFF_TASK_TGID()) as *const u32).unwrap_or(0)
     }
 }
@@ -51,7 +52,12 @@ pub fn emit(s: &mut Scratch, op: u32, verdict: u32, rule: u32, access: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let agent = unsafe { core::ptr::read_volatile(&s.cur.agent) };
     let len = unsafe { core::ptr::read_volatile(&s.rec.target_len) };
-    let len = if len > EVENT_TARGET_BYTES { EVENT_TARGET_BYTES } else { len };
+    // A target longer than the record is cut, and says so (never silently dropped).
+    let (len, cut) = if len > EVENT_TARGET_BYTES {
+        (EVENT_TARGET_BYTES, EVENT_FLAG_TARGET_CUT)
+    } else {
+        (len, 0)
+    };
     let h = &mut s.event.header;
     h.ts_boot_ns = unsafe { bpf_ktime_get_boot_ns() };
     h.session = s.cur.state.session;
@@ -67,7 +73,7 @@ pub fn emit(s: &mut Scratch, op: u32, verdict: u32, rule: u32, access: u32) {
     h.op = op;
     h.verdict = verdict;
     h.rule = rule;
-    h.flags = s.rec.flags;
+    h.flags = s.rec.flags | cut;
     h.access = access;
     h.open_flags = s.rec.open_flags;
     h.net_family = s.rec.net.family;
@@ -80,17 +86,27 @@ pub fn emit(s: &mut Scratch, op: u32, verdict: u32, rule: u32, access: u32) {
     // black_box + mask: LLVM knows `len <= EVENT_TARGET_BYTES` and would drop the check below,
     // and older verifiers (6.1) then see an unbounded size at some call sites.
     let size = core::hint::black_box(EVENT_HEADER_BYTES + len) & 0x1fff;
-    if size > core::mem::size_of::<Event>() {
+    if size > size_of::<Event>() {
+        // Cannot happen (the target was cut to EVENT_TARGET_BYTES above), but never silently:
+        // counted as a failure and as a loss.
+        crate::maps::count_fail(FAIL_EVENT_SIZE);
+        lost(agent);
         return;
     }
     let bytes = unsafe { core::slice::from_raw_parts(&s.event as *const Event as *const u8, size) };
     if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-        let agent = if agent < MAX_AGENTS { agent } else { 0 };
-        if let Some(p) = LOSSES.get_ptr_mut(agent) {
-            unsafe { *p += 1 };
-        }
+        lost(agent);
     } else {
         count(STAT_EVENTS);
+    }
+}
+
+/// One more event of `agent` that could not be sent (`LOSSES`, logged by user space).
+#[inline(always)]
+fn lost(agent: u32) {
+    let agent = if agent < MAX_AGENTS { agent } else { 0 };
+    if let Some(p) = LOSSES.get_ptr_mut(agent) {
+        unsafe { *p += 1 };
     }
 }
 

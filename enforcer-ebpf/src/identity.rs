@@ -80,6 +80,34 @@ pub fn for_state(tid: u32, state: ProcState, cfg0: &Config) -> Current {
     }
 }
 
+/// Whether the current task is an agent (or a process we could not record), without
+/// recording anything: for programs that log nothing. A cgroup member first seen by such a
+/// program must stay unrecorded, or the decision that follows would find it in `PROCS` and never
+/// send its OP_JOIN event.
+#[inline(always)]
+pub fn is_agent() -> bool {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let tgid = (pid_tgid >> 32) as u32;
+    if unsafe { PROCS.get(&tid) }.is_some()
+        || (tgid != tid && unsafe { PROCS.get(&tgid) }.is_some())
+    {
+        return true;
+    }
+    let cfg0 = config();
+    if cfg0.flags & CONFIG_HAVE_CGROUP_MATCH != 0 {
+        let key = CgroupKey {
+            cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+            slot: cfg0.active_slot & 1,
+            _pad: 0,
+        };
+        if unsafe { CGROUP_MATCH.get(&key) }.is_some() {
+            return true;
+        }
+    }
+    doomed_any() && unsafe { DOOMED.get(&tid) }.is_some()
+}
+
 /// Record `state` for thread `tid`. On a full table the caller still treats the task as the
 /// agent for this operation (identity came from somewhere reliable) and flags the event.
 #[inline(always)]
@@ -133,7 +161,13 @@ pub fn current() -> Option<Current> {
         }
     }
     if doomed_any() && unsafe { DOOMED.get(&tid) }.is_some() {
-        let state = ProcState { session: 0, session_start_ns: 0, chain: [0; MAX_CHAIN], depth: 0, joined_by: 0 };
+        let state = ProcState {
+            session: 0,
+            session_start_ns: 0,
+            chain: [0; MAX_CHAIN],
+            depth: 0,
+            joined_by: 0,
+        };
         let mut cur = for_state(tid, state, &cfg0);
         cur.doomed = 1;
         cur.flags |= EVENT_FLAG_PROC_TABLE_FULL;
@@ -154,6 +188,7 @@ pub fn park_current(s: &mut crate::scratch::Scratch) -> bool {
     match current() {
         Some(c) => {
             unsafe { core::ptr::write_volatile(&mut s.cur, c) };
+            vset!(s.failed, 0);
             true
         }
         None => false,
@@ -164,4 +199,5 @@ pub fn park_current(s: &mut crate::scratch::Scratch) -> bool {
 #[inline(always)]
 pub fn park(s: &mut crate::scratch::Scratch, c: Current) {
     unsafe { core::ptr::write_volatile(&mut s.cur, c) };
+    vset!(s.failed, 0);
 }

@@ -5,7 +5,10 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use enforcer_common::*;
 
-use crate::{maps::{CONDS, NET_RULES}, scratch::Scratch};
+use crate::{
+    maps::{CONDS, NET_RULES},
+    scratch::Scratch,
+};
 
 /// A network destination as the events carry it.
 #[repr(C)]
@@ -19,13 +22,18 @@ pub struct NetTarget {
 
 #[inline(always)]
 pub fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+    ]
 }
 
 #[inline(always)]
 pub fn evaluate(s: &mut Scratch, ruleset: u32, t: &NetTarget) -> (bool, u32) {
     s.net.prefix_len = 32 + 128;
-    s.net.data = NetData { ruleset_be: ruleset.to_be_bytes(), addr: t.addr };
+    s.net.data = NetData {
+        ruleset_be: ruleset.to_be_bytes(),
+        addr: t.addr,
+    };
     let key = &s.net as *const _ as *const Key<NetData>;
     let Some(v) = NET_RULES.get(unsafe { &*key }) else {
         return (false, RULE_DEFAULT_DENY);
@@ -52,7 +60,14 @@ pub fn evaluate(s: &mut Scratch, ruleset: u32, t: &NetTarget) -> (bool, u32) {
             allow_rule = r.rule;
         }
     }
-    (allowed, if allowed { allow_rule } else { RULE_DEFAULT_DENY })
+    (
+        allowed,
+        if allowed {
+            allow_rule
+        } else {
+            RULE_DEFAULT_DENY
+        },
+    )
 }
 
 /// Whether condition `cond` of `slot` is open now. A missing entry is closed (fail closed).

@@ -31,6 +31,9 @@ offsets!(
     OFF_MSGHDR_MSG_NAMELEN,
     OFF_TASK_REAL_PARENT,
     OFF_TASK_TGID,
+    // Process-access targets (hooks/process_access.rs): the target's thread id and name.
+    OFF_TASK_PID,
+    OFF_TASK_COMM,
     OFF_TASK_FILES,
     OFF_FILES_FDT,
     OFF_FDTABLE_FD,
@@ -55,4 +58,8 @@ offsets!(
     TP_SYS_EXIT_RET,
     TP_SYS_ENTER_NR,
     TP_SYS_ENTER_ARGS,
+    // signal:signal_generate (hooks/seccomp_kill.rs).
+    TP_SIGNAL_SIG,
+    TP_SIGNAL_ERRNO,
+    TP_SIGNAL_CODE,
 );

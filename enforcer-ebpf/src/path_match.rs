@@ -27,7 +27,6 @@ pub struct Acc {
     pub allow_rule: [u32; ACCESS_KINDS],
 }
 
-
 #[inline(always)]
 fn acc_reset(s: &mut Scratch) {
     vset!(s.acc.undecidable, 0);
@@ -87,21 +86,42 @@ pub fn refresh_conds(s: &mut Scratch) {
         vset!(s.conds_open[w], 0);
     }
     vset!(s.ncond, 0);
-    vset!(s.now_ns, unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() });
-    unsafe {
-        aya_ebpf::helpers::generated::bpf_loop(MAX_CONDS, cond_step as *const () as *mut _, core::ptr::null_mut(), 0)
+    vset!(s.now_ns, unsafe {
+        aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns()
+    });
+    let ran = unsafe {
+        aya_ebpf::helpers::generated::bpf_loop(
+            MAX_CONDS,
+            cond_step as *const () as *mut _,
+            core::ptr::null_mut(),
+            0,
+        )
     };
+    if ran < 0 {
+        // Conditions left closed would only drop allows, but a loop that did not run is a
+        // failure like any other: undecidable (see decide::fail).
+        crate::decide::fail(s, FAIL_LOOP);
+    }
 }
 
 /// `bpf_loop` callback of [`refresh_conds`]: step 0 reads the count, step `c` judges condition
 /// `c`. 1 ends the loop.
 extern "C" fn cond_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
-    let Some(s) = crate::scratch::get() else { return 1 };
+    let Some(s) = crate::scratch::get() else {
+        return 1;
+    };
     let slot = vget!(s.cur.slot) & 1;
     let c = (i as u32) & (MAX_CONDS - 1);
     if c == 0 {
         let n = CONDS.get(slot * MAX_CONDS).map_or(0, |w| w.start_ns);
-        vset!(s.ncond, if n >= MAX_CONDS as u64 { MAX_CONDS - 1 } else { n as u32 });
+        vset!(
+            s.ncond,
+            if n >= MAX_CONDS as u64 {
+                MAX_CONDS - 1
+            } else {
+                n as u32
+            }
+        );
         return if n == 0 { 1 } else { 0 };
     }
     if c > vget!(s.ncond) {
@@ -110,7 +130,10 @@ extern "C" fn cond_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     if let Some(w) = CONDS.get(slot * MAX_CONDS + c) {
         if w.contains(vget!(s.now_ns)) {
             let word = ((c >> 5) & 7) as usize;
-            vset!(s.conds_open[word], vget!(s.conds_open[word]) | (1u32 << (c & 31)));
+            vset!(
+                s.conds_open[word],
+                vget!(s.conds_open[word]) | (1u32 << (c & 31))
+            );
         }
     }
     0
@@ -165,6 +188,10 @@ pub fn scan(s: &mut Scratch, need: u32, len: usize) {
 #[inline(always)]
 pub fn lookups(s: &mut Scratch, ruleset: u32, list: [u8; 4], len: usize) {
     acc_reset(s);
+    // A scan that failed (decide::fail) leaves every member undecidable.
+    if vget!(s.failed) != 0 {
+        vset!(s.acc.undecidable, 1);
+    }
     lookup_main(s, ruleset, len);
     if !lookup_wildcards(s, ruleset, list) {
         vset!(s.acc.undecidable, 1);
@@ -175,7 +202,11 @@ pub fn lookups(s: &mut Scratch, ruleset: u32, list: [u8; 4], len: usize) {
 /// Also used by exec matching with the matcher ruleset.
 #[inline(always)]
 pub fn set_main_key(s: &mut Scratch, ruleset: u32, len: usize) -> *const Key<PathData> {
-    let klen = if len > PATH_KEY_BYTES { PATH_KEY_BYTES } else { len };
+    let klen = if len > PATH_KEY_BYTES {
+        PATH_KEY_BYTES
+    } else {
+        len
+    };
     s.event.header.target_len = (32 + 8 * klen) as u32;
     s.event.header._pad = u32::from_ne_bytes(ruleset.to_be_bytes());
     &s.event.header.target_len as *const u32 as *const Key<PathData>
@@ -205,7 +236,13 @@ fn copy_from_path(s: &mut Scratch, from: usize, dst: *mut u8, n: usize, max: usi
     vset!(s.offset, from as u32);
     let from = vget!(s.offset) as usize & MASK;
     let src = unsafe { s.event.target.as_ptr().add(from) };
-    unsafe { aya_ebpf::helpers::generated::bpf_probe_read_kernel(dst as *mut _, n as u32, src as *const _) == 0 }
+    unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            dst as *mut _,
+            n as u32,
+            src as *const _,
+        ) == 0
+    }
 }
 
 /// Locate the first `need` slashes of the path (0: no wildcard rules, nothing to do).
@@ -222,7 +259,7 @@ fn scan_slashes(s: &mut Scratch, need: u32, len: usize) {
         return;
     }
     // One byte per bpf_loop iteration: the verifier checks the step once, not 252 times.
-    unsafe {
+    let ran = unsafe {
         aya_ebpf::helpers::generated::bpf_loop(
             PATH_KEY_BYTES as u32,
             slash_step as *const () as *mut _,
@@ -230,14 +267,17 @@ fn scan_slashes(s: &mut Scratch, need: u32, len: usize) {
             0,
         )
     };
+    if ran < 0 {
+        crate::decide::fail(s, FAIL_LOOP);
+    }
 }
 
 /// One lookup per wildcard depth in `list`. Returns false when a wildcard component cannot be
 /// delimited inside the key window (a component straddling byte 252): the caller fails closed.
 #[inline(always)]
 fn lookup_wildcards(s: &mut Scratch, ruleset: u32, list: [u8; 4]) -> bool {
-    for t in 0..4 {
-        let d = list[t] as u32;
+    for d in list {
+        let d = d as u32;
         if d == 0 {
             break;
         }
@@ -250,7 +290,9 @@ fn lookup_wildcards(s: &mut Scratch, ruleset: u32, list: [u8; 4]) -> bool {
 
 /// `bpf_loop` callback of the wildcard scan: byte `i` of the path. 1 ends the scan.
 extern "C" fn slash_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
-    let Some(s) = crate::scratch::get() else { return 1 };
+    let Some(s) = crate::scratch::get() else {
+        return 1;
+    };
     let i = i as usize;
     if i >= PATH_KEY_BYTES {
         return 1;
@@ -297,7 +339,9 @@ fn wildcard_variant(s: &mut Scratch, ruleset: u32, d: u32) -> bool {
     let pre = start & 0xff;
     let dst = s.variant.path.as_mut_ptr();
     if !copy_from_path(s, 0, dst, pre, PATH_KEY_BYTES) {
-        return true;
+        // The variant cannot be built: its rule would be skipped. Undecidable instead.
+        crate::decide::fail(s, FAIL_PATH_COPY);
+        return false;
     }
     s.variant.path[pre] = b'*';
     let rest = nul + 1 - end;
@@ -305,7 +349,8 @@ fn wildcard_variant(s: &mut Scratch, ruleset: u32, d: u32) -> bool {
     let take = if rest < room { rest } else { room };
     let dst = unsafe { s.variant.path.as_mut_ptr().add(pre + 1) };
     if !copy_from_path(s, end, dst, take & 0xff, PATH_KEY_BYTES) {
-        return true;
+        crate::decide::fail(s, FAIL_PATH_COPY);
+        return false;
     }
     let vlen = pre + 1 + take;
     s.variant.prefix_len = (32 + 8 * vlen) as u32;
@@ -344,7 +389,17 @@ fn name_lookup(s: &mut Scratch, ruleset: u32, kind: u32, rel: usize) {
     if n == 0 || n > NAME_KEY_BYTES {
         return;
     }
-    if unsafe { aya_ebpf::helpers::generated::bpf_probe_read_kernel(dst as *mut _, n as u32, src as *const _) } != 0 {
+    if unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            dst as *mut _,
+            n as u32,
+            src as *const _,
+        )
+    } != 0
+    {
+        // The name's rule would be skipped: undecidable instead.
+        crate::decide::fail(s, FAIL_NAME_READ);
+        vset!(s.acc.undecidable, 1);
         return;
     }
     if let Some(v) = unsafe { NAME_RULES.get(&s.name) } {
@@ -354,7 +409,9 @@ fn name_lookup(s: &mut Scratch, ruleset: u32, kind: u32, rel: usize) {
 
 /// `bpf_loop` callback of the basename scan: step `k` looks at `tail[TAIL - 1 - k]`. 1 ends it.
 extern "C" fn tail_step(k: u64, _ctx: *mut core::ffi::c_void) -> i64 {
-    let Some(s) = crate::scratch::get() else { return 1 };
+    let Some(s) = crate::scratch::get() else {
+        return 1;
+    };
     let k = k as usize;
     if k >= TAIL {
         return 1;
@@ -396,12 +453,22 @@ fn scan_tail(s: &mut Scratch, len: usize) {
     vset!(s.offset, (TAIL - take) as u32);
     let dst = unsafe { s.tail.as_mut_ptr().add(vget!(s.offset) as usize & 63) };
     if !copy_from_path(s, last - take, dst, take & 63, TAIL) {
+        // No basename, no suffix: their rules would be skipped. Undecidable instead.
+        crate::decide::fail(s, FAIL_PATH_COPY);
         return;
     }
     // Right to left, one byte per bpf_loop iteration (verified once).
-    unsafe {
-        aya_ebpf::helpers::generated::bpf_loop(TAIL as u32, tail_step as *const () as *mut _, core::ptr::null_mut(), 0)
+    let ran = unsafe {
+        aya_ebpf::helpers::generated::bpf_loop(
+            TAIL as u32,
+            tail_step as *const () as *mut _,
+            core::ptr::null_mut(),
+            0,
+        )
     };
+    if ran < 0 {
+        crate::decide::fail(s, FAIL_LOOP);
+    }
 }
 
 /// Basename and suffix rules, from what [`scan_tail`] found.

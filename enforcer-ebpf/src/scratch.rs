@@ -79,8 +79,12 @@ pub struct Scratch {
     /// and the boot-clock instant they were judged at.
     pub conds_open: [u32; 8],
     pub ncond: u32,
-    pub _pad_conds: u32,
+    /// Non-zero once something inside the program failed during this decision (`decide::fail`):
+    /// the decision denies. Reset when the agent is parked (identity.rs).
+    pub failed: u32,
     pub now_ns: u64,
+    /// The sendmmsg scan's inputs and findings (observe_syscalls.rs).
+    pub mmsg: crate::hooks::observe_syscalls::MmsgScan,
     /// The dentry walk's buffer and state (dentry_path.rs).
     pub walk: crate::dentry_path::Walk,
 }

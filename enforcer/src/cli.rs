@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use crate::cmd;
 
 #[derive(Debug, Parser)]
-#[command(name = "enforcer", version, about = "Confine AI agents at the syscall level with eBPF")]
+#[command(
+    name = "enforcer",
+    version,
+    about = "Confine AI agents at the syscall level with eBPF"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,7 +30,9 @@ pub enum Command {
     Probe(cmd::probe::ProbeArgs),
     /// Run the enforcement daemon (foreground; prints a `ready` line once enforcing).
     Daemon(cmd::daemon::DaemonArgs),
-    /// Run a command as an agent: register with the daemon, then exec it.
+    /// Run a command as an agent: register with the daemon (only a socket served by root is
+    /// trusted), apply the agent's Landlock envelope and seccomp filter (fallback backend,
+    /// docs/landlock.md, docs/fallback.md), then exec it.
     Run(cmd::run::RunArgs),
     /// Show audit events from the log and, with --follow, live from the daemon.
     Events(cmd::events::EventsArgs),
@@ -34,15 +40,63 @@ pub enum Command {
     Status(cmd::status::StatusArgs),
     /// Give an agent a temporary allow that expires by itself (checked in the kernel); --list, --revoke.
     Grant(cmd::grant::GrantArgs),
-    /// Start a daemon with the demo policy, run a scripted agent, show its audit events live.
+    /// Start a daemon with the demo policy, run a scripted agent (`enforcer-testkit try-ops`, a
+    /// test tool found beside this executable), show its audit events live.
     Demo(cmd::demo::DemoArgs),
-    /// Perform file/exec/network operations and report errno per operation (tests, demo).
-    #[command(hide = true)]
-    TryOps(cmd::try_ops::TryOpsArgs),
-    /// Measure what enforcement costs (run by `cargo xtask bench`).
-    #[command(hide = true)]
-    Bench(cmd::bench::BenchArgs),
-    /// A measured process of `enforcer bench` (serves batches of operations on stdin).
-    #[command(hide = true)]
-    BenchWorker,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::Cli;
+
+    /// The test, benchmark and attack tools live in `enforcer-testkit`, never in this binary.
+    const TESTKIT_COMMANDS: &[&str] = &["try-ops", "bench", "bench-worker"];
+
+    /// Every subcommand at any depth, with its path (`enforcer grant`...).
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, bool)>) {
+        for sub in cmd.get_subcommands() {
+            let sub_path = format!("{path} {}", sub.get_name());
+            out.push((sub_path.clone(), sub.is_hide_set()));
+            walk(sub, &sub_path, out);
+        }
+    }
+
+    #[test]
+    fn the_command_tree_holds_only_product_commands() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut commands = Vec::new();
+        walk(&cli, "enforcer", &mut commands);
+        assert!(
+            commands.len() >= 11,
+            "the walk found the commands: {commands:?}"
+        );
+        for (path, hidden) in &commands {
+            assert!(!hidden, "{path} is hidden: every command of the shipped binary is shown in --help (test tooling belongs to enforcer-testkit)");
+            let name = path.rsplit(' ').next().unwrap_or_default();
+            assert!(
+                !TESTKIT_COMMANDS.contains(&name),
+                "{path} is test tooling: it belongs to enforcer-testkit"
+            );
+        }
+        let help = cli.clone().render_long_help().to_string();
+        for name in TESTKIT_COMMANDS {
+            assert!(
+                !help
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{name} "))),
+                "`enforcer --help` lists {name}:\n{help}"
+            );
+        }
+        for name in TESTKIT_COMMANDS {
+            assert!(
+                cli.clone()
+                    .try_get_matches_from(["enforcer", name, "--help"])
+                    .is_err_and(|e| e.kind() == clap::error::ErrorKind::InvalidSubcommand),
+                "`enforcer {name}` must not parse"
+            );
+        }
+    }
 }

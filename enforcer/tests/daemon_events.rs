@@ -1,11 +1,15 @@
 //! `enforcer events` over a rotated audit log written by the real writer (user space only).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::Duration,
+};
 
-use enforcer::audit::writer::{AuditWriter, Rotation};
-use enforcer::audit::{DaemonRecord, EventRecord, Record};
+use enforcer::audit::{
+    writer::{AuditWriter, Rotation},
+    DaemonRecord, EventRecord, Record,
+};
 
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("enforcer-events-{}-{name}", std::process::id()));
@@ -175,9 +179,11 @@ fn unknown_filter_names_are_errors() {
 /// records written meanwhile come from the log, nothing is printed twice.
 #[test]
 fn follow_continues_across_a_daemon_restart_without_gap_or_repeat() {
-    use std::io::{BufRead, BufReader, Write};
-    use std::os::unix::net::UnixListener;
-    use std::process::Stdio;
+    use std::{
+        io::{BufRead, BufReader, Write},
+        os::unix::net::UnixListener,
+        process::Stdio,
+    };
 
     let dir = tempdir("follow");
     let path = dir.join("audit.jsonl");

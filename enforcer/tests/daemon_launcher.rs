@@ -2,11 +2,13 @@
 //! register its own pid, exec the command in the same process, pass the exit status through,
 //! and fail clearly (without running the command) when registration is impossible.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::thread::JoinHandle;
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::net::UnixListener,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    thread::JoinHandle,
+};
 
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("enforcer-launcher-{}-{name}", std::process::id()));

@@ -1,9 +1,12 @@
 //! `enforcer daemon` refuses bad configuration and invalid policies with precise errors, before
 //! touching the kernel or creating its socket (user space only: these paths never reach the
-//! kernel backend).
+//! kernel backend). A configuration error exits 78 (EX_CONFIG: the systemd unit does not
+//! restart on it), an invalid policy 2.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
 
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("enforcer-startup-{}-{name}", std::process::id()));
@@ -48,7 +51,7 @@ fn config_syntax_errors_name_file_line_and_column() {
     .unwrap();
     let out = daemon(&dir, &["--config", config.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
     assert!(
         stderr.contains(&format!("{}:4:1: unknown field `retian`", config.display())),
         "{stderr}"
@@ -68,7 +71,7 @@ fn bad_flag_values_are_refused() {
         stderr.contains("command line: `audit.rotate_bytes`: 100 is below the minimum 65536"),
         "{stderr}"
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(78));
     assert_nothing_created(&dir);
 }
 
@@ -114,5 +117,5 @@ fn a_missing_explicit_config_file_is_an_error() {
         stderr.contains("nope.toml: No such file or directory"),
         "{stderr}"
     );
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(78));
 }

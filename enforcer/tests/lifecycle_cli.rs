@@ -1,8 +1,10 @@
 //! `enforcer replay` and `enforcer learn` as a user runs them: exit codes, output, the learned
 //! file passing `enforcer check`. Logs are written from `EventRecord`, so they follow the schema.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
 
 use enforcer::audit::{EventRecord, Record};
 

@@ -1,7 +1,9 @@
 //! `enforcer check` and `enforcer explain` as a user runs them: exit codes, output, JSON.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
 
 fn enforcer(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_enforcer"))
@@ -124,10 +126,15 @@ fn check_kernel_reports_every_rule() {
         "{stdout}"
     );
     assert!(
-        ["enforced", "enforced-by-kill", "audit-only", "unsupported"].iter().any(|s| stdout.contains(s)),
+        ["enforced", "enforced-by-kill", "audit-only", "unsupported"]
+            .iter()
+            .any(|s| stdout.contains(s)),
         "per-rule lines say how each rule is enforced: {stdout}"
     );
-    assert!(stdout.contains("coding-agent"), "per-rule lines name the agent: {stdout}");
+    assert!(
+        stdout.contains("coding-agent"),
+        "per-rule lines name the agent: {stdout}"
+    );
     assert!(!stdout.contains("not available yet"), "{stdout}");
 }
 

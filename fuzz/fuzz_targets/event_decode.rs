@@ -7,12 +7,18 @@
 
 use std::sync::{Arc, OnceLock};
 
-use enforcer::audit::clock::BootClock;
-use enforcer::audit::encode::EventEncoder;
-use enforcer::audit::history::{PolicyHistory, PolicyNames};
-use enforcer::audit::record::{event_record, EventContext, Record};
-use enforcer::kernel::RawEvent;
-use enforcer::policy::{compile, load_sources, ResolvedHosts};
+use enforcer::{
+    audit::{
+        chain,
+        clock::BootClock,
+        encode::EventEncoder,
+        history::{PolicyHistory, PolicyNames},
+        record::{event_record, EventContext, Record},
+        text,
+    },
+    kernel::RawEvent,
+    policy::{compile, load_sources, ResolvedHosts},
+};
 use enforcer_common::{EventHeader, EVENT_HEADER_BYTES};
 use libfuzzer_sys::fuzz_target;
 
@@ -32,11 +38,24 @@ fuzz_target!(|data: &[u8]| {
     let Some((header, target)) = EventHeader::parse(data) else {
         return;
     };
-    assert_eq!(target.len(), header.target_len as usize, "parse returned another length than the record declares");
+    assert_eq!(
+        target.len(),
+        header.target_len as usize,
+        "parse returned another length than the record declares"
+    );
     assert!(data.len() >= EVENT_HEADER_BYTES + target.len());
-    let raw = RawEvent { header, target: target.to_vec(), ring_pos: 7 };
+    let raw = RawEvent {
+        header,
+        target: target.to_vec(),
+        ring_pos: 7,
+    };
     let exe_of = |pid: u32| (pid % 2 == 0).then(|| Arc::from("/usr/bin/agent"));
-    let ctx = EventContext { host: "fuzz", clock: BootClock::with_offset(1_795_444_620_000_000_000), policies: history(), exe_of: &exe_of };
+    let ctx = EventContext {
+        host: "fuzz",
+        clock: BootClock::with_offset(1_795_444_620_000_000_000),
+        policies: history(),
+        exe_of: &exe_of,
+    };
 
     let mut fast = Vec::new();
     EventEncoder::default().encode(&mut fast, 42, &raw, &ctx);
@@ -44,7 +63,28 @@ fuzz_target!(|data: &[u8]| {
     record.seq = 42;
     let serde = serde_json::to_string(&Record::Event(record)).expect("an event record serializes");
     let fast = String::from_utf8(fast).expect("the encoder writes UTF-8");
-    assert_eq!(fast, serde, "the hot-path encoder and the EventRecord disagree");
+    assert_eq!(
+        fast, serde,
+        "the hot-path encoder and the EventRecord disagree"
+    );
     let value: serde_json::Value = serde_json::from_str(&fast).expect("the audit line is JSON");
     assert_eq!(value["type"], "event");
+
+    // As the writer queues it: the line gains the hash chain's `prev`, and the readers
+    // (`events`, `learn`, `replay`) still take it; its text form is terminal-safe.
+    let mut chained = fast.into_bytes();
+    assert!(chain::append_prev(
+        &mut chained,
+        0,
+        &chain::line_hash(b"the line before")
+    ));
+    let line = String::from_utf8(chained).expect("still UTF-8");
+    let value: serde_json::Value = serde_json::from_str(&line).expect("the chained line is JSON");
+    assert_eq!(value["prev"].as_str().map(str::len), Some(64));
+    let parsed: Record = serde_json::from_str(&line).expect("readers accept the chained line");
+    let shown = text::format_record(&parsed, false);
+    assert!(
+        !shown.chars().any(text::needs_escape),
+        "raw control or bidi character in the text line: {shown:?}"
+    );
 });

@@ -3,8 +3,11 @@
 //! (`include = ["sets/s.toml"]`), so includes are fuzzed too.
 #![no_main]
 
-use enforcer::policy::eval::{evaluate, Request};
-use enforcer::policy::{compile, load_sources, ResolvedHosts};
+use enforcer::policy::{
+    compile,
+    eval::{evaluate, Request},
+    load_sources, ResolvedHosts,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

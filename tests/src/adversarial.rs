@@ -9,5 +9,8 @@ pub fn pass(case: &str, backend: &str) {
 
 /// A case this backend cannot stop; the test asserted exactly the documented behaviour.
 pub fn limitation(case: &str, backend: &str, why: &str) {
-    println!("ADVERSARIAL {case} {backend} limitation: {}", why.replace('\n', " "));
+    println!(
+        "ADVERSARIAL {case} {backend} limitation: {}",
+        why.replace('\n', " ")
+    );
 }

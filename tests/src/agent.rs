@@ -1,4 +1,4 @@
-//! A real process to confine: `enforcer try-ops`, started, registered, then told to act.
+//! A real process to confine: `enforcer-testkit try-ops`, started, registered, then told to act.
 
 use std::{
     io::{BufRead as _, BufReader, Write as _},
@@ -8,12 +8,50 @@ use std::{
 
 /// The enforcer binary: ENFORCER_BIN (set by `cargo xtask test`), else the workspace build.
 pub fn enforcer_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ENFORCER_BIN") {
+    built_bin("ENFORCER_BIN", "enforcer")
+}
+
+/// The test tooling binary (`try-ops`, `bench`, `bench-worker`): ENFORCER_TESTKIT (set by
+/// `cargo xtask test`), else the workspace build.
+pub fn testkit_bin() -> PathBuf {
+    built_bin("ENFORCER_TESTKIT", "enforcer-testkit")
+}
+
+fn built_bin(var: &str, name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
         return p.into();
     }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/enforcer");
-    assert!(p.exists(), "no enforcer binary: set ENFORCER_BIN or build it ({})", p.display());
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/debug")
+        .join(name);
+    assert!(
+        p.exists(),
+        "no {name} binary: set {var} or build it with `cargo build -p {name}` ({})",
+        p.display()
+    );
     p
+}
+
+/// Start `cmd` as `uid` with primary group `gid` and exactly the supplementary `groups` (no
+/// user database needed: the VMs have none).
+pub fn as_user(cmd: &mut Command, uid: u32, gid: u32, groups: &[u32]) {
+    use std::os::unix::process::CommandExt as _;
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for ret in [
+                libc::setgroups(groups.len(), groups.as_ptr()),
+                libc::setgid(gid),
+                libc::setuid(uid),
+            ] {
+                if ret != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,17 +70,44 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Start `enforcer try-ops --wait-stdin [--step] OPS...`; returns once it is ready.
+    /// Start `enforcer-testkit try-ops --wait-stdin [--step] OPS...`; returns once it is ready.
     pub fn spawn(ops: &[String], step: bool) -> Agent {
-        Agent::spawn_cmd(Command::new(enforcer_bin()), ops, step)
+        Agent::spawn_cmd(Command::new(testkit_bin()), ops, step)
     }
 
     /// Like [`Agent::spawn`], but under `enforcer run --agent AGENT` against a running daemon:
     /// the launcher registers itself and execs try-ops in the same process.
-    pub fn spawn_registered(socket: &std::path::Path, agent: &str, ops: &[String], step: bool) -> Agent {
+    pub fn spawn_registered(
+        socket: &std::path::Path,
+        agent: &str,
+        ops: &[String],
+        step: bool,
+    ) -> Agent {
         let mut cmd = Command::new(enforcer_bin());
-        cmd.arg("run").arg("--socket").arg(socket).args(["--agent", agent, "--"]).arg(enforcer_bin());
+        cmd.arg("run")
+            .arg("--socket")
+            .arg(socket)
+            .args(["--agent", agent, "--"])
+            .arg(testkit_bin());
         Agent::spawn_cmd(cmd, ops, step)
+    }
+
+    /// [`Agent::spawn_registered`] with `enforcer run` started as another user: `uid`, primary
+    /// group `gid`, supplementary `groups` ([`as_user`]).
+    pub fn spawn_registered_as(
+        socket: &std::path::Path,
+        agent: &str,
+        step: bool,
+        (uid, gid, groups): (u32, u32, &[u32]),
+    ) -> Agent {
+        let mut cmd = Command::new(enforcer_bin());
+        cmd.arg("run")
+            .arg("--socket")
+            .arg(socket)
+            .args(["--agent", agent, "--"])
+            .arg(testkit_bin());
+        as_user(&mut cmd, uid, gid, groups);
+        Agent::spawn_cmd(cmd, &[], step)
     }
 
     /// Like [`Agent::spawn`], but the process gets exactly `pid` (a pid a dead process had):
@@ -50,7 +115,8 @@ impl Agent {
     /// system may take it first: retried). None if `pid` could not be had in 50 tries.
     pub fn spawn_with_pid(pid: u32, ops: &[String], step: bool) -> Option<Agent> {
         for _ in 0..50 {
-            std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1)).expect("write /proc/sys/kernel/ns_last_pid (root, CONFIG_CHECKPOINT_RESTORE)");
+            std::fs::write("/proc/sys/kernel/ns_last_pid", format!("{}", pid - 1))
+                .expect("write /proc/sys/kernel/ns_last_pid (root, CONFIG_CHECKPOINT_RESTORE)");
             let agent = Agent::spawn(ops, step);
             if agent.pid == pid {
                 return Some(agent);
@@ -58,6 +124,11 @@ impl Agent {
             agent.kill();
         }
         None
+    }
+
+    /// [`Agent::spawn`] from a prepared `enforcer` command (another user: [`as_user`]).
+    pub fn spawn_command(cmd: Command, step: bool) -> Agent {
+        Agent::spawn_cmd(cmd, &[], step)
     }
 
     /// SIGKILL and reap (a process the test does not want to run).
@@ -71,8 +142,13 @@ impl Agent {
         if step {
             cmd.arg("--step");
         }
-        cmd.arg("--").args(ops).stdin(Stdio::piped()).stdout(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", enforcer_bin().display()));
+        cmd.arg("--")
+            .args(ops)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
         let stdin = child.stdin.take();
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
@@ -82,16 +158,25 @@ impl Agent {
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("try-ops did not say ready: {line:?}"));
         assert_eq!(pid, child.id(), "try-ops pid");
-        Agent { pid, child, stdin, stdout }
+        Agent {
+            pid,
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     fn send_line(&mut self) {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(b"\n").and_then(|_| stdin.flush()).expect("signal try-ops");
+        stdin
+            .write_all(b"\n")
+            .and_then(|_| stdin.flush())
+            .expect("signal try-ops");
     }
 
     fn read_result(&mut self) -> OpResult {
-        self.read_result_or_exit().expect("try-ops exited before reporting a result")
+        self.read_result_or_exit()
+            .expect("try-ops exited before reporting a result")
     }
 
     /// The next result, or None if try-ops closed its output (it exited or was killed).
@@ -100,8 +185,8 @@ impl Agent {
         if self.stdout.read_line(&mut line).expect("read result") == 0 {
             return None;
         }
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad try-ops output {line:?}: {e}"));
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("bad try-ops output {line:?}: {e}"));
         Some(OpResult {
             op: v["op"].as_str().unwrap_or_default().into(),
             arg: v["arg"].as_str().unwrap_or_default().into(),
@@ -131,7 +216,10 @@ impl Agent {
     /// Step mode: perform `op` (`OP:ARG`, as on the command line) now.
     pub fn op(&mut self, op: &str) -> OpResult {
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(format!("{op}\n").as_bytes()).and_then(|_| stdin.flush()).expect("signal try-ops");
+        stdin
+            .write_all(format!("{op}\n").as_bytes())
+            .and_then(|_| stdin.flush())
+            .expect("signal try-ops");
         self.read_result()
     }
 
@@ -151,7 +239,11 @@ impl Agent {
     pub fn op_or_exit(&mut self, op: &str) -> Option<OpResult> {
         let stdin = self.stdin.as_mut().expect("stdin open");
         // A dead try-ops may already have closed the pipe: that is an answer too.
-        if stdin.write_all(format!("{op}\n").as_bytes()).and_then(|_| stdin.flush()).is_err() {
+        if stdin
+            .write_all(format!("{op}\n").as_bytes())
+            .and_then(|_| stdin.flush())
+            .is_err()
+        {
             return None;
         }
         self.read_result_or_exit()

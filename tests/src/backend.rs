@@ -37,10 +37,16 @@ pub fn lsm_or_na(test: &str) -> Option<LsmBackend> {
 /// the fallback) must be exactly this kernel's known limitation, not some other failure.
 fn check_lsm_refusal(why: &str) {
     let kernel = kernel_label();
-    assert!(!lsm_expected(), "BPF LSM must load on kernel {kernel}: {why}");
+    assert!(
+        !lsm_expected(),
+        "BPF LSM must load on kernel {kernel}: {why}"
+    );
     if lsm_inert() {
         // Without `bpf` in lsm= the programs attach; the canary proves they never run.
-        assert!(why.contains("attach but do not run"), "the canary must be what refuses BPF LSM here: {why}");
+        assert!(
+            why.contains("attach but do not run"),
+            "the canary must be what refuses BPF LSM here: {why}"
+        );
     } else {
         // `KernelError::Attach` of the first LSM program, with the kernel's reason after it.
         let reason = why.strip_prefix("attaching file_open: ");
@@ -79,7 +85,10 @@ impl DaemonBackend {
             }
             other => panic!("{test}: the daemon reports an unknown backend {other:?}"),
         };
-        println!("{test}: the daemon chose the {backend} backend on kernel {}", kernel_label());
+        println!(
+            "{test}: the daemon chose the {backend} backend on kernel {}",
+            kernel_label()
+        );
         chosen
     }
 }
@@ -95,15 +104,31 @@ pub fn fallback(test: &str) -> enforcer::kernel::fallback::FallbackBackend {
             for (name, r) in b.features() {
                 if let Err(why) = r {
                     assert!(
-                        name == "bpf-lsm" || name == "optional-syscalls" || name == "io-uring-ops",
+                        name == "bpf-lsm"
+                            || name == "optional-syscalls"
+                            || name == "io-uring-ops"
+                            || name == "process-ops"
+                            // What the launcher's seccomp filter covers (said on every
+                            // fallback; tests/tests/adversarial_abi.rs checks it).
+                            || name == "compat-syscalls"
+                            || name == "shared-descriptors"
+                            // What the Landlock envelope can do here (a partial ABI on older
+                            // kernels): said in status; tests/tests/fallback_landlock.rs checks it.
+                            || name == "landlock-envelope",
                         "{test}: fallback feature {name} is unavailable on kernel {}: {why}",
                         kernel_label()
                     );
                 }
             }
-            println!("{test}: fallback backend loaded on kernel {}", kernel_label());
+            println!(
+                "{test}: fallback backend loaded on kernel {}",
+                kernel_label()
+            );
             b
         }
-        Err(e) => panic!("{test}: the fallback backend must load on kernel {}: {e}", kernel_label()),
+        Err(e) => panic!(
+            "{test}: the fallback backend must load on kernel {}: {e}",
+            kernel_label()
+        ),
     }
 }

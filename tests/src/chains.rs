@@ -45,8 +45,14 @@ fn world() -> World {
     for sub in ["bin", "p", "c", "e"] {
         dir.busybox(&format!("{sub}/busybox"));
     }
-    let listeners = [TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("127.0.0.1:0").unwrap()];
-    let (pa, pb) = (listeners[0].local_addr().unwrap().port(), listeners[1].local_addr().unwrap().port());
+    let listeners = [
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+    ];
+    let (pa, pb) = (
+        listeners[0].local_addr().unwrap().port(),
+        listeners[1].local_addr().unwrap().port(),
+    );
     let p = format!(
         "[agent]\nname = \"p\"\ndelegate = [\"c\"]\nmatch.exe = [\"{d}/p/busybox\"]\n\n[file]\nread = [\"{d}/**\"]\nwrite = [\"{d}/work/**\"]\n\n[exec]\nallow = [\"{d}/**\"]\n\n[net]\nconnect = [\"127.0.0.1:{pa}\", \"127.0.0.1:{pb}\"]\n"
     );
@@ -57,7 +63,16 @@ fn world() -> World {
     let policy = compile_files(&[("p.toml", &p), ("c.toml", &c), ("e.toml", &e)]);
     let id = |n: &str| policy.agent_by_name(n).expect("agent").id;
     let (p, c) = (id("p"), id("c"));
-    World { dir, d, policy, p, c, _listeners: listeners, pa, pb }
+    World {
+        dir,
+        d,
+        policy,
+        p,
+        c,
+        _listeners: listeners,
+        pa,
+        pb,
+    }
 }
 
 fn chain_of(e: &RawEvent) -> Vec<u32> {
@@ -84,7 +99,11 @@ fn check(
         other => panic!("not used here: {other:?}"),
     };
     let denied = want.trace.decision.verdict != Verdict::Allow;
-    assert_eq!(errno == EPERM, denied && blocks, "{request:?} in chain {chain:?}: errno {errno}, evaluator says {want:?}");
+    assert_eq!(
+        errno == EPERM,
+        denied && blocks,
+        "{request:?} in chain {chain:?}: errno {errno}, evaluator says {want:?}"
+    );
     if !denied && op == OP_OPEN {
         return; // file allows are not logged by default
     }
@@ -93,14 +112,22 @@ fn check(
         (true, true) => VERDICT_DENY,
         (true, false) => VERDICT_AUDIT_DENY,
     };
-    let port = if let Request::Connect { port, .. } = request { *port } else { 0 };
+    let port = if let Request::Connect { port, .. } = request {
+        *port
+    } else {
+        0
+    };
     let e = events::wait_for(backend, &format!("{request:?} by chain {chain:?}"), |e| {
         e.header.tgid == pid
             && e.header.op == op
             && (op != OP_OPEN || events::target(e) == target)
             && (op != OP_CONNECT || e.header.net_port == port)
     });
-    assert_eq!(chain_of(&e), chain, "{request:?}: the event names the chain");
+    assert_eq!(
+        chain_of(&e),
+        chain,
+        "{request:?}: the event names the chain"
+    );
     assert_eq!(
         (e.header.verdict, e.header.rule, e.header.rule_agent),
         (verdict, want.trace.decision.rule, want.rule_agent),
@@ -112,11 +139,19 @@ fn check(
 }
 
 fn write(path: String) -> Request {
-    Request::Open { path, read: false, write: true }
+    Request::Open {
+        path,
+        read: false,
+        write: true,
+    }
 }
 
 fn read(path: String) -> Request {
-    Request::Open { path, read: true, write: false }
+    Request::Open {
+        path,
+        read: true,
+        write: false,
+    }
 }
 
 pub fn run(backend: &mut dyn Backend, blocks_files: bool) {
@@ -140,7 +175,11 @@ pub fn run(backend: &mut dyn Backend, blocks_files: bool) {
     let pid = agent.pid;
     let r = agent.go(ops.len());
     let chain = [p, c];
-    let connect = |port| Request::Connect { addr: "127.0.0.1".parse().unwrap(), port, udp: false };
+    let connect = |port| Request::Connect {
+        addr: "127.0.0.1".parse().unwrap(),
+        port,
+        udp: false,
+    };
     let requests = [
         write(format!("{d}/work/docs/a")),
         write(format!("{d}/work/src/b")),
@@ -149,28 +188,74 @@ pub fn run(backend: &mut dyn Backend, blocks_files: bool) {
         connect(w.pb),
     ];
     for (req, res) in requests.iter().zip(&r) {
-        check(backend, &w, &chain, Some(31), pid, req, res.errno, blocks_files);
+        check(
+            backend,
+            &w,
+            &chain,
+            Some(31),
+            pid,
+            req,
+            res.errno,
+            blocks_files,
+        );
     }
     let expect = |req: &Request| trace_chain(&w.policy, &chain, req);
-    assert_eq!(expect(&requests[1]).rule_agent, c, "work/src: C's default deny");
     assert_eq!(
-        (expect(&requests[1]).trace.decision.verdict, trace_chain(&w.policy, &[c], &requests[1]).trace.decision.verdict),
+        expect(&requests[1]).rule_agent,
+        c,
+        "work/src: C's default deny"
+    );
+    assert_eq!(
+        (
+            expect(&requests[1]).trace.decision.verdict,
+            trace_chain(&w.policy, &[c], &requests[1])
+                .trace
+                .decision
+                .verdict
+        ),
         (Verdict::Deny, Verdict::AuditDeny),
         "C alone only audits; inside enforcing P its deny is enforced"
     );
-    assert_eq!(expect(&requests[2]).rule_agent, p, "tmp: P's default deny (C's allow cannot widen P)");
-    assert_eq!(expect(&requests[4]).rule_agent, c, "port b: C's default deny");
+    assert_eq!(
+        expect(&requests[2]).rule_agent,
+        p,
+        "tmp: P's default deny (C's allow cannot widen P)"
+    );
+    assert_eq!(
+        expect(&requests[4]).rule_agent,
+        c,
+        "port b: C's default deny"
+    );
     // C does not delegate to E: the exec runs, the process stays P>C, the event says so.
-    assert_eq!(r[5].errno, 0, "exec of E's binary is allowed by P and C: {:?}", r[5]);
+    assert_eq!(
+        r[5].errno, 0,
+        "exec of E's binary is allowed by P and C: {:?}",
+        r[5]
+    );
     let refused = events::wait_for(backend, "exec refused as a delegation", |e| {
-        e.header.op == OP_EXEC && events::target(e) == format!("{d}/e/busybox") && e.header.flags & EVENT_FLAG_DELEGATION_REFUSED != 0
+        e.header.op == OP_EXEC
+            && events::target(e) == format!("{d}/e/busybox")
+            && e.header.flags & EVENT_FLAG_DELEGATION_REFUSED != 0
     });
-    assert_eq!((chain_of(&refused), refused.header.session), (chain.to_vec(), 31), "stays P>C in its session");
+    assert_eq!(
+        (chain_of(&refused), refused.header.session),
+        (chain.to_vec(), 31),
+        "stays P>C in its session"
+    );
     // fork + setsid: the grandchild is still P>C, same session.
     let grandchild = events::wait_for(backend, "the setsid grandchild's read", |e| {
-        e.header.op == OP_OPEN && events::target(e) == format!("{d}/work/src/b") && e.header.tgid != pid
+        e.header.op == OP_OPEN
+            && events::target(e) == format!("{d}/work/src/b")
+            && e.header.tgid != pid
     });
-    assert_eq!((chain_of(&grandchild), grandchild.header.session, grandchild.header.rule_agent), (chain.to_vec(), 31, c));
+    assert_eq!(
+        (
+            chain_of(&grandchild),
+            grandchild.header.session,
+            grandchild.header.rule_agent
+        ),
+        (chain.to_vec(), 31, c)
+    );
 
     // 2. Exec delegation: P execs C's binary; then C (inside P) starts P, which stays narrow.
     let ops = vec![
@@ -182,14 +267,49 @@ pub fn run(backend: &mut dyn Backend, blocks_files: bool) {
     backend.register(agent.pid, p, 41).expect("register P");
     let pid2 = agent.pid;
     let r = agent.go(ops.len());
-    let join = events::wait_for(backend, "P>C join by exec", |e| e.header.op == OP_JOIN && chain_of(e) == [p, c] && e.header.ppid == pid2);
-    assert_ne!(join.header.session, 41, "an exe-matched start is a new session");
-    assert_eq!(r[0].errno == 0, !blocks_files, "cat of work/src inside P>C: {:?}", r[0]);
-    check_child(backend, &w, &[p, c], join.header.session, &read(format!("{d}/work/src/b")), blocks_files);
-    assert_eq!(r[1].errno, 0, "work/docs is readable by P and C: {:?}", r[1]);
-    let deeper = events::wait_for(backend, "P>C>P join", |e| e.header.op == OP_JOIN && chain_of(e) == [p, c, p]);
-    assert_eq!(r[2].errno == 0, !blocks_files, "P started inside C is no wider than C: {:?}", r[2]);
-    check_child(backend, &w, &[p, c, p], deeper.header.session, &read(format!("{d}/work/src/b")), blocks_files);
+    let join = events::wait_for(backend, "P>C join by exec", |e| {
+        e.header.op == OP_JOIN && chain_of(e) == [p, c] && e.header.ppid == pid2
+    });
+    assert_ne!(
+        join.header.session, 41,
+        "an exe-matched start is a new session"
+    );
+    assert_eq!(
+        r[0].errno == 0,
+        !blocks_files,
+        "cat of work/src inside P>C: {:?}",
+        r[0]
+    );
+    check_child(
+        backend,
+        &w,
+        &[p, c],
+        join.header.session,
+        &read(format!("{d}/work/src/b")),
+        blocks_files,
+    );
+    assert_eq!(
+        r[1].errno, 0,
+        "work/docs is readable by P and C: {:?}",
+        r[1]
+    );
+    let deeper = events::wait_for(backend, "P>C>P join", |e| {
+        e.header.op == OP_JOIN && chain_of(e) == [p, c, p]
+    });
+    assert_eq!(
+        r[2].errno == 0,
+        !blocks_files,
+        "P started inside C is no wider than C: {:?}",
+        r[2]
+    );
+    check_child(
+        backend,
+        &w,
+        &[p, c, p],
+        deeper.header.session,
+        &read(format!("{d}/work/src/b")),
+        blocks_files,
+    );
 
     // 3. At the depth limit an exec delegation is refused; the chain stays as it is.
     let full = [p, c, p, c];
@@ -198,13 +318,32 @@ pub fn run(backend: &mut dyn Backend, blocks_files: bool) {
     delegate_down(backend, agent.pid, &full, 51);
     let r = agent.go(ops.len());
     let refused = events::wait_for(backend, "delegation refused at depth 4", |e| {
-        e.header.op == OP_EXEC && events::target(e) == format!("{d}/p/busybox") && e.header.flags & EVENT_FLAG_DELEGATION_REFUSED != 0
+        e.header.op == OP_EXEC
+            && events::target(e) == format!("{d}/p/busybox")
+            && e.header.flags & EVENT_FLAG_DELEGATION_REFUSED != 0
     });
-    assert_eq!((chain_of(&refused), refused.header.session), (full.to_vec(), 51));
-    assert_eq!(r[0].errno == 0, !blocks_files, "work/src is C's default deny: {:?}", r[0]);
-    check_child(backend, &w, &full, 51, &read(format!("{d}/work/src/b")), blocks_files);
+    assert_eq!(
+        (chain_of(&refused), refused.header.session),
+        (full.to_vec(), 51)
+    );
+    assert_eq!(
+        r[0].errno == 0,
+        !blocks_files,
+        "work/src is C's default deny: {:?}",
+        r[0]
+    );
+    check_child(
+        backend,
+        &w,
+        &full,
+        51,
+        &read(format!("{d}/work/src/b")),
+        blocks_files,
+    );
     assert!(
-        backend.register_chain(std::process::id(), &[p, c, p, c, p], 61).is_err(),
+        backend
+            .register_chain(std::process::id(), &[p, c, p, c, p], 61)
+            .is_err(),
         "a chain of five must be refused"
     );
     drop(w.dir);
@@ -215,23 +354,48 @@ pub fn run(backend: &mut dyn Backend, blocks_files: bool) {
 /// delegation per further member (each must extend the process's current chain).
 fn delegate_down(backend: &mut dyn Backend, pid: u32, chain: &[u32], session: u64) {
     for n in 1..=chain.len() {
-        backend.register_chain(pid, &chain[..n], session).unwrap_or_else(|e| panic!("register {:?}: {e}", &chain[..n]));
+        backend
+            .register_chain(pid, &chain[..n], session)
+            .unwrap_or_else(|e| panic!("register {:?}: {e}", &chain[..n]));
     }
     if chain.len() > 1 {
         let err = backend.register_chain(pid, &[chain[0], chain[0]], session);
-        assert!(err.is_err(), "a chain that does not extend the process's own must be refused");
+        assert!(
+            err.is_err(),
+            "a chain that does not extend the process's own must be refused"
+        );
     }
 }
 
 /// A read by a child process (the exec'd busybox) in `chain`: its event matches the evaluator.
-fn check_child(backend: &mut dyn Backend, w: &World, chain: &[u32], session: u64, request: &Request, blocks_files: bool) {
+fn check_child(
+    backend: &mut dyn Backend,
+    w: &World,
+    chain: &[u32],
+    session: u64,
+    request: &Request,
+    blocks_files: bool,
+) {
     let want = trace_chain(&w.policy, chain, request);
-    assert_ne!(want.trace.decision.verdict, Verdict::Allow, "only denied reads are logged: {want:?}");
-    let Request::Open { path, .. } = request else { unreachable!() };
+    assert_ne!(
+        want.trace.decision.verdict,
+        Verdict::Allow,
+        "only denied reads are logged: {want:?}"
+    );
+    let Request::Open { path, .. } = request else {
+        unreachable!()
+    };
     let e = events::wait_for(backend, &format!("{request:?} by chain {chain:?}"), |e| {
-        e.header.op == OP_OPEN && events::target(e) == *path && chain_of(e) == chain && e.header.session == session
+        e.header.op == OP_OPEN
+            && events::target(e) == *path
+            && chain_of(e) == chain
+            && e.header.session == session
     });
-    let verdict = if blocks_files { VERDICT_DENY } else { VERDICT_AUDIT_DENY };
+    let verdict = if blocks_files {
+        VERDICT_DENY
+    } else {
+        VERDICT_AUDIT_DENY
+    };
     assert_eq!(
         (e.header.verdict, e.header.rule, e.header.rule_agent),
         (verdict, want.trace.decision.rule, want.rule_agent),

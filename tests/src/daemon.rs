@@ -12,7 +12,11 @@ use std::{
 
 use enforcer::api::{client::ApiClient, protocol::StatusReport, Request, Response};
 
-use crate::{agent::enforcer_bin, backend::DaemonBackend, TempDir};
+use crate::{
+    agent::{enforcer_bin, testkit_bin},
+    backend::DaemonBackend,
+    TempDir,
+};
 
 /// Loading and verifying the programs under QEMU without KVM can take minutes.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(420);
@@ -44,7 +48,10 @@ impl DaemonSetup {
         let dir = TempDir::new(name);
         let policy_dir = dir.path().join("policies");
         std::fs::create_dir_all(&policy_dir).expect("create policy dir");
-        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/enforcer-test-{name}-{}", std::process::id()));
+        let pin_dir = PathBuf::from(format!(
+            "/sys/fs/bpf/enforcer-test-{name}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&pin_dir);
         DaemonSetup {
             state_dir: dir.path().join("state"),
@@ -63,7 +70,14 @@ impl DaemonSetup {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(enforcer_bin());
         cmd.arg("daemon")
-            .args(["--config", "/dev/null", "--log-level", "info", "--backend", self.backend])
+            .args([
+                "--config",
+                "/dev/null",
+                "--log-level",
+                "info",
+                "--backend",
+                self.backend,
+            ])
             .arg("--policy-dir")
             .arg(&self.policy_dir)
             .arg("--pin-dir")
@@ -84,7 +98,12 @@ impl DaemonSetup {
         let log = self.dir.path().join(format!("daemon-{}.log", self.starts));
         let stderr = std::fs::File::create(&log).expect("create daemon log");
         let t0 = Instant::now();
-        let mut child = self.command().stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn enforcer daemon");
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn enforcer daemon");
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -95,19 +114,34 @@ impl DaemonSetup {
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) if line.starts_with("enforcer daemon ready") => {
-                    println!("daemon #{} ready after {:.1}s: {line}", self.starts, t0.elapsed().as_secs_f64());
-                    return Daemon { pid: child.id(), child: Some(child), log, ready_line: line };
+                    println!(
+                        "daemon #{} ready after {:.1}s: {line}",
+                        self.starts,
+                        t0.elapsed().as_secs_f64()
+                    );
+                    return Daemon {
+                        pid: child.id(),
+                        child: Some(child),
+                        log,
+                        ready_line: line,
+                    };
                 }
                 Ok(_) => {}
                 Err(_) if t0.elapsed() > READY_TIMEOUT => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("daemon not ready after {READY_TIMEOUT:?}; its log:\n{}", read(&log));
+                    panic!(
+                        "daemon not ready after {READY_TIMEOUT:?}; its log:\n{}",
+                        read(&log)
+                    );
                 }
                 Err(_) => {}
             }
             if let Some(status) = child.try_wait().expect("wait daemon") {
-                panic!("daemon exited with {status} before it was ready; its log:\n{}", read(&log));
+                panic!(
+                    "daemon exited with {status} before it was ready; its log:\n{}",
+                    read(&log)
+                );
             }
         }
     }
@@ -115,13 +149,24 @@ impl DaemonSetup {
     /// The first start of this setup (`--backend auto`): the daemon chooses, the choice is
     /// checked against this kernel ([`DaemonBackend::checked`]), and later starts use it.
     pub fn start_first(&mut self, test: &str) -> (Daemon, DaemonBackend) {
-        assert_eq!(self.starts, 0, "start_first must be the setup's first start");
+        assert_eq!(
+            self.starts, 0,
+            "start_first must be the setup's first start"
+        );
         let daemon = self.start();
         let status = self.status();
         let lsm = status.features.iter().find(|f| f.name == "bpf-lsm");
-        let refusal = lsm.filter(|f| !f.available).and_then(|f| f.reason.as_deref());
+        let refusal = lsm
+            .filter(|f| !f.available)
+            .and_then(|f| f.reason.as_deref());
         let chosen = DaemonBackend::checked(test, &status.backend, refusal);
-        assert!(daemon.ready_line.contains(&format!("backend={} ", chosen.name())), "ready line and status disagree: {}", daemon.ready_line);
+        assert!(
+            daemon
+                .ready_line
+                .contains(&format!("backend={} ", chosen.name())),
+            "ready line and status disagree: {}",
+            daemon.ready_line
+        );
         self.backend = chosen.name();
         (daemon, chosen)
     }
@@ -129,16 +174,32 @@ impl DaemonSetup {
     /// Start a daemon that must refuse to start; returns its log.
     pub fn start_fails(&mut self) -> String {
         let out = self.command().output().expect("run enforcer daemon");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(!out.status.success(), "the daemon should have refused to start:\n{text}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.status.success(),
+            "the daemon should have refused to start:\n{text}"
+        );
         text
     }
 
     /// `enforcer daemon --uninstall` with this pin directory; its stdout.
     pub fn uninstall(&self) -> String {
-        let out = self.command().arg("--uninstall").output().expect("run enforcer daemon --uninstall");
+        let out = self
+            .command()
+            .arg("--uninstall")
+            .output()
+            .expect("run enforcer daemon --uninstall");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "uninstall failed ({}): {text}{}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "uninstall failed ({}): {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         text
     }
 
@@ -152,14 +213,23 @@ impl DaemonSetup {
     }
 
     /// Wait until `pred` holds for the audit records (panics after `secs` with `what`).
-    pub fn wait_records(&self, what: &str, secs: u64, pred: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+    pub fn wait_records(
+        &self,
+        what: &str,
+        secs: u64,
+        pred: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let records = self.records();
             if pred(&records) {
                 return records;
             }
-            assert!(Instant::now() < deadline, "audit log: {what} not seen within {secs}s ({} records)", records.len());
+            assert!(
+                Instant::now() < deadline,
+                "audit log: {what} not seen within {secs}s ({} records)",
+                records.len()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -195,13 +265,20 @@ impl Daemon {
         if let Some(mut child) = self.child.take() {
             signal(child.id(), nix::sys::signal::Signal::SIGTERM);
             let status = child.wait().expect("reap the daemon");
-            assert!(status.success(), "daemon exited with {status} on SIGTERM; its log:\n{}", read(&self.log));
+            assert!(
+                status.success(),
+                "daemon exited with {status} on SIGTERM; its log:\n{}",
+                read(&self.log)
+            );
         }
     }
 
     /// Wait for the daemon to exit by itself (someone else killed it); its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("the daemon was started and not yet reaped");
+        let mut child = self
+            .child
+            .take()
+            .expect("the daemon was started and not yet reaped");
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().expect("wait daemon") {
@@ -240,7 +317,10 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 fn records_of(path: &Path) -> Vec<serde_json::Value> {
     let text = read(path);
     let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    complete
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn read(path: &Path) -> String {
@@ -259,10 +339,25 @@ pub const LIBC_READS: &[&str] = &[
 
 /// TOML list items for `paths` (quoted).
 pub fn toml_list(paths: &[&str]) -> String {
-    paths.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", ")
+    paths
+        .iter()
+        .map(|p| format!("{p:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The enforcer binary as the kernel sees it (symlinks resolved), for exec allows.
 pub fn enforcer_exe() -> String {
-    std::fs::canonicalize(enforcer_bin()).expect("canonical enforcer path").to_string_lossy().into_owned()
+    std::fs::canonicalize(enforcer_bin())
+        .expect("canonical enforcer path")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The canonical path of the agents' program (`enforcer-testkit`), for exec allow rules.
+pub fn testkit_exe() -> String {
+    std::fs::canonicalize(testkit_bin())
+        .expect("canonical enforcer-testkit path")
+        .to_string_lossy()
+        .into_owned()
 }

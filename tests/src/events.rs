@@ -13,7 +13,11 @@ thread_local! {
 }
 
 /// Wait until an event satisfies `pred` (panics after 5 s with what was seen).
-pub fn wait_for(backend: &mut dyn Backend, what: &str, pred: impl Fn(&RawEvent) -> bool) -> RawEvent {
+pub fn wait_for(
+    backend: &mut dyn Backend,
+    what: &str,
+    pred: impl Fn(&RawEvent) -> bool,
+) -> RawEvent {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(e) = SEEN.with(|s| s.borrow().iter().find(|e| pred(e)).cloned()) {
@@ -30,9 +34,22 @@ pub fn wait_for(backend: &mut dyn Backend, what: &str, pred: impl Fn(&RawEvent) 
         if Instant::now() > deadline {
             let summary: Vec<String> = seen
                 .iter()
-                .map(|e| format!("op={} verdict={} rule={} pid={} target={:?}", e.header.op, e.header.verdict, e.header.rule, e.header.pid, String::from_utf8_lossy(&e.target)))
+                .map(|e| {
+                    format!(
+                        "op={} verdict={} rule={} pid={} target={:?}",
+                        e.header.op,
+                        e.header.verdict,
+                        e.header.rule,
+                        e.header.pid,
+                        String::from_utf8_lossy(&e.target)
+                    )
+                })
                 .collect();
-            panic!("no event: {what}; saw {} events:\n{}", seen.len(), summary.join("\n"));
+            panic!(
+                "no event: {what}; saw {} events:\n{}",
+                seen.len(),
+                summary.join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -62,6 +79,11 @@ pub fn drain_all(backend: &mut dyn Backend) -> Vec<RawEvent> {
 
 /// Panics if the kernel counted any ring-buffer loss (every event of the test must have been read).
 pub fn assert_nothing_lost<B: Backend + ?Sized>(backend: &B) {
-    let lost: u64 = backend.losses().expect("losses").iter().map(|(_, n)| n).sum();
+    let lost: u64 = backend
+        .losses()
+        .expect("losses")
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
     assert_eq!(lost, 0, "events were lost");
 }

@@ -22,7 +22,11 @@ const CASES: usize = 2000;
 pub fn run(backend: &mut dyn Backend, refuses: bool) {
     let root = TempDir::new("diff");
     let r = root.path().display().to_string();
-    let mode = if refuses { "" } else { "on_violation = \"audit\"\n" };
+    let mode = if refuses {
+        ""
+    } else {
+        "on_violation = \"audit\"\n"
+    };
     let compiled = compile(&format!(
         r#"
 [agent]
@@ -39,17 +43,40 @@ deny_write = ["{r}/c/ro/**"]
     let agent_id = compiled.agent_by_name("diff-agent").expect("agent").id;
     backend.apply(&compiled, 1).expect("apply");
 
-    let seed = std::env::var("ENFORCER_DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_u64);
+    let seed = std::env::var("ENFORCER_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_1234_u64);
     println!("seed {seed} (set ENFORCER_DIFF_SEED to reproduce)");
     let mut rng = Rng(seed);
     let long = "L".repeat(120);
-    let dirs = ["a", "b", "c", "pub", "priv", "tmp", "ro", "d", long.as_str()];
-    let files = ["x.md", "key.pem", ".env", "f.tar.gz", "file1", "notes", "zz", "a.b.c.d.e.pem", "y"];
+    let dirs = [
+        "a",
+        "b",
+        "c",
+        "pub",
+        "priv",
+        "tmp",
+        "ro",
+        "d",
+        long.as_str(),
+    ];
+    let files = [
+        "x.md",
+        "key.pem",
+        ".env",
+        "f.tar.gz",
+        "file1",
+        "notes",
+        "zz",
+        "a.b.c.d.e.pem",
+        "y",
+    ];
     // Unique random files, created so the opens reach the LSM hook.
     let mut paths = Vec::new();
     let mut seen = std::collections::HashSet::new();
     while paths.len() < CASES / 2 {
-        let depth = 1 + rng.next() % 4;
+        let depth = 1 + rng.next_u64() % 4;
         let mut p = r.clone();
         for _ in 0..depth {
             p.push('/');
@@ -65,7 +92,9 @@ deny_write = ["{r}/c/ro/**"]
         paths.push(p);
     }
     let modes = ["open", "write", "rw"];
-    let cases: Vec<(String, &str)> = (0..CASES).map(|i| (paths[i % paths.len()].clone(), rng.pick(&modes))).collect();
+    let cases: Vec<(String, &str)> = (0..CASES)
+        .map(|i| (paths[i % paths.len()].clone(), rng.pick(&modes)))
+        .collect();
     let ops: Vec<String> = cases.iter().map(|(p, m)| format!("{m}:{p}")).collect();
     let agent = Agent::spawn(&ops, false);
     backend.register(agent.pid, agent_id, 99).expect("register");
@@ -74,8 +103,14 @@ deny_write = ["{r}/c/ro/**"]
 
     // Events of this process by (path, access) -> rule ids seen.
     let mut by_target: HashMap<(String, u32), Vec<(u32, u32)>> = HashMap::new();
-    for e in events::drain_all(backend).into_iter().filter(|e| e.header.tgid == pid && e.header.op == OP_OPEN) {
-        by_target.entry((events::target(&e), e.header.access)).or_default().push((e.header.verdict, e.header.rule));
+    for e in events::drain_all(backend)
+        .into_iter()
+        .filter(|e| e.header.tgid == pid && e.header.op == OP_OPEN)
+    {
+        by_target
+            .entry((events::target(&e), e.header.access))
+            .or_default()
+            .push((e.header.verdict, e.header.rule));
     }
     let mut mismatches = Vec::new();
     let (mut allowed, mut denied, mut long_paths) = (0, 0, 0);
@@ -85,15 +120,30 @@ deny_write = ["{r}/c/ro/**"]
             "write" => (false, true),
             _ => (true, true),
         };
-        let oracle = eval::evaluate(&compiled, agent_id, &Request::Open { path: path.clone(), read, write });
+        let oracle = eval::evaluate(
+            &compiled,
+            agent_id,
+            &Request::Open {
+                path: path.clone(),
+                read,
+                write,
+            },
+        );
         if path.len() + 1 > PATH_KEY_BYTES {
             long_paths += 1;
         }
         let oracle_allows = oracle.verdict == Verdict::Allow;
-        if oracle_allows { allowed += 1 } else { denied += 1 }
+        if oracle_allows {
+            allowed += 1
+        } else {
+            denied += 1
+        }
         let want_errno = if oracle_allows || !refuses { 0 } else { EPERM };
         if res.errno != want_errno {
-            mismatches.push(format!("{mode} {path}: kernel errno {} vs oracle {:?} rule {}", res.errno, oracle.verdict, oracle.rule));
+            mismatches.push(format!(
+                "{mode} {path}: kernel errno {} vs oracle {:?} rule {}",
+                res.errno, oracle.verdict, oracle.rule
+            ));
             continue;
         }
         let want = match (oracle_allows, refuses) {
@@ -102,8 +152,14 @@ deny_write = ["{r}/c/ro/**"]
             (false, false) => VERDICT_AUDIT_DENY,
         };
         let access = (if read { ACCESS_READ } else { 0 }) | (if write { ACCESS_WRITE } else { 0 });
-        let seen = by_target.get(&(path.clone(), access)).cloned().unwrap_or_default();
-        if !seen.iter().any(|&(verdict, rule)| verdict == want && rule == oracle.rule) {
+        let seen = by_target
+            .get(&(path.clone(), access))
+            .cloned()
+            .unwrap_or_default();
+        if !seen
+            .iter()
+            .any(|&(verdict, rule)| verdict == want && rule == oracle.rule)
+        {
             mismatches.push(format!("{mode} {path}: oracle {:?} rule {} not among kernel events (verdict, rule) {seen:?}", oracle.verdict, oracle.rule));
         }
     }
@@ -113,7 +169,15 @@ deny_write = ["{r}/c/ro/**"]
         "kernel and reference evaluator disagree on {} of {} cases:\n{}",
         mismatches.len(),
         cases.len(),
-        mismatches.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        mismatches
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    assert!(allowed > CASES / 10 && denied > CASES / 10, "the mix must exercise both verdicts");
+    assert!(
+        allowed > CASES / 10 && denied > CASES / 10,
+        "the mix must exercise both verdicts"
+    );
 }

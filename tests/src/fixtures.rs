@@ -18,8 +18,10 @@ pub fn compile(toml: &str) -> CompiledPolicy {
 
 /// Compile several policy files (name, TOML) together, as a policy directory would load them.
 pub fn compile_files(files: &[(&str, &str)]) -> CompiledPolicy {
-    let set = policy::load_sources(files).unwrap_or_else(|d| panic!("test policies do not load:\n{d}"));
-    policy::compile(&set, &ResolvedHosts::default()).unwrap_or_else(|d| panic!("test policies do not compile:\n{d}"))
+    let set =
+        policy::load_sources(files).unwrap_or_else(|d| panic!("test policies do not load:\n{d}"));
+    policy::compile(&set, &ResolvedHosts::default())
+        .unwrap_or_else(|d| panic!("test policies do not compile:\n{d}"))
 }
 
 /// Id of the rule whose pattern is exactly `pattern` (the first in file order).
@@ -38,7 +40,12 @@ pub fn rule_id_of(policy: &CompiledPolicy, kind: RuleKind, pattern: &str) -> u32
         .rules
         .iter()
         .find(|r| r.kind == kind && r.pattern == pattern)
-        .unwrap_or_else(|| panic!("no {kind:?} rule with pattern {pattern:?} in {:#?}", policy.rules))
+        .unwrap_or_else(|| {
+            panic!(
+                "no {kind:?} rule with pattern {pattern:?} in {:#?}",
+                policy.rules
+            )
+        })
         .id
 }
 
@@ -87,7 +94,7 @@ impl Drop for TempDir {
 pub fn busybox() -> &'static str {
     ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
+        .find(|p| Path::new(p).exists())
         .expect("busybox-static is needed for exec tests (cargo xtask bootstrap installs it)")
 }
 
@@ -95,13 +102,13 @@ pub fn busybox() -> &'static str {
 pub struct Rng(pub u64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
     pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[(self.next() % xs.len() as u64) as usize]
+        xs[(self.next_u64() % xs.len() as u64) as usize]
     }
 }

@@ -1,4 +1,4 @@
-//! Identity escapes of issue #8 case 8 that need no daemon, on either backend (run at the end of
+//! Identity escapes (adversarial case 8, docs/testing.md) that need no daemon, on either backend (run at the end of
 //! `lsm_identity` and `fallback_identity`, which already loaded one):
 //!
 //! - **new namespaces**: an agent unshares user, mount, pid and network namespaces (mapped to
@@ -25,12 +25,18 @@ pub fn unshare_and_pid_reuse(backend: &mut dyn Backend, lsm: bool) {
     let bb = dir.busybox("bin/busybox");
     std::fs::create_dir_all(dir.join("scratch")).expect("scratch");
     let on_violation = if lsm { "audit" } else { "kill" };
-    // Reads and writes under /proc: busybox unshare writes its uid/gid maps there.
+    // Reads and writes under /proc: busybox unshare writes its uid/gid maps there. The
+    // namespaces (and busybox unshare's propagation change, a mount) are allowed: what is tested
+    // here is the identity inside them (tests/tests/adversarial_mounts.rs refuses them).
     let compiled = compile(&format!(
         r#"
 [agent]
 name = "ns-agent"
 on_violation = "{on_violation}"
+
+[process]
+mount = true
+userns = true
 
 [file]
 read = ["{d}/bin/**", "/proc/**"]
@@ -53,17 +59,43 @@ allow = ["{d}/bin/**"]
     backend.register(agent.pid, agent_id, 91).expect("register");
     let launcher = agent.pid;
     let r = agent.go(1);
-    assert_ne!(r[0].result, "ok", "the read from inside the new namespaces must fail: {:?}", r[0]);
-    let written = std::fs::read_to_string(&hostpid_file).unwrap_or_else(|e| panic!("{hostpid_file}: {e} (the unshared shell did not run?) {:?}", r[0]));
-    let mut pids = written.split_whitespace().map(|p| p.parse::<u32>().expect("pid"));
-    let (host_pid, ns_pid) = (pids.next().expect("host pid"), pids.next().expect("namespace pid"));
+    assert_ne!(
+        r[0].result, "ok",
+        "the read from inside the new namespaces must fail: {:?}",
+        r[0]
+    );
+    let written = std::fs::read_to_string(&hostpid_file).unwrap_or_else(|e| {
+        panic!(
+            "{hostpid_file}: {e} (the unshared shell did not run?) {:?}",
+            r[0]
+        )
+    });
+    let mut pids = written
+        .split_whitespace()
+        .map(|p| p.parse::<u32>().expect("pid"));
+    let (host_pid, ns_pid) = (
+        pids.next().expect("host pid"),
+        pids.next().expect("namespace pid"),
+    );
     assert_eq!(ns_pid, 1, "the shell is pid 1 of its own pid namespace");
-    let e = events::wait_for(backend, "the namespaced read", |e| events::target(e) == secret && e.header.op == OP_OPEN);
-    assert_eq!(e.header.verdict, deny_verdict, "decided like any other read of the agent");
+    let e = events::wait_for(backend, "the namespaced read", |e| {
+        events::target(e) == secret && e.header.op == OP_OPEN
+    });
+    assert_eq!(
+        e.header.verdict, deny_verdict,
+        "decided like any other read of the agent"
+    );
     assert_eq!(e.header.rule, RULE_DEFAULT_DENY);
-    assert_eq!((e.header.chain[0], e.header.depth), (agent_id, 1), "the event names the agent");
+    assert_eq!(
+        (e.header.chain[0], e.header.depth),
+        (agent_id, 1),
+        "the event names the agent"
+    );
     assert_eq!(e.header.session, 91, "and its session");
-    assert_eq!(e.header.tgid, host_pid, "the event names the pid the host sees (not {ns_pid})");
+    assert_eq!(
+        e.header.tgid, host_pid,
+        "the event names the pid the host sees (not {ns_pid})"
+    );
     assert_ne!(e.header.tgid, launcher, "the reader is a descendant");
     adversarial::pass("8-identity/unshare-user-mount-pid-net", name);
 
@@ -75,20 +107,45 @@ allow = ["{d}/bin/**"]
     if lsm {
         assert_eq!(results[0].errno, EPERM, "the agent's read: {results:?}");
     } else {
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "the agent is killed at its read: {results:?}");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the agent is killed at its read: {results:?}"
+        );
     }
-    let e = events::wait_for(backend, "the dead agent's read", |e| e.header.tgid == pid && events::target(e) == secret);
-    assert_eq!((e.header.verdict, e.header.chain[0], e.header.session), (deny_verdict, agent_id, 92));
-    assert_eq!(backend.proc_state(pid).expect("PROCS lookup"), None, "the exit removed the agent's entry");
+    let e = events::wait_for(backend, "the dead agent's read", |e| {
+        e.header.tgid == pid && events::target(e) == secret
+    });
+    assert_eq!(
+        (e.header.verdict, e.header.chain[0], e.header.session),
+        (deny_verdict, agent_id, 92)
+    );
+    assert_eq!(
+        backend.proc_state(pid).expect("PROCS lookup"),
+        None,
+        "the exit removed the agent's entry"
+    );
     let reuser = Agent::spawn_with_pid(pid, &[format!("open:{secret}")], false)
         .unwrap_or_else(|| panic!("could not get pid {pid} again through ns_last_pid"));
-    assert_eq!(backend.proc_state(pid).expect("PROCS lookup"), None, "the process with the recycled pid is no agent");
+    assert_eq!(
+        backend.proc_state(pid).expect("PROCS lookup"),
+        None,
+        "the process with the recycled pid is no agent"
+    );
     let r = reuser.go(1);
-    assert_eq!(r[0].errno, 0, "a non-agent with a dead agent's pid reads freely: {:?}", r[0]);
+    assert_eq!(
+        r[0].errno, 0,
+        "a non-agent with a dead agent's pid reads freely: {:?}",
+        r[0]
+    );
     let all = events::drain_all(backend);
     let of_pid: Vec<_> = all.iter().filter(|e| e.header.tgid == pid).collect();
-    assert_eq!(of_pid.len(), 1, "only the dead agent's read has an event for pid {pid}, not its successor's");
+    assert_eq!(
+        of_pid.len(),
+        1,
+        "only the dead agent's read has an event for pid {pid}, not its successor's"
+    );
     adversarial::pass("8-identity/pid-reuse", name);
-    crate::events::assert_nothing_lost(&*backend);
+    events::assert_nothing_lost(&*backend);
     println!("checked ({name}): an agent in new user/mount/pid/net namespaces is still the agent (event with the host pid {host_pid}, not {ns_pid}); a non-agent that got a dead agent's pid ({pid}) is no agent");
 }

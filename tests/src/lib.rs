@@ -14,8 +14,10 @@ pub mod execdiff;
 pub mod filediff;
 pub mod fixtures;
 pub mod hostile;
+pub mod identity;
 pub mod identity_escape;
 pub mod netdiff;
+pub mod probe_object;
 pub mod workload;
 
 pub use agent::{Agent, OpResult};
@@ -26,7 +28,10 @@ pub const EPERM: i32 = libc::EPERM;
 
 /// Kernel tests load eBPF programs: they need root.
 pub fn require_root() {
-    assert!(nix::unistd::geteuid().is_root(), "kernel integration tests must run as root");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "kernel integration tests must run as root"
+    );
 }
 
 /// Report that `test` cannot run on this kernel, and why (read by `cargo xtask test`).

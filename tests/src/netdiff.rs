@@ -37,11 +37,16 @@ deny = ["127.1.0.0/16", "127.2.3.4:5000", "127.0.0.0/8:1500/tcp"]
     let agent_id = compiled.agent_by_name("netdiff-agent").expect("agent").id;
     backend.apply(&compiled, 1).expect("apply");
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut next = move || rng.next();
+    let mut next = move || rng.next_u64();
     let mut cases = Vec::new();
     for _ in 0..CASES {
         let r = next();
-        let v4 = Ipv4Addr::new(127, [0, 1, 2, 3][(r % 4) as usize], [0, 3, 7][(r >> 8) as usize % 3], [1, 4, 9][(r >> 16) as usize % 3]);
+        let v4 = Ipv4Addr::new(
+            127,
+            [0, 1, 2, 3][(r % 4) as usize],
+            [0, 3, 7][(r >> 8) as usize % 3],
+            [1, 4, 9][(r >> 16) as usize % 3],
+        );
         let addr: IpAddr = match (r >> 24) % 4 {
             0 => IpAddr::V6(Ipv6Addr::LOCALHOST),
             1 => IpAddr::V6(v4.to_ipv6_mapped()),
@@ -68,9 +73,21 @@ deny = ["127.1.0.0/16", "127.2.3.4:5000", "127.0.0.0/8:1500/tcp"]
     let open_rule = crate::fixtures::rule_id(&compiled, "127.3.0.0/16:1000-20000/tcp");
     let (mut by_open_window, mut in_closed_window) = (0, 0);
     for ((addr, port, udp), res) in cases.iter().zip(&results) {
-        let oracle = eval::evaluate(&compiled, agent_id, &Request::Connect { addr: *addr, port: *port, udp: *udp });
+        let oracle = eval::evaluate(
+            &compiled,
+            agent_id,
+            &Request::Connect {
+                addr: *addr,
+                port: *port,
+                udp: *udp,
+            },
+        );
         let kernel_denied = res.errno == EPERM;
-        if kernel_denied { denied += 1 } else { allowed += 1 }
+        if kernel_denied {
+            denied += 1
+        } else {
+            allowed += 1
+        }
         if !kernel_denied && oracle.rule == open_rule {
             by_open_window += 1;
         }
@@ -78,7 +95,13 @@ deny = ["127.1.0.0/16", "127.2.3.4:5000", "127.0.0.0/8:1500/tcp"]
             in_closed_window += 1;
         }
         if kernel_denied != (oracle.verdict != Verdict::Allow) {
-            mismatches.push(format!("{} {addr}:{port}: kernel errno {} vs oracle {:?} rule {}", if *udp { "udp" } else { "tcp" }, res.errno, oracle.verdict, oracle.rule));
+            mismatches.push(format!(
+                "{} {addr}:{port}: kernel errno {} vs oracle {:?} rule {}",
+                if *udp { "udp" } else { "tcp" },
+                res.errno,
+                oracle.verdict,
+                oracle.rule
+            ));
             continue;
         }
         // Connects are always logged; datagram sends only when denied.
@@ -91,21 +114,51 @@ deny = ["127.1.0.0/16", "127.2.3.4:5000", "127.0.0.0/8:1500/tcp"]
             IpAddr::V6(v6) => v6.octets(),
         };
         let found = seen.iter().any(|e| {
-            e.header.tgid == pid && e.header.op == op && e.header.net_port == *port && e.header.net_addr == want_addr && e.header.rule == oracle.rule
+            e.header.tgid == pid
+                && e.header.op == op
+                && e.header.net_port == *port
+                && e.header.net_addr == want_addr
+                && e.header.rule == oracle.rule
         });
         if !found {
-            mismatches.push(format!("{addr}:{port} udp={udp}: no kernel event with the oracle's rule {}", oracle.rule));
+            mismatches.push(format!(
+                "{addr}:{port} udp={udp}: no kernel event with the oracle's rule {}",
+                oracle.rule
+            ));
         }
     }
-    println!("{} cases: {allowed} allowed, {denied} denied, {} mismatches", cases.len(), mismatches.len());
-    assert!(mismatches.is_empty(), "kernel and reference evaluator disagree:\n{}", mismatches.iter().take(20).cloned().collect::<Vec<_>>().join("\n"));
-    assert!(allowed > CASES / 10 && denied > CASES / 10, "the mix must exercise both verdicts");
-    assert!(by_open_window > 0 && in_closed_window > 0, "the mix must exercise open ({by_open_window}) and closed ({in_closed_window}) windows");
+    println!(
+        "{} cases: {allowed} allowed, {denied} denied, {} mismatches",
+        cases.len(),
+        mismatches.len()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "kernel and reference evaluator disagree:\n{}",
+        mismatches
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        allowed > CASES / 10 && denied > CASES / 10,
+        "the mix must exercise both verdicts"
+    );
+    assert!(
+        by_open_window > 0 && in_closed_window > 0,
+        "the mix must exercise open ({by_open_window}) and closed ({in_closed_window}) windows"
+    );
 }
 
 /// `HH:MM-HH:MM` in UTC from `from_min` to `to_min` minutes after now.
 fn utc_window(from_min: i64, to_min: i64) -> String {
-    let now_min = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64 / 60;
+    let now_min = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
+        / 60;
     let hhmm = |m: i64| {
         let m = m.rem_euclid(24 * 60);
         format!("{:02}:{:02}", m / 60, m % 60)

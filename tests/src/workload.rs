@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::{
     backend::DaemonBackend,
-    daemon::{enforcer_exe, toml_list, LIBC_READS},
+    daemon::{testkit_exe, toml_list, LIBC_READS},
     EPERM,
 };
 
@@ -76,7 +76,11 @@ impl RuleIds {
 
     /// Is `rule` one of this policy's rule ids?
     pub fn owns(self, rule: &str) -> bool {
-        [Class::Allowed, Class::Denied].iter().any(|&c| [Kind::Open, Kind::Connect].iter().any(|&k| self.rule(c, k) == rule))
+        [Class::Allowed, Class::Denied].iter().any(|&c| {
+            [Kind::Open, Kind::Connect]
+                .iter()
+                .any(|&k| self.rule(c, k) == rule)
+        })
     }
 }
 
@@ -100,7 +104,13 @@ enum Target {
 impl Step {
     /// For messages: `open #12 of /tmp/.../denied/d12 (denied)`.
     pub fn describe(&self) -> String {
-        format!("{:?} #{} of {} ({:?})", self.kind, self.index, self.op.split_once(':').map_or("", |(_, t)| t), self.class)
+        format!(
+            "{:?} #{} of {} ({:?})",
+            self.kind,
+            self.index,
+            self.op.split_once(':').map_or("", |(_, t)| t),
+            self.class
+        )
     }
 
     /// Key of the target: allowed steps share theirs, denied ones have their own.
@@ -113,7 +123,11 @@ impl Step {
 
     /// The target of an event, in [`Step::target_key`]'s form.
     pub fn key_of(record: &Value) -> Option<String> {
-        match (record["path"].as_str(), record["addr"].as_str(), record["port"].as_u64()) {
+        match (
+            record["path"].as_str(),
+            record["addr"].as_str(),
+            record["port"].as_u64(),
+        ) {
             (Some(p), _, _) => Some(p.to_string()),
             (None, Some(a), Some(port)) => Some(format!("{a}:{port}")),
             _ => None,
@@ -150,13 +164,21 @@ impl Workload {
                 drop(conn);
             }
         });
-        Workload { root: root.to_path_buf(), port }
+        Workload {
+            root: root.to_path_buf(),
+            port,
+        }
     }
 
     /// The agent's policy with these rule ids. `reshuffled`: the same decisions from rules in
     /// another order, with rules that match none of the steps added, so the compiled maps differ.
     pub fn policy(&self, agent: &str, ids: RuleIds, reshuffled: bool) -> String {
-        let (root, port, exe, libc) = (self.root.display(), self.port, enforcer_exe(), toml_list(LIBC_READS));
+        let (root, port, exe, libc) = (
+            self.root.display(),
+            self.port,
+            testkit_exe(),
+            toml_list(LIBC_READS),
+        );
         let (allow, deny) = (ids.allow, ids.deny);
         let allowed_read = format!(r#"{{ path = "{root}/allowed/**", id = "{allow}-file" }}"#);
         let denied_read = format!(r#"{{ path = "{root}/denied/**", id = "{deny}-file" }}"#);
@@ -170,7 +192,12 @@ impl Workload {
                 format!(r#""127.4.0.0/16", {denied_net}"#),
             )
         } else {
-            (format!("{allowed_read}, {libc}"), denied_read, allowed_net, denied_net)
+            (
+                format!("{allowed_read}, {libc}"),
+                denied_read,
+                allowed_net,
+                denied_net,
+            )
         };
         format!(
             r#"[agent]
@@ -207,7 +234,11 @@ deny = [{net_deny}]
         let target = match (kind, class) {
             (Kind::Open, Class::Allowed) => Target::Path(format!("{root}/allowed/a{}", index % 4)),
             (Kind::Open, _) => {
-                let dir = if class == Class::Denied { "denied" } else { "outside" };
+                let dir = if class == Class::Denied {
+                    "denied"
+                } else {
+                    "outside"
+                };
                 let path = format!("{root}/{dir}/f{index}");
                 // The open hooks only see files that exist.
                 std::fs::write(&path, "x").expect("create denied file");
@@ -216,15 +247,28 @@ deny = [{net_deny}]
             (Kind::Connect, Class::Allowed) => Target::Addr("127.0.0.1".into(), self.port),
             (Kind::Connect, _) => {
                 // A loopback address of its own (the 250 x 250 of 127.N.1.1 - 127.N.250.250).
-                let net = if class == Class::Denied { DENIED_NET } else { DEFAULT_NET };
+                let net = if class == Class::Denied {
+                    DENIED_NET
+                } else {
+                    DEFAULT_NET
+                };
                 let n = index / 3 % 62_500;
-                Target::Addr(format!("127.{net}.{}.{}", 1 + n / 250, 1 + n % 250), self.port)
+                Target::Addr(
+                    format!("127.{net}.{}.{}", 1 + n / 250, 1 + n % 250),
+                    self.port,
+                )
             }
         };
         let op = match &target {
             Target::Path(p) => format!("open:{p}"),
             Target::Addr(a, port) => format!("connect:{a}:{port}"),
         };
-        Step { index, kind, class, op, target }
+        Step {
+            index,
+            kind,
+            class,
+            op,
+            target,
+        }
     }
 }

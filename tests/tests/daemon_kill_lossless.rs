@@ -6,13 +6,17 @@
 //! comes again from the next daemon, with the same `ring_pos` and content, after its
 //! `restarted` record: duplicates are possible and recognisable, loss is not.
 
-use std::collections::HashMap;
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
-use enforcer::bench::worker::Worker;
+use enforcer_testkit::bench::worker::Worker;
 use enforcer_tests::{daemon::*, kernel_label};
 use serde_json::Value;
 
@@ -34,7 +38,7 @@ deny = [{{ path = "{denied_dir}/**", id = "denied-read" }}]
 allow = [{{ path = "{exe}", id = "agent-binary" }}]
 "#,
         libc = toml_list(LIBC_READS),
-        exe = enforcer_exe()
+        exe = testkit_exe()
     )
 }
 
@@ -43,16 +47,27 @@ struct Lcg(u64);
 
 impl Lcg {
     fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
 
 /// Events for `path` by ring position (each kernel decision once), and how many lines repeat one.
-fn events_by_ring_pos<'a>(records: &'a [Value], path: &str) -> (HashMap<u64, Vec<&'a Value>>, usize) {
+fn events_by_ring_pos<'a>(
+    records: &'a [Value],
+    path: &str,
+) -> (HashMap<u64, Vec<&'a Value>>, usize) {
     let mut by_pos: HashMap<u64, Vec<&Value>> = HashMap::new();
-    for r in records.iter().filter(|r| r["type"] == "event" && r["path"] == path) {
-        let pos = r["ring_pos"].as_u64().unwrap_or_else(|| panic!("event without ring_pos: {r}"));
+    for r in records
+        .iter()
+        .filter(|r| r["type"] == "event" && r["path"] == path)
+    {
+        let pos = r["ring_pos"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("event without ring_pos: {r}"));
         by_pos.entry(pos).or_default().push(r);
     }
     let repeats = by_pos.values().map(|v| v.len() - 1).sum();
@@ -64,7 +79,11 @@ fn kernel_lost(records: &[Value]) -> u64 {
     records
         .iter()
         .filter(|r| r["type"] == "lost" && r["source"] == "kernel" && r["agent"] == AGENT)
-        .map(|r| r["total"].as_u64().unwrap_or_else(|| panic!("kernel lost record without total: {r}")))
+        .map(|r| {
+            r["total"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("kernel lost record without total: {r}"))
+        })
         .max()
         .unwrap_or(0)
 }
@@ -83,24 +102,40 @@ fn no_event_is_lost_when_the_daemon_is_killed_mid_drain() {
     let denied = denied_dir.join("secret");
     std::fs::write(&denied, "x").unwrap();
     let denied = denied.display().to_string();
-    std::fs::write(setup.policy_dir.join("flood.toml"), policy(&denied_dir.display().to_string())).unwrap();
+    std::fs::write(
+        setup.policy_dir.join("flood.toml"),
+        policy(&denied_dir.display().to_string()),
+    )
+    .unwrap();
 
     let mut daemon = setup.start();
     let mut run = Command::new(enforcer_exe());
-    run.arg("run").arg("--socket").arg(&setup.socket).args(["--agent", AGENT, "--"]).arg(enforcer_exe());
-    let mut worker = Worker::spawn_with(run).expect("start the agent (bench-worker under enforcer run)");
+    run.arg("run")
+        .arg("--socket")
+        .arg(&setup.socket)
+        .args(["--agent", AGENT, "--"])
+        .arg(testkit_exe());
+    let mut worker =
+        Worker::spawn_with(run).expect("start the agent (bench-worker under enforcer run)");
     // Its exec is logged before the flood: from then on every agent event is an open of `denied`,
     // so the agent's kernel loss counter counts only those.
     setup.wait_records("the agent's exec event", 60, |records| {
-        records.iter().any(|r| r["type"] == "event" && r["agent"] == AGENT && r["op"] == "exec")
+        records
+            .iter()
+            .any(|r| r["type"] == "event" && r["agent"] == AGENT && r["op"] == "exec")
     });
 
     // The agent floods while a daemon runs and pauses while the next one starts (a start takes
     // seconds: at this rate the ring buffer would overflow and the kernel count the rest lost,
     // which would prove less). So nearly every event passes through a daemon that gets killed.
-    let (stop, up, generated) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(true)), Arc::new(AtomicU64::new(0)));
+    let (stop, up, generated) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let flood = {
-        let (stop, up, generated, denied) = (stop.clone(), up.clone(), generated.clone(), denied.clone());
+        let (stop, up, generated, denied) =
+            (stop.clone(), up.clone(), generated.clone(), denied.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 if !up.load(Ordering::SeqCst) {
@@ -114,7 +149,10 @@ fn no_event_is_lost_when_the_daemon_is_killed_mid_drain() {
         })
     };
 
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     println!("kill times seeded with {seed}");
     let mut lcg = Lcg(seed);
     for round in 0..kills {
@@ -126,7 +164,10 @@ fn no_event_is_lost_when_the_daemon_is_killed_mid_drain() {
         let t = Instant::now();
         daemon = setup.start();
         up.store(true, Ordering::SeqCst);
-        println!("kill {round}: after {running:?} running ({before} opens so far), restarted in {:.1}s", t.elapsed().as_secs_f64());
+        println!(
+            "kill {round}: after {running:?} running ({before} opens so far), restarted in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::SeqCst);
@@ -139,7 +180,10 @@ fn no_event_is_lost_when_the_daemon_is_killed_mid_drain() {
     let (by_pos, repeats) = events_by_ring_pos(&records, &denied);
     let lost = kernel_lost(&records);
     println!("{generated} opens: {} distinct events in the log, {repeats} lines written twice, {lost} counted lost by the kernel", by_pos.len());
-    assert!(generated > 1000, "the agent made too few opens ({generated}) for the test to mean anything");
+    assert!(
+        generated > 1000,
+        "the agent made too few opens ({generated}) for the test to mean anything"
+    );
     assert_eq!(
         by_pos.len() as u64 + lost,
         generated,
@@ -147,16 +191,26 @@ fn no_event_is_lost_when_the_daemon_is_killed_mid_drain() {
         by_pos.len()
     );
     assert!(
-        !records.iter().any(|r| r["type"] == "lost" && r["source"] == "audit-log"),
+        !records
+            .iter()
+            .any(|r| r["type"] == "lost" && r["source"] == "audit-log"),
         "the audit log never failed, yet records were dropped"
     );
 
     // Duplicates: same kernel decision, written again after the next daemon's `restarted`
     // record, from a ring position at or after the one that daemon adopted.
-    let restarted: Vec<&Value> = records.iter().filter(|r| r["type"] == "daemon" && r["event"] == "restarted").collect();
+    let restarted: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "daemon" && r["event"] == "restarted")
+        .collect();
     assert_eq!(restarted.len(), kills, "one restarted record per kill");
     for (pos, copies) in by_pos.iter().filter(|(_, c)| c.len() > 1) {
-        assert_eq!(copies.len(), 2, "ring_pos {pos} written {} times: {copies:?}", copies.len());
+        assert_eq!(
+            copies.len(),
+            2,
+            "ring_pos {pos} written {} times: {copies:?}",
+            copies.len()
+        );
         let strip = |v: &Value| {
             let mut v = v.clone();
             for field in ["seq", "time", "exe"] {
@@ -164,15 +218,38 @@ fn no_event_is_lost_when_the_daemon_is_killed_mid_drain() {
             }
             v
         };
-        assert_eq!(strip(copies[0]), strip(copies[1]), "the two copies of ring_pos {pos} differ");
-        let (first, second) = (copies[0]["seq"].as_u64().unwrap(), copies[1]["seq"].as_u64().unwrap());
-        let between = restarted.iter().find(|r| (first..second).contains(&r["seq"].as_u64().unwrap()));
-        let between = between.unwrap_or_else(|| panic!("ring_pos {pos} repeated (seq {first}, {second}) without a restart between"));
-        let adopted_from = between["detail"]["ring_released_pos"].as_u64().expect("restarted detail has ring_released_pos");
-        assert!(*pos >= adopted_from, "ring_pos {pos} repeated, but the restart adopted from {adopted_from}");
+        assert_eq!(
+            strip(copies[0]),
+            strip(copies[1]),
+            "the two copies of ring_pos {pos} differ"
+        );
+        let (first, second) = (
+            copies[0]["seq"].as_u64().unwrap(),
+            copies[1]["seq"].as_u64().unwrap(),
+        );
+        let between = restarted
+            .iter()
+            .find(|r| (first..second).contains(&r["seq"].as_u64().unwrap()));
+        let between = between.unwrap_or_else(|| {
+            panic!("ring_pos {pos} repeated (seq {first}, {second}) without a restart between")
+        });
+        let adopted_from = between["detail"]["ring_released_pos"]
+            .as_u64()
+            .expect("restarted detail has ring_released_pos");
+        assert!(
+            *pos >= adopted_from,
+            "ring_pos {pos} repeated, but the restart adopted from {adopted_from}"
+        );
     }
     // Lost records repeated by a kill carry the same total: never count them twice.
-    let mut totals: Vec<u64> = records.iter().filter(|r| r["type"] == "lost" && r["agent"] == AGENT).map(|r| r["total"].as_u64().unwrap()).collect();
+    let mut totals: Vec<u64> = records
+        .iter()
+        .filter(|r| r["type"] == "lost" && r["agent"] == AGENT)
+        .map(|r| r["total"].as_u64().unwrap())
+        .collect();
     totals.dedup();
-    assert!(totals.windows(2).all(|w| w[0] < w[1]), "kernel loss totals must grow: {totals:?}");
+    assert!(
+        totals.windows(2).all(|w| w[0] < w[1]),
+        "kernel loss totals must grow: {totals:?}"
+    );
 }

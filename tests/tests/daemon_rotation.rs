@@ -43,7 +43,7 @@ allow = [{{ path = "{exe}", id = "agent-binary" }}]
 "#,
         root = root.display(),
         libc = toml_list(LIBC_READS),
-        exe = enforcer_exe()
+        exe = testkit_exe()
     )
 }
 
@@ -69,14 +69,34 @@ fn run_agent(setup: &DaemonSetup, root: &Path, range: std::ops::Range<usize>) {
 fn read_files(log: &Path) -> Vec<(PathBuf, Vec<Value>)> {
     let mut files = Vec::new();
     for path in log_files(log) {
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let longest = text.lines().map(|l| l.len()).max().unwrap_or(0);
-        assert!(text.len() as u64 <= MIN_ROTATE_BYTES, "{} is {} bytes, over the rotation size; longest line {longest}: {}", path.display(), text.len(), text.lines().max_by_key(|l| l.len()).unwrap_or_default().chars().take(600).collect::<String>());
-        assert!(text.is_empty() || text.ends_with('\n'), "{} ends in the middle of a line", path.display());
+        assert!(
+            text.len() as u64 <= MIN_ROTATE_BYTES,
+            "{} is {} bytes, over the rotation size; longest line {longest}: {}",
+            path.display(),
+            text.len(),
+            text.lines()
+                .max_by_key(|l| l.len())
+                .unwrap_or_default()
+                .chars()
+                .take(600)
+                .collect::<String>()
+        );
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{} ends in the middle of a line",
+            path.display()
+        );
         let records = text
             .lines()
             .enumerate()
-            .map(|(n, l)| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}:{}: not a record ({e}): {l}", path.display(), n + 1)))
+            .map(|(n, l)| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!("{}:{}: not a record ({e}): {l}", path.display(), n + 1)
+                })
+            })
             .collect();
         files.push((path, records));
     }
@@ -98,8 +118,18 @@ fn found(records: &[Value], root: &Path, range: &std::ops::Range<usize>) -> Foun
         if r["type"] == "lost" && r["source"] == "kernel" && r["agent"] == AGENT {
             lost += r["count"].as_u64().expect("lost record without count");
         }
-        let Some(&i) = r["path"].as_str().and_then(|p| by_path.get(p)) else { continue };
-        assert_eq!((r["type"].as_str(), r["verdict"].as_str(), r["agent"].as_str()), (Some("event"), Some("allow"), Some(AGENT)), "{r}");
+        let Some(&i) = r["path"].as_str().and_then(|p| by_path.get(p)) else {
+            continue;
+        };
+        assert_eq!(
+            (
+                r["type"].as_str(),
+                r["verdict"].as_str(),
+                r["agent"].as_str()
+            ),
+            (Some("event"), Some("allow"), Some(AGENT)),
+            "{r}"
+        );
         indices.push(i);
     }
     Found { indices, lost }
@@ -109,7 +139,12 @@ fn found(records: &[Value], root: &Path, range: &std::ops::Range<usize>) -> Foun
 fn assert_gapless(records: &[Value], what: &str) {
     for w in records.windows(2) {
         let (a, b) = (w[0]["seq"].as_u64(), w[1]["seq"].as_u64());
-        assert!(a.is_some() && b.map(|b| b - 1) == a, "{what}: seq {a:?} followed by {b:?}: a gap or a repeat\n{}\n{}", w[0], w[1]);
+        assert!(
+            a.is_some() && b.map(|b| b - 1) == a,
+            "{what}: seq {a:?} followed by {b:?}: a gap or a repeat\n{}\n{}",
+            w[0],
+            w[1]
+        );
     }
 }
 
@@ -117,11 +152,20 @@ fn assert_gapless(records: &[Value], what: &str) {
 /// opens without an event are exactly the `lost` count.
 fn assert_once_in_order(f: &Found, first: usize, range: &std::ops::Range<usize>, what: &str) {
     for w in f.indices.windows(2) {
-        assert!(w[0] < w[1], "{what}: the event of open #{} comes after that of #{} (a repeat or out of order)", w[1], w[0]);
+        assert!(
+            w[0] < w[1],
+            "{what}: the event of open #{} comes after that of #{} (a repeat or out of order)",
+            w[1],
+            w[0]
+        );
     }
     let expected = (range.end - first) as u64;
     let missing = expected - f.indices.len() as u64;
-    assert_eq!(missing, f.lost, "{what}: {missing} of {expected} opens have no event, `lost` records count {}", f.lost);
+    assert_eq!(
+        missing, f.lost,
+        "{what}: {missing} of {expected} opens have no event, `lost` records count {}",
+        f.lost
+    );
 }
 
 #[test]
@@ -131,7 +175,14 @@ fn rotation_under_load_loses_and_repeats_nothing() {
     let root = setup.dir.path().to_path_buf();
     std::fs::create_dir_all(root.join("gen")).unwrap();
     std::fs::write(setup.policy_dir.join("agent.toml"), policy(&root)).unwrap();
-    let rotation = |retain: u32| vec!["--audit-rotate-bytes".to_string(), MIN_ROTATE_BYTES.to_string(), "--audit-retain".into(), retain.to_string()];
+    let rotation = |retain: u32| {
+        vec![
+            "--audit-rotate-bytes".to_string(),
+            MIN_ROTATE_BYTES.to_string(),
+            "--audit-retain".into(),
+            retain.to_string(),
+        ]
+    };
 
     // 1. Every file kept: the whole stream is there.
     setup.extra = rotation(RETAIN_ALL);
@@ -147,10 +198,20 @@ fn rotation_under_load_loses_and_repeats_nothing() {
     // A clean stop drains the ring buffer before its `stop` record: every event is written.
     daemon.stop();
     let files = read_files(&setup.audit_log);
-    let numbers: Vec<u32> = rotated_files(&setup.audit_log).iter().map(|(n, _)| *n).collect();
+    let numbers: Vec<u32> = rotated_files(&setup.audit_log)
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
     let rotations = numbers.len() as u32;
-    assert!(rotations >= 10, "{OPENS} opens rotated the log only {rotations} times");
-    assert_eq!(numbers, (1..=rotations).rev().collect::<Vec<_>>(), "rotated files missing with retention {RETAIN_ALL}");
+    assert!(
+        rotations >= 10,
+        "{OPENS} opens rotated the log only {rotations} times"
+    );
+    assert_eq!(
+        numbers,
+        (1..=rotations).rev().collect::<Vec<_>>(),
+        "rotated files missing with retention {RETAIN_ALL}"
+    );
     let records: Vec<Value> = files.iter().flat_map(|(_, r)| r.iter().cloned()).collect();
     assert_eq!(records[0]["seq"], 1, "the first record of a new log");
     assert_gapless(&records, "every file kept");
@@ -179,15 +240,25 @@ fn rotation_under_load_loses_and_repeats_nothing() {
     run_agent(&setup, &root, second.clone());
     daemon.stop();
     let files = read_files(&setup.audit_log);
-    let kept: Vec<u32> = rotated_files(&setup.audit_log).iter().map(|(n, _)| *n).collect();
-    assert_eq!(kept, (1..=RETAIN_FEW).rev().collect::<Vec<_>>(), "rotated files after lowering the retention count to {RETAIN_FEW}");
+    let kept: Vec<u32> = rotated_files(&setup.audit_log)
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(
+        kept,
+        (1..=RETAIN_FEW).rev().collect::<Vec<_>>(),
+        "rotated files after lowering the retention count to {RETAIN_FEW}"
+    );
     let records: Vec<Value> = files.iter().flat_map(|(_, r)| r.iter().cloned()).collect();
     assert_gapless(&records, "retention lowered");
     let oldest_kept = records[0]["seq"].as_u64().unwrap();
     assert!(oldest_kept > last_of_first_run, "records of the first run (up to seq {last_of_first_run}) survived: the oldest kept is {oldest_kept}");
     let f = found(&records, &root, &second);
     let oldest_open = *f.indices.first().expect("no event of the second run kept");
-    assert!(oldest_open > second.start, "the oldest rotated files were not removed: the first open's event is still there");
+    assert!(
+        oldest_open > second.start,
+        "the oldest rotated files were not removed: the first open's event is still there"
+    );
     assert_once_in_order(&f, oldest_open, &second, "retention lowered");
     println!(
         "{} more opens: {RETAIN_FEW} rotated files kept (seq {oldest_kept}..), holding the events of opens #{oldest_open}..#{}",

@@ -5,6 +5,7 @@ use enforcer_tests::{execdiff, fallback};
 
 #[test]
 fn kernel_matches_reference_evaluator_for_exec() {
-    let mut backend = fallback("fallback_exec_differential::kernel_matches_reference_evaluator_for_exec");
+    let mut backend =
+        fallback("fallback_exec_differential::kernel_matches_reference_evaluator_for_exec");
     execdiff::run(&mut backend, false);
 }

@@ -53,28 +53,78 @@ deny = ["127.0.0.2/32"]
     for (res, want) in r.iter().zip(expect) {
         assert_eq!(res.errno, want, "{} {}: {res:?}", res.op, res.arg);
     }
-    let e = events::wait_for(&mut backend, "denied tcp connect", |e| e.header.tgid == pid && e.header.op == OP_CONNECT && e.header.net_port == pd && e.header.net_family == AF_INET);
+    let e = events::wait_for(&mut backend, "denied tcp connect", |e| {
+        e.header.tgid == pid
+            && e.header.op == OP_CONNECT
+            && e.header.net_port == pd
+            && e.header.net_family == AF_INET
+    });
     assert_eq!(e.header.verdict, VERDICT_DENY);
     assert_eq!(&e.header.net_addr[12..], &[127, 0, 0, 1]);
-    let oracle = eval::evaluate(&compiled, agent_id, &Request::Connect { addr: IpAddr::from([127, 0, 0, 1]), port: pd, udp: false });
+    let oracle = eval::evaluate(
+        &compiled,
+        agent_id,
+        &Request::Connect {
+            addr: IpAddr::from([127, 0, 0, 1]),
+            port: pd,
+            udp: false,
+        },
+    );
     assert_eq!(oracle.rule, e.header.rule, "kernel == reference evaluator");
-    let e = events::wait_for(&mut backend, "explicit deny of 127.0.0.2", |e| e.header.tgid == pid && &e.header.net_addr[12..] == [127, 0, 0, 2]);
+    let e = events::wait_for(&mut backend, "explicit deny of 127.0.0.2", |e| {
+        e.header.tgid == pid && e.header.net_addr[12..] == [127, 0, 0, 2]
+    });
     assert_eq!(e.header.verdict, VERDICT_DENY);
-    assert_eq!(e.header.rule, rule_id(&compiled, "127.0.0.2/32"), "explicit deny names its rule");
-    let e = events::wait_for(&mut backend, "allowed tcp connect", |e| e.header.tgid == pid && e.header.op == OP_CONNECT && e.header.net_port == pa && e.header.verdict == VERDICT_ALLOW);
-    assert_eq!(e.header.rule, rule_id(&compiled, &format!("127.0.0.1:{pa}/tcp")));
-    let e = events::wait_for(&mut backend, "v4-mapped v6 connect allowed by the v4 rule", |e| e.header.tgid == pid && e.header.net_family == AF_INET6 && e.header.net_port == pa);
+    assert_eq!(
+        e.header.rule,
+        rule_id(&compiled, "127.0.0.2/32"),
+        "explicit deny names its rule"
+    );
+    let e = events::wait_for(&mut backend, "allowed tcp connect", |e| {
+        e.header.tgid == pid
+            && e.header.op == OP_CONNECT
+            && e.header.net_port == pa
+            && e.header.verdict == VERDICT_ALLOW
+    });
+    assert_eq!(
+        e.header.rule,
+        rule_id(&compiled, &format!("127.0.0.1:{pa}/tcp"))
+    );
+    let e = events::wait_for(
+        &mut backend,
+        "v4-mapped v6 connect allowed by the v4 rule",
+        |e| e.header.tgid == pid && e.header.net_family == AF_INET6 && e.header.net_port == pa,
+    );
     assert_eq!(e.header.verdict, VERDICT_ALLOW);
-    assert_eq!(e.header.rule, rule_id(&compiled, &format!("127.0.0.1:{pa}/tcp")));
-    let e = events::wait_for(&mut backend, "denied udp sendto", |e| e.header.tgid == pid && e.header.op == OP_SENDMSG && e.header.net_port == pd && e.header.net_family == AF_INET);
+    assert_eq!(
+        e.header.rule,
+        rule_id(&compiled, &format!("127.0.0.1:{pa}/tcp"))
+    );
+    let e = events::wait_for(&mut backend, "denied udp sendto", |e| {
+        e.header.tgid == pid
+            && e.header.op == OP_SENDMSG
+            && e.header.net_port == pd
+            && e.header.net_family == AF_INET
+    });
     assert_eq!(e.header.verdict, VERDICT_DENY);
     assert_eq!(e.header.net_proto, PROTO_UDP);
-    let e = events::wait_for(&mut backend, "denied udp6 sendto", |e| e.header.tgid == pid && e.header.op == OP_SENDMSG && e.header.net_family == AF_INET6);
+    let e = events::wait_for(&mut backend, "denied udp6 sendto", |e| {
+        e.header.tgid == pid && e.header.op == OP_SENDMSG && e.header.net_family == AF_INET6
+    });
     assert_eq!(e.header.net_addr, std::net::Ipv6Addr::LOCALHOST.octets());
     // A process that is not an agent is never affected.
-    let other = Agent::spawn(&[format!("connect:127.0.0.1:{pd}"), format!("udp:127.0.0.1:{pd}")], false);
+    let other = Agent::spawn(
+        &[
+            format!("connect:127.0.0.1:{pd}"),
+            format!("udp:127.0.0.1:{pd}"),
+        ],
+        false,
+    );
     let r = other.go(2);
-    assert!(r.iter().all(|x| x.errno == 0), "non-agent must be unaffected: {r:?}");
+    assert!(
+        r.iter().all(|x| x.errno == 0),
+        "non-agent must be unaffected: {r:?}"
+    );
     drop((allowed, denied, v6, udp));
     println!("checked: tcp v4 allow/deny/explicit deny, v4-mapped v6 meets v4 rules, udp v4/v6 sendto deny; events + oracle; non-agent unaffected");
 }

@@ -5,6 +5,7 @@ use enforcer_tests::{fallback, netdiff};
 
 #[test]
 fn kernel_matches_reference_evaluator_for_connect() {
-    let mut backend = fallback("fallback_net_differential::kernel_matches_reference_evaluator_for_connect");
+    let mut backend =
+        fallback("fallback_net_differential::kernel_matches_reference_evaluator_for_connect");
     netdiff::run(&mut backend);
 }

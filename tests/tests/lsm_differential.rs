@@ -5,6 +5,9 @@ use enforcer_tests::{filediff, lsm_or_na};
 
 #[test]
 fn kernel_matches_reference_evaluator() {
-    let Some(mut backend) = lsm_or_na("lsm_differential::kernel_matches_reference_evaluator") else { return };
+    let Some(mut backend) = lsm_or_na("lsm_differential::kernel_matches_reference_evaluator")
+    else {
+        return;
+    };
     filediff::run(&mut backend, true);
 }

@@ -16,7 +16,13 @@ fn policy(mode: &str) -> String {
 
 /// The operations, each once per phase, in a fresh directory per phase: (try-ops op, event op,
 /// event target or None for network).
-fn ops(dir: &TempDir, bb: &str, tcp: u16, udp: u16, phase: &str) -> Vec<(String, u32, Option<String>)> {
+fn ops(
+    dir: &TempDir,
+    bb: &str,
+    tcp: u16,
+    udp: u16,
+    phase: &str,
+) -> Vec<(String, u32, Option<String>)> {
     let f = dir.file(&format!("{phase}/victim"), "x");
     let g = dir.file(&format!("{phase}/moved"), "x");
     let nd = dir.join(&format!("{phase}/newdir"));
@@ -33,11 +39,19 @@ fn ops(dir: &TempDir, bb: &str, tcp: u16, udp: u16, phase: &str) -> Vec<(String,
 
 #[test]
 fn audit_enforce_detach() {
-    let Some(mut backend) = lsm_or_na("lsm_every_hook_modes::audit_enforce_detach") else { return };
-    let bb = std::fs::canonicalize(enforcer_tests::fixtures::busybox()).unwrap().display().to_string();
+    let Some(mut backend) = lsm_or_na("lsm_every_hook_modes::audit_enforce_detach") else {
+        return;
+    };
+    let bb = std::fs::canonicalize(enforcer_tests::fixtures::busybox())
+        .unwrap()
+        .display()
+        .to_string();
     let tcp = TcpListener::bind("127.0.0.1:0").expect("listen");
     let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
-    let (tp, up) = (tcp.local_addr().unwrap().port(), udp.local_addr().unwrap().port());
+    let (tp, up) = (
+        tcp.local_addr().unwrap().port(),
+        udp.local_addr().unwrap().port(),
+    );
     let dir = TempDir::new("modes");
     let audit_ops = ops(&dir, &bb, tp, up, "audit");
     let enforce_ops = ops(&dir, &bb, tp, up, "enforce");
@@ -80,7 +94,10 @@ fn audit_enforce_detach() {
                 && target.as_ref().is_none_or(|t| events::target(e) == *t)
                 && e.header.verdict == VERDICT_DENY
         });
-        assert_eq!(e.header.policy_version, 2, "{op}: events carry the policy version");
+        assert_eq!(
+            e.header.policy_version, 2,
+            "{op}: events carry the policy version"
+        );
     }
 
     // Detach: dropping the backend removes the programs; the same process now succeeds.

@@ -4,15 +4,19 @@
 
 use enforcer::{
     kernel::Backend,
-    policy::eval::{self, Request},
+    policy::{
+        compile::RuleKind,
+        eval::{self, Request},
+    },
 };
 use enforcer_common::*;
-use enforcer::policy::compile::RuleKind;
 use enforcer_tests::{compile, events, fixtures::rule_id_of, lsm_or_na, Agent, TempDir, EPERM};
 
 #[test]
 fn allow_deny_script_detach() {
-    let Some(mut backend) = lsm_or_na("lsm_exec::allow_deny_script_detach") else { return };
+    let Some(mut backend) = lsm_or_na("lsm_exec::allow_deny_script_detach") else {
+        return;
+    };
     let dir = TempDir::new("exec");
     let d = dir.path().display().to_string();
     let allowed = dir.busybox("tools/busybox");
@@ -55,33 +59,78 @@ deny = ["{d}/tools/forbidden"]
 
     let r = agent.step();
     assert_eq!(r.errno, 0, "allowed exec must run: {r:?}");
-    let e = events::wait_for(&mut backend, "exec allow event", |e| e.header.op == OP_EXEC && events::target(e) == allowed);
+    let e = events::wait_for(&mut backend, "exec allow event", |e| {
+        e.header.op == OP_EXEC && events::target(e) == allowed
+    });
     assert_eq!(e.header.verdict, VERDICT_ALLOW, "exec allows are logged");
-    assert_eq!(e.header.rule, rule_id_of(&compiled, RuleKind::ExecAllow, &format!("{d}/tools/**")), "allowed by the exec rule");
+    assert_eq!(
+        e.header.rule,
+        rule_id_of(&compiled, RuleKind::ExecAllow, &format!("{d}/tools/**")),
+        "allowed by the exec rule"
+    );
 
     let r = agent.step();
-    assert_eq!(r.errno, EPERM, "exec outside the allow list is denied: {r:?}");
-    let e = events::wait_for(&mut backend, "default-deny exec event", |e| events::target(e) == elsewhere && e.header.verdict == VERDICT_DENY);
+    assert_eq!(
+        r.errno, EPERM,
+        "exec outside the allow list is denied: {r:?}"
+    );
+    let e = events::wait_for(&mut backend, "default-deny exec event", |e| {
+        events::target(e) == elsewhere && e.header.verdict == VERDICT_DENY
+    });
     assert_eq!(e.header.op, OP_EXEC);
     assert_eq!(e.header.rule, RULE_DEFAULT_DENY);
-    let oracle = eval::evaluate(&compiled, agent_id, &Request::Exec { path: elsewhere.clone() });
+    let oracle = eval::evaluate(
+        &compiled,
+        agent_id,
+        &Request::Exec {
+            path: elsewhere.clone(),
+        },
+    );
     assert_eq!(oracle.rule, e.header.rule, "kernel == reference evaluator");
 
     let r = agent.step();
     assert_eq!(r.errno, EPERM, "explicit exec deny beats the allow: {r:?}");
-    let e = events::wait_for(&mut backend, "explicit exec deny", |e| events::target(e) == forbidden);
-    assert_eq!(e.header.rule, rule_id_of(&compiled, RuleKind::ExecDeny, &format!("{d}/tools/forbidden")));
-    let oracle = eval::evaluate(&compiled, agent_id, &Request::Exec { path: forbidden.clone() });
+    let e = events::wait_for(&mut backend, "explicit exec deny", |e| {
+        events::target(e) == forbidden
+    });
+    assert_eq!(
+        e.header.rule,
+        rule_id_of(
+            &compiled,
+            RuleKind::ExecDeny,
+            &format!("{d}/tools/forbidden")
+        )
+    );
+    let oracle = eval::evaluate(
+        &compiled,
+        agent_id,
+        &Request::Exec {
+            path: forbidden.clone(),
+        },
+    );
     assert_eq!(oracle.rule, e.header.rule, "kernel == reference evaluator");
 
     let r = agent.step();
-    assert_eq!(r.errno, 0, "a script whose interpreter is allowed runs: {r:?}");
-    let e = events::wait_for(&mut backend, "script read event", |e| events::target(e) == script);
-    assert!(e.header.flags & EVENT_FLAG_SCRIPT != 0, "the script is checked as a read, flagged SCRIPT");
+    assert_eq!(
+        r.errno, 0,
+        "a script whose interpreter is allowed runs: {r:?}"
+    );
+    let e = events::wait_for(&mut backend, "script read event", |e| {
+        events::target(e) == script
+    });
+    assert!(
+        e.header.flags & EVENT_FLAG_SCRIPT != 0,
+        "the script is checked as a read, flagged SCRIPT"
+    );
 
     let r = agent.step();
-    assert_eq!(r.errno, EPERM, "a script whose interpreter is not allowed is denied: {r:?}");
-    events::wait_for(&mut backend, "interpreter deny", |e| events::target(e) == elsewhere && e.header.op == OP_EXEC && e.header.verdict == VERDICT_DENY);
+    assert_eq!(
+        r.errno, EPERM,
+        "a script whose interpreter is not allowed is denied: {r:?}"
+    );
+    events::wait_for(&mut backend, "interpreter deny", |e| {
+        events::target(e) == elsewhere && e.header.op == OP_EXEC && e.header.verdict == VERDICT_DENY
+    });
 
     drop(backend);
     let r = agent.step();

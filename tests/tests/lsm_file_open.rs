@@ -25,7 +25,9 @@ deny = ["{dir}/secret.txt"]
 
 #[test]
 fn allow_deny_audit_detach() {
-    let Some(mut backend) = lsm_or_na("lsm_file_open::allow_deny_audit_detach") else { return };
+    let Some(mut backend) = lsm_or_na("lsm_file_open::allow_deny_audit_detach") else {
+        return;
+    };
     let dir = TempDir::new("file-open");
     let allowed = dir.file("allowed.txt", "ok");
     let secret = dir.file("secret.txt", "secret");
@@ -43,7 +45,9 @@ fn allow_deny_audit_detach() {
         format!("open:{secret}"),
     ];
     let mut agent = Agent::spawn(&ops, true);
-    backend.register(agent.pid, agent_id, 7).expect("register agent");
+    backend
+        .register(agent.pid, agent_id, 7)
+        .expect("register agent");
     agent.start();
 
     // allow
@@ -62,17 +66,39 @@ fn allow_deny_audit_detach() {
     assert_eq!(e.header.session, 7, "event carries the session");
     assert_eq!(e.header.policy_version, 1);
     assert_eq!(e.header.access, ACCESS_READ);
-    let oracle = eval::evaluate(&compiled, agent_id, &Request::Open { path: secret.clone(), read: true, write: false });
-    assert_eq!((oracle.verdict, oracle.rule), (Verdict::Deny, e.header.rule), "kernel == reference evaluator");
+    let oracle = eval::evaluate(
+        &compiled,
+        agent_id,
+        &Request::Open {
+            path: secret.clone(),
+            read: true,
+            write: false,
+        },
+    );
+    assert_eq!(
+        (oracle.verdict, oracle.rule),
+        (Verdict::Deny, e.header.rule),
+        "kernel == reference evaluator"
+    );
     // default deny (no rule matches)
     let r = agent.step();
-    assert_eq!(r.errno, EPERM, "a path no rule allows is denied by default: {r:?}");
-    let e = events::wait_for(&mut backend, "default deny of a path no rule names", |e| events::target(e) == outside);
+    assert_eq!(
+        r.errno, EPERM,
+        "a path no rule allows is denied by default: {r:?}"
+    );
+    let e = events::wait_for(&mut backend, "default deny of a path no rule names", |e| {
+        events::target(e) == outside
+    });
     assert_eq!(e.header.rule, RULE_DEFAULT_DENY);
     // write needs write permission
     let r = agent.step();
-    assert_eq!(r.errno, EPERM, "read permission does not allow writing: {r:?}");
-    let e = events::wait_for(&mut backend, "write deny", |e| events::target(e) == allowed && e.header.access & ACCESS_WRITE != 0);
+    assert_eq!(
+        r.errno, EPERM,
+        "read permission does not allow writing: {r:?}"
+    );
+    let e = events::wait_for(&mut backend, "write deny", |e| {
+        events::target(e) == allowed && e.header.access & ACCESS_WRITE != 0
+    });
     assert_eq!(e.header.verdict, VERDICT_DENY);
 
     // Non-agents are unaffected.
@@ -88,7 +114,9 @@ fn allow_deny_audit_detach() {
 
 #[test]
 fn audit_mode_logs_but_never_blocks() {
-    let Some(mut backend) = lsm_or_na("lsm_file_open::audit_mode_logs_but_never_blocks") else { return };
+    let Some(mut backend) = lsm_or_na("lsm_file_open::audit_mode_logs_but_never_blocks") else {
+        return;
+    };
     let dir = TempDir::new("file-audit");
     let secret = dir.file("secret.txt", "secret");
     let compiled = compile(&policy(&dir.path().display().to_string(), "audit"));
@@ -99,10 +127,23 @@ fn audit_mode_logs_but_never_blocks() {
     let pid = agent.pid;
     let r = agent.go(1);
     assert_eq!(r[0].errno, 0, "audit mode never blocks: {:?}", r[0]);
-    let e = events::wait_for(&mut backend, "audit-deny event", |e| e.header.tgid == pid && events::target(e) == secret);
+    let e = events::wait_for(&mut backend, "audit-deny event", |e| {
+        e.header.tgid == pid && events::target(e) == secret
+    });
     assert_eq!(e.header.verdict, VERDICT_AUDIT_DENY, "logged as would-deny");
     assert_eq!(e.header.policy_version, 3);
-    let oracle = eval::evaluate(&compiled, agent_id, &Request::Open { path: secret.clone(), read: true, write: false });
-    assert_eq!((oracle.verdict, oracle.rule), (Verdict::AuditDeny, e.header.rule));
+    let oracle = eval::evaluate(
+        &compiled,
+        agent_id,
+        &Request::Open {
+            path: secret.clone(),
+            read: true,
+            write: false,
+        },
+    );
+    assert_eq!(
+        (oracle.verdict, oracle.rule),
+        (Verdict::AuditDeny, e.header.rule)
+    );
     println!("checked: audit mode open allowed, AUDIT_DENY event with the deny rule");
 }

@@ -13,7 +13,9 @@ use enforcer_tests::{compile, events, fixtures::rule_id, lsm_or_na, Agent, TempD
 
 #[test]
 fn connect_sendto_unix() {
-    let Some(mut backend) = lsm_or_na("lsm_net::connect_sendto_unix") else { return };
+    let Some(mut backend) = lsm_or_na("lsm_net::connect_sendto_unix") else {
+        return;
+    };
     let allowed = TcpListener::bind("127.0.0.1:0").expect("listen");
     let denied = TcpListener::bind("127.0.0.1:0").expect("listen");
     let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
@@ -30,7 +32,8 @@ fn connect_sendto_unix() {
     let abstract_name = format!("enforcer-test-{}", std::process::id());
     let _l3 = {
         use std::os::linux::net::SocketAddrExt as _;
-        let a = std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
+        let a =
+            std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).unwrap();
         std::os::unix::net::UnixListener::bind_addr(&a).expect("abstract listen")
     };
     let compiled = compile(&format!(
@@ -65,25 +68,58 @@ deny = ["unix:@{abstract_name}"]
         assert_eq!(res.errno, want, "{} {}: {res:?}", res.op, res.arg);
     }
     // Events: the denied IPv4 connect, with address and port decoded.
-    let e = events::wait_for(&mut backend, "denied tcp connect", |e| e.header.tgid == pid && e.header.op == OP_CONNECT && e.header.net_port == pd);
+    let e = events::wait_for(&mut backend, "denied tcp connect", |e| {
+        e.header.tgid == pid && e.header.op == OP_CONNECT && e.header.net_port == pd
+    });
     assert_eq!(e.header.verdict, VERDICT_DENY);
     assert_eq!(e.header.net_family, AF_INET);
     assert_eq!(&e.header.net_addr[12..], &[127, 0, 0, 1]);
-    let oracle = eval::evaluate(&compiled, agent_id, &Request::Connect { addr: IpAddr::from([127, 0, 0, 1]), port: pd, udp: false });
+    let oracle = eval::evaluate(
+        &compiled,
+        agent_id,
+        &Request::Connect {
+            addr: IpAddr::from([127, 0, 0, 1]),
+            port: pd,
+            udp: false,
+        },
+    );
     assert_eq!(oracle.rule, e.header.rule, "kernel == reference evaluator");
     // The allowed connect is logged too, naming its rule.
-    let e = events::wait_for(&mut backend, "allowed tcp connect", |e| e.header.tgid == pid && e.header.op == OP_CONNECT && e.header.net_port == pa && e.header.verdict == VERDICT_ALLOW);
-    assert_eq!(e.header.rule, rule_id(&compiled, &format!("127.0.0.1:{pa}/tcp")));
+    let e = events::wait_for(&mut backend, "allowed tcp connect", |e| {
+        e.header.tgid == pid
+            && e.header.op == OP_CONNECT
+            && e.header.net_port == pa
+            && e.header.verdict == VERDICT_ALLOW
+    });
+    assert_eq!(
+        e.header.rule,
+        rule_id(&compiled, &format!("127.0.0.1:{pa}/tcp"))
+    );
     // UDP sendto without connect is decided at sendmsg.
-    let e = events::wait_for(&mut backend, "denied sendto", |e| e.header.tgid == pid && e.header.op == OP_SENDMSG && e.header.net_port == pd);
+    let e = events::wait_for(&mut backend, "denied sendto", |e| {
+        e.header.tgid == pid && e.header.op == OP_SENDMSG && e.header.net_port == pd
+    });
     assert_eq!(e.header.verdict, VERDICT_DENY);
     assert_eq!(e.header.net_proto, PROTO_UDP);
     // Unix: path default deny, abstract explicit deny.
-    let e = events::wait_for(&mut backend, "denied unix path", |e| e.header.tgid == pid && events::target(e) == sock_no);
+    let e = events::wait_for(&mut backend, "denied unix path", |e| {
+        e.header.tgid == pid && events::target(e) == sock_no
+    });
     assert_eq!(e.header.rule, RULE_DEFAULT_DENY);
-    let e = events::wait_for(&mut backend, "denied abstract socket", |e| e.header.tgid == pid && events::target(e) == format!("@{abstract_name}"));
-    assert_eq!(e.header.rule, rule_id(&compiled, &format!("unix:@{abstract_name}")));
-    let oracle = eval::evaluate(&compiled, agent_id, &Request::ConnectUnix { path: format!("@{abstract_name}") });
+    let e = events::wait_for(&mut backend, "denied abstract socket", |e| {
+        e.header.tgid == pid && events::target(e) == format!("@{abstract_name}")
+    });
+    assert_eq!(
+        e.header.rule,
+        rule_id(&compiled, &format!("unix:@{abstract_name}"))
+    );
+    let oracle = eval::evaluate(
+        &compiled,
+        agent_id,
+        &Request::ConnectUnix {
+            path: format!("@{abstract_name}"),
+        },
+    );
     assert_eq!(oracle.rule, e.header.rule, "kernel == reference evaluator");
     println!("checked: tcp v4 allow/deny, v4-mapped v6 meets v4 rule, v6 default deny, udp sendto allow/deny, unix path allow/deny, abstract deny; events + oracle");
 }

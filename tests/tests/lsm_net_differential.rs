@@ -5,6 +5,10 @@ use enforcer_tests::{lsm_or_na, netdiff};
 
 #[test]
 fn kernel_matches_reference_evaluator_for_connect() {
-    let Some(mut backend) = lsm_or_na("lsm_net_differential::kernel_matches_reference_evaluator_for_connect") else { return };
+    let Some(mut backend) =
+        lsm_or_na("lsm_net_differential::kernel_matches_reference_evaluator_for_connect")
+    else {
+        return;
+    };
     netdiff::run(&mut backend);
 }

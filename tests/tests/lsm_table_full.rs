@@ -8,9 +8,16 @@ use enforcer_tests::{compile, events, lsm_or_na, Agent, TempDir};
 #[test]
 fn full_process_table_denies_unrecorded_children() {
     // Checks (and reports) BPF LSM support first, then loads with a tiny process table.
-    let Some(probe) = lsm_or_na("lsm_table_full::full_process_table_denies_unrecorded_children") else { return };
+    let Some(probe) = lsm_or_na("lsm_table_full::full_process_table_denies_unrecorded_children")
+    else {
+        return;
+    };
     drop(probe);
-    let mut backend = LsmBackend::load(&LoadOptions { max_procs: 8, ..LoadOptions::default() }).expect("load with 8 slots");
+    let mut backend = LsmBackend::load(&LoadOptions {
+        max_procs: 8,
+        ..LoadOptions::default()
+    })
+    .expect("load with 8 slots");
     let dir = TempDir::new("table-full");
     let d = dir.path().display().to_string();
     let readable = dir.file("readable.txt", "ok");
@@ -30,8 +37,17 @@ fn full_process_table_denies_unrecorded_children() {
     let agent = Agent::spawn(&[format!("exec:{tool},sh,-c,{script}")], false);
     backend.register(agent.pid, agent_id, 3).expect("register");
     let r = agent.go(1);
-    assert!(r[0].result.contains("exit status: 3"), "the unrecorded child's read must be denied: {:?}", r[0]);
-    let e = events::wait_for(&mut backend, "denial flagged PROC_TABLE_FULL", |e| e.header.flags & EVENT_FLAG_PROC_TABLE_FULL != 0);
-    assert_eq!(e.header.verdict, VERDICT_DENY, "doomed processes are denied, even for an audit-free allow");
+    assert!(
+        r[0].result.contains("exit status: 3"),
+        "the unrecorded child's read must be denied: {:?}",
+        r[0]
+    );
+    let e = events::wait_for(&mut backend, "denial flagged PROC_TABLE_FULL", |e| {
+        e.header.flags & EVENT_FLAG_PROC_TABLE_FULL != 0
+    });
+    assert_eq!(
+        e.header.verdict, VERDICT_DENY,
+        "doomed processes are denied, even for an audit-free allow"
+    );
     println!("checked: with the process table full, an agent's unrecorded child is denied (EPERM) and the event says PROC_TABLE_FULL");
 }

@@ -6,7 +6,9 @@ use enforcer_tests::{chains, fallback, lsm_or_na};
 
 #[test]
 fn lsm() {
-    let Some(mut backend) = lsm_or_na("subagents::lsm") else { return };
+    let Some(mut backend) = lsm_or_na("subagents::lsm") else {
+        return;
+    };
     chains::run(&mut backend, true);
 }
 

@@ -1,4 +1,4 @@
-//! The adversarial suite's case x backend x kernel table (issue #8). The kernel tests print one
+//! The adversarial suite's case x backend x kernel table (docs/testing.md, "The adversarial suite"). The kernel tests print one
 //! line per case after its assertions held (tests/src/adversarial.rs):
 //! `ADVERSARIAL <case> <backend> pass` or `ADVERSARIAL <case> <backend> limitation: <why>`.
 //! This collects them from every test's output in every column and renders the table printed
@@ -8,8 +8,10 @@
 //! `FAIL` if that test failed there (it stopped at the failed case), `n/a` / `-` if it was not
 //! applicable or not run, `no line` if it passed without printing the case.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+};
 
 use crate::summary::{Cell, Summary, COLUMNS};
 
@@ -49,7 +51,11 @@ fn parse_line(rest: &str) -> Option<(String, String, Verdict)> {
 
 /// Case names start with the issue's case number (`6-path-alias/symlink`): sort by it.
 fn case_order(case: &str) -> (u32, &str) {
-    let number = case.split('-').next().and_then(|n| n.parse().ok()).unwrap_or(u32::MAX);
+    let number = case
+        .split('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX);
     (number, case)
 }
 
@@ -102,11 +108,21 @@ impl AdversarialTable {
             header[2 + i] = column.to_string();
         }
         let widths: Vec<usize> = (0..header.len())
-            .map(|i| rows.iter().chain(std::iter::once(&header)).map(|r| r[i].len()).max().unwrap_or(0))
+            .map(|i| {
+                rows.iter()
+                    .chain(std::iter::once(&header))
+                    .map(|r| r[i].len())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let mut out = String::new();
         let mut line = |cells: &[String]| {
-            let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            let text: Vec<String> = cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
             out.push_str(text.join(" | ").trim_end());
             out.push('\n');
         };
@@ -129,7 +145,13 @@ impl AdversarialTable {
         out
     }
 
-    fn cell(&self, key: &(String, String), case: &Case, column: usize, summary: &Summary) -> String {
+    fn cell(
+        &self,
+        key: &(String, String),
+        case: &Case,
+        column: usize,
+        summary: &Summary,
+    ) -> String {
         match &case.cells[column] {
             Some(Verdict::Pass) => return "pass".into(),
             Some(Verdict::Limitation(_)) => return "limitation".into(),
@@ -137,10 +159,12 @@ impl AdversarialTable {
         }
         // A test that picks its backend by kernel (the daemon's `auto`) printed this case for
         // another backend here.
-        let other_backend = self
-            .cases
-            .iter()
-            .any(|((c, b), other)| *c == key.0 && *b != key.1 && other.cells[column].is_some() && !other.tests.is_disjoint(&case.tests));
+        let other_backend = self.cases.iter().any(|((c, b), other)| {
+            *c == key.0
+                && *b != key.1
+                && other.cells[column].is_some()
+                && !other.tests.is_disjoint(&case.tests)
+        });
         if other_backend {
             return "-".into();
         }
@@ -154,7 +178,10 @@ impl AdversarialTable {
             "FAIL".into()
         } else if test_cells.contains(&&Cell::Pass) {
             "no line".into()
-        } else if test_cells.iter().any(|c| matches!(c, Cell::NotApplicable(r) if !r.starts_with("not run"))) {
+        } else if test_cells
+            .iter()
+            .any(|c| matches!(c, Cell::NotApplicable(r) if !r.starts_with("not run")))
+        {
             "n/a".into()
         } else {
             "-".into()
@@ -175,7 +202,11 @@ mod tests {
         table.collect("adversarial_paths::fallback_path_aliases", "host", host);
         let vm = "noise ADVERSARIAL 6-path-alias/symlink fallback pass\r\n";
         table.collect("adversarial_paths::fallback_path_aliases", "6.12", vm);
-        table.collect("adversarial_net::lsm_unix", "6.1", "ADVERSARIAL 10-unix/abstract lsm pass\n");
+        table.collect(
+            "adversarial_net::lsm_unix",
+            "6.1",
+            "ADVERSARIAL 10-unix/abstract lsm pass\n",
+        );
         table.collect("x::y", "6.1", "ADVERSARIAL broken\nADVERSARIAL a b maybe\n");
         // A test whose backend depends on the kernel: the other backend's row is "-" there.
         table.collect("d::auto", "host", "ADVERSARIAL 11-tamper/x fallback pass\n");
@@ -191,18 +222,67 @@ mod tests {
         let mut auto = Row::new("d::auto", "not run");
         auto.set("host", Cell::Pass);
         auto.set("6.1", Cell::Pass);
-        let summary = Summary { rows: vec![paths, net, auto] };
+        let summary = Summary {
+            rows: vec![paths, net, auto],
+        };
         let text = table.render(&summary);
         let lines: Vec<&str> = text.lines().collect();
-        let cells = |line: &str| line.split('|').map(str::trim).map(str::to_string).collect::<Vec<_>>();
-        assert_eq!(cells(lines[0]), ["adversarial case", "backend", "host", "6.1", "6.12", "6.12-nolsm"]);
+        let cells = |line: &str| {
+            line.split('|')
+                .map(str::trim)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            cells(lines[0]),
+            [
+                "adversarial case",
+                "backend",
+                "host",
+                "6.1",
+                "6.12",
+                "6.12-nolsm"
+            ]
+        );
         // Case numbers sort numerically: 6 before 10.
-        assert_eq!(cells(lines[2]), ["6-path-alias/bind-mount", "fallback", "limitation", "no line", "FAIL", "-"]);
-        assert_eq!(cells(lines[3]), ["6-path-alias/symlink", "fallback", "pass", "no line", "pass", "-"]);
-        assert_eq!(cells(lines[4]), ["10-unix/abstract", "lsm", "n/a", "pass", "-", "-"]);
-        assert_eq!(cells(lines[5]), ["11-tamper/x", "fallback", "pass", "-", "-", "-"]);
-        assert_eq!(cells(lines[6]), ["11-tamper/x", "lsm", "-", "pass", "-", "-"]);
+        assert_eq!(
+            cells(lines[2]),
+            [
+                "6-path-alias/bind-mount",
+                "fallback",
+                "limitation",
+                "no line",
+                "FAIL",
+                "-"
+            ]
+        );
+        assert_eq!(
+            cells(lines[3]),
+            [
+                "6-path-alias/symlink",
+                "fallback",
+                "pass",
+                "no line",
+                "pass",
+                "-"
+            ]
+        );
+        assert_eq!(
+            cells(lines[4]),
+            ["10-unix/abstract", "lsm", "n/a", "pass", "-", "-"]
+        );
+        assert_eq!(
+            cells(lines[5]),
+            ["11-tamper/x", "fallback", "pass", "-", "-", "-"]
+        );
+        assert_eq!(
+            cells(lines[6]),
+            ["11-tamper/x", "lsm", "-", "pass", "-", "-"]
+        );
         assert_eq!(lines.len(), 8, "malformed lines are ignored:\n{text}");
-        assert_eq!(lines[7], "limitation 6-path-alias/bind-mount (fallback): mount(2) is not hooked");
+        assert_eq!(
+            lines[7],
+            "limitation 6-path-alias/bind-mount (fallback): mount(2) is not hooked"
+        );
     }
 }

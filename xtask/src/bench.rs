@@ -1,19 +1,24 @@
-//! `cargo xtask bench`: what enforcement costs. Runs `enforcer bench` (release build) on this
+//! `cargo xtask bench`: what enforcement costs. Runs `enforcer-testkit bench` (release build,
+//! with the release `enforcer` beside it) on this
 //! machine's kernel (fallback backend, policy cost, event pipeline) and inside the Debian 6.12
 //! kernel under QEMU (BPF LSM), and writes the tables with the command, kernel, machine and date
 //! to docs/benchmarks.md. Every figure is a ratio or a count from one run: the machine is shared
 //! and the VM is software-emulated, so absolute times are not comparable across runs.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::{
+    io::Write as _,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::{bail, Context as _};
 
-use crate::initramfs::{self, Contents, Unpacked};
-use crate::kernels::{self, Series};
-use crate::project::Project;
-use crate::vm::{self, Boot, Phase};
+use crate::{
+    initramfs::{self, Contents, Unpacked},
+    kernels::{self, Series},
+    project::Project,
+    vm::{self, Boot, Phase},
+};
 
 const BEGIN: &str = "@@ENFORCER-BENCH-BEGIN@@";
 const END: &str = "@@ENFORCER-BENCH-END@@";
@@ -42,7 +47,7 @@ pub struct BenchArgs {
     pub vm_timeout: u64,
 }
 
-/// The section `enforcer bench` printed between its markers.
+/// The section `enforcer-testkit bench` printed between its markers.
 fn section(output: &str) -> Option<String> {
     let start = output.find(BEGIN)? + BEGIN.len();
     let end = output[start..].find(END)? + start;
@@ -66,7 +71,13 @@ fn unpack_peers(project: &Project) -> anyhow::Result<std::path::PathBuf> {
         return Ok(root);
     }
     std::fs::create_dir_all(&dir)?;
-    let download = || Command::new("apt-get").arg("download").args(PEER_PACKAGES).current_dir(&dir).status();
+    let download = || {
+        Command::new("apt-get")
+            .arg("download")
+            .args(PEER_PACKAGES)
+            .current_dir(&dir)
+            .status()
+    };
     let mut status = download()?;
     if !status.success() {
         // A fresh machine has no package lists yet: fetch them once and try again.
@@ -74,10 +85,21 @@ fn unpack_peers(project: &Project) -> anyhow::Result<std::path::PathBuf> {
         status = download()?;
     }
     if !status.success() {
-        bail!("apt-get download {} failed ({status})", PEER_PACKAGES.join(" "));
+        bail!(
+            "apt-get download {} failed ({status})",
+            PEER_PACKAGES.join(" ")
+        );
     }
-    for deb in std::fs::read_dir(&dir)?.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "deb")) {
-        let status = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root).status()?;
+    for deb in std::fs::read_dir(&dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+    {
+        let status = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&root)
+            .status()?;
         if !status.success() {
             bail!("dpkg-deb -x {} failed ({status})", deb.display());
         }
@@ -88,68 +110,109 @@ fn unpack_peers(project: &Project) -> anyhow::Result<std::path::PathBuf> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())))
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string())))
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string()))
+        })
         .unwrap_or_default();
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{nproc} CPUs ({cpu}), {mem} memory, host kernel {}", kernel.trim())
+    format!(
+        "{nproc} CPUs ({cpu}), {mem} memory, host kernel {}",
+        kernel.trim()
+    )
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next().map(str::to_string)).unwrap_or_else(|| "unknown".into())
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn date() -> String {
-    Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let project = Project::locate();
     let toolchain = crate::bootstrap::ensure(&project)?;
-    let enforcer = crate::build::build_enforcer(&project, &toolchain, true)?;
+    let binaries = crate::build::build_binaries(&project, &toolchain, true)?;
+    // `enforcer-testkit bench` starts `enforcer daemon` / `enforcer run` from ENFORCER_BIN.
+    let testkit = || {
+        let mut command = Command::new(&binaries.testkit);
+        command.env("ENFORCER_BIN", &binaries.enforcer);
+        command
+    };
     let quick: &[&str] = if args.quick { &["--quick"] } else { &[] };
     let mut sections = Vec::new();
     let started = std::time::Instant::now();
 
     if args.pipeline_only {
-        let status = Command::new(&enforcer)
+        let status = testkit()
             .args(["bench", "--backend", "fallback", "--no-micro", "--pipeline"])
             .args(quick)
             .status()
-            .context("running enforcer bench --pipeline on the host")?;
+            .context("running enforcer-testkit bench --pipeline on the host")?;
         if !status.success() {
-            bail!("enforcer bench --pipeline failed ({status})");
+            bail!("enforcer-testkit bench --pipeline failed ({status})");
         }
         return Ok(0);
     }
     let load_before = load_average();
     // Without them the report says the peers were not measured, and why.
-    let peer_root = unpack_peers(&project).map_err(|e| eprintln!("xtask bench: auditd and AppArmor unavailable: {e:#}")).ok();
+    let peer_root = unpack_peers(&project)
+        .map_err(|e| eprintln!("xtask bench: auditd and AppArmor unavailable: {e:#}"))
+        .ok();
 
     if !args.vm_only {
-        eprintln!("xtask bench: host kernel, fallback backend (+ policy cost, event pipeline, auditd)");
+        eprintln!(
+            "xtask bench: host kernel, fallback backend (+ policy cost, event pipeline, auditd)"
+        );
         let mut peers = vec!["--peers".to_string()];
         if let Some(root) = &peer_root {
-            peers.extend(["--audit-root".to_string(), root.to_string_lossy().into_owned()]);
+            peers.extend([
+                "--audit-root".to_string(),
+                root.to_string_lossy().into_owned(),
+            ]);
             // The host kernel runs no AppArmor: the report says so.
-            peers.extend(["--apparmor-parser".to_string(), root.join("sbin/apparmor_parser").to_string_lossy().into_owned()]);
+            peers.extend([
+                "--apparmor-parser".to_string(),
+                root.join("sbin/apparmor_parser")
+                    .to_string_lossy()
+                    .into_owned(),
+            ]);
         }
-        let output = Command::new(&enforcer)
+        let output = testkit()
             .args(["bench", "--backend", "fallback", "--cost", "--pipeline"])
             .args(&peers)
             .args(quick)
             .args(["--note", "Host kernel, real hardware threads shared with other work: ratios within this run only."])
             .stderr(Stdio::inherit())
             .output()
-            .context("running enforcer bench on the host")?;
+            .context("running enforcer-testkit bench on the host")?;
         let out = String::from_utf8_lossy(&output.stdout);
         match section(&out) {
             Some(s) if output.status.success() => sections.push(s),
-            _ => bail!("enforcer bench on the host failed ({}):\n{out}", output.status),
+            _ => bail!(
+                "enforcer-testkit bench on the host failed ({}):\n{out}",
+                output.status
+            ),
         }
     }
 
@@ -158,9 +221,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         let kernel = kernels::resolve(Series::V6_12, &project.cache_dir())?;
         let marker = vm::exit_marker();
         let scratch = project.scratch_dir("bench-vm").context("scratch dir")?;
-        let mut command = vec!["enforcer".to_string(), "bench".into(), "--backend".into(), "lsm".into(), "--peers".into()];
+        let mut command = vec![
+            "enforcer-testkit".to_string(),
+            "bench".into(),
+            "--backend".into(),
+            "lsm".into(),
+            "--peers".into(),
+        ];
         if peer_root.is_some() {
-            command.extend(["--audit-root".into(), GUEST_PEERS.into(), "--apparmor-parser".into(), format!("{GUEST_PEERS}/sbin/apparmor_parser")]);
+            command.extend([
+                "--audit-root".into(),
+                GUEST_PEERS.into(),
+                "--apparmor-parser".into(),
+                format!("{GUEST_PEERS}/sbin/apparmor_parser"),
+            ]);
         }
         command.extend(quick.iter().map(|s| s.to_string()));
         command.extend([
@@ -169,10 +243,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         ]);
         let image = initramfs::build(
             &Contents {
-                enforcer: &enforcer,
+                enforcer: &binaries.enforcer,
+                testkit: &binaries.testkit,
                 policies: &project.policies_dir(),
                 added: &[],
-                unpacked: &peer_root.iter().map(|root| Unpacked { root, guest: GUEST_PEERS, programs: &PEER_PROGRAMS }).collect::<Vec<_>>(),
+                unpacked: &peer_root
+                    .iter()
+                    .map(|root| Unpacked {
+                        root,
+                        guest: GUEST_PEERS,
+                        programs: &PEER_PROGRAMS,
+                    })
+                    .collect::<Vec<_>>(),
                 kernel_label: Series::V6_12.label(),
                 command: &command,
                 exit_marker: &marker,
@@ -181,7 +263,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         )?;
         let mut console = String::new();
         let status = vm::boot(
-            &Boot { kernel: &kernel, initrd: &image, bpf_lsm: true, apparmor: true, timeout: Duration::from_secs(args.vm_timeout), exit_marker: &marker },
+            &Boot {
+                kernel: &kernel,
+                initrd: &image,
+                bpf_lsm: true,
+                apparmor: true,
+                timeout: Duration::from_secs(args.vm_timeout),
+                exit_marker: &marker,
+            },
             &mut |phase, line| {
                 if phase == Phase::Command {
                     if !line.contains(BEGIN) && console.contains(BEGIN) == console.contains(END) {
@@ -193,13 +282,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
             },
         )?;
         match section(&console) {
-            Some(s) if status.code == 0 => sections.push(format!("{s}\nGuest kernel package: `{}`.\n", kernel.package)),
-            _ => bail!("enforcer bench in the 6.12 VM failed (exit {}):\n{console}", status.code),
+            Some(s) if status.code == 0 => sections.push(format!(
+                "{s}\nGuest kernel package: `{}`.\n",
+                kernel.package
+            )),
+            _ => bail!(
+                "enforcer-testkit bench in the 6.12 VM failed (exit {}):\n{console}",
+                status.code
+            ),
         }
     }
 
     let mut doc = String::from("# Benchmarks\n\n");
-    doc.push_str("What enforcement costs, measured by `cargo xtask bench` (see \"Method\" below).\n\n");
+    doc.push_str(
+        "What enforcement costs, measured by `cargo xtask bench` (see \"Method\" below).\n\n",
+    );
     doc.push_str(&format!(
         "- Command: `cargo xtask bench{}`\n- Machine: {}\n- Load: 1-minute load average {} at the start, {} at the end (`/proc/loadavg`; the machine is shared with other work, which the figures' spread shows)\n- Date: {}\n- Wall time: {:.0} s\n\n",
         if args.quick { " --quick" } else { "" },
@@ -220,11 +317,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         let path = project.root.join("docs/benchmarks.md");
         // The analysis of missed targets is written by hand: keep it, marked as belonging to
         // the previous figures, so a refresh never silently drops it.
-        if let Some(analysis) = std::fs::read_to_string(&path).ok().as_deref().and_then(hand_written_analysis) {
+        if let Some(analysis) = std::fs::read_to_string(&path)
+            .ok()
+            .as_deref()
+            .and_then(hand_written_analysis)
+        {
             doc.push_str(&format!("\n{ANALYSIS_HEADING}\n\n> Carried over from an earlier run by `cargo xtask bench`: check it against the figures above.\n"));
             doc.push_str(analysis);
         }
-        let mut f = std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+        let mut f =
+            std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
         f.write_all(doc.as_bytes())?;
         eprintln!("xtask bench: wrote {}", path.display());
     }
@@ -246,7 +348,7 @@ fn hand_written_analysis(doc: &str) -> Option<&str> {
 
 const METHOD: &str = "## Method
 
-- **One process run, side by side.** `enforcer bench` starts two worker processes running the
+- **One process run, side by side.** `enforcer-testkit bench` starts two worker processes running the
   same code: one registered as the agent `bench` (\"confined agent\"), one not (\"non-agent\").
   Each round measures every operation in both workers twice: once with the enforcer's programs
   unloaded (\"baseline\": no enforcer program in the kernel at all) and once with them attached.
@@ -301,7 +403,8 @@ const METHOD: &str = "## Method
 mod tests {
     #[test]
     fn section_is_found_between_markers_in_console_noise() {
-        let out = "boot noise\n@@ENFORCER-BENCH-BEGIN@@\n### t\n| a |\n@@ENFORCER-BENCH-END@@\npoweroff";
+        let out =
+            "boot noise\n@@ENFORCER-BENCH-BEGIN@@\n### t\n| a |\n@@ENFORCER-BENCH-END@@\npoweroff";
         assert_eq!(super::section(out).as_deref(), Some("### t\n| a |\n"));
     }
 

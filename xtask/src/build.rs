@@ -1,15 +1,16 @@
-//! `cargo xtask build`: the `enforcer` binary (with its eBPF object embedded) and the kernel test
-//! executables, located through cargo's JSON messages so any `CARGO_TARGET_DIR` works.
+//! `cargo xtask build`: the `enforcer` binary (with its eBPF object embedded), the test tooling
+//! binary `enforcer-testkit` and the kernel test executables, located through cargo's JSON
+//! messages so any `CARGO_TARGET_DIR` works.
 
-use std::io::BufReader;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::{
+    io::BufReader,
+    path::PathBuf,
+    process::{Command, Stdio},
+};
 
 use anyhow::{bail, Context as _};
 
-use crate::bootstrap::Toolchain;
-use crate::process;
-use crate::project::Project;
+use crate::{bootstrap::Toolchain, process, project::Project};
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
@@ -28,11 +29,19 @@ pub struct TestExecutable {
     pub path: PathBuf,
 }
 
+/// The two binaries of the workspace: the product and the test tooling (`try-ops`, `bench`).
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub enforcer: PathBuf,
+    pub testkit: PathBuf,
+}
+
 pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     let project = Project::locate();
     let toolchain = crate::bootstrap::ensure(&project)?;
-    let enforcer = build_enforcer(&project, &toolchain, args.release)?;
-    println!("built {}", enforcer.display());
+    let binaries = build_binaries(&project, &toolchain, args.release)?;
+    println!("built {}", binaries.enforcer.display());
+    println!("built {}", binaries.testkit.display());
     if args.tests {
         for test in build_kernel_tests(&project, &toolchain, args.release)? {
             println!("built {} ({})", test.path.display(), test.name);
@@ -41,22 +50,40 @@ pub fn run(args: BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo build -p enforcer`; returns the path of the binary.
-pub fn build_enforcer(
+/// `cargo build` of the `enforcer` and `enforcer-testkit` binaries (one cargo run); returns
+/// their paths.
+pub fn build_binaries(
     project: &Project,
     toolchain: &Toolchain,
     release: bool,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<Binaries> {
     let mut command = toolchain.cargo(project);
-    command.args(["build", "-p", "enforcer", "--bin", "enforcer"]);
+    command.args([
+        "build",
+        "-p",
+        "enforcer",
+        "--bin",
+        "enforcer",
+        "-p",
+        "enforcer-testkit",
+        "--bin",
+        "enforcer-testkit",
+    ]);
     let artifacts = artifacts(command, release)?;
-    artifacts
-        .into_iter()
-        // The library target is also called `enforcer`; only the binary has an executable.
-        .filter(|artifact| artifact.target.name == "enforcer")
-        .find_map(|artifact| artifact.executable)
-        .map(PathBuf::from)
-        .context("cargo build -p enforcer reported no `enforcer` executable")
+    // The library targets are also called `enforcer` / `enforcer_testkit`; only the binaries
+    // have an executable.
+    let executable = |name: &str| {
+        artifacts
+            .iter()
+            .filter(|artifact| artifact.target.name == name)
+            .find_map(|artifact| artifact.executable.clone())
+            .map(PathBuf::from)
+            .with_context(|| format!("cargo build reported no `{name}` executable"))
+    };
+    Ok(Binaries {
+        enforcer: executable("enforcer")?,
+        testkit: executable("enforcer-testkit")?,
+    })
 }
 
 /// `cargo test -p enforcer-tests --no-run`; returns every test executable it produced.

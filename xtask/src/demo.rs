@@ -1,13 +1,16 @@
-//! `cargo xtask demo`: build, then run `enforcer demo` on this machine's kernel (the daemon picks
+//! `cargo xtask demo`: build `enforcer` and the demo's scripted agent (`enforcer-testkit`, test
+//! tooling), then run `enforcer demo` on this machine's kernel (the daemon picks
 //! BPF LSM where it works, else the fallback backend: cgroup socket hooks refuse denied network,
 //! tracepoints log file and exec decisions), or with `--vm` inside the Debian 6.12 VM, where BPF
 //! LSM enforces everything with EPERM.
 
 use std::process::Command;
 
-use crate::process;
-use crate::project::Project;
-use crate::vm::{self, KernelChoice, VmArgs};
+use crate::{
+    process,
+    project::Project,
+    vm::{self, KernelChoice, VmArgs},
+};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -32,11 +35,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
     }
     let project = Project::locate();
     let toolchain = crate::bootstrap::ensure(&project)?;
-    let enforcer = crate::build::build_enforcer(&project, &toolchain, false)?;
+    let binaries = crate::build::build_binaries(&project, &toolchain, false)?;
     let status = process::status(
-        Command::new(&enforcer)
+        Command::new(&binaries.enforcer)
             .arg("demo")
-            .env("ENFORCER_BIN", &enforcer)
+            .arg("--agent-bin")
+            .arg(&binaries.testkit)
+            .env("ENFORCER_BIN", &binaries.enforcer)
             .env("ENFORCER_POLICIES", project.policies_dir())
             .env("ENFORCER_KERNEL", "host")
             .current_dir(&project.root),

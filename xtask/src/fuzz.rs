@@ -1,16 +1,15 @@
 //! Fuzzing as part of `cargo xtask test`: every `fuzz/fuzz_targets/*.rs` (a cargo-fuzz project,
-//! its own workspace) runs for a bounded time on the nightly; a crash fails its row.
+//! its own workspace) runs for a bounded time on the pinned nightly; a crash fails its row.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
 
 use anyhow::Context as _;
 
-use crate::bootstrap::Toolchain;
-use crate::libtest::Outcome;
-use crate::process;
-use crate::project::Project;
+use crate::{bootstrap::Toolchain, libtest::Outcome, process, project::Project};
 
 /// cargo-fuzz release installed into the project's tools dir (builds with the stable toolchain).
 const CARGO_FUZZ_VERSION: &str = "0.13.1";
@@ -87,7 +86,15 @@ pub fn run_all(
         println!("fuzzing {target} for {seconds} s, log: {}", log.display());
         // Fuzzing exercises user-space code only: skip building the eBPF object (AYA_BUILD_SKIP).
         let status = Command::new("rustup")
-            .args(["run", "nightly", "cargo", "fuzz", "run", &target, "--"])
+            .args([
+                "run",
+                &toolchain.nightly,
+                "cargo",
+                "fuzz",
+                "run",
+                &target,
+                "--",
+            ])
             .arg(format!("-max_total_time={seconds}"))
             .env("PATH", &path)
             .env("AYA_BUILD_SKIP", "1")

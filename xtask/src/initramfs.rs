@@ -2,15 +2,19 @@
 //! shared libraries of every dynamic binary among them, and an `/init` that runs one command as
 //! root, prints its exit status behind a marker and powers off.
 
-use std::collections::BTreeSet;
-use std::fs;
-use std::io::{BufWriter, Write as _};
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::{
+    collections::BTreeSet,
+    fs,
+    io::{BufWriter, Write as _},
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
 
-use crate::bootstrap::is_elf;
-use crate::process::{self, ProcessError};
+use crate::{
+    bootstrap::is_elf,
+    process::{self, ProcessError},
+};
 
 /// The first line /init prints: everything before it is firmware and kernel boot output.
 pub const START_MARKER: &str = "@@ENFORCER-VM-INIT-STARTED@@";
@@ -78,6 +82,8 @@ impl Unpacked<'_> {
 #[derive(Debug)]
 pub struct Contents<'a> {
     pub enforcer: &'a Path,
+    /// The test tooling binary, at /bin/enforcer-testkit (`ENFORCER_TESTKIT`).
+    pub testkit: &'a Path,
     pub policies: &'a Path,
     pub added: &'a [PathBuf],
     pub unpacked: &'a [Unpacked<'a>],
@@ -108,7 +114,10 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
     symlink("/run", var.join("run")).map_err(io_error("creating symlink", &var.join("run")))?;
     install_busybox(&root)?;
 
-    let mut staged_files = vec![stage_binary(contents.enforcer, &root.join("bin/enforcer"))?];
+    let mut staged_files = vec![
+        stage_binary(contents.enforcer, &root.join("bin/enforcer"))?,
+        stage_binary(contents.testkit, &root.join("bin/enforcer-testkit"))?,
+    ];
     let mut seen_names = std::collections::BTreeMap::new();
     for added in contents.added {
         if !added.is_file() {
@@ -134,7 +143,8 @@ pub fn build(contents: &Contents<'_>, work_dir: &Path) -> Result<PathBuf, Initra
         copy_tree(contents.policies, &root.join("policies"))?;
     }
     // Copy the libraries the *host* binaries link against; the staged copies are identical.
-    let sources: Vec<&Path> = std::iter::once(contents.enforcer)
+    let sources: Vec<&Path> = [contents.enforcer, contents.testkit]
+        .into_iter()
         .chain(contents.added.iter().map(PathBuf::as_path))
         .collect();
     let mut libraries = BTreeSet::new();
@@ -221,7 +231,10 @@ fn stage_binary(source: &Path, destination: &Path) -> Result<PathBuf, InitramfsE
         if stripped {
             return Ok(destination.to_path_buf());
         }
-        eprintln!("initramfs: objcopy --strip-debug {} failed; copying it whole", source.display());
+        eprintln!(
+            "initramfs: objcopy --strip-debug {} failed; copying it whole",
+            source.display()
+        );
     }
     copy_file(source, destination)
 }
@@ -255,7 +268,10 @@ pub fn shared_libraries(binary: &Path) -> Result<Vec<PathBuf>, InitramfsError> {
 }
 
 /// [`shared_libraries`], looking in `library_path` first (`LD_LIBRARY_PATH`).
-fn libraries_with(binary: &Path, library_path: Option<&str>) -> Result<Vec<PathBuf>, InitramfsError> {
+fn libraries_with(
+    binary: &Path,
+    library_path: Option<&str>,
+) -> Result<Vec<PathBuf>, InitramfsError> {
     let mut ldd = Command::new("ldd");
     if let Some(path) = library_path {
         ldd.env("LD_LIBRARY_PATH", path);
@@ -316,10 +332,12 @@ mount -t bpf bpf /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs tmpfs /tmp
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 ip link set lo up
 export PATH=/add:/bin:/sbin:/usr/bin:/usr/sbin
 export HOME=/root
 export ENFORCER_BIN=/bin/enforcer
+export ENFORCER_TESTKIT=/bin/enforcer-testkit
 export ENFORCER_POLICIES=/policies
 export ENFORCER_KERNEL={kernel}
 cd /
@@ -426,6 +444,7 @@ mod tests {
         let command = vec!["enforcer".to_string(), "--version".to_string()];
         let contents = Contents {
             enforcer: Path::new("/e"),
+            testkit: Path::new("/t"),
             policies: Path::new("/p"),
             added: &[],
             unpacked: &[],
@@ -441,5 +460,9 @@ mod tests {
             "{script}"
         );
         assert!(script.contains("export ENFORCER_KERNEL='6.12'"), "{script}");
+        assert!(
+            script.contains("export ENFORCER_TESTKIT=/bin/enforcer-testkit\n"),
+            "{script}"
+        );
     }
 }

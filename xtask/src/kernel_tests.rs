@@ -1,17 +1,21 @@
 //! Running the kernel integration tests: one process per test, on the host and inside each VM
 //! kernel (one boot per kernel runs every test).
 
-use std::fmt::Write as _;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use wait_timeout::ChildExt as _;
 
-use crate::build::TestExecutable;
-use crate::libtest::{self, Outcome};
+use crate::{
+    build::TestExecutable,
+    libtest::{self, Outcome},
+};
 
 /// One test of one executable. `row` is `<target name>::<libtest name>`, the summary's row name.
 #[derive(Debug, Clone)]
@@ -73,6 +77,7 @@ pub fn list(
 /// The environment a kernel test expects (the VM's /init sets the same names).
 pub struct HostEnvironment<'a> {
     pub enforcer: &'a Path,
+    pub testkit: &'a Path,
     pub policies: &'a Path,
     /// The test package's directory: cargo runs tests from there, so do we.
     pub working_dir: &'a Path,
@@ -89,6 +94,7 @@ pub fn run_on_host(
     let mut child = Command::new(&test.executable.path)
         .args(["--exact", &test.name, "--test-threads=1", "--nocapture"])
         .env("ENFORCER_BIN", env.enforcer)
+        .env("ENFORCER_TESTKIT", env.testkit)
         .env("ENFORCER_POLICIES", env.policies)
         .env("ENFORCER_KERNEL", "host")
         .current_dir(env.working_dir)
@@ -246,8 +252,14 @@ mod filter_tests {
     #[test]
     fn a_filter_selects_rows_containing_any_of_its_comma_separated_parts() {
         assert!(row_matches("daemon_grant", "daemon_grant::x"));
-        assert!(row_matches("daemon_grant,verifier_budget", "verifier_budget::y"));
-        assert!(!row_matches("daemon_grant,verifier_budget", "lsm_differential::z"));
+        assert!(row_matches(
+            "daemon_grant,verifier_budget",
+            "verifier_budget::y"
+        ));
+        assert!(!row_matches(
+            "daemon_grant,verifier_budget",
+            "lsm_differential::z"
+        ));
         assert!(!row_matches("lsm_differential", "fallback_differential::z"));
         assert!(!row_matches(",", "anything"), "empty parts select nothing");
     }

@@ -1,12 +1,16 @@
 //! Debian cloud kernels for the VM matrix: resolve the newest package of a series from the
 //! archive, download it once into the cache and unpack it.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
-use crate::bootstrap;
-use crate::process::{self, ProcessError};
+use crate::{
+    bootstrap,
+    process::{self, ProcessError},
+};
 
 /// A kernel series the matrix covers. The label is what tests see as `ENFORCER_KERNEL` and what
 /// the summary's column is called.

@@ -10,6 +10,7 @@ mod initramfs;
 mod kernel_tests;
 mod kernels;
 mod libtest;
+mod lint;
 mod process;
 mod project;
 mod summary;
@@ -39,6 +40,8 @@ enum Task {
     Build(build::BuildArgs),
     /// Boot a Debian kernel under QEMU and run a command as root inside it.
     Vm(vm::VmArgs),
+    /// Formatting, clippy (host crates and the eBPF crate) and cargo-deny; a summary line per step.
+    Lint(lint::LintArgs),
     /// Unit tests, kernel tests on the host and in every VM kernel, fuzzing; prints a table.
     Test(test::TestArgs),
     /// Run `enforcer demo` on the host, or with --vm inside the 6.12 VM.
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from),
         Task::Build(args) => build::run(args).map(|()| 0),
         Task::Vm(args) => vm::run(args),
+        Task::Lint(args) => lint::run(args),
         Task::Test(args) => test::run(args),
         Task::Demo(args) => demo::run(args),
         Task::Bench(args) => bench::run(args),

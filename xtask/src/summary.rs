@@ -155,8 +155,24 @@ mod tests {
         let na = |r: &str| Cell::NotApplicable(r.into());
         let summary = Summary {
             rows: vec![
-                row("unit tests", [Cell::Pass, na("host only"), na("host only"), na("host only")]),
-                row("kernel::lsm", [na("no BPF LSM"), Cell::Pass, Cell::Fail, na("lsm= lacks bpf")]),
+                row(
+                    "unit tests",
+                    [
+                        Cell::Pass,
+                        na("host only"),
+                        na("host only"),
+                        na("host only"),
+                    ],
+                ),
+                row(
+                    "kernel::lsm",
+                    [
+                        na("no BPF LSM"),
+                        Cell::Pass,
+                        Cell::Fail,
+                        na("lsm= lacks bpf"),
+                    ],
+                ),
                 row("kernel::nowhere", [na("a"), na("b"), na("c"), na("d")]),
             ],
         };

@@ -1,18 +1,22 @@
 //! `cargo xtask vm`: boot a Debian cloud kernel under QEMU (TCG) with enforcer, the policies and
 //! any added files in an initramfs, run one command as root and return its exit status.
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use anyhow::Context as _;
 
-use crate::initramfs::{self, Contents};
-use crate::kernels::{self, Kernel, Series};
-use crate::process::{self, ProcessError};
-use crate::project::Project;
+use crate::{
+    initramfs::{self, Contents},
+    kernels::{self, Kernel, Series},
+    process::{self, ProcessError},
+    project::Project,
+};
 
 /// Default limit for one boot; TCG is slow but a test run that takes longer is stuck.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
@@ -79,7 +83,7 @@ pub enum VmError {
 pub fn run(args: VmArgs) -> anyhow::Result<u8> {
     let project = Project::locate();
     let toolchain = crate::bootstrap::ensure(&project)?;
-    let enforcer = crate::build::build_enforcer(&project, &toolchain, args.release)?;
+    let binaries = crate::build::build_binaries(&project, &toolchain, args.release)?;
     let mut first_failure = None;
     for series in args.kernel.series() {
         let kernel = kernels::resolve(series, &project.cache_dir())?;
@@ -92,7 +96,8 @@ pub fn run(args: VmArgs) -> anyhow::Result<u8> {
             .context("creating a scratch directory for the initramfs")?;
         let image = initramfs::build(
             &Contents {
-                enforcer: &enforcer,
+                enforcer: &binaries.enforcer,
+                testkit: &binaries.testkit,
                 policies: &project.policies_dir(),
                 added: &args.added,
                 unpacked: &[],

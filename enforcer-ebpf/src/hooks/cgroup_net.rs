@@ -67,7 +67,14 @@ fn try_sock_addr(ctx: &SockAddrContext, op: u32, family: u16) -> Result<i32, i32
     let addr = if family == AF_INET {
         v4_mapped(unsafe { (*sa).user_ip4 }.to_ne_bytes())
     } else {
-        let w = unsafe { [(*sa).user_ip6[0], (*sa).user_ip6[1], (*sa).user_ip6[2], (*sa).user_ip6[3]] };
+        let w = unsafe {
+            [
+                (*sa).user_ip6[0],
+                (*sa).user_ip6[1],
+                (*sa).user_ip6[2],
+                (*sa).user_ip6[3],
+            ]
+        };
         let mut a = [0u8; 16];
         a[0..4].copy_from_slice(&w[0].to_ne_bytes());
         a[4..8].copy_from_slice(&w[1].to_ne_bytes());
@@ -76,7 +83,12 @@ fn try_sock_addr(ctx: &SockAddrContext, op: u32, family: u16) -> Result<i32, i32
         a
     };
     // user_port holds the port in network byte order in its low 16 bits.
-    let t = NetTarget { family, port: u16::from_be(port_be as u16), proto, addr };
+    let t = NetTarget {
+        family,
+        port: u16::from_be(port_be as u16),
+        proto,
+        addr,
+    };
     decide::begin(s, op, ACCESS_CONNECT, 0, 0, t);
     Ok(decide::net_op(s))
 }

@@ -55,10 +55,24 @@ fn try_bprm_check_security(ctx: &LsmContext) -> Result<i32, i32> {
     } else if cfg0.flags & CONFIG_HAVE_EXE_MATCH != 0 {
         flags = delegate(s, &cfg0, ret);
     }
+    // Unreadable: a script could be judged as a plain exec (decide::fail denies instead).
     let head: [u8; 2] =
-        unsafe { bpf_probe_read_kernel(bprm.add(off::OFF_BPRM_BUF()) as *const [u8; 2]) }.unwrap_or([0; 2]);
+        match unsafe { bpf_probe_read_kernel(bprm.add(off::OFF_BPRM_BUF()) as *const [u8; 2]) } {
+            Ok(h) => h,
+            Err(_) => {
+                decide::fail(s, FAIL_EXEC_HEAD);
+                [0; 2]
+            }
+        };
     if head == *b"#!" {
-        return Ok(decide::path_op(s, OP_OPEN, ACCESS_READ, 0, EVENT_FLAG_SCRIPT | flags, ret));
+        return Ok(decide::path_op(
+            s,
+            OP_OPEN,
+            ACCESS_READ,
+            0,
+            EVENT_FLAG_SCRIPT | flags,
+            ret,
+        ));
     }
     Ok(decide::path_op(s, OP_EXEC, ACCESS_EXEC, 0, flags, ret))
 }
@@ -99,13 +113,19 @@ pub fn delegate(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> u32 {
         return 0;
     }
     let key = path_match::set_main_key(s, ruleset(cfg0.active_slot, NO_AGENT), d_path_ret as usize);
-    let Some(m) = EXE_MATCH.get(unsafe { &*key }) else { return 0 };
+    let Some(m) = EXE_MATCH.get(unsafe { &*key }) else {
+        return 0;
+    };
     let to = m.agent;
     if to == vget!(s.cur.agent) {
         return 0;
     }
     let depth = vget!(s.cur.state.depth) as usize;
-    if depth == 0 || depth >= MAX_CHAIN || to >= 64 || vget!(s.cur.cfg.delegate_lo) & (1u64 << to) == 0 {
+    if depth == 0
+        || depth >= MAX_CHAIN
+        || to >= 64
+        || vget!(s.cur.cfg.delegate_lo) & (1u64 << to) == 0
+    {
         return EVENT_FLAG_DELEGATION_REFUSED;
     }
     match depth {
@@ -115,8 +135,13 @@ pub fn delegate(s: &mut Scratch, cfg0: &Config, d_path_ret: i64) -> u32 {
     }
     vset!(s.cur.state.depth, depth as u32 + 1);
     let pid_tgid = bpf_get_current_pid_tgid();
-    vset!(s.cur.state.session, identity::new_session((pid_tgid >> 32) as u32));
-    vset!(s.cur.state.session_start_ns, unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns() });
+    vset!(
+        s.cur.state.session,
+        identity::new_session((pid_tgid >> 32) as u32)
+    );
+    vset!(s.cur.state.session_start_ns, unsafe {
+        aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns()
+    });
     let slot = vget!(s.cur.slot);
     let mut cfg = identity::agent_config(slot, to);
     let state = vget!(s.cur.state);

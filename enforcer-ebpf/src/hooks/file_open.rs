@@ -34,10 +34,18 @@ fn try_file_open(ctx: &LsmContext) -> Result<i32, i32> {
         return Ok(0);
     }
     let file: *const u8 = ctx.arg(0);
-    let fmode: u32 =
-        unsafe { bpf_probe_read_kernel(file.add(off::OFF_FILE_F_MODE()) as *const u32) }.unwrap_or(0);
-    let fflags: u32 = unsafe { bpf_probe_read_kernel(file.add(off::OFF_FILE_F_FLAGS()) as *const u32) }
-        .unwrap_or(0);
+    // An unreadable mode is not "no access": judged as a read and write that cannot be decided
+    // (decide::fail denies), and an exec open is not told apart (the exec is then refused).
+    let (fmode, fflags) = match (
+        unsafe { bpf_probe_read_kernel(file.add(off::OFF_FILE_F_MODE()) as *const u32) },
+        unsafe { bpf_probe_read_kernel(file.add(off::OFF_FILE_F_FLAGS()) as *const u32) },
+    ) {
+        (Ok(m), Ok(f)) => (m, f),
+        _ => {
+            decide::fail(s, FAIL_OPEN_MODE);
+            (FMODE_READ | FMODE_WRITE, 0)
+        }
+    };
     if fmode & FMODE_EXEC != 0 || fflags & OPEN_FLAG_FMODE_EXEC != 0 {
         return Ok(0);
     }

@@ -5,11 +5,18 @@ pub mod cgroup_net;
 pub mod daemon_guard;
 pub mod exec;
 pub mod file_open;
+pub mod mounts;
 pub mod net;
 pub mod observe;
+pub mod observe_process;
 pub mod observe_syscalls;
 pub mod path_ops;
 pub mod proc;
+pub mod process_access;
+pub mod refused;
+pub mod seccomp_kill;
+/// Test-only programs: never in the shipped object (see the `verifier-probe` feature).
+#[cfg(feature = "verifier-probe")]
 pub mod verifier_probe;
 
 /// LSM programs see the previous BPF LSM program's return value as their last argument: a

@@ -10,8 +10,7 @@ use aya_ebpf::{
 use enforcer_common::*;
 
 use crate::{
-    decide,
-    identity,
+    decide, identity,
     net_match::{v4_mapped, NetTarget},
     offsets::get as off,
     scratch::{self, Scratch},
@@ -61,15 +60,23 @@ fn try_socket_sendmsg(ctx: &LsmContext) -> Result<i32, i32> {
     }
     let sock: *const u8 = ctx.arg(0);
     let msg: *const u8 = ctx.arg(1);
-    let name: *const u8 =
-        unsafe { bpf_probe_read_kernel(msg.add(off::OFF_MSGHDR_MSG_NAME()) as *const *const u8) }
-            .unwrap_or(core::ptr::null());
+    // An unreadable msghdr is not "no address": it denies (fail closed), like an unreadable
+    // address.
+    let Ok(name) =
+        (unsafe { bpf_probe_read_kernel(msg.add(off::OFF_MSGHDR_MSG_NAME()) as *const *const u8) })
+    else {
+        decide::fail(s, FAIL_NET_DEST);
+        return Ok(unreadable(s, OP_SENDMSG, NetTarget::default()));
+    };
     if name.is_null() {
         return Ok(0); // connected socket: decided at connect()
     }
-    let namelen: i32 =
-        unsafe { bpf_probe_read_kernel(msg.add(off::OFF_MSGHDR_MSG_NAMELEN()) as *const i32) }
-            .unwrap_or(0);
+    let Ok(namelen) =
+        (unsafe { bpf_probe_read_kernel(msg.add(off::OFF_MSGHDR_MSG_NAMELEN()) as *const i32) })
+    else {
+        decide::fail(s, FAIL_NET_DEST);
+        return Ok(unreadable(s, OP_SENDMSG, NetTarget::default()));
+    };
     Ok(sockaddr_op(s, OP_SENDMSG, sock, name, namelen))
 }
 
@@ -87,22 +94,39 @@ fn unreadable(s: &mut Scratch, op: u32, t: NetTarget) -> i32 {
 #[inline(always)]
 fn sockaddr_op(s: &mut Scratch, op: u32, sock: *const u8, addr: *const u8, addrlen: i32) -> i32 {
     let Some(family) = read::<u16>(addr) else {
+        decide::fail(s, FAIL_NET_DEST);
         return unreadable(s, op, NetTarget::default());
     };
-    let stype = read::<u16>(unsafe { sock.add(off::OFF_SOCKET_TYPE()) }).unwrap_or(0);
+    // An unknown socket type would match no port rule (a default deny); an unreadable one is a
+    // failure: counted, and the decision denies whatever the rules say (decide::fail).
+    let stype = match read::<u16>(unsafe { sock.add(off::OFF_SOCKET_TYPE()) }) {
+        Some(t) => t,
+        None => {
+            decide::fail(s, FAIL_NET_DEST);
+            0
+        }
+    };
     let proto = match stype {
         SOCK_STREAM => PROTO_TCP,
         SOCK_DGRAM => PROTO_UDP,
         _ => 0,
     };
-    let mut t = NetTarget { family, port: 0, proto, addr: [0; 16] };
+    let mut t = NetTarget {
+        family,
+        port: 0,
+        proto,
+        addr: [0; 16],
+    };
     match family {
         AF_INET => {
             if addrlen < 8 {
                 return unreadable(s, op, t);
             }
-            let (Some(port), Some(a4)) = (read::<u16>(unsafe { addr.add(2) }), read::<[u8; 4]>(unsafe { addr.add(4) }))
-            else {
+            let (Some(port), Some(a4)) = (
+                read::<u16>(unsafe { addr.add(2) }),
+                read::<[u8; 4]>(unsafe { addr.add(4) }),
+            ) else {
+                decide::fail(s, FAIL_NET_DEST);
                 return unreadable(s, op, t);
             };
             t.port = u16::from_be(port);
@@ -112,8 +136,11 @@ fn sockaddr_op(s: &mut Scratch, op: u32, sock: *const u8, addr: *const u8, addrl
             if addrlen < 24 {
                 return unreadable(s, op, t);
             }
-            let (Some(port), Some(a6)) = (read::<u16>(unsafe { addr.add(2) }), read::<[u8; 16]>(unsafe { addr.add(8) }))
-            else {
+            let (Some(port), Some(a6)) = (
+                read::<u16>(unsafe { addr.add(2) }),
+                read::<[u8; 16]>(unsafe { addr.add(8) }),
+            ) else {
+                decide::fail(s, FAIL_NET_DEST);
                 return unreadable(s, op, t);
             };
             t.port = u16::from_be(port);
@@ -136,11 +163,17 @@ fn unix_op(s: &mut Scratch, op: u32, addr: *const u8, addrlen: i32, t: NetTarget
     }
     // The address always lives in a kernel sockaddr_storage (128 bytes): a fixed read is safe.
     // Read into scratch memory: the 512-byte stack has no room for it.
-    if unsafe { bpf_probe_read_kernel_buf(addr.add(2), &mut s.unix_path[..SUN_PATH_BYTES]) }.is_err() {
+    if unsafe { bpf_probe_read_kernel_buf(addr.add(2), &mut s.unix_path[..SUN_PATH_BYTES]) }
+        .is_err()
+    {
+        decide::fail(s, FAIL_NET_DEST);
         return unreadable(s, op, t);
     }
     let (len, relative) = unix_target(s, n as usize);
-    let t = NetTarget { family: AF_UNIX, ..t };
+    let t = NetTarget {
+        family: AF_UNIX,
+        ..t
+    };
     let flag = unix_unjudged(s, relative);
     if flag != 0 {
         decide::begin(s, op, ACCESS_CONNECT, 0, flag, t);
@@ -165,9 +198,17 @@ pub fn unix_unjudged(s: &mut Scratch, relative: bool) -> u32 {
     // The scan reads `s.user_path`; the target (at most 108 bytes) is NUL-terminated in its
     // first 128 bytes.
     let copied = unsafe {
-        aya_ebpf::helpers::generated::bpf_probe_read_kernel(s.user_path.as_mut_ptr() as *mut _, 128, s.event.target.as_ptr() as *const _)
+        aya_ebpf::helpers::generated::bpf_probe_read_kernel(
+            s.user_path.as_mut_ptr() as *mut _,
+            128,
+            s.event.target.as_ptr() as *const _,
+        )
     };
-    if copied != 0 || super::observe_syscalls::unnormalized(s, 0) {
+    if copied != 0 {
+        decide::fail(s, FAIL_PATH_COPY);
+        return EVENT_FLAG_PATH_UNRESOLVED;
+    }
+    if super::observe_syscalls::unnormalized(s, 0) {
         return EVENT_FLAG_PATH_UNRESOLVED;
     }
     0
@@ -184,9 +225,18 @@ pub fn unix_target(s: &mut Scratch, n: usize) -> (usize, bool) {
     vset!(s.unix_abstract, abstract_name as u32);
     // The length so far, in memory: the copy is a bpf_loop (verified once, not 108 times).
     vset!(s.offset, 0);
-    unsafe {
-        aya_ebpf::helpers::generated::bpf_loop(SUN_PATH_BYTES as u32, unix_step as *const () as *mut _, core::ptr::null_mut(), 0)
+    let ran = unsafe {
+        aya_ebpf::helpers::generated::bpf_loop(
+            SUN_PATH_BYTES as u32,
+            unix_step as *const () as *mut _,
+            core::ptr::null_mut(),
+            0,
+        )
     };
+    if ran < 0 {
+        // No name copied: the empty target must not be judged (decide::fail denies).
+        decide::fail(s, FAIL_LOOP);
+    }
     let len = vget!(s.offset) as usize & 127;
     s.event.target[len] = 0;
     (len, !abstract_name && first != b'/')

@@ -8,13 +8,20 @@
 //! through the dentry walk, so they are canonical like `bpf_d_path`'s, not the caller's string.
 
 use aya_ebpf::{
-    helpers::{bpf_probe_read_kernel, generated::{bpf_get_current_task, bpf_send_signal}},
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{bpf_get_current_task, bpf_send_signal},
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
 use enforcer_common::*;
 
-use crate::{decide, dentry_path, identity, offsets::get as off, scratch::{self, Scratch}};
+use crate::{
+    decide, dentry_path, identity,
+    offsets::get as off,
+    scratch::{self, Scratch},
+};
 
 const SIGKILL: u32 = 9;
 const FMODE_READ: u32 = 0x1;
@@ -51,8 +58,10 @@ pub fn file_of_fd(fd: u32) -> Option<*const u8> {
 #[inline(always)]
 pub fn file_path(s: &mut Scratch, file: *const u8) -> i64 {
     let path = unsafe { file.add(off::OFF_FILE_F_PATH()) };
-    let mnt: *const u8 = read(unsafe { path.add(off::OFF_PATH_MNT()) }).unwrap_or(core::ptr::null());
-    let dentry: *const u8 = read(unsafe { path.add(off::OFF_PATH_DENTRY()) }).unwrap_or(core::ptr::null());
+    let mnt: *const u8 =
+        read(unsafe { path.add(off::OFF_PATH_MNT()) }).unwrap_or(core::ptr::null());
+    let dentry: *const u8 =
+        read(unsafe { path.add(off::OFF_PATH_DENTRY()) }).unwrap_or(core::ptr::null());
     if mnt.is_null() || dentry.is_null() {
         return -1;
     }
@@ -82,8 +91,18 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, u32> {
         kill_if(decide::path_op_observed(s, OP_OPEN, ACCESS_READ, 0, 0, -1));
         return Ok(0);
     };
-    let fmode: u32 = read(unsafe { file.add(off::OFF_FILE_F_MODE()) }).unwrap_or(0);
-    let fflags: u32 = read(unsafe { file.add(off::OFF_FILE_F_FLAGS()) }).unwrap_or(0);
+    // An unreadable mode is not "no access": a read and write that cannot be decided
+    // (decide::fail denies).
+    let (fmode, fflags) = match (
+        read::<u32>(unsafe { file.add(off::OFF_FILE_F_MODE()) }),
+        read::<u32>(unsafe { file.add(off::OFF_FILE_F_FLAGS()) }),
+    ) {
+        (Some(m), Some(f)) => (m, f),
+        _ => {
+            decide::fail(s, FAIL_OPEN_MODE);
+            (FMODE_READ | FMODE_WRITE, 0)
+        }
+    };
     let mut access = 0;
     if fmode & FMODE_READ != 0 {
         access |= ACCESS_READ;
@@ -134,6 +153,13 @@ fn try_sched_exec(_ctx: &TracePointContext) -> Result<u32, u32> {
     } else if cfg0.flags & CONFIG_HAVE_EXE_MATCH != 0 {
         flags = super::exec::delegate(s, &cfg0, len);
     }
-    kill_if(decide::path_op_observed(s, OP_EXEC, ACCESS_EXEC, 0, flags, len));
+    kill_if(decide::path_op_observed(
+        s,
+        OP_EXEC,
+        ACCESS_EXEC,
+        0,
+        flags,
+        len,
+    ));
     Ok(0)
 }

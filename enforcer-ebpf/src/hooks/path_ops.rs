@@ -35,13 +35,24 @@ fn run(ctx: &LsmContext, nargs: usize, f: impl FnOnce(&mut Scratch) -> i32) -> i
 /// `(path->mnt, path->dentry)` of a `struct path *`. Null pointers make the walk fail closed.
 #[inline(always)]
 fn parts(path: *const u8) -> (*const u8, *const u8) {
-    let read = |o: usize| unsafe { bpf_probe_read_kernel(path.add(o) as *const *const u8) }.unwrap_or(core::ptr::null());
+    let read = |o: usize| {
+        unsafe { bpf_probe_read_kernel(path.add(o) as *const *const u8) }
+            .unwrap_or(core::ptr::null())
+    };
     (read(off::OFF_PATH_MNT()), read(off::OFF_PATH_DENTRY()))
 }
 
 /// Decide ACCESS_WRITE for `op` on the path of `dentry` on `mnt` (+ `/name of last`).
 #[inline(always)]
-fn write_op(s: &mut Scratch, op: u32, mode: u32, flags: u32, mnt: *const u8, dentry: *const u8, last: Option<*const u8>) -> i32 {
+fn write_op(
+    s: &mut Scratch,
+    op: u32,
+    mode: u32,
+    flags: u32,
+    mnt: *const u8,
+    dentry: *const u8,
+    last: Option<*const u8>,
+) -> i32 {
     let ret = dentry_path::build(s, mnt, dentry, last);
     decide::path_op(s, op, ACCESS_WRITE, mode, flags, ret)
 }
@@ -63,26 +74,46 @@ fn object_op(s: &mut Scratch, op: u32, mode: u32, path: *const u8) -> i32 {
 /// path_unlink(const struct path *dir, struct dentry *dentry)
 #[lsm(hook = "path_unlink")]
 pub fn path_unlink(ctx: LsmContext) -> i32 {
-    run(&ctx, 2, |s| entry_op(s, OP_UNLINK, 0, ctx.arg(0), ctx.arg(1)))
+    run(&ctx, 2, |s| {
+        entry_op(s, OP_UNLINK, 0, ctx.arg(0), ctx.arg(1))
+    })
 }
 
 /// path_rmdir(const struct path *dir, struct dentry *dentry)
 #[lsm(hook = "path_rmdir")]
 pub fn path_rmdir(ctx: LsmContext) -> i32 {
-    run(&ctx, 2, |s| entry_op(s, OP_RMDIR, 0, ctx.arg(0), ctx.arg(1)))
+    run(&ctx, 2, |s| {
+        entry_op(s, OP_RMDIR, 0, ctx.arg(0), ctx.arg(1))
+    })
 }
 
 /// path_mkdir(const struct path *dir, struct dentry *dentry, umode_t mode); the mode is logged.
 #[lsm(hook = "path_mkdir")]
 pub fn path_mkdir(ctx: LsmContext) -> i32 {
-    run(&ctx, 3, |s| entry_op(s, OP_MKDIR, ctx.arg::<u16>(2) as u32, ctx.arg(0), ctx.arg(1)))
+    run(&ctx, 3, |s| {
+        entry_op(
+            s,
+            OP_MKDIR,
+            ctx.arg::<u16>(2) as u32,
+            ctx.arg(0),
+            ctx.arg(1),
+        )
+    })
 }
 
 /// path_mknod(const struct path *dir, struct dentry *dentry, umode_t mode, unsigned int dev).
 /// Also reached by open(O_CREAT) creating a file (may_o_create), before file_open.
 #[lsm(hook = "path_mknod")]
 pub fn path_mknod(ctx: LsmContext) -> i32 {
-    run(&ctx, 4, |s| entry_op(s, OP_MKNOD, ctx.arg::<u16>(2) as u32, ctx.arg(0), ctx.arg(1)))
+    run(&ctx, 4, |s| {
+        entry_op(
+            s,
+            OP_MKNOD,
+            ctx.arg::<u16>(2) as u32,
+            ctx.arg(0),
+            ctx.arg(1),
+        )
+    })
 }
 
 /// path_symlink(const struct path *dir, struct dentry *dentry, const char *old_name): the new
@@ -90,18 +121,33 @@ pub fn path_mknod(ctx: LsmContext) -> i32 {
 /// resolved path).
 #[lsm(hook = "path_symlink")]
 pub fn path_symlink(ctx: LsmContext) -> i32 {
-    run(&ctx, 3, |s| entry_op(s, OP_SYMLINK, 0, ctx.arg(0), ctx.arg(1)))
+    run(&ctx, 3, |s| {
+        entry_op(s, OP_SYMLINK, 0, ctx.arg(0), ctx.arg(1))
+    })
 }
 
 /// Two names, both decided: the first as a normal event, the second flagged
 /// `EVENT_FLAG_SECOND_PATH`. A denied first name ends the decision (one deny event); in audit
 /// mode both are logged.
 #[inline(always)]
-fn two_names(s: &mut Scratch, op: u32, first: (*const u8, *const u8, Option<*const u8>), second: (*const u8, *const u8, Option<*const u8>)) -> i32 {
+fn two_names(
+    s: &mut Scratch,
+    op: u32,
+    first: (*const u8, *const u8, Option<*const u8>),
+    second: (*const u8, *const u8, Option<*const u8>),
+) -> i32 {
     if write_op(s, op, 0, 0, first.0, first.1, first.2) != 0 {
         return decide::ret_code(true);
     }
-    write_op(s, op, 0, EVENT_FLAG_SECOND_PATH, second.0, second.1, second.2)
+    write_op(
+        s,
+        op,
+        0,
+        EVENT_FLAG_SECOND_PATH,
+        second.0,
+        second.1,
+        second.2,
+    )
 }
 
 /// path_rename(const struct path *old_dir, struct dentry *old_dentry, const struct path
@@ -118,7 +164,12 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
 fn rename(s: &mut Scratch, ctx: &LsmContext) -> i32 {
     let (old_mnt, old_dir) = parts(ctx.arg(0));
     let (new_mnt, new_dir) = parts(ctx.arg(2));
-    two_names(s, OP_RENAME, (old_mnt, old_dir, Some(ctx.arg(1))), (new_mnt, new_dir, Some(ctx.arg(3))))
+    two_names(
+        s,
+        OP_RENAME,
+        (old_mnt, old_dir, Some(ctx.arg(1))),
+        (new_mnt, new_dir, Some(ctx.arg(3))),
+    )
 }
 
 /// path_link(struct dentry *old_dentry, const struct path *new_dir, struct dentry
@@ -133,7 +184,12 @@ pub fn path_link(ctx: LsmContext) -> i32 {
 #[inline(always)]
 fn link(s: &mut Scratch, ctx: &LsmContext) -> i32 {
     let (mnt, new_dir) = parts(ctx.arg(1));
-    two_names(s, OP_LINK, (mnt, ctx.arg(0), None), (mnt, new_dir, Some(ctx.arg(2))))
+    two_names(
+        s,
+        OP_LINK,
+        (mnt, ctx.arg(0), None),
+        (mnt, new_dir, Some(ctx.arg(2))),
+    )
 }
 
 /// path_truncate(const struct path *path): truncate(2), open(O_TRUNC) (after file_open allowed
@@ -149,7 +205,9 @@ pub fn path_truncate(ctx: LsmContext) -> i32 {
 pub fn file_truncate(ctx: LsmContext) -> i32 {
     run(&ctx, 1, |s| {
         let file: *const u8 = ctx.arg(0);
-        object_op(s, OP_TRUNCATE, 0, unsafe { file.add(off::OFF_FILE_F_PATH()) })
+        object_op(s, OP_TRUNCATE, 0, unsafe {
+            file.add(off::OFF_FILE_F_PATH())
+        })
     })
 }
 
@@ -157,7 +215,9 @@ pub fn file_truncate(ctx: LsmContext) -> i32 {
 /// logged.
 #[lsm(hook = "path_chmod")]
 pub fn path_chmod(ctx: LsmContext) -> i32 {
-    run(&ctx, 2, |s| object_op(s, OP_CHMOD, ctx.arg::<u16>(1) as u32, ctx.arg(0)))
+    run(&ctx, 2, |s| {
+        object_op(s, OP_CHMOD, ctx.arg::<u16>(1) as u32, ctx.arg(0))
+    })
 }
 
 /// path_chown(const struct path *path, kuid_t uid, kgid_t gid): chown, fchown, lchown.

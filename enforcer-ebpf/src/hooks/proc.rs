@@ -3,18 +3,16 @@
 //! can be reused.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use enforcer_common::*;
 
 use crate::{
     decide, emit, identity,
-    net_match::NetTarget,
-    scratch,
     maps::{count, DOOMED, DOOMED_ANY, PROCS},
+    net_match::NetTarget,
     offsets::get as off,
+    scratch,
 };
 
 #[tracepoint(category = "sched", name = "sched_process_fork")]

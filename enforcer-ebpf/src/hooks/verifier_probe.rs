@@ -1,7 +1,8 @@
 //! `verifier_probe`: the same pipeline as `file_open` (identity, path decision, event) behind a
 //! tracepoint, which the verifier checks on every kernel, including those that refuse LSM
-//! programs. Never attached by the daemon; a host test loads it to keep the decision code's
-//! verifier cost measured and bounded, in seconds rather than a VM boot.
+//! programs. Built only with the `verifier-probe` feature, into the object tests/build.rs makes
+//! for tests/tests/verifier_budget.rs (never into the shipped one): the test keeps the decision
+//! code's verifier cost measured and bounded, in seconds rather than a VM boot.
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext};
 use enforcer_common::*;
@@ -22,7 +23,8 @@ fn try_verifier_probe(_ctx: &TracePointContext) -> Result<i32, i32> {
         return Ok(0);
     }
     // Stand-ins for what file_open reads from the kernel: unknown values of the same kinds.
-    let fmode: u32 = unsafe { bpf_probe_read_kernel(s.event.target.as_ptr() as *const u32) }.unwrap_or(0);
+    let fmode: u32 =
+        unsafe { bpf_probe_read_kernel(s.event.target.as_ptr() as *const u32) }.unwrap_or(0);
     let mut access = 0;
     if fmode & 1 != 0 {
         access |= ACCESS_READ;
@@ -33,7 +35,8 @@ fn try_verifier_probe(_ctx: &TracePointContext) -> Result<i32, i32> {
     if access == 0 {
         return Ok(0);
     }
-    let ret: i64 = unsafe { bpf_probe_read_kernel(s.event.target.as_ptr().add(8) as *const i64) }.unwrap_or(-1);
+    let ret: i64 = unsafe { bpf_probe_read_kernel(s.event.target.as_ptr().add(8) as *const i64) }
+        .unwrap_or(-1);
     Ok(decide::path_op(s, OP_OPEN, access, fmode, 0, ret))
 }
 
@@ -54,10 +57,16 @@ fn try_verifier_probe_walk(_ctx: &TracePointContext) -> Result<i32, i32> {
         return Ok(0);
     }
     let task = unsafe { aya_ebpf::helpers::generated::bpf_get_current_task() };
-    let fs: u64 = unsafe { bpf_probe_read_kernel((task + off::OFF_TASK_FS() as u64) as *const u64) }.map_err(|_| 0)?;
+    let fs: u64 =
+        unsafe { bpf_probe_read_kernel((task + off::OFF_TASK_FS() as u64) as *const u64) }
+            .map_err(|_| 0)?;
     let pwd = fs + off::OFF_FS_PWD() as u64;
-    let mnt: u64 = unsafe { bpf_probe_read_kernel((pwd + off::OFF_PATH_MNT() as u64) as *const u64) }.map_err(|_| 0)?;
-    let dentry: u64 = unsafe { bpf_probe_read_kernel((pwd + off::OFF_PATH_DENTRY() as u64) as *const u64) }.map_err(|_| 0)?;
+    let mnt: u64 =
+        unsafe { bpf_probe_read_kernel((pwd + off::OFF_PATH_MNT() as u64) as *const u64) }
+            .map_err(|_| 0)?;
+    let dentry: u64 =
+        unsafe { bpf_probe_read_kernel((pwd + off::OFF_PATH_DENTRY() as u64) as *const u64) }
+            .map_err(|_| 0)?;
     let ret = dentry_path::build(s, mnt as *const u8, dentry as *const u8, None);
     Ok(decide::path_op(s, OP_UNLINK, ACCESS_WRITE, 0, 0, ret))
 }

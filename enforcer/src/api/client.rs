@@ -1,12 +1,16 @@
 //! Blocking API client. No threads and no async runtime: `enforcer run` uses it right before
 //! `exec`, and a multi-threaded launcher would exec with other threads' state half-done.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::{fd::AsRawFd as _, unix::net::UnixStream},
+    path::{Path, PathBuf},
+};
 
-use super::protocol::{Request, Response};
-use super::ApiError;
+use super::{
+    protocol::{Request, Response},
+    ApiError,
+};
 
 /// The socket to use: the flag, else `$ENFORCER_SOCKET`, else the default path.
 pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
@@ -39,6 +43,26 @@ impl ApiClient {
             path: path.to_path_buf(),
             reader: BufReader::new(stream),
         })
+    }
+
+    /// Check that the process serving the socket runs as root, as the daemon does (loading BPF
+    /// programs needs it). The uid is the kernel's record of the listening process
+    /// (`SO_PEERCRED`), not anything the server says: a socket served by any other uid (a fake
+    /// daemon behind `--socket` or `$ENFORCER_SOCKET`) is refused before a request is sent.
+    pub fn verify_daemon(&self) -> Result<(), ApiError> {
+        let uid = super::peer::server_uid(self.reader.get_ref().as_raw_fd()).map_err(|reason| {
+            ApiError::Setup {
+                path: self.path.clone(),
+                reason,
+            }
+        })?;
+        if uid != 0 {
+            return Err(ApiError::NotTheDaemon {
+                path: self.path.clone(),
+                uid,
+            });
+        }
+        Ok(())
     }
 
     /// Send one request and read its response. `Response::Error` becomes `ApiError::Refused`.

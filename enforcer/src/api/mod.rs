@@ -1,9 +1,13 @@
 //! The daemon's API: a unix socket speaking JSON lines (one request, one response; `subscribe`
 //! then streams audit records). `protocol` defines the messages, `server` accepts connections
-//! and checks peer credentials inside the daemon, `client` is the blocking client used by
-//! `enforcer run` (which must stay single-threaded until it execs), `status` and `events`.
+//! and checks peer credentials inside the daemon (`peer`: credentials, groups and the pid
+//! binding the kernel recorded), `client` is the blocking client used by
+//! `enforcer run` (which must stay single-threaded until it execs), `status` and `events`;
+//! `limits` keeps clients from starving the daemon (connection cap, rate, accept back-off).
 
 pub mod client;
+pub mod limits;
+pub mod peer;
 pub mod protocol;
 pub mod server;
 
@@ -30,4 +34,6 @@ pub enum ApiError {
     Refused(String),
     #[error("API socket {}: {reason}", path.display())]
     Setup { path: PathBuf, reason: String },
+    #[error("{} is served by a process of uid {uid}, not by root: it is not the enforcer daemon (which runs as root)", path.display())]
+    NotTheDaemon { path: PathBuf, uid: u32 },
 }

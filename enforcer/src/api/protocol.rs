@@ -32,6 +32,22 @@ pub enum Request {
     Revoke { id: u32 },
 }
 
+impl Request {
+    /// The request's name on the wire (`"request"`), which names it in the role table
+    /// (daemon/roles.rs) and in `api-refused` records.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Request::Register { .. } => "register",
+            Request::Status {} => "status",
+            Request::Subscribe {} => "subscribe",
+            Request::Reload {} => "reload",
+            Request::Grant { .. } => "grant",
+            Request::Grants {} => "grants",
+            Request::Revoke { .. } => "revoke",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Response {
@@ -39,6 +55,15 @@ pub enum Response {
         agent: String,
         session: String,
         policy_version: u32,
+        /// The Landlock envelope the launcher applies before exec (docs/landlock.md), computed
+        /// from the running policy. Absent from daemons that do not send one, and when the
+        /// daemon's backend does not use envelopes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        envelope: Option<crate::policy::envelope::Envelope>,
+        /// Install the seccomp filter that kills other syscall ABIs and clones sharing the
+        /// descriptor table (the fallback: docs/fallback.md). Absent means no.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        syscall_guard: bool,
     },
     Status(Box<StatusReport>),
     /// Records with `seq >= next_seq` will follow on this connection; older ones are in the log.
@@ -80,6 +105,11 @@ pub struct StatusReport {
     pub rules: Vec<RuleReport>,
     pub decisions: Vec<DecisionCount>,
     pub losses: Vec<LossCount>,
+    /// Internal failures inside the kernel programs, by failure point (`FAIL_NAMES`): each was
+    /// a decision that could not be made and denied (docs/kernel-maps.md, "Failure points").
+    /// Empty when the kernel could not be asked.
+    #[serde(default)]
+    pub failures: Vec<FailureCount>,
     pub reloads: u64,
     pub reload_failures: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +152,10 @@ pub struct SessionReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<String>,
     pub processes: u32,
+    /// The Landlock envelope the session was started under (launcher sessions on backends
+    /// that use envelopes): its policy version, and whether the running policy's is wider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -143,6 +177,13 @@ pub struct DecisionCount {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LossCount {
     pub agent: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailureCount {
+    /// The failure point's stable name (`enforcer_common::FAIL_NAMES`).
+    pub point: String,
     pub count: u64,
 }
 
@@ -233,12 +274,24 @@ mod tests {
     }
 
     #[test]
+    fn registered_without_envelope_still_parses() {
+        // What daemons before the envelope send: the launcher then applies none.
+        let old = r#"{"result":"registered","agent":"a","session":"01","policy_version":3}"#;
+        assert!(matches!(
+            serde_json::from_str::<Response>(old),
+            Ok(Response::Registered { envelope: None, .. })
+        ));
+    }
+
+    #[test]
     fn responses_round_trip() {
         for response in [
             Response::Registered {
                 agent: "a".into(),
                 session: "00ff".into(),
                 policy_version: 2,
+                envelope: None,
+                syscall_guard: true,
             },
             Response::Status(Box::default()),
             Response::Subscribed { next_seq: 10 },

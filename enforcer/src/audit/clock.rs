@@ -1,10 +1,9 @@
 //! Kernel events carry `bpf_ktime_get_boot_ns()` (CLOCK_BOOTTIME); the log shows wall-clock time.
 
-use time::{format_description::BorrowedFormatItem, macros::format_description, OffsetDateTime};
+use jiff::Timestamp;
 
 /// RFC 3339 in UTC with exactly nine fractional digits, so lines sort and align textually.
-const RFC3339_NS: &[BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z");
+const RFC3339_NS: &str = "%Y-%m-%dT%H:%M:%S.%9fZ";
 
 /// Offset between CLOCK_REALTIME and CLOCK_BOOTTIME, sampled once per batch of events: the two
 /// clocks only drift apart when the wall clock is stepped, and a batch spans milliseconds.
@@ -58,10 +57,10 @@ pub fn now_ns() -> i128 {
 
 /// Format epoch nanoseconds as RFC 3339 with nanoseconds (`2026-11-23T14:37:00.000000001Z`).
 pub fn format_rfc3339_ns(epoch_ns: i128) -> String {
-    let t =
-        OffsetDateTime::from_unix_timestamp_nanos(epoch_ns).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    t.format(RFC3339_NS)
-        .expect("RFC 3339 formatting of a valid date cannot fail")
+    Timestamp::from_nanosecond(epoch_ns)
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+        .strftime(RFC3339_NS)
+        .to_string()
 }
 
 /// [`format_rfc3339_ns`] for a stream of times that mostly share their second (a batch of
@@ -75,11 +74,14 @@ pub struct TimeFormatter {
 impl TimeFormatter {
     /// Append the RFC 3339 text of `epoch_ns` (no quotes).
     pub fn write(&mut self, out: &mut Vec<u8>, epoch_ns: i128) {
-        let (second, nanos) = (epoch_ns.div_euclid(1_000_000_000), epoch_ns.rem_euclid(1_000_000_000));
+        let (second, nanos) = (
+            epoch_ns.div_euclid(1_000_000_000),
+            epoch_ns.rem_euclid(1_000_000_000),
+        );
         if self.cached.is_none_or(|(s, _)| s != second) {
             self.cached = None;
             // Out-of-range times take the slow path every time (format_rfc3339_ns's fallback).
-            if OffsetDateTime::from_unix_timestamp_nanos(second * 1_000_000_000).is_ok() {
+            if Timestamp::from_nanosecond(second * 1_000_000_000).is_ok() {
                 let text = format_rfc3339_ns(second * 1_000_000_000);
                 if let Ok(prefix) = <[u8; 20]>::try_from(&text.as_bytes()[..text.len().min(20)]) {
                     if text.len() == 30 {
@@ -106,9 +108,7 @@ impl TimeFormatter {
 
 /// Parse an RFC 3339 time (any offset, any number of fractional digits) into epoch nanoseconds.
 pub fn parse_rfc3339(text: &str) -> Option<i128> {
-    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp_nanos())
+    text.parse::<Timestamp>().ok().map(|t| t.as_nanosecond())
 }
 
 #[cfg(test)]
@@ -143,11 +143,26 @@ mod tests {
     fn the_cached_formatter_writes_what_format_rfc3339_ns_does() {
         let mut f = TimeFormatter::default();
         let base = 1_795_444_620_123_456_789i128;
-        let times = [base, base + 1, base + 876_543_210, base + 999_999_999, base - 5, 0, 1, -1, base * 1000, base];
+        let times = [
+            base,
+            base + 1,
+            base + 876_543_210,
+            base + 999_999_999,
+            base - 5,
+            0,
+            1,
+            -1,
+            base * 1000,
+            base,
+        ];
         for t in times {
             let mut out = Vec::new();
             f.write(&mut out, t);
-            assert_eq!(String::from_utf8(out).unwrap(), format_rfc3339_ns(t), "epoch ns {t}");
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format_rfc3339_ns(t),
+                "epoch ns {t}"
+            );
         }
     }
 

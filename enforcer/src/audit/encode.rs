@@ -10,11 +10,13 @@
 
 use std::io::Write as _;
 
-use super::clock::TimeFormatter;
-use super::names::{self, lookup};
-use super::record::{
-    agent_name, chain_ids, c_string, ip_text, logs_open_flags, rule_agent_id, rule_text, target_field, target_text,
-    EventContext, TargetField,
+use super::{
+    clock::TimeFormatter,
+    names::{self, lookup},
+    record::{
+        agent_name, c_string, chain_ids, ip_text, logs_open_flags, rule_agent_id, rule_text,
+        target_field, target_text, EventContext, TargetField,
+    },
 };
 use crate::kernel::RawEvent;
 
@@ -93,6 +95,10 @@ impl EventEncoder {
                 out.extend_from_slice(b",\"unix_path\":");
                 string(out, &target);
             }
+            TargetField::Process => {
+                out.extend_from_slice(b",\"process\":");
+                string(out, &target);
+            }
             TargetField::None => {}
         }
         if h.access != 0 {
@@ -121,7 +127,10 @@ impl EventEncoder {
         int(out, raw.ring_pos);
         let mut extra: [&str; 2] = [""; 2];
         let mut n = 0;
-        for (set, flag) in [(policy.is_none(), names::FLAG_POLICY_UNKNOWN), (escaped, names::FLAG_TARGET_ESCAPED)] {
+        for (set, flag) in [
+            (policy.is_none(), names::FLAG_POLICY_UNKNOWN),
+            (escaped, names::FLAG_TARGET_ESCAPED),
+        ] {
             if set {
                 extra[n] = flag;
                 n += 1;
@@ -177,21 +186,26 @@ fn bit_names(out: &mut Vec<u8>, table: &[(u32, &'static str)], bits: u32, extra:
 mod tests {
     use std::sync::Arc;
 
-    use enforcer_common::abi::*;
-    use enforcer_common::EventHeader;
+    use enforcer_common::{abi::*, EventHeader};
     use proptest::prelude::*;
 
     use super::*;
-    use crate::audit::clock::BootClock;
-    use crate::audit::history::{PolicyHistory, PolicyNames};
-    use crate::audit::record::{event_record, tests::test_policy, CANARY_AGENT};
-    use crate::audit::Record;
+    use crate::audit::{
+        clock::BootClock,
+        history::{PolicyHistory, PolicyNames},
+        record::{event_record, tests::test_policy, CANARY_AGENT},
+        Record,
+    };
 
     fn history() -> PolicyHistory {
         let mut h = PolicyHistory::new(4);
         let policy = test_policy(
             &["coder", "help\"er", "sub"],
-            &[(1, "coder.toml:10", "/work/**"), (2, "helper.toml:3", "api.example.com:443"), (3, "sub.toml:1", "/tmp/\\x")],
+            &[
+                (1, "coder.toml:10", "/work/**"),
+                (2, "helper.toml:3", "api.example.com:443"),
+                (3, "sub.toml:1", "/tmp/\\x"),
+            ],
         );
         h.push(7, Arc::new(PolicyNames::of(&policy)));
         h
@@ -249,7 +263,7 @@ mod tests {
         #[test]
         fn encodes_exactly_what_serde_writes_for_the_event_record(raw in any_event(), seq in any::<u64>(), exe in any::<bool>()) {
             let policies = history();
-            let exe_of = |pid: u32| (exe && pid % 3 != 0).then(|| Arc::from(format!("/usr/bin/t\"{pid}").as_str()));
+            let exe_of = |pid: u32| (exe && !pid.is_multiple_of(3)).then(|| Arc::from(format!("/usr/bin/t\"{pid}").as_str()));
             let ctx = EventContext { host: "box-1", clock: BootClock::with_offset(1_795_444_620_000_000_000), policies: &policies, exe_of: &exe_of };
             prop_assert_eq!(fast_line(&raw, &ctx, seq), serde_line(&raw, &ctx, seq));
         }
@@ -259,13 +273,29 @@ mod tests {
     fn one_encoder_keeps_times_right_across_events_of_different_seconds() {
         let policies = history();
         let exe_of = |_: u32| None;
-        let ctx = EventContext { host: "h", clock: BootClock::with_offset(1_795_444_620_000_000_000), policies: &policies, exe_of: &exe_of };
+        let ctx = EventContext {
+            host: "h",
+            clock: BootClock::with_offset(1_795_444_620_000_000_000),
+            policies: &policies,
+            exe_of: &exe_of,
+        };
         let mut encoder = EventEncoder::default();
         for ts in [5u64, 7, 1_000_000_005, 999_999_999, 5, 86_400_000_000_123] {
-            let raw = RawEvent { header: EventHeader { ts_boot_ns: ts, ..EventHeader::default() }, target: b"/x".to_vec(), ring_pos: ts };
+            let raw = RawEvent {
+                header: EventHeader {
+                    ts_boot_ns: ts,
+                    ..EventHeader::default()
+                },
+                target: b"/x".to_vec(),
+                ring_pos: ts,
+            };
             let mut out = Vec::new();
             encoder.encode(&mut out, 1, &raw, &ctx);
-            assert_eq!(String::from_utf8(out).unwrap(), serde_line(&raw, &ctx, 1), "ts {ts}");
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_line(&raw, &ctx, 1),
+                "ts {ts}"
+            );
         }
     }
 }

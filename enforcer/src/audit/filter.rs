@@ -1,8 +1,10 @@
 //! Record selection for `enforcer events`.
 
-use super::clock::parse_rfc3339;
-use super::names::{is_op_name, is_verdict_name, OPS, VERDICTS};
-use super::Record;
+use super::{
+    clock::parse_rfc3339,
+    names::{is_op_name, is_verdict_name, OPS, VERDICTS},
+    Record,
+};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {

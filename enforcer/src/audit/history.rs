@@ -4,15 +4,13 @@
 //! something else in the current policy. The daemon keeps the last versions' name tables in
 //! memory and on disk (`<state_dir>/versions/<N>.json`).
 
-use std::collections::VecDeque;
-use std::path::Path;
-use std::sync::Arc;
+use std::{collections::VecDeque, path::Path, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 
 use crate::policy::compile::CompiledPolicy;
 
-/// How many versions to keep: a reload storm (issue 8 does 200) must not leave events of a
+/// How many versions to keep: a reload storm (tests/tests/daemon_reload.rs does 200) must not leave events of a
 /// version still in flight unresolvable for long, and each table is small.
 pub const DEFAULT_VERSIONS_KEPT: usize = 16;
 

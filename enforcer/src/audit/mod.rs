@@ -3,8 +3,10 @@
 //! `record` defines the records and maps kernel events onto them, `names` holds the stable names
 //! of ops, verdicts, flags and access kinds, `clock` turns kernel boot time into wall-clock time,
 //! `history` keeps recent compiled policies so old events still resolve rule ids, `writer` appends
-//! with size-based rotation, `reader` reads the current and rotated files back in order.
+//! with size-based rotation, `reader` reads the current and rotated files back in order, `chain`
+//! links every record to the one before it by hash and `verify` checks that chain.
 
+pub mod chain;
 pub mod clock;
 pub mod encode;
 pub mod filter;
@@ -13,6 +15,7 @@ pub mod names;
 pub mod reader;
 pub mod record;
 pub mod text;
+pub mod verify;
 pub mod writer;
 
 use std::path::PathBuf;

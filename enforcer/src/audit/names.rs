@@ -23,6 +23,12 @@ pub const OPS: &[(u32, &str)] = &[
     (OP_SIGNAL, "signal"),
     (OP_PTRACE, "ptrace"),
     (OP_IO_URING, "io_uring"),
+    (OP_TTY_INJECT, "tty-inject"),
+    (OP_MOUNT, "mount"),
+    (OP_CHROOT, "chroot"),
+    (OP_NAMESPACE, "namespace"),
+    (OP_COMPAT_SYSCALL, "compat-syscall"),
+    (OP_SHARE_FILES, "share-files"),
 ];
 
 pub const VERDICTS: &[(u32, &str)] = &[
@@ -43,6 +49,8 @@ pub const FLAGS: &[(u32, &str)] = &[
     (EVENT_FLAG_SCRIPT, "script"),
     (EVENT_FLAG_DELEGATION_REFUSED, "delegation-refused"),
     (EVENT_FLAG_DELETED, "deleted"),
+    (EVENT_FLAG_LANDLOCK, "landlock"),
+    (EVENT_FLAG_INTERNAL_FAILURE, "internal-failure"),
 ];
 
 pub const ACCESS: &[(u32, &str)] = &[
@@ -127,7 +135,7 @@ mod tests {
 
     #[test]
     fn every_op_from_the_abi_has_a_name() {
-        for op in OP_OPEN..=OP_IO_URING {
+        for op in OP_OPEN..=OP_SHARE_FILES {
             assert!(!op_name(op).starts_with("op-"), "OP value {op} has no name");
         }
         assert_eq!(op_name(999), "op-999");
@@ -144,9 +152,11 @@ mod tests {
             | EVENT_FLAG_TARGET_CUT
             | EVENT_FLAG_SCRIPT
             | EVENT_FLAG_DELEGATION_REFUSED
-            | EVENT_FLAG_DELETED;
+            | EVENT_FLAG_DELETED
+            | EVENT_FLAG_LANDLOCK
+            | EVENT_FLAG_INTERNAL_FAILURE;
         let names = flag_names(all);
-        assert_eq!(names.len(), 10, "{names:?}");
+        assert_eq!(names.len(), 12, "{names:?}");
         assert!(names.iter().all(|n| !n.starts_with("bit-")), "{names:?}");
         assert_eq!(flag_names(1 << 30), vec!["bit-30".to_string()]);
     }

@@ -1,8 +1,10 @@
 //! Reads the audit log back: the rotated files oldest first, then the current file.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::{
+    fs::File,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+};
 
 use super::{AuditError, Record};
 

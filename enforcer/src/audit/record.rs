@@ -1,18 +1,21 @@
 //! Audit records and the mapping from kernel events onto them. Field names and meanings are the
 //! schema documented in docs/events.md.
 
-use std::borrow::Cow;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
+use std::{
+    borrow::Cow,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
-use enforcer_common::abi::*;
+use enforcer_common::{abi::*, EventHeader};
 use serde::{Deserialize, Serialize};
 
-use super::clock::{format_rfc3339_ns, BootClock};
-use super::history::{PolicyHistory, PolicyNames};
-use super::names;
+use super::{
+    clock::{format_rfc3339_ns, BootClock},
+    history::{PolicyHistory, PolicyNames},
+    names,
+};
 use crate::kernel::RawEvent;
-use enforcer_common::EventHeader;
 
 /// One line of the audit log.
 // Records live briefly in one batch; boxing events would cost an allocation each for nothing.
@@ -62,6 +65,10 @@ pub struct EventRecord {
     pub proto: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unix_path: Option<String>,
+    /// The process an agent reached for (`ptrace`): `<pid> (<comm>)`, or `<pid>` where only the
+    /// pid is known (the fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,6 +86,10 @@ pub struct EventRecord {
     pub ring_pos: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+    /// The hash chain (docs/events.md, "Hash chain"): SHA-256 of the line before this one, hex.
+    /// Written by the audit writer after the rest of the record; None on records being built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
 }
 
 /// Events the kernel (or a slow live subscriber) could not deliver.
@@ -99,9 +110,14 @@ pub struct LostRecord {
     /// losses again (a daemon killed after writing it, before saving that it had).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
+    /// The hash chain (docs/events.md, "Hash chain"): SHA-256 of the line before this one, hex.
+    /// Written by the audit writer after the rest of the record; None on records being built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
 }
 
-/// Daemon lifecycle: start, ready, stop, reload, reload-failed, register, backend.
+/// Daemon lifecycle: start, ready, stop, reload, reload-failed, register, backend; API
+/// decisions: api-refused, grant, grant-revoked.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonRecord {
     #[serde(default)]
@@ -118,6 +134,13 @@ pub struct DaemonRecord {
     pub session: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// `api-refused`: the request refused (`grant`, `subscribe`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    /// Records of API requests (`api-refused`, `register`, `grant`, `grant-revoked`, `reload`
+    /// by request): the caller as the kernel recorded it at `connect()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerRecord>,
     /// `restarted`: when the previous daemon was last seen alive (its last heartbeat, at most
     /// 500 ms before it died, or its stop). From then until this record no daemon ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,9 +148,35 @@ pub struct DaemonRecord {
     /// Backend report (`backend` events): kernel, features, per-rule enforcement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<serde_json::Value>,
+    /// The hash chain (docs/events.md, "Hash chain"): SHA-256 of the line before this one, hex.
+    /// Written by the audit writer after the rest of the record; None on records being built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
+}
+
+/// The caller of an API request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// Absent when the caller's pid is not visible to the daemon (another pid namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    pub uid: u32,
+    pub gid: u32,
+    /// The caller's roles (`agent-member`, `launcher`, `auditor`, `admin`); empty: none.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 impl Record {
+    /// Forget a `prev` read from a log: the writer appends the chain's own.
+    pub fn clear_prev(&mut self) {
+        match self {
+            Record::Event(r) => r.prev = None,
+            Record::Lost(r) => r.prev = None,
+            Record::Daemon(r) => r.prev = None,
+        }
+    }
+
     pub fn seq(&self) -> u64 {
         match self {
             Record::Event(e) => e.seq,
@@ -164,8 +213,7 @@ pub struct EventContext<'a> {
     pub exe_of: &'a dyn Fn(u32) -> Option<Arc<str>>,
 }
 
-/// Agent id of the load-time canary (`kernel::probe`): never a policy's agent.
-pub const CANARY_AGENT: u32 = enforcer_common::MAX_AGENTS - 1;
+pub use enforcer_common::CANARY_AGENT;
 /// How audit records name it.
 pub const CANARY_NAME: &str = "enforcer-canary";
 
@@ -188,12 +236,25 @@ pub fn chain_ids(h: &EventHeader) -> &[u32] {
 
 /// The agent that decided, when it is not the process's own (innermost) agent.
 pub fn rule_agent_id(h: &EventHeader) -> Option<u32> {
-    (h.rule_agent != NO_AGENT && Some(h.rule_agent) != chain_ids(h).last().copied()).then_some(h.rule_agent)
+    (h.rule_agent != NO_AGENT && Some(h.rule_agent) != chain_ids(h).last().copied())
+        .then_some(h.rule_agent)
 }
 
 /// Ops whose `open_flags` field is logged (the open flags, or a mode).
 pub fn logs_open_flags(op: u32) -> bool {
-    matches!(op, OP_OPEN | OP_CHMOD | OP_MKDIR | OP_MKNOD | OP_BPF | OP_SIGNAL | OP_PTRACE)
+    matches!(
+        op,
+        OP_OPEN
+            | OP_CHMOD
+            | OP_MKDIR
+            | OP_MKNOD
+            | OP_BPF
+            | OP_SIGNAL
+            | OP_PTRACE
+            | OP_TTY_INJECT
+            | OP_MOUNT
+            | OP_NAMESPACE
+    )
 }
 
 /// Where an event's target goes in the record.
@@ -202,6 +263,8 @@ pub enum TargetField {
     Net,
     UnixPath,
     Path,
+    /// `process` (`ptrace` events).
+    Process,
     None,
 }
 
@@ -211,6 +274,7 @@ pub fn target_field(h: &EventHeader, target: &[u8]) -> TargetField {
         (true, AF_INET) | (true, AF_INET6) => TargetField::Net,
         (true, AF_UNIX) => TargetField::UnixPath,
         _ if target.is_empty() => TargetField::None,
+        _ if h.op == OP_PTRACE => TargetField::Process,
         _ => TargetField::Path,
     }
 }
@@ -224,7 +288,10 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
     if policy.is_none() {
         flags.push(names::FLAG_POLICY_UNKNOWN.to_owned());
     }
-    let chain: Vec<String> = chain_ids(h).iter().map(|&id| agent_name(policy, id).into_owned()).collect();
+    let chain: Vec<String> = chain_ids(h)
+        .iter()
+        .map(|&id| agent_name(policy, id).into_owned())
+        .collect();
     let agent = chain.last().cloned();
     let rule_agent = rule_agent_id(h).map(|id| agent_name(policy, id).into_owned());
     let (rule, rule_pattern) = rule_text(policy, h.rule);
@@ -262,6 +329,7 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
             record.proto = Some(names::proto_name(h.net_proto).to_owned());
         }
         TargetField::UnixPath => record.unix_path = Some(target.into_owned()),
+        TargetField::Process => record.process = Some(target.into_owned()),
         TargetField::Path => record.path = Some(target.into_owned()),
         TargetField::None => {}
     }
@@ -278,7 +346,10 @@ pub fn rule_text(policy: Option<&PolicyNames>, rule: u32) -> (Cow<'_, str>, Opti
         return (Cow::Borrowed("default-deny"), None);
     }
     match policy.and_then(|p| p.rule(rule)) {
-        Some(info) => (Cow::Borrowed(info.text_id.as_str()), Some(info.pattern.as_str())),
+        Some(info) => (
+            Cow::Borrowed(info.text_id.as_str()),
+            Some(info.pattern.as_str()),
+        ),
         None => (Cow::Owned(format!("#{rule}")), None),
     }
 }
@@ -304,7 +375,9 @@ pub fn target_bytes(text: &str, escaped: bool) -> Option<Vec<u8>> {
                 rest = tail;
             }
             [b'x', h, l, tail @ ..] => {
-                let hex = std::str::from_utf8(&[*h, *l]).ok().and_then(|s| u8::from_str_radix(s, 16).ok())?;
+                let hex = std::str::from_utf8(&[*h, *l])
+                    .ok()
+                    .and_then(|s| u8::from_str_radix(s, 16).ok())?;
                 out.push(hex);
                 rest = tail;
             }

@@ -1,12 +1,13 @@
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
 use enforcer_common::EventHeader;
 
 use super::*;
-use crate::audit::history::PolicyNames;
-use crate::policy::compile::{
-    AgentInfo, CompiledPolicy, Mode, OnViolation, RuleInfo, RuleKind, SourceLoc,
+use crate::{
+    audit::history::PolicyNames,
+    policy::compile::{
+        AgentInfo, CompiledPolicy, Mode, OnViolation, RuleInfo, RuleKind, SourceLoc,
+    },
 };
 
 pub(crate) fn test_policy(agents: &[&str], rules: &[(u32, &str, &str)]) -> CompiledPolicy {
@@ -212,11 +213,18 @@ fn ipv6_and_mapped_ipv6_keep_their_family() {
 
 #[test]
 fn bpf_signal_and_ptrace_events_carry_their_detail_in_open_flags() {
-    for (op, name, detail) in [(OP_BPF, "bpf", 11), (OP_SIGNAL, "signal", 9), (OP_PTRACE, "ptrace", 0x12)] {
+    for (op, name, detail) in [
+        (OP_BPF, "bpf", 11),
+        (OP_SIGNAL, "signal", 9),
+        (OP_PTRACE, "ptrace", 0x12),
+    ] {
         let mut h = header(op, VERDICT_DENY);
         h.open_flags = detail;
         let r = map(h, b"");
-        assert_eq!((r.op.as_str(), r.open_flags, r.path), (name, Some(detail), None));
+        assert_eq!(
+            (r.op.as_str(), r.open_flags, r.path),
+            (name, Some(detail), None)
+        );
     }
 }
 
@@ -234,15 +242,26 @@ fn non_utf8_targets_are_escaped_reversibly_and_flagged() {
     let r = map(header(OP_OPEN, VERDICT_DENY), b"/a\\b/\xff\xfe");
     assert_eq!(r.path.as_deref(), Some("/a\\\\b/\\xff\\xfe"));
     assert_eq!(r.flags, vec![names::FLAG_TARGET_ESCAPED]);
-    assert_eq!(target_bytes(r.path.as_deref().unwrap(), true).as_deref(), Some(&b"/a\\b/\xff\xfe"[..]));
+    assert_eq!(
+        target_bytes(r.path.as_deref().unwrap(), true).as_deref(),
+        Some(&b"/a\\b/\xff\xfe"[..])
+    );
     let odd: &[u8] = b"/t/new\nline \"quote\" back\\slash \x01 \xc3\xa9 \xc3";
     let r = map(header(OP_OPEN, VERDICT_DENY), odd);
     let line = serde_json::to_string(&r).unwrap();
     assert!(!line.contains('\n'), "one record per line: {line}");
     let back: EventRecord = serde_json::from_str(&line).unwrap();
     let escaped = back.flags.iter().any(|f| f == names::FLAG_TARGET_ESCAPED);
-    assert_eq!(target_bytes(back.path.as_deref().unwrap(), escaped).as_deref(), Some(odd), "{line}");
-    assert_eq!(target_bytes("/ok\\q", true), None, "a lone backslash is no escape");
+    assert_eq!(
+        target_bytes(back.path.as_deref().unwrap(), escaped).as_deref(),
+        Some(odd),
+        "{line}"
+    );
+    assert_eq!(
+        target_bytes("/ok\\q", true),
+        None,
+        "a lone backslash is no escape"
+    );
 }
 
 #[test]
@@ -297,4 +316,37 @@ fn records_round_trip_through_json_with_a_type_tag() {
         "{line}"
     );
     assert_eq!(serde_json::from_str::<Record>(&line).unwrap(), lost);
+}
+
+#[test]
+fn process_and_mount_events_name_their_target_and_detail() {
+    let mut h = header(OP_PTRACE, VERDICT_DENY);
+    h.open_flags = 0x12;
+    let r = map(h, b"4242 (bash)");
+    assert_eq!(
+        (r.process.as_deref(), r.path.as_deref(), r.open_flags),
+        (Some("4242 (bash)"), None, Some(0x12)),
+        "the target process, not a path"
+    );
+    for (op, name, target) in [
+        (OP_TTY_INJECT, "tty-inject", &b"/dev/pts/3"[..]),
+        (OP_MOUNT, "mount", b"/work/mnt"),
+        (OP_CHROOT, "chroot", b"/work/root"),
+        (OP_NAMESPACE, "namespace", b""),
+    ] {
+        let mut h = header(op, VERDICT_DENY);
+        h.open_flags = 0x5412;
+        let r = map(h, target);
+        assert_eq!(r.op, name);
+        assert_eq!(r.process, None);
+        assert_eq!(
+            r.path.as_deref().unwrap_or(""),
+            String::from_utf8_lossy(target)
+        );
+        assert_eq!(
+            r.open_flags,
+            (op != OP_CHROOT).then_some(0x5412),
+            "{name}: the ioctl, mount or clone flags"
+        );
+    }
 }

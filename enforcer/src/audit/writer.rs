@@ -9,20 +9,30 @@
 //! `retain` deleted. The writer is the only one appending and rotates between two records, so no
 //! record is split or dropped by a rotation.
 //!
+//! Hash chain ([`super::chain`]): every line gets `"prev"`, the SHA-256 of the line before it,
+//! appended as the line is queued (one hash of ~300 bytes per record; nothing is read back). The
+//! chain runs on across rotations (the writer rotates between lines) and restarts ([`open`]
+//! hashes the log's last line, and says in [`AuditWriter::opened_tail`] whether it was torn).
+//!
 //! Write failures (disk full, I/O errors): records that cannot be written stay queued in memory,
 //! in order, and are retried on the next append; up to [`MAX_QUEUED_BYTES`]. Beyond that new
 //! records are refused (no `seq` is spent on them) and counted, so the caller can log a `lost`
 //! record once writing works again.
 
-use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::{
+    collections::VecDeque,
+    fs::{File, OpenOptions},
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
 
-use super::reader::{last_record, rotated_files, rotated_path};
-use super::{AuditError, Record};
+use super::{
+    chain::{self, Hash, LogTail},
+    reader::{last_record, rotated_files, rotated_path},
+    AuditError, Record,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rotation {
@@ -70,6 +80,10 @@ pub struct AuditWriter {
     max_queued_bytes: usize,
     /// The log's last record when it was opened (how the previous daemon run ended).
     previous: Option<Record>,
+    /// How the log ended when it was opened (for the `start` record).
+    opened_tail: LogTail,
+    /// SHA-256 of the last line queued: the next record's `prev`.
+    prev: Hash,
 }
 
 /// The log is readable by root and the file's group only: it names files agents touched.
@@ -108,6 +122,9 @@ impl AuditWriter {
             None => last_record(&rotated_path(path, 1))?,
         };
         let last = previous.as_ref().map_or(0, Record::seq);
+        let opened_tail = LogTail::of(&chain::file_tail(path)?, || {
+            chain::file_tail(&rotated_path(path, 1))
+        })?;
         let (mut file, mut size) = open_append(path)?;
         if size > 0 && !ends_with_newline(path)? {
             // A crash cut the last record: end its line so the next record starts on its own.
@@ -128,6 +145,8 @@ impl AuditWriter {
             refused: 0,
             max_queued_bytes: MAX_QUEUED_BYTES,
             previous,
+            prev: opened_tail.next_prev,
+            opened_tail,
         })
     }
 
@@ -138,6 +157,16 @@ impl AuditWriter {
     /// The last record in the log when it was opened.
     pub fn previous_record(&self) -> Option<&Record> {
         self.previous.as_ref()
+    }
+
+    /// How the log ended when it was opened: its last line's hash, and a torn line.
+    pub fn opened_tail(&self) -> &LogTail {
+        &self.opened_tail
+    }
+
+    /// The `seq` and hash of the last line queued (the head of the chain).
+    pub fn chain_head(&self) -> (u64, Hash) {
+        (self.next_seq - 1, self.prev)
     }
 
     /// Sequence number the next appended record will get.
@@ -166,7 +195,10 @@ impl AuditWriter {
     pub fn push_record(&mut self, record: &mut Record) -> bool {
         let seq = self.next_seq;
         record.set_seq(seq);
-        self.push_with(|_, out| serde_json::to_writer(out, &*record).expect("audit records always serialize"))
+        record.clear_prev();
+        self.push_with(|_, out| {
+            serde_json::to_writer(out, &*record).expect("audit records always serialize")
+        })
     }
 
     /// Queue one line that `encode(seq, buffer)` appends (one JSON object, no newline). False if
@@ -174,12 +206,16 @@ impl AuditWriter {
     pub fn push_with(&mut self, encode: impl FnOnce(u64, &mut Vec<u8>)) -> bool {
         let start = self.pending.len();
         encode(self.next_seq, &mut self.pending);
+        let chained = chain::append_prev(&mut self.pending, start, &self.prev);
+        debug_assert!(chained, "an audit record is one JSON object");
+        let hash = chain::line_hash(&self.pending[start..]);
         self.pending.push(b'\n');
         if self.pending.len() - self.written > self.max_queued_bytes {
             self.pending.truncate(start);
             self.refused += 1;
             return false;
         }
+        self.prev = hash;
         self.next_seq += 1;
         self.line_ends.push_back(self.pending.len());
         true
@@ -191,7 +227,9 @@ impl AuditWriter {
         let from = mark.max(self.line_start);
         let bytes = self.pending.get(from..).unwrap_or_default();
         // Every line is UTF-8: JSON from serde_json or the event encoder.
-        std::str::from_utf8(bytes).unwrap_or_default().split_inclusive('\n')
+        std::str::from_utf8(bytes)
+            .unwrap_or_default()
+            .split_inclusive('\n')
     }
 
     /// Swap the log's file (tests: a full disk is `/dev/full`).
@@ -232,14 +270,19 @@ impl AuditWriter {
     fn write_pending(&mut self) -> Result<(), AuditError> {
         while let Some(&front_end) = self.line_ends.front() {
             let at_line_start = self.written == self.line_start;
-            if at_line_start && self.size > 0 && self.size + (front_end - self.line_start) as u64 > self.rotation.max_bytes {
+            if at_line_start
+                && self.size > 0
+                && self.size + (front_end - self.line_start) as u64 > self.rotation.max_bytes
+            {
                 self.rotate()?;
             }
             // The rest of the front line plus the lines after it that fit before the next
             // rotation, in bounded chunks (a long backlog is not written in one piece).
             let mut end = front_end;
             for &next in self.line_ends.iter().skip(1) {
-                if self.size + (next - self.written) as u64 > self.rotation.max_bytes || next - self.written > WRITE_CHUNK {
+                if self.size + (next - self.written) as u64 > self.rotation.max_bytes
+                    || next - self.written > WRITE_CHUNK
+                {
                     break;
                 }
                 end = next;
@@ -309,7 +352,10 @@ impl AuditWriter {
         }
         // Beyond `retain`: the file just shifted past it, and the ones a run with a larger
         // retention count left (lowering `audit.retain` takes effect at the next rotation).
-        for (_, stale) in rotated_files(&self.path).into_iter().filter(|(n, _)| *n > retain) {
+        for (_, stale) in rotated_files(&self.path)
+            .into_iter()
+            .filter(|(n, _)| *n > retain)
+        {
             match std::fs::remove_file(&stale) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(AuditError::Io {
@@ -335,9 +381,13 @@ impl Drop for AuditWriter {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::super::reader::{log_files, read_log};
-    use super::super::DaemonRecord;
-    use super::*;
+    use super::{
+        super::{
+            reader::{log_files, read_log},
+            DaemonRecord,
+        },
+        *,
+    };
 
     fn record(i: u64) -> Record {
         Record::Daemon(DaemonRecord {
@@ -436,7 +486,11 @@ pub(crate) mod tests {
             w.append(&mut [record(i)]).1.unwrap();
         }
         drop(w);
-        assert_eq!(log_files(&path).len(), 11, "retain 10 keeps ten rotated files");
+        assert_eq!(
+            log_files(&path).len(),
+            11,
+            "retain 10 keeps ten rotated files"
+        );
         // Restarted with a smaller count: nothing is removed until a rotation is due.
         rotation.retain = 2;
         let mut w = AuditWriter::open(&path, rotation).unwrap();
@@ -462,7 +516,7 @@ pub(crate) mod tests {
         let dir = tempdir();
         let path = dir.join("audit.jsonl");
         let rotation = Rotation {
-            max_bytes: 300,
+            max_bytes: 600,
             retain: 3,
             fsync_interval: Duration::from_secs(60),
         };
@@ -473,7 +527,7 @@ pub(crate) mod tests {
             }
         }
         // Simulate a crash mid-line: the partial record is skipped by readers.
-        std::fs::OpenOptions::new()
+        OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap()

@@ -1,12 +1,12 @@
 //! `enforcer check`: validate policies and report the map entries they compile to.
 //! Exit status: 0 valid, 1 invalid, 2 usage error.
 
-use std::io::Write as _;
-use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::{io::Write as _, net::IpAddr, path::PathBuf, process::ExitCode};
 
-use crate::policy::{self, hosts, CompiledPolicy, Diagnostics, PolicySet, ResolvedHosts};
+use crate::{
+    audit::text::{escape_lines, TerminalSafe},
+    policy::{self, hosts, CompiledPolicy, Diagnostics, PolicySet, ResolvedHosts},
+};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -43,13 +43,24 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match (result, args.format) {
         (Ok((set, compiled)), Format::Text) => {
+            let mut out = TerminalSafe(&mut out);
             print_summary(&mut out, &args, &set, &compiled, &resolve_failures)?;
             if args.kernel {
                 let (report, rules) = kernel_report(&compiled);
                 writeln!(out, "kernel {}: {}", report.kernel, backend_line(&report))?;
                 for r in &rules {
-                    let why = if r.why.is_empty() { String::new() } else { format!(" ({})", r.why) };
-                    writeln!(out, "  {:<16} {:<28} {}{why}", r.agent, r.rule, r.enforcement.label())?;
+                    let why = if r.why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", r.why)
+                    };
+                    writeln!(
+                        out,
+                        "  {:<16} {:<28} {}{why}",
+                        r.agent,
+                        r.rule,
+                        r.enforcement.label()
+                    )?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -61,6 +72,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 "sets": set.sets.iter().map(|s| &s.name).collect::<Vec<_>>(),
                 "sizes": compiled.map_sizes().iter().map(|(k, v)| (k.to_string(), *v)).collect::<std::collections::BTreeMap<_, _>>(),
                 "unresolved_hosts": compiled.unresolved_hosts().map(|h| &h.host).collect::<std::collections::BTreeSet<_>>(),
+                "warnings": any_address_allows(&compiled),
                 "kernel": if args.kernel {
                     let (report, rules) = kernel_report(&compiled);
                     Some(serde_json::json!({ "probe": report, "rules": rules }))
@@ -73,7 +85,8 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         (Err(diags), Format::Text) => {
             let mut err = std::io::stderr().lock();
-            write!(err, "{diags}")?;
+            // Diagnostics quote policy lines (learned policies hold observed paths).
+            write!(err, "{}", escape_lines(&diags.to_string()))?;
             writeln!(
                 err,
                 "{} error{} in policies",
@@ -160,12 +173,53 @@ fn print_summary(
     for (host, why) in resolve_failures {
         writeln!(out, "warning: cannot resolve {host}: {why}")?;
     }
+    for warning in any_address_allows(compiled) {
+        writeln!(out, "warning: {warning}")?;
+    }
     Ok(())
+}
+
+/// Net allows that reach every address (`*`, `0.0.0.0/0`, `::/0`): one line each. Whatever
+/// their ports, data can leave through them to any host (a DNS allow to `*:53` is a tunnel to
+/// every name server on the internet).
+pub fn any_address_allows(compiled: &CompiledPolicy) -> Vec<String> {
+    use crate::policy::{
+        compile::RuleKind,
+        net::{NetAddr, NetTarget},
+    };
+    const ANY_V4: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0];
+    compiled
+        .rules
+        .iter()
+        .filter(|r| r.kind == RuleKind::NetConnect)
+        .filter(|r| {
+            matches!(
+                NetTarget::parse(&r.pattern),
+                Ok(NetTarget::Ip(t)) if matches!(
+                    t.addr,
+                    NetAddr::Cidr { prefix_bits: 0, .. }
+                        | NetAddr::Cidr { addr: ANY_V4, prefix_bits: 96 }
+                )
+            )
+        })
+        .map(|r| {
+            let agent = compiled.agent(r.agent).map_or("?", |a| a.name.as_str());
+            format!(
+                "agent {agent}, rule {}: net.connect {:?} allows every address: data can leave to any host on those ports; name the hosts, networks or `@resolvers` instead",
+                r.text_id, r.pattern
+            )
+        })
+        .collect()
 }
 
 /// What this kernel would do with each rule: the probe (by trying; needs root) and, per rule,
 /// enforced / audit-only / unsupported with the caveats the daemon's status table shows.
-fn kernel_report(compiled: &policy::CompiledPolicy) -> (crate::kernel::probe::KernelReport, Vec<crate::kernel::RuleStatus>) {
+fn kernel_report(
+    compiled: &CompiledPolicy,
+) -> (
+    crate::kernel::probe::KernelReport,
+    Vec<crate::kernel::RuleStatus>,
+) {
     let report = crate::kernel::probe::probe();
     let rules = if report.usable("bpf-lsm") {
         crate::kernel::rule_status(Some(compiled), crate::kernel::Enforcement::Enforced)
@@ -174,6 +228,7 @@ fn kernel_report(compiled: &policy::CompiledPolicy) -> (crate::kernel::probe::Ke
             compiled,
             report.usable("file-exec-tracepoints"),
             report.usable("file-change-tracepoints"),
+            crate::kernel::landlock::probe_abi().is_some(),
         )
     } else {
         crate::kernel::rule_status(Some(compiled), crate::kernel::Enforcement::Unsupported)
@@ -182,12 +237,63 @@ fn kernel_report(compiled: &policy::CompiledPolicy) -> (crate::kernel::probe::Ke
 }
 
 fn backend_line(report: &crate::kernel::probe::KernelReport) -> String {
-    let problem = |name: &str| report.features.iter().find(|f| f.name == name).and_then(|f| f.problem.clone());
+    let problem = |name: &str| {
+        report
+            .features
+            .iter()
+            .find(|f| f.name == name)
+            .and_then(|f| f.problem.clone())
+    };
     match (problem("bpf-lsm"), problem("cgroup-sock-addr")) {
         (None, _) => "BPF LSM backend: rules are enforced in the kernel".into(),
         (Some(why), None) => format!(
             "fallback backend (BPF LSM unusable: {why}): network rules are enforced by cgroup hooks; file and exec rules are logged or enforced by SIGKILL per on_violation"
         ),
         (Some(why), Some(fb)) => format!("no backend: BPF LSM unusable ({why}); fallback unusable ({fb}): no rule is enforced"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_address_allows_are_named_and_narrow_ones_are_not() {
+        let set = policy::load_sources(&[(
+            "a.toml",
+            r#"
+[agent]
+name = "wide"
+
+[net]
+connect = [
+  { to = "*:53/udp", id = "any-dns" },
+  { to = "0.0.0.0/0:443", id = "any-v4" },
+  { to = "[::/0]:443", id = "any-v6" },
+  { to = "10.0.0.0/8:53", id = "lan" },
+  { to = "@resolvers:53", id = "resolvers" },
+  "127.0.0.1:8080",
+]
+"#,
+        )])
+        .expect("loads");
+        let compiled = policy::compile(&set, &ResolvedHosts::default()).expect("compiles");
+        let warnings = any_address_allows(&compiled);
+        let named: Vec<&str> = ["any-dns", "any-v4", "any-v6"]
+            .into_iter()
+            .filter(|id| warnings.iter().any(|w| w.contains(&format!("rule {id}:"))))
+            .collect();
+        assert_eq!(named, ["any-dns", "any-v4", "any-v6"], "{warnings:#?}");
+        assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    }
+
+    #[test]
+    fn the_shipped_dns_set_names_no_any_address() {
+        let text = include_str!("../../../policies/sets/dns.toml");
+        assert!(
+            !text.contains("\"*:"),
+            "policies/sets/dns.toml must not allow `*`"
+        );
+        assert!(text.contains("@resolvers:53/udp") && text.contains("@resolvers:53/tcp"));
     }
 }

@@ -1,5 +1,7 @@
 //! `enforcer demo`: start a daemon with the demo policy (`policies/demo/`), run a scripted agent
-//! under `enforcer run` that tries allowed and forbidden opens, execs and connects, then let that
+//! (`enforcer-testkit try-ops`, which is not part of the product: it is found beside this
+//! executable or given with `--agent-bin`) under `enforcer run` that tries allowed and forbidden
+//! opens, execs and connects, then let that
 //! agent start a sub-agent (`enforcer run` inside it: the chain demo-agent>demo-subagent, which
 //! may only do what both allow), show the audit events live, then a summary. Exits 1 if an
 //! expected allow or deny did not happen.
@@ -7,20 +9,22 @@
 //! Everything lives in /tmp/enforcer-demo (the policy names those paths); kernel state is pinned
 //! in its own bpffs directory and removed at the end, so a production daemon is not disturbed.
 
-use std::io::{BufRead, BufReader, IsTerminal as _, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::{
+    io::{BufRead, BufReader, IsTerminal as _, Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitCode, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context as _};
 
-use crate::api::client::ApiClient;
-use crate::api::{Request, Response};
-use crate::audit::text::format_record;
-use crate::audit::{EventRecord, Record};
-use crate::kernel;
+use crate::{
+    api::{client::ApiClient, Request, Response},
+    audit::{text::format_record, EventRecord, Record},
+    kernel,
+};
 
 const ROOT: &str = "/tmp/enforcer-demo";
 const PIN_DIR: &str = "/sys/fs/bpf/enforcer-demo";
@@ -34,11 +38,41 @@ const METRICS_PORT: u16 = 47003;
 /// (Under the 600 s limit of `cargo xtask vm`.)
 const READY_TIMEOUT: Duration = Duration::from_secs(420);
 
+/// The scripted agent's executable (built from the `enforcer-testkit` crate, never shipped).
+const AGENT_BIN: &str = "enforcer-testkit";
+
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The scripted agent is `enforcer-testkit try-ops`, a test tool that is not part of the enforcer package: `cargo xtask demo` builds both, or build it with `cargo build -p enforcer-testkit`. It is looked for beside this executable unless --agent-bin names it."
+)]
 pub struct DemoArgs {
     /// Directory with the demo policy [default: $ENFORCER_POLICIES/demo, /policies/demo, ./policies/demo]
     #[arg(long, value_name = "DIR")]
     pub policy_dir: Option<PathBuf>,
+    /// The scripted agent's executable, `enforcer-testkit` [default: beside this executable]
+    #[arg(long, value_name = "PATH")]
+    pub agent_bin: Option<PathBuf>,
+}
+
+/// `--agent-bin`, else `enforcer-testkit` beside `exe`; an error says how to get it.
+fn agent_bin(given: Option<PathBuf>, exe: &Path) -> anyhow::Result<PathBuf> {
+    let (path, how) = match given {
+        Some(path) => (path, "--agent-bin"),
+        None => (
+            exe.with_file_name(AGENT_BIN),
+            "beside the enforcer executable",
+        ),
+    };
+    if !path.is_file() {
+        bail!(
+            "the demo's scripted agent {} ({how}) does not exist: it is the test tool \
+             `{AGENT_BIN} try-ops`, not part of the enforcer package; build it with \
+             `cargo build -p enforcer-testkit` (or run `cargo xtask demo`, which builds both), \
+             or pass --agent-bin PATH",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// One scripted operation: the `try-ops` argument, what the policy says, and how to find its
@@ -178,7 +212,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .canonicalize()
         .with_context(|| format!("demo policy directory {}", policy_dir.display()))?;
     let exe = std::env::current_exe().context("locating the enforcer binary")?;
-    prepare_root(&exe)?;
+    let agent_bin = agent_bin(args.agent_bin, &exe)?;
+    prepare_root(&exe, &agent_bin)?;
     let _listeners = [
         TcpListener::bind(("127.0.0.1", ALLOWED_PORT)),
         TcpListener::bind(("127.0.0.1", DENIED_PORT)),
@@ -202,7 +237,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(summarize(&steps, &results, &events))
 }
 
-fn prepare_root(exe: &Path) -> anyhow::Result<()> {
+fn prepare_root(exe: &Path, agent_bin: &Path) -> anyhow::Result<()> {
     let root = Path::new(ROOT);
     if root.exists() {
         std::fs::remove_dir_all(root).with_context(|| format!("removing the previous {ROOT}"))?;
@@ -220,11 +255,17 @@ fn prepare_root(exe: &Path) -> anyhow::Result<()> {
     for (name, text) in files {
         std::fs::write(root.join(name), text).with_context(|| format!("writing {ROOT}/{name}"))?;
     }
-    // The agent program is this binary (`try-ops`); a copy outside the exec allow list is the
+    // The agent program (`enforcer-testkit try-ops`) and `enforcer` (its allowed tool, and the
+    // launcher of the sub-agent) in the exec allow list; a copy of `enforcer` outside it is the
     // forbidden tool.
-    for dir in ["bin", "forbidden"] {
-        std::fs::copy(exe, root.join(dir).join("enforcer"))
-            .with_context(|| format!("copying the binary to {ROOT}/{dir}"))?;
+    let copies = [
+        (agent_bin, "bin", AGENT_BIN),
+        (exe, "bin", "enforcer"),
+        (exe, "forbidden", "enforcer"),
+    ];
+    for (from, dir, name) in copies {
+        std::fs::copy(from, root.join(dir).join(name))
+            .with_context(|| format!("copying {} to {ROOT}/{dir}/{name}", from.display()))?;
     }
     Ok(())
 }
@@ -319,8 +360,11 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
         }
     });
 
-    let tool = Path::new(ROOT).join("bin/enforcer");
-    println!("== running the agent: enforcer run --agent {AGENT} -- {ROOT}/bin/enforcer try-ops ...");
+    let launcher_in_root = Path::new(ROOT).join("bin/enforcer");
+    let tool = Path::new(ROOT).join("bin").join(AGENT_BIN);
+    println!(
+        "== running the agent: enforcer run --agent {AGENT} -- {ROOT}/bin/{AGENT_BIN} try-ops ..."
+    );
     let mut agent = Command::new(exe)
         .arg("run")
         .arg("--socket")
@@ -337,7 +381,9 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
     // The agent is registered and waits: show what the kernel maps hold while it runs.
     let mut stdout = BufReader::new(agent.stdout.take().expect("piped"));
     let mut ready = String::new();
-    stdout.read_line(&mut ready).context("reading the agent's ready line")?;
+    stdout
+        .read_line(&mut ready)
+        .context("reading the agent's ready line")?;
     if !ready.starts_with("ready ") {
         let _ = agent.kill();
         bail!("the agent did not start: {:?}", ready.trim());
@@ -350,7 +396,9 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
             return Err(e);
         }
     };
-    println!("== kernel map fill levels, agent registered (http://127.0.0.1:{METRICS_PORT}/metrics)");
+    println!(
+        "== kernel map fill levels, agent registered (http://127.0.0.1:{METRICS_PORT}/metrics)"
+    );
     for line in &fill {
         println!("   {line}");
     }
@@ -358,18 +406,32 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
     let _ = stdin.write_all(b"\n");
     drop(stdin);
     let mut output = String::new();
-    stdout.read_to_string(&mut output).context("reading the agent's results")?;
+    stdout
+        .read_to_string(&mut output)
+        .context("reading the agent's results")?;
     let status = agent.wait().context("waiting for the agent")?;
     if !status.success() {
         bail!("the agent failed: {status}");
     }
-    let mut results: Results = output.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut results: Results = output
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     println!(
-        "== the agent starts a sub-agent: enforcer run --agent {AGENT} -- {ROOT}/bin/enforcer run --agent {SUBAGENT} -- {ROOT}/bin/enforcer try-ops ..."
+        "== the agent starts a sub-agent: enforcer run --agent {AGENT} -- {ROOT}/bin/enforcer run --agent {SUBAGENT} -- {ROOT}/bin/{AGENT_BIN} try-ops ..."
     );
     let mut launcher = Command::new(exe);
-    launcher.arg("run").arg("--socket").arg(socket).args(["--agent", AGENT, "--"]);
-    launcher.arg(&tool).arg("run").arg("--socket").arg(socket).args(["--agent", SUBAGENT, "--"]);
+    launcher
+        .arg("run")
+        .arg("--socket")
+        .arg(socket)
+        .args(["--agent", AGENT, "--"]);
+    launcher
+        .arg(&launcher_in_root)
+        .arg("run")
+        .arg("--socket")
+        .arg(socket)
+        .args(["--agent", SUBAGENT, "--"]);
     results.extend(run_ops(&mut launcher, &tool, &sub_script())?);
     // Let the daemon's 50 ms drain bring the last events in.
     let mut last = usize::MAX;
@@ -388,14 +450,20 @@ fn run_agent(exe: &Path, socket: &Path) -> anyhow::Result<(Results, Vec<EventRec
 
 /// The `enforcer_map_*` lines of the daemon's metrics.
 fn map_fill_metrics() -> anyhow::Result<Vec<String>> {
-    let mut stream = TcpStream::connect(("127.0.0.1", METRICS_PORT))
-        .with_context(|| format!("connecting to the daemon's metrics at 127.0.0.1:{METRICS_PORT}"))?;
+    let mut stream = TcpStream::connect(("127.0.0.1", METRICS_PORT)).with_context(|| {
+        format!("connecting to the daemon's metrics at 127.0.0.1:{METRICS_PORT}")
+    })?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).context("reading the metrics")?;
-    let lines: Vec<String> =
-        response.lines().filter(|l| l.starts_with("enforcer_map_")).map(str::to_owned).collect();
+    stream
+        .read_to_string(&mut response)
+        .context("reading the metrics")?;
+    let lines: Vec<String> = response
+        .lines()
+        .filter(|l| l.starts_with("enforcer_map_"))
+        .map(str::to_owned)
+        .collect();
     if lines.is_empty() {
         bail!("the metrics have no map fill levels:\n{response}");
     }
@@ -420,7 +488,11 @@ fn run_ops(launcher: &mut Command, tool: &Path, steps: &[Step]) -> anyhow::Resul
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     if results.len() != steps.len() {
-        bail!("the agent reported {} results for {} operations", results.len(), steps.len());
+        bail!(
+            "the agent reported {} results for {} operations",
+            results.len(),
+            steps.len()
+        );
     }
     Ok(results)
 }

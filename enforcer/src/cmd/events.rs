@@ -2,20 +2,29 @@
 //! with `--follow` continue with the daemon's live stream, without gap or repeat (the stream
 //! starts at a sequence number; older records come from the files).
 
-use std::io::{IsTerminal as _, Write};
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::{
+    io::{IsTerminal as _, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
 
 use anyhow::{bail, Context as _};
 
-use crate::api::client::{socket_path, ApiClient};
-use crate::api::{ApiError, Request, Response};
-use crate::audit::clock;
-use crate::audit::filter::{parse_since, Filter};
-use crate::audit::reader::read_log;
-use crate::audit::text::format_record;
-use crate::audit::Record;
-use crate::paths;
+use crate::{
+    api::{
+        client::{socket_path, ApiClient},
+        ApiError, Request, Response,
+    },
+    audit::{
+        clock,
+        filter::{parse_since, Filter},
+        reader::{read_log, rotated_files},
+        text::{escape, format_record},
+        verify::verify_log,
+        Record,
+    },
+    paths,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -53,6 +62,11 @@ pub struct EventsArgs {
     pub session: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Check the hash chain of the log (PATH, else --log's) and its rotated files instead of
+    /// printing: prints the first broken or missing record (file:line, seq) and exits 1, or a
+    /// one-line summary and exits 0 (docs/events.md, "Hash chain").
+    #[arg(long, value_name = "PATH", num_args = 0..=1, conflicts_with = "follow")]
+    pub verify: Option<Option<PathBuf>>,
 }
 
 pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
@@ -97,6 +111,9 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .or(daemon_log)
         .unwrap_or_else(|| PathBuf::from(paths::AUDIT_LOG));
+    if let Some(path) = &args.verify {
+        return verify(path.as_ref().unwrap_or(&log));
+    }
 
     let mut live = None;
     if args.follow {
@@ -136,6 +153,23 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
 
 /// Print the log's records with `from <= seq < until` that pass the filter. False when the
 /// reader of our output went away.
+/// `--verify`: exit 0 and a summary when the chain holds, 1 and the first failure when not.
+fn verify(log: &std::path::Path) -> anyhow::Result<ExitCode> {
+    if !log.exists() && rotated_files(log).is_empty() {
+        bail!("no audit log at {}", log.display());
+    }
+    match verify_log(log)? {
+        Ok(intact) => {
+            println!("{}: {}", escape(&log.display().to_string()), intact);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            println!("BROKEN {}", escape(&broken.to_string()));
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn print_log(
     log: &std::path::Path,
     filter: &Filter,
@@ -155,7 +189,7 @@ fn print_log(
             }
             reader_gone = out.print(&record).is_err();
         },
-        &mut |error| eprintln!("enforcer events: skipping {error}"),
+        &mut |error| eprintln!("enforcer events: skipping {}", escape(&error.to_string())),
     )?;
     Ok(!reader_gone)
 }
@@ -184,8 +218,9 @@ fn follow(
             Ok(record) => record,
             Err(e) => {
                 eprintln!(
-                    "enforcer events: the daemon sent something that is not a record ({e}): {}",
-                    line.trim_end()
+                    "enforcer events: the daemon sent something that is not a record ({}): {}",
+                    escape(&e.to_string()),
+                    escape(line.trim_end())
                 );
                 continue;
             }

@@ -2,16 +2,24 @@
 //! the kernel's algorithm) and say which rule decided and why.
 //! Exit status: 0 allowed, 1 denied (or audit-denied), 2 usage error or invalid policies.
 
-use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Component, Path, PathBuf};
-use std::process::ExitCode;
+use std::{
+    io::Write as _,
+    net::{IpAddr, SocketAddr},
+    path::{Component, Path, PathBuf},
+    process::ExitCode,
+};
 
 use anyhow::{bail, Context as _};
 
 use super::check::Format;
-use crate::policy::eval::{self, Request, Step, Trace, Verdict};
-use crate::policy::{self, hosts, CompiledPolicy, PolicySet, ResolvedHosts};
+use crate::{
+    audit::text::{escape_lines, TerminalSafe},
+    policy::{
+        self,
+        eval::{self, Request, Step, Trace, Verdict},
+        hosts, CompiledPolicy, PolicySet, ResolvedHosts,
+    },
+};
 
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
@@ -62,7 +70,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let set = match policy::load_paths(&paths) {
         Ok(set) => set,
         Err(diags) => {
-            eprint!("{diags}");
+            eprint!("{}", escape_lines(&diags.to_string()));
             bail!(
                 "the policies are invalid ({} errors); fix them first (see `enforcer check`)",
                 diags.len()
@@ -85,7 +93,7 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let compiled = policy::compile(&set, &resolved).map_err(|d| {
-        eprint!("{d}");
+        eprint!("{}", escape_lines(&d.to_string()));
         anyhow::anyhow!("the policies do not compile ({} errors)", d.len())
     })?;
     let agent = compiled
@@ -99,7 +107,15 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         let t = eval::trace(&compiled, agent.id, request);
         denied |= t.decision.verdict != Verdict::Allow;
         match args.format {
-            Format::Text => print_text(&mut out, &set, &compiled, &agent.name, what, &t, &notes)?,
+            Format::Text => print_text(
+                &mut TerminalSafe(&mut out),
+                &set,
+                &compiled,
+                &agent.name,
+                what,
+                &t,
+                &notes,
+            )?,
             Format::Json => {
                 let rule = compiled.rule(t.decision.rule);
                 let report = serde_json::json!({

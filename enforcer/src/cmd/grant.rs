@@ -1,13 +1,15 @@
 //! `enforcer grant`: a temporary allow for one agent that expires by itself (the kernel checks
 //! the expiry, so it ends even with the daemon stopped); `--list` and `--revoke ID`.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
-use std::time::Duration;
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use crate::api::client::{socket_path, ApiClient};
-use crate::api::{Request, Response};
-use crate::policy::grant::Grant;
+use crate::{
+    api::{
+        client::{socket_path, ApiClient},
+        Request, Response,
+    },
+    policy::grant::Grant,
+};
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("action").required(true).args(["rule", "list", "revoke"])))]
@@ -47,9 +49,14 @@ pub fn run(args: GrantArgs) -> anyhow::Result<ExitCode> {
     } else {
         let duration = args.duration.expect("clap requires --for with a rule");
         Request::Grant {
-            agent: args.agent.clone().expect("clap requires --agent with a rule"),
+            agent: args
+                .agent
+                .clone()
+                .expect("clap requires --agent with a rule"),
             rule: args.rule.clone().expect("the action group"),
-            seconds: duration.as_secs().max(u64::from(duration.subsec_nanos() > 0)),
+            seconds: duration
+                .as_secs()
+                .max(u64::from(duration.subsec_nanos() > 0)),
             reason: args.reason.clone(),
         }
     };
@@ -60,10 +67,16 @@ pub fn run(args: GrantArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match response {
-        Response::Granted { grant, policy_version } => {
+        Response::Granted {
+            grant,
+            policy_version,
+        } => {
             println!("granted {} (policy version {policy_version})", line(&grant));
         }
-        Response::Revoked { grant, policy_version } => {
+        Response::Revoked {
+            grant,
+            policy_version,
+        } => {
             println!("revoked {} (policy version {policy_version})", line(&grant));
         }
         Response::Grants { grants } if grants.is_empty() => println!("no live grants"),
@@ -84,6 +97,9 @@ fn line(g: &Grant) -> String {
         g.agent,
         g.rule,
         g.expires,
-        g.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        g.reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
     )
 }

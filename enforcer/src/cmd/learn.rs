@@ -3,18 +3,20 @@
 //! allows every observed operation and denies the sensitive ones.
 //! Exit status: 0 written, 2 error (nothing written).
 
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::{bail, Context as _};
 
-use crate::audit::clock;
-use crate::audit::filter::parse_since;
-use crate::lifecycle::collapse::CollapseOptions;
-use crate::lifecycle::learn::{learn, LearnOptions, Observations};
-use crate::lifecycle::probe::read_sets;
-use crate::lifecycle::{describe, for_each_event, LogSource};
+use crate::{
+    audit::{clock, filter::parse_since, text::escape},
+    lifecycle::{
+        collapse::CollapseOptions,
+        describe, for_each_event,
+        learn::{learn, LearnOptions, Observations},
+        probe::read_sets,
+        LogSource,
+    },
+};
 
 #[derive(Debug, clap::Args)]
 pub struct LearnArgs {
@@ -51,7 +53,7 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
     let source = LogSource::Files(args.log.clone());
     let mut obs = Observations::new(&args.agent, since_ns);
     for_each_event(&source, &mut |e| obs.add(e), &mut |e| {
-        eprintln!("enforcer learn: skipping {e}")
+        eprintln!("enforcer learn: skipping {}", escape(&e.to_string()))
     })?;
 
     let sets = match &args.sets {
@@ -101,7 +103,10 @@ pub fn run(args: LearnArgs) -> anyhow::Result<ExitCode> {
         learned.verified,
     );
     for item in &learned.inexpressible {
-        eprintln!("enforcer learn: not granted (no rule can express it): {item}");
+        eprintln!(
+            "enforcer learn: not granted (no rule can express it): {}",
+            escape(item)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

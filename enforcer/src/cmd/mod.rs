@@ -1,6 +1,5 @@
 //! One module per subcommand.
 
-pub mod bench;
 pub mod check;
 pub mod daemon;
 pub mod demo;
@@ -12,9 +11,6 @@ pub mod probe;
 pub mod replay;
 pub mod run;
 pub mod status;
-pub mod try_ops;
-mod try_flood;
-mod try_uring;
 
 use std::process::ExitCode;
 
@@ -33,8 +29,5 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => status::run(args),
         Command::Grant(args) => grant::run(args),
         Command::Demo(args) => demo::run(args),
-        Command::TryOps(args) => try_ops::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::BenchWorker => bench::run_worker(),
     }
 }

@@ -44,11 +44,24 @@ pub fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
                     "unlink/rename/mkdir/... and unix sockets are not observed"
                 };
                 println!("enforcement: fallback (connect/sendmsg denied in the kernel by cgroup hooks; {files}; {changes})");
-                println!("  io_uring: {}", crate::kernel::fallback::IO_URING_LIMITATION);
+                println!(
+                    "  io_uring: {}",
+                    crate::kernel::fallback::IO_URING_LIMITATION
+                );
+                println!(
+                    "  processes, terminals, mounts: {}",
+                    crate::kernel::fallback::PROCESS_LIMITATION
+                );
             } else {
                 println!("enforcement: none on this kernel: BPF LSM and the fallback backend are both unusable");
             }
         }
     }
-    Ok(if report.usable("bpf-lsm") || report.usable("cgroup-sock-addr") { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(
+        if report.usable("bpf-lsm") || report.usable("cgroup-sock-addr") {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
 }

@@ -3,19 +3,22 @@
 //! Exit status: 0 nothing would change (or changes, without --fail-on-change), 1 something would
 //! change and --fail-on-change was given, 2 invalid policy, unreadable log or usage error.
 
-use std::io::Write as _;
-use std::net::IpAddr;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::{io::Write as _, net::IpAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::bail;
 
 use super::check::Format;
-use crate::daemon::config::DaemonConfig;
-use crate::lifecycle::replay::{Change, Decided, Replay, ReplayReport};
-use crate::lifecycle::requests::HostsSeen;
-use crate::lifecycle::{describe, for_each_event, LogSource};
-use crate::policy::{self, hosts, Diagnostics};
+use crate::{
+    audit::text::{escape, escape_lines, TerminalSafe},
+    daemon::config::DaemonConfig,
+    lifecycle::{
+        describe, for_each_event,
+        replay::{Change, Decided, Replay, ReplayReport},
+        requests::HostsSeen,
+        LogSource,
+    },
+    policy::{self, hosts, Diagnostics},
+};
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
@@ -67,7 +70,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut malformed = 0u64;
     let mut on_error = |e: crate::audit::AuditError| {
         malformed += 1;
-        eprintln!("enforcer replay: skipping {e}");
+        eprintln!("enforcer replay: skipping {}", escape(&e.to_string()));
     };
 
     // Host rules get the addresses the log shows they allowed: a replay decides them as the
@@ -145,6 +148,7 @@ fn print(
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect();
+            let mut out = TerminalSafe(&mut out);
             writeln!(
                 out,
                 "replay of {} against {}",
@@ -168,7 +172,7 @@ fn invalid(diags: &Diagnostics, format: Format) -> anyhow::Result<ExitCode> {
     match format {
         Format::Text => {
             let mut err = std::io::stderr().lock();
-            write!(err, "{diags}")?;
+            write!(err, "{}", escape_lines(&diags.to_string()))?;
             let s = if diags.len() == 1 { "" } else { "s" };
             writeln!(err, "{} error{s} in policies", diags.len())?;
         }

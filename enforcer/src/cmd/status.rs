@@ -1,12 +1,16 @@
 //! `enforcer status`: the running daemon's health, backend, agents, per-rule enforcement and
 //! counters. Exit status 0 when the daemon answers, 3 when it is not running (like systemctl).
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
-use crate::api::client::{socket_path, ApiClient};
-use crate::api::protocol::StatusReport;
-use crate::api::{ApiError, Request, Response};
+use crate::{
+    api::{
+        client::{socket_path, ApiClient},
+        protocol::StatusReport,
+        ApiError, Request, Response,
+    },
+    audit::text::escape_lines,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -39,7 +43,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     match args.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&status)?),
-        Format::Text => print!("{}", render_text(&status)),
+        // Agent names, exe paths and daemon messages can hold anything: terminal-safe.
+        Format::Text => print!("{}", escape_lines(&render_text(&status))),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -106,6 +111,9 @@ pub fn render_text(s: &StatusReport) -> String {
                 session.processes,
                 session.started.as_deref().unwrap_or("(unknown)")
             );
+            if let Some(envelope) = &session.envelope {
+                let _ = writeln!(out, "      landlock envelope of {envelope}");
+            }
         }
     }
     if !s.rules.is_empty() {
@@ -123,13 +131,24 @@ pub fn render_text(s: &StatusReport) -> String {
             );
         }
     }
-    let _ = writeln!(out, "\ngrants (live, each ends by itself in the kernel at its expiry):");
+    let _ = writeln!(
+        out,
+        "\ngrants (live, each ends by itself in the kernel at its expiry):"
+    );
     if s.grants.is_empty() {
         let _ = writeln!(out, "  none");
     }
     for g in &s.grants {
-        let reason = g.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-        let _ = writeln!(out, "  {:<5} {:<20} {:<36} until {}{reason}", g.id, g.agent, g.rule, g.expires);
+        let reason = g
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<5} {:<20} {:<36} until {}{reason}",
+            g.id, g.agent, g.rule, g.expires
+        );
     }
     let _ = writeln!(out, "\ndecisions since the daemon started:");
     if s.decisions.is_empty() {
@@ -145,8 +164,16 @@ pub fn render_text(s: &StatusReport) -> String {
     if !s.maps.is_empty() {
         let _ = writeln!(out, "\nkernel maps (entries in use of capacity):");
         for m in &s.maps {
-            let percent = if m.capacity == 0 { 0.0 } else { 100.0 * m.entries as f64 / m.capacity as f64 };
-            let _ = writeln!(out, "  {:<14} {:>8} of {:<8} {percent:5.1}%", m.map, m.entries, m.capacity);
+            let percent = if m.capacity == 0 {
+                0.0
+            } else {
+                100.0 * m.entries as f64 / m.capacity as f64
+            };
+            let _ = writeln!(
+                out,
+                "  {:<14} {:>8} of {:<8} {percent:5.1}%",
+                m.map, m.entries, m.capacity
+            );
         }
     }
     let lost: u64 = s.losses.iter().map(|l| l.count).sum();
@@ -154,13 +181,21 @@ pub fn render_text(s: &StatusReport) -> String {
     for l in &s.losses {
         let _ = writeln!(out, "  {:<24} {}", l.agent, l.count);
     }
+    // Each one a decision the kernel could not make and denied (docs/kernel-maps.md).
+    let failed: u64 = s.failures.iter().map(|f| f.count).sum();
+    let _ = writeln!(out, "\ninternal failures (denied, fail closed): {failed}");
+    for f in s.failures.iter().filter(|f| f.count > 0) {
+        let _ = writeln!(out, "  {:<24} {}", f.point, f.count);
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::protocol::{AgentReport, MapFillReport, RuleReport, SessionReport};
+    use crate::api::protocol::{
+        AgentReport, FailureCount, MapFillReport, RuleReport, SessionReport,
+    };
 
     #[test]
     fn text_shows_agents_sessions_and_rules() {
@@ -175,6 +210,7 @@ mod tests {
                     chain: vec!["coder".into()],
                     started: Some("2026-11-23T10:00:00.000000000Z".into()),
                     processes: 2,
+                    envelope: Some("policy version 4 (older: ...)".into()),
                 }],
             }],
             rules: vec![RuleReport {
@@ -184,10 +220,20 @@ mod tests {
                 why: "BPF LSM".into(),
             }],
             maps: vec![MapFillReport {
-                map: "PROCS".into(),
+                map: enforcer_common::MAP_PROCS.into(),
                 entries: 3,
                 capacity: 65536,
             }],
+            failures: vec![
+                FailureCount {
+                    point: "path-copy".into(),
+                    count: 0,
+                },
+                FailureCount {
+                    point: "user-sockaddr".into(),
+                    count: 2,
+                },
+            ],
             grants: vec![crate::policy::grant::Grant {
                 id: 7,
                 agent: "coder".into(),
@@ -205,12 +251,18 @@ mod tests {
             "coder",
             "2 processes",
             "session 00000000000000ab chain coder: 2 processes, started 2026-11-23T10:00:00.000000000Z",
+            "landlock envelope of policy version 4 (older",
             "coder.toml:4",
             "enforced",
             "PROCS                 3 of 65536      0.0%",
             "7     coder                file.read /data/x/**                 until 2026-11-23T10:10:00Z (ticket 42)",
+            "internal failures (denied, fail closed): 2\n  user-sockaddr            2\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
+        assert!(
+            !text.contains("path-copy"),
+            "a point that never failed is not listed in the text:\n{text}"
+        );
     }
 }

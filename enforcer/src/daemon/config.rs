@@ -1,15 +1,15 @@
 //! The daemon's configuration: `/etc/enforcer/enforcer.toml` (every field optional), then
 //! command-line flags on top. Errors name the file, line and column, or the flag.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
-use crate::audit::writer::Rotation;
-use crate::kernel::BackendChoice;
-use crate::paths;
+use crate::{api::limits::Limits, audit::writer::Rotation, kernel::BackendChoice, paths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -68,8 +68,21 @@ pub struct AuditConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     pub socket: PathBuf,
-    /// Group allowed to use the socket besides root (launchers, `events`, `status`).
+    /// Launchers: may start agents (`enforcer run`) and read status and grants. Also the
+    /// socket file's group.
     pub group: Option<String>,
+    /// Auditors: may follow every agent's events (`enforcer events --follow`) and read status.
+    pub auditor_group: Option<String>,
+    /// Admins besides uid 0: every request (grant, revoke, reload too).
+    pub admin_group: Option<String>,
+    /// Connections open at once (the metrics endpoint has the same cap, counted apart).
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a complete request (slow or silent clients).
+    pub idle_timeout_secs: u64,
+    /// Requests per second per peer uid (metrics: per client address), on average...
+    pub requests_per_second: u32,
+    /// ...and in a burst.
+    pub request_burst: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -79,13 +92,16 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// The levels `log_level` may name (alone, or after `target=`).
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             policy_dir: paths::POLICY_DIR.into(),
             backend: BackendChoice::Auto,
             log_level: "info".into(),
-            max_agent_processes: 65536,
+            max_agent_processes: enforcer_common::PROCS_ENTRIES,
             pin_dir: paths::PIN_DIR.into(),
             state_dir: paths::STATE_DIR.into(),
             dns_refresh_secs: 60,
@@ -113,6 +129,12 @@ impl Default for ApiConfig {
         ApiConfig {
             socket: paths::API_SOCKET.into(),
             group: None,
+            auditor_group: None,
+            admin_group: None,
+            max_connections: Limits::default().max_connections,
+            idle_timeout_secs: Limits::default().idle_timeout.as_secs(),
+            requests_per_second: Limits::default().requests_per_second,
+            request_burst: Limits::default().request_burst,
         }
     }
 }
@@ -144,8 +166,23 @@ pub struct Overrides {
     pub audit_fsync_interval_ms: Option<u64>,
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// `api.group`: launchers (run agents, read status).
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
+    /// `api.auditor_group`: auditors (follow events, read status).
+    #[arg(long, value_name = "GROUP")]
+    pub auditor_group: Option<String>,
+    /// `api.admin_group`: admins besides root (grant, revoke, reload too).
+    #[arg(long, value_name = "GROUP")]
+    pub admin_group: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub api_max_connections: Option<usize>,
+    #[arg(long, value_name = "SECS")]
+    pub api_idle_timeout_secs: Option<u64>,
+    #[arg(long, value_name = "N")]
+    pub api_requests_per_second: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub api_request_burst: Option<u32>,
     /// `host:port` for Prometheus metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
@@ -203,8 +240,18 @@ impl DaemonConfig {
         set!(o.audit_retain => self.audit.retain);
         set!(o.audit_fsync_interval_ms => self.audit.fsync_interval_ms);
         set!(o.socket => self.api.socket);
+        set!(o.api_max_connections => self.api.max_connections);
+        set!(o.api_idle_timeout_secs => self.api.idle_timeout_secs);
+        set!(o.api_requests_per_second => self.api.requests_per_second);
+        set!(o.api_request_burst => self.api.request_burst);
         if let Some(group) = &o.socket_group {
             self.api.group = Some(group.clone());
+        }
+        if let Some(group) = &o.auditor_group {
+            self.api.auditor_group = Some(group.clone());
+        }
+        if let Some(group) = &o.admin_group {
+            self.api.admin_group = Some(group.clone());
         }
         if let Some(addr) = o.metrics_listen {
             self.metrics.listen = Some(addr);
@@ -224,6 +271,21 @@ impl DaemonConfig {
             return invalid(
                 "log_level",
                 format!("{:?} is not a log filter: {e}", self.log_level),
+            );
+        }
+        // The filter syntax takes any word as a module name (`verbose` would enable everything
+        // of a module nobody has): every directive is a level or names one with `=`.
+        if let Some(word) =
+            self.log_level.split(',').map(str::trim).find(|d| {
+                !d.contains('=') && !LOG_LEVELS.contains(&d.to_ascii_lowercase().as_str())
+            })
+        {
+            return invalid(
+                "log_level",
+                format!(
+                    "{word:?} is not a level (one of {}) nor `target=level`",
+                    LOG_LEVELS.join(", ")
+                ),
             );
         }
         if self.audit.rotate_bytes < MIN_ROTATE_BYTES {
@@ -255,13 +317,48 @@ impl DaemonConfig {
                 return invalid(field, format!("{} is not an absolute path", path.display()));
             }
         }
-        if self.api.group.as_deref() == Some("") {
-            return invalid(
-                "api.group",
-                "must not be empty (leave it out for root only)".into(),
-            );
+        for (field, value, max) in [
+            (
+                "api.max_connections",
+                self.api.max_connections as u64,
+                65536,
+            ),
+            ("api.idle_timeout_secs", self.api.idle_timeout_secs, 3600),
+            (
+                "api.requests_per_second",
+                u64::from(self.api.requests_per_second),
+                1_000_000,
+            ),
+            (
+                "api.request_burst",
+                u64::from(self.api.request_burst),
+                1_000_000,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return invalid(field, format!("{value} is outside 1..={max}"));
+            }
+        }
+        for (field, group) in [
+            ("api.group", &self.api.group),
+            ("api.auditor_group", &self.api.auditor_group),
+            ("api.admin_group", &self.api.admin_group),
+        ] {
+            if group.as_deref() == Some("") {
+                return invalid(field, "must not be empty (leave it out: nobody)".into());
+            }
         }
         Ok(())
+    }
+
+    /// The limits of the API socket and the metrics endpoint (api/limits.rs).
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_connections: self.api.max_connections,
+            idle_timeout: Duration::from_secs(self.api.idle_timeout_secs),
+            requests_per_second: self.api.requests_per_second,
+            request_burst: self.api.request_burst,
+        }
     }
 
     pub fn rotation(&self) -> Rotation {
@@ -349,6 +446,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`log_level`"), "{err}");
+        let err = DaemonConfig::parse("log_level = \"verbose\"\n", Path::new("e.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`log_level`") && err.contains("\"verbose\" is not a level"),
+            "{err}"
+        );
+        for ok in [
+            "debug",
+            "WARN",
+            "info,enforcer=trace",
+            "enforcer::daemon=debug",
+        ] {
+            DaemonConfig::parse(&format!("log_level = {ok:?}\n"), Path::new("e.toml"))
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]
@@ -390,6 +503,41 @@ mod tests {
         assert_eq!(
             err,
             "command line: `audit.rotate_bytes`: 1 is below the minimum 65536"
+        );
+    }
+
+    #[test]
+    fn api_limits_parse_and_are_bounded() {
+        let config = DaemonConfig::parse(
+            "[api]\nmax_connections = 8\nidle_timeout_secs = 3\nrequests_per_second = 5\nrequest_burst = 7\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.limits(),
+            Limits {
+                max_connections: 8,
+                idle_timeout: Duration::from_secs(3),
+                requests_per_second: 5,
+                request_burst: 7,
+            }
+        );
+        assert_eq!(DaemonConfig::default().limits(), Limits::default());
+        let err = DaemonConfig::parse("[api]\nmax_connections = 0\n", Path::new("e.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "e.toml: `api.max_connections`: 0 is outside 1..=65536");
+        let mut config = DaemonConfig::default();
+        let err = config
+            .apply(&Overrides {
+                api_idle_timeout_secs: Some(0),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "command line: `api.idle_timeout_secs`: 0 is outside 1..=3600"
         );
     }
 

@@ -1,29 +1,39 @@
 //! The daemon's state machine. Synchronous and backend-agnostic: the async service calls it,
 //! tests drive it with a mock backend and an in-memory policy source.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use enforcer_common::MAX_CHAIN;
 use tokio::sync::broadcast;
 
-use super::dns::LookupResult;
-use super::grants::GrantBook;
-use super::policy_source::{HostRefresh, PolicySource};
-use super::procs;
-use super::state::{DaemonState, StateFile};
-use super::DaemonError;
-use crate::api::server::Peer;
-use crate::audit::clock::{self, BootClock};
-use crate::audit::encode::EventEncoder;
-use crate::audit::history::{PolicyHistory, PolicyNames, DEFAULT_VERSIONS_KEPT};
-use crate::audit::record::{agent_name, chain_ids, session_hex, EventContext};
-use crate::audit::writer::AuditWriter;
-use crate::audit::{DaemonRecord, LostRecord, Record};
-use crate::kernel::{Backend, RawEvent};
-use crate::policy::compile::CompiledPolicy;
+use super::{
+    dns::LookupResult,
+    grants::GrantBook,
+    policy_source::{HostRefresh, PolicySource},
+    procs,
+    roles::{Caller, RoleGroups},
+    state::{AuditEnd, DaemonState, StateFile},
+    DaemonError,
+};
+use crate::{
+    api::{peer, server::Peer},
+    audit::{
+        chain,
+        clock::{self, BootClock},
+        encode::EventEncoder,
+        history::{PolicyHistory, PolicyNames, DEFAULT_VERSIONS_KEPT},
+        record::{agent_name, chain_ids, session_hex, EventContext},
+        writer::AuditWriter,
+        DaemonRecord, LostRecord, Record,
+    },
+    kernel::{Backend, RawEvent},
+    policy::compile::CompiledPolicy,
+};
 
 /// Live records buffered per subscriber before it is told it lagged.
 const LIVE_BUFFER: usize = 4096;
@@ -44,6 +54,8 @@ pub struct CoreOptions {
     pub inspect_procs: bool,
     /// Grants kept across restarts (the policy given to `start` was compiled with them).
     pub grants: GrantBook,
+    /// The groups that give API roles (daemon/roles.rs).
+    pub roles: RoleGroups,
 }
 
 /// Counters behind `status` and the metrics endpoint.
@@ -82,6 +94,9 @@ pub struct Daemon {
     /// Kernel loss counts written (or queued) as `lost` records; saved to the state file as
     /// reported only once the records are in the file.
     losses_logged: BTreeMap<u32, u64>,
+    /// The Landlock envelope each launcher session was sent (by session id), so status and
+    /// reloads can say which sessions run under an older one (a domain only shrinks).
+    envelopes: HashMap<String, crate::policy::envelope::Envelope>,
 }
 
 /// What one [`Daemon::pump`] did.
@@ -91,6 +106,17 @@ pub struct Pumped {
     pub records: usize,
     /// The kernel may hold more events: pump again soon.
     pub more: bool,
+}
+
+/// What a registration gives the launcher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    pub session: String,
+    pub policy_version: u32,
+    /// The Landlock envelope the launcher applies (backends that use them).
+    pub envelope: Option<crate::policy::envelope::Envelope>,
+    /// Whether the launcher installs the seccomp filter (`kernel::seccomp`).
+    pub syscall_guard: bool,
 }
 
 /// Outcome of a reload that did not fail.
@@ -113,14 +139,19 @@ impl Daemon {
         mut options: CoreOptions,
     ) -> Result<Self, DaemonError> {
         let grants = std::mem::take(&mut options.grants);
-        let saved = match &options.state {
+        let mut saved = match &options.state {
             Some(state) => state.load()?,
             None => DaemonState::default(),
         };
+        let log_tail = log_tail_report(&audit, saved.audit_end.take());
         // Above the adopted kernel's version too: versions never repeat, even when the state
         // directory was lost.
         let adopted_version = backend.adopted().map_or(0, |a| a.policy_version);
-        let version = saved.policy_version.max(adopted_version).wrapping_add(1).max(1);
+        let version = saved
+            .policy_version
+            .max(adopted_version)
+            .wrapping_add(1)
+            .max(1);
         // On adopted state this is one atomic slot switch: the previous policy enforces until
         // the new one does.
         // Shared with the backend: one copy of the running policy, not two.
@@ -151,6 +182,7 @@ impl Daemon {
             refresh_at: None,
             encoder: EventEncoder::default(),
             losses_logged: saved.losses_reported.clone(),
+            envelopes: Default::default(),
             saved,
         };
         daemon.plan_refresh();
@@ -169,9 +201,16 @@ impl Daemon {
             message.push_str("; ");
             message.push_str(&unclean);
         }
+        for problem in &log_tail.problems {
+            tracing::warn!("audit log: {problem}");
+            message.push_str("; audit log: ");
+            message.push_str(problem);
+        }
+        let detail = serde_json::json!({ "log_tail": log_tail.detail });
         daemon.log_daemon("start", |r| {
             r.policy_version = Some(version);
             r.message = Some(message);
+            r.detail = Some(detail);
         })?;
         daemon.log_restarted()?;
         daemon.log_daemon("backend", |r| r.detail = table)?;
@@ -187,8 +226,9 @@ impl Daemon {
         let Some(adoption) = self.backend.adopted() else {
             return Ok(());
         };
-        let down_since = (adoption.last_heartbeat_boot_ns != 0)
-            .then(|| clock::format_rfc3339_ns(BootClock::sample().wall_ns(adoption.last_heartbeat_boot_ns)));
+        let down_since = (adoption.last_heartbeat_boot_ns != 0).then(|| {
+            clock::format_rfc3339_ns(BootClock::sample().wall_ns(adoption.last_heartbeat_boot_ns))
+        });
         let previous = match adoption.previous_pid {
             Some(pid) => format!("daemon pid {pid} ended without stopping (crash or SIGKILL)"),
             None => "the previous daemon stopped cleanly".to_owned(),
@@ -200,7 +240,10 @@ impl Daemon {
             adoption.agent_threads
         );
         if !adoption.relinked.is_empty() {
-            message.push_str(&format!("; attached again (their link pins were missing): {}", adoption.relinked.join(", ")));
+            message.push_str(&format!(
+                "; attached again (their link pins were missing): {}",
+                adoption.relinked.join(", ")
+            ));
         }
         tracing::info!("{message}");
         let (version, detail) = (self.version, serde_json::to_value(&adoption).ok());
@@ -232,6 +275,21 @@ impl Daemon {
     /// running policy and version untouched (and is logged as `reload-failed`). Unless `force`,
     /// a policy identical to the running one is not applied again.
     pub fn reload(&mut self, trigger: &str, force: bool) -> Result<Reloaded, DaemonError> {
+        self.reload_by(trigger, force, None)
+    }
+
+    /// [`Daemon::reload`] asked for over the API by `by` (named in the records).
+    pub fn reload_by(
+        &mut self,
+        trigger: &str,
+        force: bool,
+        by: Option<(&Peer, &Caller)>,
+    ) -> Result<Reloaded, DaemonError> {
+        let peer_record = by.map(|(peer, caller)| authorize::peer_record(peer, caller));
+        let trigger = match by {
+            Some((peer, _)) => format!("{trigger} ({})", authorize::peer_text(peer)),
+            None => trigger.to_owned(),
+        };
         let result = self.try_reload(force);
         match &result {
             Ok(outcome) if outcome.changed => {
@@ -240,6 +298,7 @@ impl Daemon {
                 self.log_daemon("reload", |r| {
                     r.policy_version = Some(version);
                     r.message = Some(format!("trigger: {trigger}"));
+                    r.peer = peer_record;
                 })?;
             }
             Ok(_) => {}
@@ -250,6 +309,7 @@ impl Daemon {
                 self.log_daemon("reload-failed", |r| {
                     r.policy_version = Some(version);
                     r.message = Some(message);
+                    r.peer = peer_record;
                 })?;
             }
         }
@@ -257,7 +317,10 @@ impl Daemon {
     }
 
     fn try_reload(&mut self, force: bool) -> Result<Reloaded, DaemonError> {
-        let policy = self.source.load(self.grants.grants()).map_err(DaemonError::Policy)?;
+        let policy = self
+            .source
+            .load(self.grants.grants())
+            .map_err(DaemonError::Policy)?;
         if !force && policy == **self.policy() {
             return Ok(Reloaded {
                 version: self.version,
@@ -283,6 +346,7 @@ impl Daemon {
         self.plan_refresh();
         self.save_state()?;
         self.persist_names();
+        self.note_widened_envelopes()?;
         // The previous policy and the new one's parse and compile intermediates are freed now.
         release_freed_heap();
         Ok(version)
@@ -311,18 +375,34 @@ impl Daemon {
         self.reload("host name answers changed", false).map(Some)
     }
 
-    /// Register the calling process as `agent` (the launcher, right before it execs).
+    /// Register the calling process as `agent` (the launcher, right before it execs). `caller`
+    /// is what [`Daemon::authorize`] found: an agent member may only start a sub-agent.
     pub fn register(
         &mut self,
-        peer: Peer,
+        peer: &Peer,
+        caller: &Caller,
         agent: &str,
         pid: u32,
-    ) -> Result<(String, u32), DaemonError> {
+    ) -> Result<Registration, DaemonError> {
         let refuse = |m: String| Err(DaemonError::Register(m));
         match peer.pid {
             Some(caller) if caller == pid => {}
             Some(caller) => return refuse(format!("pid {pid} is not the caller (the caller is pid {caller}); a launcher can only register itself")),
             None => return refuse("the caller's pid is not visible to the daemon (other pid namespace)".into()),
+        }
+        if self.options.inspect_procs {
+            // The pid names the process that connected (pidfd or start time), and that process
+            // still runs as the uid it connected with: a process of another uid (a setuid
+            // program the socket was handed to) is not registered.
+            peer.still_connected_process()
+                .map_err(DaemonError::Register)?;
+            let (real, effective) = peer::process_uids(pid).map_err(DaemonError::Register)?;
+            if real != peer.uid || effective != peer.uid {
+                return refuse(format!(
+                    "pid {pid} runs as uid {real} (effective {effective}) but connected as uid {}: a process of another uid cannot be registered",
+                    peer.uid
+                ));
+            }
         }
         let policy = self.policy().clone();
         let Some(info) = policy.agent_by_name(agent) else {
@@ -334,19 +414,38 @@ impl Daemon {
             ));
         };
         let mut chain = Vec::new();
-        if let Some(state) = self.backend.proc_state(pid)? {
+        if let Some(member) = caller.member.filter(|m| m.state.is_none()) {
+            return refuse(format!(
+                "process {pid} is an agent member the process table had no room for (thread {} is doomed): it cannot start agents",
+                member.tid
+            ));
+        }
+        if let Some(state) = caller.member.and_then(|m| m.state) {
             // Inside an agent: only a delegation (the chain grows by one, rights only narrow).
             let depth = (state.depth as usize).min(MAX_CHAIN);
             chain.extend_from_slice(&state.chain[..depth]);
-            let name_of = |id: u32| policy.agent(id).map_or_else(|| format!("#{id}"), |a| a.name.clone());
-            let current = chain.iter().map(|&id| name_of(id)).collect::<Vec<_>>().join(">");
+            let name_of = |id: u32| {
+                policy
+                    .agent(id)
+                    .map_or_else(|| format!("#{id}"), |a| a.name.clone())
+            };
+            let current = chain
+                .iter()
+                .map(|&id| name_of(id))
+                .collect::<Vec<_>>()
+                .join(">");
             let inner = state.agent();
             let refusal = if inner == info.id {
                 Some(format!("it already is agent {agent:?}"))
             } else if depth >= MAX_CHAIN {
-                Some(format!("the chain {current} is at the depth limit ({MAX_CHAIN} agents)"))
+                Some(format!(
+                    "the chain {current} is at the depth limit ({MAX_CHAIN} agents)"
+                ))
             } else if !policy.agent(inner).is_some_and(|a| a.delegates_to(info.id)) {
-                Some(format!("agent {:?} does not delegate to {agent:?} (its policy's `delegate` list)", name_of(inner)))
+                Some(format!(
+                    "agent {:?} does not delegate to {agent:?} (its policy's `delegate` list)",
+                    name_of(inner)
+                ))
             } else {
                 None
             };
@@ -367,20 +466,116 @@ impl Daemon {
         chain.push(info.id);
         let session = new_session_id();
         self.backend.register_chain(pid, &chain, session)?;
-        let names: Vec<String> =
-            chain.iter().map(|&id| policy.agent(id).map_or_else(|| format!("#{id}"), |a| a.name.clone())).collect();
+        if self.options.inspect_procs {
+            // Checked again after the fact: a pid reused in the microseconds between the check
+            // above and the map update is reported (that stranger is now confined, which fails
+            // closed) and the launcher is told.
+            if let Err(e) = peer.still_connected_process() {
+                tracing::error!("registration of pid {pid} as {agent:?}: {e}");
+                return refuse(e);
+            }
+        }
+        let names: Vec<String> = chain
+            .iter()
+            .map(|&id| {
+                policy
+                    .agent(id)
+                    .map_or_else(|| format!("#{id}"), |a| a.name.clone())
+            })
+            .collect();
         let hex = session_hex(session);
         let launched = if chain.len() > 1 {
-            format!("pid {pid} (uid {}) launched as chain {}", peer.uid, names.join(">"))
+            format!(
+                "pid {pid} (uid {}) launched as chain {}",
+                peer.uid,
+                names.join(">")
+            )
         } else {
             format!("pid {pid} (uid {}) launched", peer.uid)
         };
+        let record_peer = authorize::peer_record(peer, caller);
         self.log_daemon("register", |r| {
             r.agent = names.last().cloned();
             r.session = Some(hex.clone());
             r.message = Some(launched.clone());
+            r.peer = Some(record_peer);
         })?;
-        Ok((hex, self.version))
+        let envelope = if self.backend.uses_envelope() {
+            crate::policy::envelope::compute(&policy, agent, self.version)
+        } else {
+            None
+        };
+        if let Some(envelope) = &envelope {
+            self.remember_envelope(hex.clone(), envelope.clone());
+        }
+        // Agents in audit mode only observe: nothing is killed for them.
+        let syscall_guard = self.backend.uses_syscall_guard()
+            && policy
+                .agents
+                .iter()
+                .find(|a| a.name == agent)
+                .is_some_and(|a| a.mode != crate::policy::compile::Mode::Audit);
+        Ok(Registration {
+            session: hex,
+            policy_version: self.version,
+            envelope,
+            syscall_guard,
+        })
+    }
+
+    /// Keep the envelope a session was sent; forget those of sessions without live processes
+    /// once there are many, so the table stays bounded by the live sessions.
+    fn remember_envelope(&mut self, session: String, envelope: crate::policy::envelope::Envelope) {
+        const PRUNE_AT: usize = 4096;
+        if self.envelopes.len() >= PRUNE_AT {
+            let live: std::collections::HashSet<String> =
+                procs::agent_members(self.backend.as_ref())
+                    .into_iter()
+                    .map(|(_, st)| session_hex(st.session))
+                    .collect();
+            self.envelopes.retain(|s, _| live.contains(s));
+        }
+        self.envelopes.insert(session, envelope);
+    }
+
+    /// The envelope session `session` was sent, and whether the running policy's envelope of
+    /// its agent is wider (it applies only to agents launched after it).
+    pub fn session_envelope(
+        &self,
+        session: &str,
+    ) -> Option<(&crate::policy::envelope::Envelope, bool)> {
+        let sent = self.envelopes.get(session)?;
+        let now = crate::policy::envelope::compute(self.policy(), &sent.agent, self.version);
+        let older = now.is_some_and(|n| sent.is_narrower_than(&n));
+        Some((sent, older))
+    }
+
+    /// After a new policy version: say which agents' envelopes widened while sessions run under
+    /// the older one (their Landlock domain cannot grow).
+    fn note_widened_envelopes(&mut self) -> Result<(), DaemonError> {
+        let mut older: BTreeMap<String, (u32, usize)> = BTreeMap::new();
+        for (session, sent) in &self.envelopes {
+            if let Some((_, true)) = self.session_envelope(session) {
+                let e = older
+                    .entry(sent.agent.clone())
+                    .or_insert((sent.policy_version, 0));
+                e.0 = e.0.min(sent.policy_version);
+                e.1 += 1;
+            }
+        }
+        let version = self.version;
+        for (agent, (since, sessions)) in older {
+            let message = format!(
+                "the Landlock envelope of agent {agent:?} is wider in policy version {version}: it applies to agents launched from now on; {sessions} running session(s) keep the envelope they started with (from version {since} on)"
+            );
+            tracing::info!("{message}");
+            self.log_daemon("envelope-widened", |r| {
+                r.agent = Some(agent.clone());
+                r.policy_version = Some(version);
+                r.message = Some(message.clone());
+            })?;
+        }
+        Ok(())
     }
 
     /// Move kernel events and loss counts into the audit log and to live subscribers.
@@ -437,7 +632,10 @@ impl Daemon {
             if !inspect {
                 return None;
             }
-            exes.borrow_mut().entry(tgid).or_insert_with(|| procs::exe_of(tgid).map(Arc::from)).clone()
+            exes.borrow_mut()
+                .entry(tgid)
+                .or_insert_with(|| procs::exe_of(tgid).map(Arc::from))
+                .clone()
         };
         let ctx = EventContext {
             host: &self.options.host,
@@ -450,15 +648,26 @@ impl Daemon {
         let mark = self.audit.mark();
         for raw in &self.raw {
             let encoder = &mut self.encoder;
-            self.audit.push_with(|seq, out| encoder.encode(out, seq, raw, &ctx));
+            self.audit
+                .push_with(|seq, out| encoder.encode(out, seq, raw, &ctx));
             let h = &raw.header;
             let agent = chain_ids(h).last().copied().unwrap_or(NO_AGENT_KEY);
-            *decided.entry((h.policy_version, agent, h.op, h.verdict)).or_default() += 1;
+            *decided
+                .entry((h.policy_version, agent, h.op, h.verdict))
+                .or_default() += 1;
         }
         for ((version, agent, op, verdict), n) in decided {
             let policy = self.history.get(version).map(|p| p.as_ref());
-            let agent = if agent == NO_AGENT_KEY { String::new() } else { agent_name(policy, agent).into_owned() };
-            let key = (agent, crate::audit::names::op_name(op), crate::audit::names::verdict_name(verdict));
+            let agent = if agent == NO_AGENT_KEY {
+                String::new()
+            } else {
+                agent_name(policy, agent).into_owned()
+            };
+            let key = (
+                agent,
+                crate::audit::names::op_name(op),
+                crate::audit::names::verdict_name(verdict),
+            );
             *self.stats.decisions.entry(key).or_default() += n;
         }
         self.flush_audit(mark)?;
@@ -471,7 +680,11 @@ impl Daemon {
         for (agent, total) in self.backend.losses()? {
             let logged = self.losses_logged.get(&agent).copied().unwrap_or(0);
             // A counter below what was logged was recreated (kernel state reloaded): all new.
-            let delta = if total >= logged { total - logged } else { total };
+            let delta = if total >= logged {
+                total - logged
+            } else {
+                total
+            };
             if delta == 0 {
                 continue;
             }
@@ -489,6 +702,7 @@ impl Daemon {
                 agent: (agent != 0).then_some(name),
                 source: "kernel".into(),
                 total: Some(total),
+                prev: None,
             }));
         }
         Ok(out)
@@ -523,6 +737,7 @@ impl Daemon {
                 agent: None,
                 source: "audit-log".into(),
                 total: None,
+                prev: None,
             }));
             self.broadcast(mark);
             let _ = self.audit.flush();
@@ -599,12 +814,74 @@ impl Daemon {
             r.policy_version = Some(version);
             r.message = Some(message);
         })?;
-        Ok(self.audit.sync()?)
+        self.audit.sync()?;
+        // Where the log ends now: the next start checks it still does.
+        let (seq, hash) = self.audit.chain_head();
+        if self.audit.queued() == 0 {
+            self.saved.audit_end = Some(AuditEnd {
+                seq,
+                hash: chain::hex(&hash),
+            });
+            self.save_state()?;
+        }
+        Ok(())
     }
 }
 
 /// Decision-counter key of events without an agent chain (counted under the agent "").
 const NO_AGENT_KEY: u32 = u32::MAX;
+
+/// What the `start` record says about the end of the log it found (`detail.log_tail`, see
+/// docs/events.md "Hash chain"), and the problems among it, for the message.
+struct LogTailReport {
+    detail: serde_json::Value,
+    problems: Vec<String>,
+}
+
+fn log_tail_report(audit: &AuditWriter, previous_end: Option<AuditEnd>) -> LogTailReport {
+    let tail = audit.opened_tail();
+    let last_seq = audit.next_seq() - 1;
+    let last_hash = tail.last_hash.as_ref().map(chain::hex);
+    let mut problems = Vec::new();
+    let (mut truncated, mut altered) = (false, false);
+    if tail.torn_bytes > 0 {
+        problems.push(format!(
+            "the log ended inside a line ({} bytes after the last complete record, seq {last_seq}): cut by a crash or truncated; the line is kept and ended",
+            tail.torn_bytes
+        ));
+    }
+    if let Some(end) = previous_end {
+        if end.seq > last_seq {
+            truncated = true;
+            problems.push(format!(
+                "records are missing at its end: the previous daemon stopped after seq {} (hash {}), the log now ends at seq {last_seq}",
+                end.seq, end.hash
+            ));
+        } else if end.seq < last_seq
+            || last_hash.as_deref() != Some(end.hash.as_str())
+            || tail.torn_bytes > 0
+        {
+            altered = true;
+            problems.push(format!(
+                "its end changed while no daemon ran: the previous daemon stopped after seq {} (hash {}), the log now ends at seq {last_seq} (hash {})",
+                end.seq,
+                end.hash,
+                last_hash.as_deref().unwrap_or("none")
+            ));
+        }
+    }
+    let mut detail = serde_json::json!({
+        "last_seq": last_seq,
+        "last_hash": last_hash,
+        "torn_bytes": tail.torn_bytes,
+    });
+    if truncated || altered {
+        detail["truncated"] = truncated.into();
+        detail["altered"] = altered.into();
+        detail["reason"] = problems.last().cloned().into();
+    }
+    LogTailReport { detail, problems }
+}
 
 /// How the previous daemon run ended, if not with its `stop` record: a crash or SIGKILL. The
 /// kernel went on enforcing meanwhile; this names the window in which nothing was logged live.
@@ -646,6 +923,7 @@ fn release_freed_heap() {
     }
 }
 
+mod authorize;
 mod grant_ops;
 mod status;
 pub use status::enforcement_name;

@@ -3,9 +3,11 @@
 //! tests drive it with made-up times and answers); [`HostLookup`] asks (the daemon's
 //! [`SystemResolver`], or a fake in tests).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
 
 use crate::policy::ResolvedHosts;
 
@@ -67,7 +69,11 @@ impl HostTable {
     }
 
     /// The names of `wanted` that need a lookup at `now`: never looked up, or due.
-    pub fn due<'a>(&self, wanted: impl IntoIterator<Item = &'a String>, now: Instant) -> Vec<String> {
+    pub fn due<'a>(
+        &self,
+        wanted: impl IntoIterator<Item = &'a String>,
+        now: Instant,
+    ) -> Vec<String> {
         wanted
             .into_iter()
             .filter(|name| self.hosts.get(*name).is_none_or(|h| h.next_refresh <= now))
@@ -107,13 +113,27 @@ impl HostTable {
                 next_refresh: now,
                 failures: 0,
             });
-            match result.and_then(|a| if a.addrs.is_empty() { Err("no addresses".into()) } else { Ok(a) }) {
+            match result.and_then(|a| {
+                if a.addrs.is_empty() {
+                    Err("no addresses".into())
+                } else {
+                    Ok(a)
+                }
+            }) {
                 Ok(answer) => {
                     let mut addrs = answer.addrs;
                     addrs.sort();
                     addrs.dedup();
-                    let after = answer.valid_until.saturating_duration_since(now).clamp(floor, ceiling);
-                    tracing::debug!(host = name, ?addrs, refresh_in_secs = after.as_secs(), "host name resolved");
+                    let after = answer
+                        .valid_until
+                        .saturating_duration_since(now)
+                        .clamp(floor, ceiling);
+                    tracing::debug!(
+                        host = name,
+                        ?addrs,
+                        refresh_in_secs = after.as_secs(),
+                        "host name resolved"
+                    );
                     if known && addrs != state.addrs {
                         tracing::info!(host = name, old = ?state.addrs, new = ?addrs, "host name addresses changed");
                         changed = true;
@@ -167,16 +187,41 @@ impl HostLookup for SystemResolver {
         if names.is_empty() {
             return Vec::new();
         }
+        // `@resolvers` is read from /etc/resolv.conf, not asked of a name server.
+        let (resolvers, names): (Vec<String>, Vec<String>) = names
+            .iter()
+            .cloned()
+            .partition(|n| n == crate::policy::net::RESOLVERS);
+        let mut out: Vec<(String, LookupResult)> = resolvers
+            .into_iter()
+            .map(|n| {
+                let answer = crate::policy::hosts::system_resolvers().map(|addrs| HostAnswer {
+                    addrs,
+                    // No TTL: the table's ceiling decides when resolv.conf is read again.
+                    valid_until: Instant::now() + Duration::from_secs(86_400),
+                });
+                (n, answer)
+            })
+            .collect();
+        if names.is_empty() {
+            return out;
+        }
         // hickory is async. A runtime of its own, on a thread of its own: the caller may be the
         // daemon's event loop (a load), whose thread cannot block on a second runtime.
-        std::thread::scope(|s| s.spawn(|| resolve_all(names)).join())
-            .unwrap_or_else(|_| all_failed(names, "the resolver thread panicked"))
+        out.extend(
+            std::thread::scope(|s| s.spawn(|| resolve_all(&names)).join())
+                .unwrap_or_else(|_| all_failed(&names, "the resolver thread panicked")),
+        );
+        out
     }
 }
 
 /// `answers` with a failure for every name of `names` it does not answer (so that name is
 /// asked again later instead of never).
-pub fn answers_for(names: &[String], mut answers: Vec<(String, LookupResult)>) -> Vec<(String, LookupResult)> {
+pub fn answers_for(
+    names: &[String],
+    mut answers: Vec<(String, LookupResult)>,
+) -> Vec<(String, LookupResult)> {
     for name in names {
         if !answers.iter().any(|(n, _)| n == name) {
             answers.push((name.clone(), Err("the lookup gave no answer".into())));
@@ -186,11 +231,17 @@ pub fn answers_for(names: &[String], mut answers: Vec<(String, LookupResult)>) -
 }
 
 fn all_failed(names: &[String], why: &str) -> Vec<(String, LookupResult)> {
-    names.iter().map(|n| (n.clone(), Err(why.to_owned()))).collect()
+    names
+        .iter()
+        .map(|n| (n.clone(), Err(why.to_owned())))
+        .collect()
 }
 
 fn resolve_all(names: &[String]) -> Vec<(String, LookupResult)> {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => return all_failed(names, &format!("starting the resolver's runtime: {e}")),
     };
@@ -228,28 +279,36 @@ fn resolve_all(names: &[String]) -> Vec<(String, LookupResult)> {
 fn describe(e: &hickory_resolver::net::NetError) -> String {
     use hickory_resolver::net::{DnsError, NetError};
     match e {
-        NetError::Dns(DnsError::NoRecordsFound(none)) => format!("no addresses: {}", none.response_code),
+        NetError::Dns(DnsError::NoRecordsFound(none)) => {
+            format!("no addresses: {}", none.response_code)
+        }
         other => other.to_string(),
     }
 }
 
 fn system_resolver() -> Result<hickory_resolver::TokioResolver, String> {
-    use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
-    use hickory_resolver::net::runtime::TokioRuntimeProvider;
+    use hickory_resolver::{
+        config::{LookupIpStrategy, NameServerConfig, ResolverConfig},
+        net::runtime::TokioRuntimeProvider,
+    };
     let mut builder = match hickory_resolver::TokioResolver::builder_tokio() {
         Ok(builder) => builder,
         Err(e) => {
             // What the C library does without a usable resolv.conf: ask a server on this host.
             tracing::warn!("reading /etc/resolv.conf: {e}; asking the name server at 127.0.0.1");
             hickory_resolver::Resolver::builder_with_config(
-                ResolverConfig::from_name_servers(vec![NameServerConfig::udp_and_tcp(IpAddr::V4(Ipv4Addr::LOCALHOST))]),
+                ResolverConfig::from_name_servers(vec![NameServerConfig::udp_and_tcp(IpAddr::V4(
+                    Ipv4Addr::LOCALHOST,
+                ))]),
                 TokioRuntimeProvider::default(),
             )
         }
     };
     // Rules match either family: ask for both, in parallel.
     builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-    builder.build().map_err(|e| format!("setting up the resolver: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("setting up the resolver: {e}"))
 }
 
 #[cfg(test)]

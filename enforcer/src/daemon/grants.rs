@@ -37,9 +37,17 @@ impl GrantBook {
                 reason: format!("{e} (remove the file to drop every grant)"),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
-            Err(e) => return Err(DaemonError::State { path, reason: e.to_string() }),
+            Err(e) => {
+                return Err(DaemonError::State {
+                    path,
+                    reason: e.to_string(),
+                })
+            }
         };
-        Ok(GrantBook { path: Some(path), saved })
+        Ok(GrantBook {
+            path: Some(path),
+            saved,
+        })
     }
 
     pub fn grants(&self) -> &[Grant] {
@@ -47,7 +55,15 @@ impl GrantBook {
     }
 
     /// A new grant (not yet in the book: see [`GrantBook::add`]).
-    pub fn draft(&self, agent: &str, rule: &str, now: Timestamp, expires: Timestamp, reason: Option<String>, uid: u32) -> Grant {
+    pub fn draft(
+        &self,
+        agent: &str,
+        rule: &str,
+        now: Timestamp,
+        expires: Timestamp,
+        reason: Option<String>,
+        uid: u32,
+    ) -> Grant {
         Grant {
             id: self.saved.next_id.max(1),
             agent: agent.to_owned(),
@@ -85,7 +101,8 @@ impl GrantBook {
 
     /// Take the grants that have expired at `now` out of the book.
     pub fn take_expired(&mut self, now: Timestamp) -> Result<Vec<Grant>, DaemonError> {
-        let (gone, live): (Vec<Grant>, Vec<Grant>) = self.saved.grants.drain(..).partition(|g| !g.is_live(now));
+        let (gone, live): (Vec<Grant>, Vec<Grant>) =
+            self.saved.grants.drain(..).partition(|g| !g.is_live(now));
         self.saved.grants = live;
         if !gone.is_empty() {
             self.save()?;
@@ -100,15 +117,23 @@ impl GrantBook {
     /// Replace the file atomically (temporary file, fsync, rename).
     fn save(&self) -> Result<(), DaemonError> {
         use std::io::Write;
-        let Some(path) = &self.path else { return Ok(()) };
-        let err = |reason: String| DaemonError::State { path: path.clone(), reason };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let err = |reason: String| DaemonError::State {
+            path: path.clone(),
+            reason,
+        };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| err(format!("creating {}: {e}", dir.display())))?;
         }
         let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(&self.saved).expect("grants always serialize");
         let mut f = std::fs::File::create(&tmp).map_err(|e| err(e.to_string()))?;
-        f.write_all(text.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| err(e.to_string()))?;
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| err(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
     }
 }
@@ -127,24 +152,55 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let mut book = GrantBook::open(&dir).unwrap();
         let now = ts("2026-01-01T10:00:00Z");
-        let a = book.draft("a", "net.connect 10.0.0.1:80", now, ts("2026-01-01T10:01:00Z"), None, 0);
+        let a = book.draft(
+            "a",
+            "net.connect 10.0.0.1:80",
+            now,
+            ts("2026-01-01T10:01:00Z"),
+            None,
+            0,
+        );
         book.add(a.clone()).unwrap();
-        let b = book.draft("a", "net.connect 10.0.0.2:80", now, ts("2026-01-01T11:00:00Z"), Some("why".into()), 0);
+        let b = book.draft(
+            "a",
+            "net.connect 10.0.0.2:80",
+            now,
+            ts("2026-01-01T11:00:00Z"),
+            Some("why".into()),
+            0,
+        );
         assert_eq!((a.id, b.id), (1, 2));
         book.add(b.clone()).unwrap();
 
         let mut again = GrantBook::open(&dir).unwrap();
-        assert_eq!(again.grants(), &[a.clone(), b.clone()], "a restarted daemon reads the same grants");
+        assert_eq!(
+            again.grants(),
+            &[a.clone(), b.clone()],
+            "a restarted daemon reads the same grants"
+        );
         assert_eq!(again.next_expiry(), Some(a.expires));
-        assert_eq!(again.take_expired(ts("2026-01-01T10:01:00Z")).unwrap(), vec![a]);
+        assert_eq!(
+            again.take_expired(ts("2026-01-01T10:01:00Z")).unwrap(),
+            vec![a]
+        );
         assert_eq!(again.remove(b.id).unwrap(), Some(b.clone()));
         assert_eq!(again.remove(b.id).unwrap(), None);
-        let c = again.draft("a", "net.connect 10.0.0.3:80", now, ts("2026-01-01T12:00:00Z"), None, 0);
+        let c = again.draft(
+            "a",
+            "net.connect 10.0.0.3:80",
+            now,
+            ts("2026-01-01T12:00:00Z"),
+            None,
+            0,
+        );
         assert_eq!(c.id, 3, "ids of expired and revoked grants are not reused");
         assert!(GrantBook::open(&dir).unwrap().grants().is_empty());
 
         std::fs::write(dir.join(GRANTS_FILE), "{").unwrap();
-        assert!(GrantBook::open(&dir).unwrap_err().to_string().contains("remove the file"));
+        assert!(GrantBook::open(&dir)
+            .unwrap_err()
+            .to_string()
+            .contains("remove the file"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,16 +4,21 @@
 //! name answers and their TTL-driven refresh), `core` (the state machine: apply, reload,
 //! register, pump events; synchronous, so tests drive it with a mock backend), `service` (the async loop: signals, file watching, API, timers), `metrics`
 //! (Prometheus text), `procs` (agent membership of live processes), `protect` (the daemon's
-//! own state, which no agent may change), `state` (what outlives a daemon run).
+//! own state, which no agent may change), `roles` (who may ask what on the API socket),
+//! own state, which no agent may change), `privileges` (the capabilities kept after start-up),
+//! `state` (what outlives a daemon run).
 
+pub mod check;
 pub mod config;
 pub mod core;
 pub mod dns;
 pub mod grants;
 pub mod metrics;
 pub mod policy_source;
+pub mod privileges;
 pub mod procs;
 pub mod protect;
+pub mod roles;
 pub mod service;
 pub mod state;
 
@@ -37,6 +42,8 @@ pub enum DaemonError {
     Register(String),
     #[error("grant refused: {0}")]
     Grant(String),
+    #[error("permission denied: {0}")]
+    Refused(String),
     #[error("state file {}: {reason}", path.display())]
     State { path: PathBuf, reason: String },
     #[error("watching {}: {reason}", path.display())]
@@ -46,6 +53,8 @@ pub enum DaemonError {
         addr: std::net::SocketAddr,
         cause: std::io::Error,
     },
+    #[error("dropping capabilities: {0}")]
+    Privileges(#[from] privileges::PrivilegeError),
     #[error("{what}: {cause}")]
     Io { what: String, cause: std::io::Error },
 }

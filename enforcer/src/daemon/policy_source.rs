@@ -1,13 +1,18 @@
 //! Where the daemon's policy comes from. The core only sees [`PolicySource`], so tests can
 //! feed it policies (and invalid edits) without the TOML layer.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use super::dns::{answers_for, HostLookup, HostTable, LookupResult};
-use crate::policy::grant::{self, Grant};
-use crate::policy::{self, hosts, CompiledPolicy, ProtectedPath};
+use crate::policy::{
+    self,
+    grant::{self, Grant},
+    hosts, CompiledPolicy, ProtectedPath,
+};
 
 pub trait PolicySource: Send {
     /// Load, validate, resolve host names and compile everything. Errors are the complete,
@@ -72,7 +77,8 @@ impl PolicyDir {
 
 impl PolicySource for PolicyDir {
     fn load(&mut self, grants: &[Grant]) -> Result<CompiledPolicy, String> {
-        let mut set = policy::load_paths(std::slice::from_ref(&self.dir)).map_err(|d| d.to_string())?;
+        let mut set =
+            policy::load_paths(std::slice::from_ref(&self.dir)).map_err(|d| d.to_string())?;
         grant::add_to_set(&mut set, grants, jiff::Timestamp::now())?;
         set.protect(&self.protected)?;
         let names = hosts::host_names(&set.agents);
@@ -113,8 +119,7 @@ impl PolicySource for PolicyDir {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::dns::tests::FakeLookup;
-    use crate::daemon::dns::{HostAnswer, SystemResolver};
+    use crate::daemon::dns::{tests::FakeLookup, HostAnswer, SystemResolver};
 
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::write(dir.join(name), text).unwrap();
@@ -125,7 +130,10 @@ mod tests {
 
     fn net_agent(hosts: &[&str]) -> String {
         let rules: Vec<String> = hosts.iter().map(|h| format!("\"{h}:443/tcp\"")).collect();
-        format!("[agent]\nname = \"a\"\n\n[net]\nconnect = [{}]\n", rules.join(", "))
+        format!(
+            "[agent]\nname = \"a\"\n\n[net]\nconnect = [{}]\n",
+            rules.join(", ")
+        )
     }
 
     #[test]
@@ -136,7 +144,11 @@ mod tests {
         let policy = source.load(&[]).expect("a valid policy directory");
         assert_eq!(policy.agents.len(), 1);
         assert_eq!(policy.agents[0].name, "a");
-        assert_eq!(source.next_host_refresh(), None, "no host names, nothing to refresh");
+        assert_eq!(
+            source.next_host_refresh(),
+            None,
+            "no host names, nothing to refresh"
+        );
 
         write(
             &dir,
@@ -160,17 +172,28 @@ mod tests {
         let loaded = Instant::now();
         let policy = source.load(&[]).expect("a policy with a host name");
         assert!(
-            source.hosts.resolved().get("localhost").contains(&"127.0.0.1".parse().unwrap()),
+            source
+                .hosts
+                .resolved()
+                .get("localhost")
+                .contains(&"127.0.0.1".parse().unwrap()),
             "localhost resolves from /etc/hosts"
         );
         assert!(!policy.net_entries.is_empty(), "its addresses are compiled");
         // /etc/hosts answers carry no TTL: refreshed at the ceiling.
         let next = source.next_host_refresh().expect("a refresh is scheduled");
-        assert!(next >= loaded + CEILING && next <= Instant::now() + CEILING, "{:?}", next - loaded);
+        assert!(
+            next >= loaded + CEILING && next <= Instant::now() + CEILING,
+            "{:?}",
+            next - loaded
+        );
         let refresh = source.host_refresh(next).expect("due at its time");
         assert_eq!(refresh.names, vec!["localhost".to_string()]);
         let answers = refresh.lookup.lookup(&refresh.names);
-        assert!(!source.hosts_resolved(answers, next), "the same answers are not a change");
+        assert!(
+            !source.hosts_resolved(answers, next),
+            "the same answers are not a change"
+        );
     }
 
     #[test]
@@ -180,24 +203,49 @@ mod tests {
         let fake = Arc::new(FakeLookup::default());
         let ttl = Duration::from_secs(30);
         let t0 = Instant::now();
-        fake.set("api.example", Ok(HostAnswer { addrs: vec!["192.0.2.1".parse().unwrap()], valid_until: t0 + ttl }));
+        fake.set(
+            "api.example",
+            Ok(HostAnswer {
+                addrs: vec!["192.0.2.1".parse().unwrap()],
+                valid_until: t0 + ttl,
+            }),
+        );
         fake.set("down.example", Err("SERVFAIL".into()));
         let mut source = PolicyDir::new(&dir, CEILING, fake.clone());
-        let first = source.load(&[]).expect("loads although a host does not resolve");
+        let first = source
+            .load(&[])
+            .expect("loads although a host does not resolve");
         assert_eq!(*fake.asked.lock().unwrap(), ["api.example", "down.example"]);
         // A reload within the TTL asks only for the name whose lookup failed, once it is due.
         fake.asked.lock().unwrap().clear();
         assert_eq!(source.load(&[]).expect("reload"), first);
-        assert!(fake.asked.lock().unwrap().is_empty(), "valid answers are not asked again");
+        assert!(
+            fake.asked.lock().unwrap().is_empty(),
+            "valid answers are not asked again"
+        );
         assert!(source.host_refresh(t0).is_none(), "nothing due yet");
         let due = source.host_refresh(t0 + ttl).expect("both due after 30 s");
         assert_eq!(due.names, ["api.example", "down.example"]);
 
         let at = t0 + ttl;
-        let moved = |addr: &str| Ok(HostAnswer { addrs: vec![addr.parse().unwrap()], valid_until: at + ttl });
-        assert!(!source.hosts_resolved(vec![("api.example".into(), Err("timed out".into()))], at), "a failed lookup is not a change");
-        assert_eq!(source.hosts.resolved().get("api.example"), &["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]);
-        assert!(source.hosts_resolved(vec![("api.example".into(), moved("192.0.2.7"))], at), "a new address set is a change");
+        let moved = |addr: &str| {
+            Ok(HostAnswer {
+                addrs: vec![addr.parse().unwrap()],
+                valid_until: at + ttl,
+            })
+        };
+        assert!(
+            !source.hosts_resolved(vec![("api.example".into(), Err("timed out".into()))], at),
+            "a failed lookup is not a change"
+        );
+        assert_eq!(
+            source.hosts.resolved().get("api.example"),
+            &["192.0.2.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert!(
+            source.hosts_resolved(vec![("api.example".into(), moved("192.0.2.7"))], at),
+            "a new address set is a change"
+        );
         fake.set("api.example", moved("192.0.2.7"));
         let reloaded = source.load(&[]).expect("the reload that applies it");
         assert_ne!(reloaded, first, "the new address is compiled in");

@@ -2,26 +2,35 @@
 //! endpoint, signals, the policy-directory watcher and timers feed it through channels, so
 //! every state change happens in one place, in order.
 
-use std::io::Write as _;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::{io::Write as _, path::Path, sync::Arc, time::Duration};
 
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
-use super::config::DaemonConfig;
-use super::core::{enforcement_name, CoreOptions, Daemon};
-use super::dns::{answers_for, SystemResolver};
-use super::grants::GrantBook;
-use super::policy_source::{PolicyDir, PolicySource};
-use super::state::StateFile;
-use super::{metrics, protect, DaemonError};
-use crate::api::protocol::{Request, Response};
-use crate::api::server::{self, ApiCall, CallReply};
-use crate::audit::writer::AuditWriter;
-use crate::kernel::{self, LoadOptions};
+use super::{
+    config::DaemonConfig,
+    core::{enforcement_name, CoreOptions, Daemon},
+    dns::{answers_for, SystemResolver},
+    grants::GrantBook,
+    metrics,
+    policy_source::{PolicyDir, PolicySource},
+    privileges, protect,
+    roles::RoleGroups,
+    state::StateFile,
+    DaemonError,
+};
+use crate::{
+    api::{
+        limits::Limiter,
+        protocol::{Request, Response},
+        server::{self, ApiCall, CallReply},
+    },
+    audit::writer::AuditWriter,
+    kernel::{self, LoadOptions},
+};
 
 /// How often the ring buffer is drained. Events wait at most this long to reach the log.
 const PUMP_INTERVAL: Duration = Duration::from_millis(50);
@@ -70,12 +79,15 @@ async fn serve(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), 
         "policy {} is valid",
         source.describe()
     );
-    // Watch right after the load: an edit made while the kernel side loads is picked up then.
-    let (changes_tx, mut changes) = mpsc::channel::<()>(1);
-    let _watcher = watch_policy_dir(&config.policy_dir, changes_tx)?;
 
     // Bind before loading the kernel side: a second daemon stops here, changing nothing.
-    let listener = server::bind(&config.api.socket, config.api.group.as_deref())?;
+    let role_groups = RoleGroups::resolve(&config.api).map_err(|reason| {
+        DaemonError::Api(crate::api::ApiError::Setup {
+            path: config.api.socket.clone(),
+            reason,
+        })
+    })?;
+    let listener = server::bind(&config.api.socket, &role_groups)?;
     let _socket_guard = RemoveOnDrop(&config.api.socket);
 
     tracing::info!(choice = ?config.backend, pin_dir = %config.pin_dir.display(), "loading the kernel side");
@@ -97,21 +109,39 @@ async fn serve(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), 
         state: Some(StateFile::new(&config.state_dir)),
         inspect_procs: true,
         grants,
+        roles: role_groups,
     };
     let mut daemon = Daemon::start(backend, Box::new(source), policy, audit, options)?;
     log_enforcement_table(&daemon);
 
-    let (calls_tx, mut calls) = mpsc::channel::<ApiCall>(64);
-    tokio::spawn(server::serve(listener, calls_tx, Arc::from(host.as_str())));
+    let (calls_tx, mut calls) = mpsc::channel::<ApiCall>(CALLS_WAITING);
+    let limits = config.limits();
+    tokio::spawn(server::serve(
+        listener,
+        calls_tx,
+        Arc::from(host.as_str()),
+        Limiter::new(limits),
+    ));
 
     let (metrics_tx, mut metrics_requests) = mpsc::channel::<oneshot::Sender<String>>(16);
     if let Some(addr) = config.metrics.listen {
         let listener = metrics::bind(addr)
             .await
             .map_err(|cause| DaemonError::Metrics { addr, cause })?;
-        tokio::spawn(metrics::serve(listener, metrics_tx));
+        tokio::spawn(metrics::serve(listener, metrics_tx, Limiter::new(limits)));
         tracing::info!("metrics at http://{addr}/metrics");
     }
+
+    // Everything that needs more than the kept capabilities is done: the kernel side is loaded
+    // (or adopted) and attached, the socket and metrics port are bound. Before the watcher
+    // starts its thread: capabilities belong to threads, and later ones inherit the drop.
+    let kept = privileges::drop_to_kept()?;
+    tracing::info!("capabilities dropped; kept: {}", privileges::names(&kept));
+    // An edit made while the kernel side loaded is picked up by one check right away (a
+    // policy that compiles to the running one is not applied again).
+    let (changes_tx, mut changes) = mpsc::channel::<()>(1);
+    let _watcher = watch_policy_dir(&config.policy_dir, changes_tx.clone())?;
+    let _ = changes_tx.try_send(());
 
     let mut pump = tokio::time::interval(PUMP_INTERVAL);
     pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -134,13 +164,27 @@ async fn serve(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), 
     let _ = std::io::stdout().flush();
 
     let why = loop {
-        let dns_due = if resolving { None } else { daemon.next_host_refresh() };
+        let dns_due = if resolving {
+            None
+        } else {
+            daemon.next_host_refresh()
+        };
+        // In this order, not at random: a stop first, then the ring buffer's turn is never
+        // lost to a flood of requests (at most one status build or one other request per
+        // turn, see handle_calls); an extra pump for a full ring waits for the requests.
         tokio::select! {
+            biased;
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
             _ = pump.tick() => more_events = pump_events(&mut daemon, &mut pump_errors),
-            _ = std::future::ready(()), if more_events => more_events = pump_events(&mut daemon, &mut pump_errors),
-            Some(call) = calls.recv() => handle_call(&mut daemon, call),
+            Some(call) = calls.recv() => handle_calls(&mut daemon, call, &mut calls),
             Some(reply) = metrics_requests.recv() => {
-                let _ = reply.send(metrics::render(&daemon.status()));
+                // One report for every scrape waiting now.
+                let text = metrics::render(&daemon.status());
+                let _ = reply.send(text.clone());
+                while let Ok(reply) = metrics_requests.try_recv() {
+                    let _ = reply.send(text.clone());
+                }
             }
             Some(()) = changes.recv() => reload_at = Some(Instant::now() + WATCH_DEBOUNCE),
             _ = sleep_until(reload_at), if reload_at.is_some() => {
@@ -166,8 +210,7 @@ async fn serve(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), 
                 }
             }
             _ = sighup.recv() => report_reload(daemon.reload("SIGHUP", true)),
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = sigint.recv() => break "SIGINT",
+            _ = std::future::ready(()), if more_events => more_events = pump_events(&mut daemon, &mut pump_errors),
         }
     };
     tracing::info!("{why}: stopping; kernel state stays pinned and enforcing");
@@ -196,20 +239,54 @@ fn report_reload(result: Result<super::core::Reloaded, DaemonError>) {
     }
 }
 
-pub(crate) fn handle_call(daemon: &mut Daemon, call: ApiCall) {
+/// API requests waiting for the core at most (senders wait beyond).
+const CALLS_WAITING: usize = 64;
+
+/// Handle `first`, then the status requests already waiting behind it, from one status report
+/// serialized once (a flood of status requests costs one build per turn of the loop, not one
+/// per request), up to the first other request, which is handled and ends the turn.
+fn handle_calls(daemon: &mut Daemon, first: ApiCall, calls: &mut mpsc::Receiver<ApiCall>) {
+    let mut status = None;
+    let mut next = Some(first);
+    for _ in 0..CALLS_WAITING {
+        let Some(call) = next.take() else { break };
+        let is_status = matches!(call.request, Request::Status {});
+        handle_call(daemon, call, &mut status);
+        if !is_status {
+            break;
+        }
+        next = calls.try_recv().ok();
+    }
+}
+
+/// Answer one request. `status`: the status response already built in this turn of the loop
+/// (reused by a status request, built by the first one; nothing else happens between them).
+pub(crate) fn handle_call(daemon: &mut Daemon, call: ApiCall, status: &mut Option<Arc<str>>) {
     let error = |e: DaemonError| {
         CallReply::plain(Response::Error {
             message: e.to_string(),
         })
     };
+    // Every verb passes the role table first (daemon/roles.rs); a refusal is already logged.
+    let caller = match daemon.authorize(&call.peer, call.request.verb()) {
+        Ok(caller) => caller,
+        Err(e) => {
+            let _ = call.reply.send(error(e));
+            return;
+        }
+    };
+    let peer = &call.peer;
     let reply = match call.request {
-        Request::Register { agent, pid } => match daemon.register(call.peer, &agent, pid) {
-            Ok((session, policy_version)) => {
+        Request::Register { agent, pid } => match daemon.register(peer, &caller, &agent, pid) {
+            Ok(registration) => {
+                let session = registration.session;
                 tracing::info!(agent, pid, session, "agent process registered");
                 CallReply::plain(Response::Registered {
                     agent,
                     session,
-                    policy_version,
+                    policy_version: registration.policy_version,
+                    envelope: registration.envelope,
+                    syscall_guard: registration.syscall_guard,
                 })
             }
             Err(e) => {
@@ -217,29 +294,55 @@ pub(crate) fn handle_call(daemon: &mut Daemon, call: ApiCall) {
                 error(e)
             }
         },
-        Request::Status {} => CallReply::plain(Response::Status(Box::new(daemon.status()))),
+        Request::Status {} => CallReply::encoded(
+            status
+                .get_or_insert_with(|| {
+                    server::encode(&Response::Status(Box::new(daemon.status()))).into()
+                })
+                .clone(),
+        ),
         Request::Subscribe {} => {
             let (next_seq, stream) = daemon.subscribe();
             CallReply {
-                response: Response::Subscribed { next_seq },
                 stream: Some(stream),
+                ..CallReply::plain(Response::Subscribed { next_seq })
             }
         }
-        Request::Grant { agent, rule, seconds, reason } => {
-            match daemon.grant(call.peer, &agent, &rule, Duration::from_secs(seconds), reason) {
-                Ok((grant, policy_version)) => CallReply::plain(Response::Granted { grant, policy_version }),
+        Request::Grant {
+            agent,
+            rule,
+            seconds,
+            reason,
+        } => {
+            match daemon.grant(
+                peer,
+                &caller,
+                &agent,
+                &rule,
+                Duration::from_secs(seconds),
+                reason,
+            ) {
+                Ok((grant, policy_version)) => CallReply::plain(Response::Granted {
+                    grant,
+                    policy_version,
+                }),
                 Err(e) => {
                     tracing::warn!(agent, rule, "{e}");
                     error(e)
                 }
             }
         }
-        Request::Grants {} => CallReply::plain(Response::Grants { grants: daemon.grants().to_vec() }),
-        Request::Revoke { id } => match daemon.revoke(id) {
-            Ok((grant, policy_version)) => CallReply::plain(Response::Revoked { grant, policy_version }),
+        Request::Grants {} => CallReply::plain(Response::Grants {
+            grants: daemon.grants().to_vec(),
+        }),
+        Request::Revoke { id } => match daemon.revoke(id, peer, &caller) {
+            Ok((grant, policy_version)) => CallReply::plain(Response::Revoked {
+                grant,
+                policy_version,
+            }),
             Err(e) => error(e),
         },
-        Request::Reload {} => match daemon.reload("API request", true) {
+        Request::Reload {} => match daemon.reload_by("API request", true, Some((peer, &caller))) {
             Ok(r) => CallReply::plain(Response::Reloaded {
                 policy_version: r.version,
                 changed: r.changed,

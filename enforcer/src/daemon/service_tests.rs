@@ -1,15 +1,17 @@
 //! The API end to end over a real unix socket: server, peer credentials, core, client.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::{
+    io::{BufRead, BufReader, Write},
+    os::unix::{fs::PermissionsExt, net::UnixStream},
+    path::PathBuf,
+};
 
 use super::*;
-use crate::api::client::ApiClient;
-use crate::api::ApiError;
-use crate::audit::writer::tests::tempdir;
-use crate::daemon::core::tests::start_in;
+use crate::{
+    api::{client::ApiClient, ApiError},
+    audit::writer::tests::tempdir,
+    daemon::core::tests::start_in,
+};
 
 fn raw_exchange(socket: &PathBuf, lines: &[&str]) -> Vec<String> {
     let stream = UnixStream::connect(socket).expect("connect");
@@ -36,7 +38,7 @@ fn api_requests_over_the_socket() {
         .build()
         .unwrap();
     let listener = runtime
-        .block_on(async { server::bind(&socket, None) })
+        .block_on(async { server::bind(&socket, &Default::default()) })
         .expect("bind");
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660, "socket mode");
@@ -118,10 +120,15 @@ fn api_requests_over_the_socket() {
 
     runtime.block_on(async {
         let (calls_tx, mut calls) = mpsc::channel(8);
-        tokio::spawn(server::serve(listener, calls_tx, "testhost".into()));
+        tokio::spawn(server::serve(
+            listener,
+            calls_tx,
+            "testhost".into(),
+            Limiter::new(Default::default()),
+        ));
         loop {
             tokio::select! {
-                Some(call) = calls.recv() => handle_call(&mut h.daemon, call),
+                Some(call) = calls.recv() => handle_calls(&mut h.daemon, call, &mut calls),
                 _ = &mut done_rx => break,
             }
         }
@@ -142,9 +149,92 @@ fn api_requests_over_the_socket() {
 
     // A second daemon must not take over a live socket.
     let err = runtime
-        .block_on(async { server::bind(&socket, None) })
+        .block_on(async { server::bind(&socket, &Default::default()) })
         .expect_err("second bind must fail");
     assert!(err.to_string().contains("already listening"), "{err}");
+}
+
+/// The connection cap, the idle timeout and the per-uid rate answer with precise errors, and a
+/// flood of status requests waiting together is answered from one report.
+#[test]
+fn api_limits_answer_precisely() {
+    let dir = tempdir();
+    let mut h = start_in(&dir);
+    let socket = dir.join("run/api.sock");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(async { server::bind(&socket, &Default::default()) })
+        .expect("bind");
+    let limiter = Limiter::new(crate::api::limits::Limits {
+        max_connections: 2,
+        idle_timeout: Duration::from_secs(1),
+        requests_per_second: 1,
+        request_burst: 3,
+    });
+    let (done_tx, mut done_rx) = oneshot::channel::<()>();
+    let client_socket = socket.clone();
+    let client = std::thread::spawn(move || {
+        let connect = || {
+            let s = UnixStream::connect(&client_socket).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        };
+        let read_line = |s: &UnixStream| {
+            let mut line = String::new();
+            let _ = BufReader::new(s).read_line(&mut line);
+            line
+        };
+        let silent = connect();
+        let busy = connect();
+        std::thread::sleep(Duration::from_millis(100));
+        let refused = read_line(&connect());
+        assert!(
+            refused.contains("too many connections: 2 are open (api.max_connections)"),
+            "{refused}"
+        );
+        let timed_out = read_line(&silent);
+        assert!(
+            timed_out.contains("no complete request within 1 s (api.idle_timeout_secs)"),
+            "{timed_out}"
+        );
+        drop(silent);
+        std::thread::sleep(Duration::from_millis(100));
+        // A burst of 3, then the rate: the 4th request at once is refused, the connection
+        // stays usable.
+        let replies = raw_exchange(&client_socket, &["{\"request\":\"status\"}\n"; 4]);
+        for reply in &replies[..3] {
+            assert!(reply.contains("\"result\":\"status\""), "{reply}");
+        }
+        let me = nix::unistd::getuid();
+        assert!(
+            replies[3].contains(&format!(
+                "rate limit: uid {me} sent more than 1 requests per second (burst 3"
+            )),
+            "{}",
+            replies[3]
+        );
+        drop(busy);
+        done_tx.send(()).unwrap();
+    });
+    runtime.block_on(async {
+        let (calls_tx, mut calls) = mpsc::channel(8);
+        tokio::spawn(server::serve(
+            listener,
+            calls_tx,
+            "testhost".into(),
+            limiter,
+        ));
+        loop {
+            tokio::select! {
+                Some(call) = calls.recv() => handle_calls(&mut h.daemon, call, &mut calls),
+                _ = &mut done_rx => break,
+            }
+        }
+    });
+    client.join().expect("client assertions");
 }
 
 #[test]
@@ -177,4 +267,68 @@ fn policy_directory_changes_send_a_reload_hint() {
     let err = watch_policy_dir(&dir.join("missing"), mpsc::channel(1).0)
         .expect_err("a missing directory");
     assert!(err.to_string().contains("missing"), "{err}");
+}
+
+/// Auditors and admins reach the socket through ACL entries (the file's group is `api.group`).
+#[test]
+fn role_groups_get_acl_entries_on_the_socket() {
+    let dir = tempdir();
+    let socket = dir.join("run/api.sock");
+    let groups = RoleGroups {
+        launcher: None,
+        auditor: Some(("auditors".into(), 4321)),
+        admin: Some(("admins".into(), 4322)),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _listener = runtime
+        .block_on(async { server::bind(&socket, &groups) })
+        .expect("bind");
+    for (path, group_perm) in [(&socket, 6u16), (&dir.join("run"), 1)] {
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let mut buf = [0u8; 128];
+        // SAFETY: valid strings and buffer.
+        let n = unsafe {
+            libc::getxattr(
+                c_path.as_ptr(),
+                c"system.posix_acl_access".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        assert!(
+            n > 0,
+            "{}: no ACL: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        // version, then (tag u16, perm u16, id u32) entries.
+        let entries: Vec<(u16, u16, u32)> = buf[4..n as usize]
+            .chunks_exact(8)
+            .map(|e| {
+                (
+                    u16::from_le_bytes([e[0], e[1]]),
+                    u16::from_le_bytes([e[2], e[3]]),
+                    u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+                )
+            })
+            .collect();
+        let named: Vec<(u16, u32)> = entries
+            .iter()
+            .filter(|e| e.0 == 0x08)
+            .map(|e| (e.1, e.2))
+            .collect();
+        assert_eq!(
+            named,
+            [(group_perm, 4321), (group_perm, 4322)],
+            "{}",
+            path.display()
+        );
+        assert!(
+            entries.iter().any(|e| e.0 == 0x20 && e.1 == 0),
+            "others get nothing: {entries:?}"
+        );
+    }
 }

@@ -3,8 +3,10 @@
 //! else) and the kernel loss counters already written to the log as `lost` records (the kernel
 //! counters survive with the pinned maps; without this a restart would report old losses again).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,16 @@ pub struct DaemonState {
     pub policy_version: u32,
     /// Agent id -> kernel loss counter value already reported.
     pub losses_reported: BTreeMap<u32, u64>,
+    /// The audit log's last record at a clean stop (seq and hash of its line): the next start
+    /// checks the log still ends there (a removed or changed tail is reported). Cleared at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_end: Option<AuditEnd>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEnd {
+    pub seq: u64,
+    pub hash: String,
 }
 
 pub struct StateFile {

@@ -3,104 +3,77 @@
 //! execs and file changes after the fact and can only log them or SIGKILL the offender
 //! (`on_violation`). Identity is the same tracepoint code the LSM backend uses.
 
-use std::os::fd::{AsFd as _, AsRawFd as _};
-
 use aya::Ebpf;
-use enforcer_common::*;
+pub use fallback_attach::CGROUP_PROGRAMS;
 
 use super::{
     fallback_attach::{self, Group},
-    lsm,
-    pin::{self, Adoption, Found, Layout, PinDir},
-    Backend, BackendStatus, Enforcement, KernelError, LoadOptions, RawEvent, RuleStatus,
+    loaded::{self, Driver, Loaded},
+    pin::Adoption,
+    BackendStatus, Enforcement, KernelError, LoadOptions, RuleStatus,
 };
 use crate::policy::compile::{CompiledPolicy, Mode, OnViolation, RuleKind};
 
-pub use fallback_attach::CGROUP_PROGRAMS;
-
 pub struct FallbackBackend {
-    ebpf: Ebpf,
-    events: lsm::Events,
-    features: Vec<(String, Result<(), String>)>,
+    loaded: Loaded,
+    features: Vec<super::Feature>,
     /// Whether the file/exec tracepoints are attached (else file and exec rules are unsupported).
     file_hooks: bool,
     /// Whether the sys_enter tracepoints for unlink/rename/... and unix sockets are attached.
     change_hooks: bool,
-    policy: Option<std::sync::Arc<CompiledPolicy>>,
-    /// Kernel state pinned in bpffs (the daemon); probes and tests load unpinned.
-    pinned: bool,
-    adoption: Option<Adoption>,
+    /// This kernel's Landlock ABI (probed by trying): launcher sessions get an envelope.
+    landlock_abi: Option<u32>,
 }
 
 impl FallbackBackend {
-    /// `lsm_problem`: why BPF LSM is not used here (shown in status), if it was tried. With
-    /// `opts.pin_dir`: adopt the state a previous fallback daemon pinned there, or install and
-    /// pin a fresh one (same rules as the LSM backend: see pin.rs). Without: load unpinned.
+    /// `lsm_problem`: why BPF LSM is not used here (shown in status), if it was tried. Load,
+    /// attach (or adopt what a previous fallback daemon pinned: see [`loaded::install`]) and
+    /// prove the network programs run.
     pub fn load(opts: &LoadOptions, lsm_problem: Option<String>) -> Result<Self, KernelError> {
         let lsm_feature = (
             "bpf-lsm".to_string(),
             Err(lsm_problem.unwrap_or_else(|| "not tried (backend = fallback)".into())),
         );
-        let Some(dir) = &opts.pin_dir else {
-            let mut ebpf = lsm::load_object(opts, None)?;
-            let groups = fallback_attach::attach_all(&mut ebpf, None, &|_| true)?;
-            return Self::running(ebpf, lsm_feature, groups, false, None);
-        };
-        let pins = PinDir::new(dir);
-        let layout = Layout::of("fallback");
         let (list, _) = fallback_attach::attachments();
         let names: Vec<String> = list.iter().map(|a| a.pin_name()).collect();
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        // Before aya opens any pinned map: it would reuse maps of another layout blindly.
-        let found = pins.inspect(layout, &name_refs)?;
-        pins.create()?;
-        match found {
-            Found::Adoptable(mut adoption) => {
-                let mut ebpf = lsm::load_object(opts, Some(&pins))?;
-                // Only attachments whose link pin vanished are made again; the others run on.
-                let missing = adoption.relinked.clone();
-                let groups = fallback_attach::attach_all(&mut ebpf, Some(&pins), &|p| missing.iter().any(|m| m == p))?;
-                adoption.read_state(&ebpf);
-                let mut backend = Self::running(ebpf, lsm_feature, groups, true, Some(adoption))?;
-                pins.mark_running(&mut backend.ebpf, layout, true)?;
-                Ok(backend)
-            }
-            Found::Nothing => {
-                let installed = lsm::load_object(opts, Some(&pins)).and_then(|mut ebpf| {
-                    let groups = fallback_attach::attach_all(&mut ebpf, Some(&pins), &|_| true)?;
-                    let mut backend = Self::running(ebpf, lsm_feature, groups, true, None)?;
-                    pins.mark_running(&mut backend.ebpf, layout, false)?;
-                    Ok(backend)
-                });
-                if installed.is_err() {
-                    // Nothing was enforced with it yet: leave no half-installed hooks behind.
-                    if let Err(cleanup) = pin::uninstall(dir) {
-                        tracing::warn!("removing the incomplete install: {cleanup}");
-                    }
-                }
-                installed
-            }
-        }
+        loaded::install(
+            opts,
+            "fallback",
+            &name_refs,
+            &fallback_attach::attach_all,
+            &|ebpf, groups, pinned, adoption| {
+                Self::running(ebpf, lsm_feature.clone(), groups, pinned, adoption)
+            },
+        )
     }
 
     /// Prove the network programs run for a registered agent, then take the ring buffer.
     fn running(
         mut ebpf: Ebpf,
-        lsm_feature: (String, Result<(), String>),
-        groups: Vec<(Group, Result<(), String>)>,
+        lsm_feature: super::Feature,
+        groups: Vec<fallback_attach::GroupOutcome>,
         pinned: bool,
         adoption: Option<Adoption>,
     ) -> Result<Self, KernelError> {
-        super::probe::canary(&mut ebpf, super::probe::CanaryOp::Connect).map_err(KernelError::Unsupported)?;
+        super::canary::canary(&mut ebpf, super::canary::CanaryOp::Connect)
+            .map_err(KernelError::Unsupported)?;
         let ok = |g: Group| groups.iter().any(|(x, r)| *x == g && r.is_ok());
         let (file_hooks, change_hooks) = (ok(Group::FileExec), ok(Group::FileChange));
         let mut features = vec![lsm_feature];
-        features.extend(groups.iter().map(|(g, r)| (g.feature().to_string(), r.clone())));
+        features.extend(
+            groups
+                .iter()
+                .map(|(g, r)| (g.feature().to_string(), r.clone())),
+        );
         let (_, skipped) = fallback_attach::attachments();
         if !skipped.is_empty() {
             features.push((
                 "optional-syscalls".to_string(),
-                Err(format!("not on this kernel (not watched): {}", skipped.join(", "))),
+                Err(format!(
+                    "not on this kernel (not watched): {}",
+                    skipped.join(", ")
+                )),
             ));
         }
         // Said on every fallback: io_uring opens and connects pass none of the tracepoints the
@@ -109,17 +82,43 @@ impl FallbackBackend {
             "io-uring-ops".to_string(),
             Err(IO_URING_LIMITATION.to_string()),
         ));
-        let events = lsm::Events::take(&mut ebpf)?;
-        let mut adoption = adoption;
-        if let Some(adoption) = &mut adoption {
-            adoption.ring_released_pos = events.ring.released_pos();
+        features.push(super::landlock::feature());
+        let landlock_abi = super::landlock::probe_abi();
+        // Said on every fallback: calls into other processes, terminals, mounts and namespaces
+        // are seen at syscall entry, never refused.
+        if ok(Group::Process) {
+            features.push((
+                "process-ops".to_string(),
+                Err(PROCESS_LIMITATION.to_string()),
+            ));
         }
-        Ok(FallbackBackend { ebpf, events, features, file_hooks, change_hooks, policy: None, pinned, adoption })
+        // Said on every fallback: what the launcher's seccomp filter covers, and what it cannot
+        // (agents that no launcher started have none).
+        let guard = if ok(Group::SeccompKill) {
+            ""
+        } else {
+            " (the signal_generate tracepoint did not attach: killed without an event)"
+        };
+        features.push((
+            "compat-syscalls".to_string(),
+            Err(format!("{COMPAT_LIMITATION}{guard}")),
+        ));
+        features.push((
+            "shared-descriptors".to_string(),
+            Err(format!("{SHARED_FILES_LIMITATION}{guard}")),
+        ));
+        Ok(FallbackBackend {
+            loaded: Loaded::new(ebpf, pinned, adoption)?,
+            features,
+            file_hooks,
+            change_hooks,
+            landlock_abi,
+        })
     }
 
     /// The ring buffer's fd, for async readiness (epoll) in the daemon.
     pub fn events_fd(&self) -> i32 {
-        self.events.map.fd().as_fd().as_raw_fd()
+        self.loaded.events_fd()
     }
 
     /// What was probed by trying, with the reason when missing.
@@ -128,19 +127,41 @@ impl FallbackBackend {
     }
 
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
-        &mut self.ebpf
+        &mut self.loaded.ebpf
     }
 }
 
 /// The `io-uring-ops` feature line of every fallback backend.
 pub const IO_URING_LIMITATION: &str = "not decided per target: an agent's io_uring_setup/io_uring_enter is denied as a whole (SIGKILLed with on_violation = \"kill\", else logged as op io_uring); opens it submits are not seen, its TCP/UDP connects still meet the cgroup connect hooks";
 
+/// The `process-ops` feature line of every fallback backend whose process tracepoints attached.
+pub const PROCESS_LIMITATION: &str = "not refused, seen at syscall entry: ptrace attach/seize/traceme and process_vm_readv/writev outside the agent's chain, pidfd_getfd (any target), ioctl TIOCSTI/TIOCLINUX, and mount/umount2/open_tree(clone)/move_mount/fsopen/fsmount, chroot/pivot_root, unshare/clone/clone3 with CLONE_NEWUSER or CLONE_NEWNS, setns unless [process] allows them: the agent is SIGKILLed with on_violation = \"kill\" (the call itself may complete; a tracee is released when its tracer dies), else logged; /proc/<pid>/mem opens are judged by the file rules on their path only; 32-bit calls: see compat-syscalls";
+
+/// The `compat-syscalls` feature line of every fallback backend.
+pub const COMPAT_LIMITATION: &str = "not seen by the 64-bit syscall tracepoints: an agent started by `enforcer run` (not in audit mode) is killed by the launcher's seccomp filter at its first 32-bit (int 0x80) or x32 system call, before it runs (event op compat-syscall, verdict kill); the 32-bit calls of exe- and cgroup-matched agents are not seen";
+
+/// The `shared-descriptors` feature line of every fallback backend.
+pub const SHARED_FILES_LIMITATION: &str = "a kill-mode kill ends the opener's thread group only: an agent started by `enforcer run` (not in audit mode) is killed by the launcher's seccomp filter when it clones a process sharing its descriptor table (CLONE_FILES without CLONE_THREAD; clone3 fails with ENOSYS so the C library uses clone), event op share-files; exe- and cgroup-matched agents are not covered; threads of the opener on other CPUs can use the descriptor for the microseconds until the kill lands";
+
 /// How the fallback enforces one rule, and why.
+///
+/// `landlock`: this kernel has Landlock, so launcher sessions get an envelope; file and exec
+/// rules whose classes the agent's envelope bounds say so (docs/landlock.md).
 pub fn fallback_rule_status(
     policy: &CompiledPolicy,
     file_hooks: bool,
     change_hooks: bool,
+    landlock: bool,
 ) -> Vec<RuleStatus> {
+    let envelopes: std::collections::HashMap<u32, crate::policy::envelope::Envelope> = if landlock {
+        policy
+            .agents
+            .iter()
+            .filter_map(|a| crate::policy::envelope::compute(policy, &a.name, 0).map(|e| (a.id, e)))
+            .collect()
+    } else {
+        Default::default()
+    };
     let lines = policy
         .rules
         .iter()
@@ -152,19 +173,67 @@ pub fn fallback_rule_status(
                 .unwrap_or(false);
             let (enforcement, why) =
                 rule_enforcement(r.kind, &r.pattern, file_hooks, change_hooks, kill);
+            let enforcement = if audit_agent && enforcement != Enforcement::Unsupported {
+                Enforcement::AuditOnly
+            } else {
+                enforcement
+            };
+            let reaches = envelopes
+                .get(&r.agent)
+                .map(|e| e.reach_for(r.kind))
+                .unwrap_or_default();
+            let bounded = !reaches.is_empty()
+                && reaches
+                    .iter()
+                    .all(|x| matches!(x, crate::policy::envelope::Reach::Within(_)));
+            let (enforcement, why) = match enforcement {
+                Enforcement::EnforcedByKill | Enforcement::AuditOnly if bounded && !audit_agent => (
+                    if enforcement == Enforcement::EnforcedByKill {
+                        Enforcement::LandlockThenKill
+                    } else {
+                        Enforcement::LandlockThenAudit
+                    },
+                    format!("agents started by `enforcer run`: outside the agent's Landlock envelope refused with EACCES before the operation (a `deny` event flagged landlock); inside it, and for exe- or cgroup-matched agents: {why}"),
+                ),
+                _ if !reaches.is_empty() && !bounded && landlock && !audit_agent => (
+                    enforcement,
+                    format!("{why}; not bounded by the Landlock envelope (a `**/NAME` or `**/*.EXT` allow of the same access)"),
+                ),
+                _ => (enforcement, why.to_string()),
+            };
+            let (enforcement, why) = match script_interpreter(r.kind, &r.pattern) {
+                Some(interpreter) => (
+                    Enforcement::Unsupported,
+                    format!("{} is a script (#!{interpreter}): the fallback recognises a process by the program the kernel runs, its interpreter, so running the script does not make a process this agent; start it with `enforcer run`, or match the interpreter", r.pattern),
+                ),
+                None => (enforcement, why),
+            };
             RuleStatus {
                 agent: agent.map(|a| a.name.clone()).unwrap_or_default(),
                 rule: r.text_id.clone(),
-                enforcement: if audit_agent && enforcement != Enforcement::Unsupported {
-                    Enforcement::AuditOnly
-                } else {
-                    enforcement
-                },
-                why: why.to_string(),
+                enforcement,
+                why,
             }
         })
         .collect();
     super::one_line_per_rule(lines)
+}
+
+/// For an exact `match.exe` path naming a script: its `#!` line's interpreter. The fallback
+/// sees `mm->exe_file` at `sched_process_exec`, which is the interpreter, never the script
+/// (BPF LSM's `bprm_check_security` sees both).
+fn script_interpreter(kind: RuleKind, pattern: &str) -> Option<String> {
+    use std::io::Read as _;
+    if kind != RuleKind::MatchExe || pattern.contains('*') {
+        return None;
+    }
+    let mut head = [0u8; 128];
+    let n = std::fs::File::open(pattern)
+        .and_then(|mut f| f.read(&mut head))
+        .ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+    Some(String::from_utf8_lossy(line).trim().to_string())
 }
 
 fn rule_enforcement(
@@ -177,13 +246,13 @@ fn rule_enforcement(
     use RuleKind::*;
     match kind {
         NetConnect | NetDeny if pattern.starts_with("unix:") && !change_hooks => {
-            (Enforcement::Unsupported, "unix sockets: the connect/sendto/sendmsg tracepoints are not attached on this kernel")
+            (Enforcement::Unsupported, "unix sockets: the connect/sendto/sendmsg/sendmmsg tracepoints are not attached on this kernel")
         }
         NetConnect | NetDeny if pattern.starts_with("unix:") && kill => {
-            (Enforcement::EnforcedByKill, "unix sockets: seen at connect/sendto/sendmsg entry; the offender is SIGKILLed before it returns to user space (the connect itself may complete)")
+            (Enforcement::EnforcedByKill, "unix sockets: seen at connect/sendto/sendmsg/sendmmsg entry; the offender is SIGKILLed before it returns to user space (the connect itself may complete)")
         }
         NetConnect | NetDeny if pattern.starts_with("unix:") => {
-            (Enforcement::AuditOnly, "unix sockets: seen at connect/sendto/sendmsg entry; logged, not blocked (on_violation = \"audit\")")
+            (Enforcement::AuditOnly, "unix sockets: seen at connect/sendto/sendmsg/sendmmsg entry; logged, not blocked (on_violation = \"audit\")")
         }
         NetConnect | NetDeny => (Enforcement::Enforced, "cgroup connect4/6 and sendmsg4/6 refuse with EPERM"),
         MatchCgroup => (Enforcement::Enforced, "members are recognised at their first hooked operation"),
@@ -212,47 +281,21 @@ fn rule_enforcement(
     }
 }
 
-impl Backend for FallbackBackend {
-    fn apply_shared(&mut self, policy: std::sync::Arc<CompiledPolicy>, version: u32) -> Result<(), KernelError> {
-        super::policy_maps::apply(&mut self.ebpf, &policy, version)?;
-        self.policy = Some(policy);
-        Ok(())
+impl Driver for FallbackBackend {
+    fn loaded(&self) -> &Loaded {
+        &self.loaded
     }
 
-    fn register_chain(&mut self, pid: u32, chain: &[u32], session: u64) -> Result<(), KernelError> {
-        lsm::register_chain_in(&mut self.ebpf, pid, chain, session)
+    fn loaded_mut(&mut self) -> &mut Loaded {
+        &mut self.loaded
     }
 
-    fn proc_state(&self, tid: u32) -> Result<Option<ProcState>, KernelError> {
-        lsm::proc_state_in(&self.ebpf, tid)
+    fn uses_envelope(&self) -> bool {
+        self.landlock_abi.is_some()
     }
 
-    fn read_events(&mut self, max: usize, out: &mut Vec<RawEvent>) -> Result<(), KernelError> {
-        self.events.read(max, out)
-    }
-
-    fn release_events(&mut self) -> Result<(), KernelError> {
-        self.events.ring.release();
-        Ok(())
-    }
-
-    fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError> {
-        lsm::read_losses(&self.ebpf)
-    }
-
-    fn map_fill(&self) -> Result<Vec<super::fill::MapFill>, KernelError> {
-        super::fill::map_fill(&self.ebpf, self.policy.as_deref())
-    }
-
-    fn adopted(&self) -> Option<Adoption> {
-        self.adoption.clone()
-    }
-
-    fn heartbeat(&mut self, running: bool) -> Result<(), KernelError> {
-        if self.pinned {
-            pin::heartbeat(&mut self.ebpf, running)?;
-        }
-        Ok(())
+    fn uses_syscall_guard(&self) -> bool {
+        true
     }
 
     fn status(&self) -> BackendStatus {
@@ -261,10 +304,59 @@ impl Backend for FallbackBackend {
             kernel: super::kernel_release(),
             features: self.features.clone(),
             rules: self
+                .loaded
                 .policy
                 .as_ref()
-                .map(|p| fallback_rule_status(p, self.file_hooks, self.change_hooks))
+                .map(|p| {
+                    fallback_rule_status(
+                        p,
+                        self.file_hooks,
+                        self.change_hooks,
+                        self.landlock_abi.is_some(),
+                    )
+                })
                 .unwrap_or_default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_script_named_by_match_exe_is_unsupported_and_says_why() {
+        let dir = std::env::temp_dir().join(format!("enforcer-fb-script-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let script = dir.join("agent.js");
+        std::fs::write(&script, "#!/usr/bin/env node\nconsole.log(1)\n").expect("script");
+        let binary = dir.join("agent-bin");
+        std::fs::write(&binary, b"\x7fELF\x02\x01\x01").expect("binary");
+        let policy = format!(
+            "[agent]\nname = \"s\"\n[agent.match]\nexe = [\"{}\"]\n",
+            script.display()
+        );
+        let other = format!(
+            "[agent]\nname = \"b\"\n[agent.match]\nexe = [\"{}\"]\n",
+            binary.display()
+        );
+        let set =
+            crate::policy::load_sources(&[("s.toml", &policy), ("b.toml", &other)]).expect("loads");
+        let compiled = crate::policy::compile(&set, &Default::default()).expect("compiles");
+        let lines = fallback_rule_status(&compiled, true, true, false);
+        let line = |agent: &str| {
+            lines
+                .iter()
+                .find(|l| l.agent == agent && l.rule.contains(".toml:"))
+                .unwrap_or_else(|| panic!("a line for {agent}: {lines:#?}"))
+        };
+        let s = line("s");
+        assert_eq!(s.enforcement, Enforcement::Unsupported, "{s:?}");
+        assert!(
+            s.why.contains("is a script (#!/usr/bin/env node)") && s.why.contains("enforcer run"),
+            "{s:?}"
+        );
+        assert_eq!(line("b").enforcement, Enforcement::Enforced);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -4,17 +4,20 @@
 //! every fork and exit: they are counted in the kernel, against their real `max_entries` (an
 //! adopted table keeps the capacity it was created with).
 
-use std::io;
-use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd};
+use std::{
+    io,
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
+};
 
-use aya::maps::{Map, MapData};
-use aya::Ebpf;
+use aya::{
+    maps::{Map, MapData},
+    Ebpf,
+};
 use aya_obj::generated::{bpf_attr, bpf_cmd};
 use enforcer_common::*;
 
 use super::KernelError;
-use crate::policy::compile::CompiledPolicy;
-use crate::policy::limits;
+use crate::policy::{compile::CompiledPolicy, limits};
 
 /// One map's fill level.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -34,23 +37,58 @@ pub fn map_fill(ebpf: &Ebpf, policy: Option<&CompiledPolicy>) -> Result<Vec<MapF
     let mut out = Vec::new();
     for name in [MAP_PROCS, MAP_DOOMED] {
         let (entries, capacity) = count_hash(ebpf, name)?;
-        out.push(MapFill { map: name.into(), entries, capacity });
+        out.push(MapFill {
+            map: name.into(),
+            entries,
+            capacity,
+        });
     }
     let count = |f: fn(&CompiledPolicy) -> usize| policy.map_or(0, f) as u64;
     let rules: [(&str, u64, usize); 6] = [
-        (MAP_AGENTS, count(|p| p.agents.len()), limits::MAX_POLICY_AGENTS),
-        (MAP_PATH_RULES, count(|p| p.path_entries.len()), limits::MAX_PATH_ENTRIES),
-        (MAP_NAME_RULES, count(|p| p.name_entries.len()), limits::MAX_NAME_ENTRIES),
-        (MAP_NET_RULES, count(|p| p.net_entries.len()), limits::MAX_NET_ENTRIES),
-        (MAP_EXE_MATCH, count(|p| p.exe_matches.len()), limits::MAX_EXE_MATCH_ENTRIES),
-        (MAP_CGROUP_MATCH, count(|p| p.cgroup_matches.len()), limits::MAX_CGROUP_MATCH_ENTRIES),
+        (
+            MAP_AGENTS,
+            count(|p| p.agents.len()),
+            limits::MAX_POLICY_AGENTS,
+        ),
+        (
+            MAP_PATH_RULES,
+            count(|p| p.path_entries.len()),
+            limits::MAX_PATH_ENTRIES,
+        ),
+        (
+            MAP_NAME_RULES,
+            count(|p| p.name_entries.len()),
+            limits::MAX_NAME_ENTRIES,
+        ),
+        (
+            MAP_NET_RULES,
+            count(|p| p.net_entries.len()),
+            limits::MAX_NET_ENTRIES,
+        ),
+        (
+            MAP_EXE_MATCH,
+            count(|p| p.exe_matches.len()),
+            limits::MAX_EXE_MATCH_ENTRIES,
+        ),
+        (
+            MAP_CGROUP_MATCH,
+            count(|p| p.cgroup_matches.len()),
+            limits::MAX_CGROUP_MATCH_ENTRIES,
+        ),
     ];
-    out.extend(rules.into_iter().map(|(map, entries, capacity)| MapFill { map: map.into(), entries, capacity: capacity as u64 }));
+    out.extend(rules.into_iter().map(|(map, entries, capacity)| MapFill {
+        map: map.into(),
+        entries,
+        capacity: capacity as u64,
+    }));
     Ok(out)
 }
 
 fn map_err(map: &str, reason: impl std::fmt::Display) -> KernelError {
-    KernelError::Map { map: map.into(), reason: reason.to_string() }
+    KernelError::Map {
+        map: map.into(),
+        reason: reason.to_string(),
+    }
 }
 
 /// (entries, max_entries) of the hash map `name`.
@@ -63,8 +101,13 @@ fn count_hash(ebpf: &Ebpf, name: &str) -> Result<(u64, u64), KernelError> {
     let info = data.info().map_err(|e| map_err(name, e))?;
     let fd = data.fd().as_fd();
     let mut buffers = Buffers::new(info.key_size(), info.value_size());
-    let entries = count_in_batches(|token, count| buffers.lookup(fd, token, count))
-        .map_err(|e| map_err(name, format!("counting entries (BPF_MAP_LOOKUP_BATCH): {e}")))?;
+    let entries =
+        count_in_batches(|token, count| buffers.lookup(fd, token, count)).map_err(|e| {
+            map_err(
+                name,
+                format!("counting entries (BPF_MAP_LOOKUP_BATCH): {e}"),
+            )
+        })?;
     Ok((entries, u64::from(info.max_entries())))
 }
 
@@ -75,8 +118,13 @@ const BATCH: u32 = 1024;
 /// has more.
 #[derive(Debug, PartialEq, Eq)]
 enum Batch {
-    More { filled: u32, next: u64 },
-    Done { filled: u32 },
+    More {
+        filled: u32,
+        next: u64,
+    },
+    Done {
+        filled: u32,
+    },
     /// One bucket holds more entries than asked for: ask again with room for more.
     TooSmall,
 }
@@ -86,7 +134,9 @@ enum Batch {
 /// deleted meanwhile, so a walk of a process table that processes leave while it is read can
 /// count entries twice, or not end. A batch walk goes bucket by bucket: an entry added or
 /// removed during the walk is counted at most once.
-fn count_in_batches(mut lookup: impl FnMut(Option<u64>, u32) -> io::Result<Batch>) -> io::Result<u64> {
+fn count_in_batches(
+    mut lookup: impl FnMut(Option<u64>, u32) -> io::Result<Batch>,
+) -> io::Result<u64> {
     let (mut total, mut token, mut count) = (0u64, None, BATCH);
     loop {
         match lookup(token, count)? {
@@ -96,7 +146,11 @@ fn count_in_batches(mut lookup: impl FnMut(Option<u64>, u32) -> io::Result<Batch
             }
             Batch::Done { filled } => return Ok(total + u64::from(filled)),
             Batch::TooSmall if count < 1 << 20 => count *= 2,
-            Batch::TooSmall => return Err(io::Error::other("a hash bucket holds over a million entries")),
+            Batch::TooSmall => {
+                return Err(io::Error::other(
+                    "a hash bucket holds over a million entries",
+                ))
+            }
         }
     }
 }
@@ -111,7 +165,12 @@ struct Buffers {
 
 impl Buffers {
     fn new(key_size: u32, value_size: u32) -> Self {
-        Buffers { key_size: key_size as usize, value_size: value_size as usize, keys: Vec::new(), values: Vec::new() }
+        Buffers {
+            key_size: key_size as usize,
+            value_size: value_size as usize,
+            keys: Vec::new(),
+            values: Vec::new(),
+        }
     }
 
     fn lookup(&mut self, fd: BorrowedFd<'_>, token: Option<u64>, count: u32) -> io::Result<Batch> {
@@ -120,7 +179,11 @@ impl Buffers {
         let (mut token_in, mut token_out) = (token.unwrap_or(0), 0u64);
         // SAFETY: all-zero is a valid bpf_attr; the batch fields are plain integers.
         let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
-        attr.batch.in_batch = if token.is_some() { &mut token_in as *mut u64 as u64 } else { 0 };
+        attr.batch.in_batch = if token.is_some() {
+            &mut token_in as *mut u64 as u64
+        } else {
+            0
+        };
         attr.batch.out_batch = &mut token_out as *mut u64 as u64;
         attr.batch.keys = self.keys.as_mut_ptr() as u64;
         attr.batch.values = self.values.as_mut_ptr() as u64;
@@ -130,13 +193,21 @@ impl Buffers {
         // them, and a token (a u32 bucket index for hash maps) into `token_out`; all outlive
         // the call.
         let ret = unsafe {
-            libc::syscall(libc::SYS_bpf, bpf_cmd::BPF_MAP_LOOKUP_BATCH as libc::c_long, &mut attr as *mut bpf_attr, std::mem::size_of::<bpf_attr>())
+            libc::syscall(
+                libc::SYS_bpf,
+                bpf_cmd::BPF_MAP_LOOKUP_BATCH as libc::c_long,
+                &mut attr as *mut bpf_attr,
+                size_of::<bpf_attr>(),
+            )
         };
         let error = (ret < 0).then(io::Error::last_os_error);
         // SAFETY: reading the count the kernel wrote back (also on ENOENT).
         let filled = unsafe { attr.batch.count };
         match error.as_ref().and_then(io::Error::raw_os_error) {
-            None => Ok(Batch::More { filled, next: token_out }),
+            None => Ok(Batch::More {
+                filled,
+                next: token_out,
+            }),
             Some(libc::ENOENT) => Ok(Batch::Done { filled }),
             Some(libc::ENOSPC) if filled == 0 => Ok(Batch::TooSmall),
             _ => Err(error.unwrap_or_else(|| io::Error::other("unexpected result"))),
@@ -155,7 +226,14 @@ mod tests {
             let mut filled = 0;
             while bucket < buckets.len() {
                 if filled + buckets[bucket] > count {
-                    return Ok(if filled == 0 { Batch::TooSmall } else { Batch::More { filled, next: bucket as u64 } });
+                    return Ok(if filled == 0 {
+                        Batch::TooSmall
+                    } else {
+                        Batch::More {
+                            filled,
+                            next: bucket as u64,
+                        }
+                    });
                 }
                 filled += buckets[bucket];
                 bucket += 1;
@@ -169,8 +247,16 @@ mod tests {
         assert_eq!(count_in_batches(fake(&[])).unwrap(), 0);
         assert_eq!(count_in_batches(fake(&[1, 0, 2, 0, 0, 3])).unwrap(), 6);
         let many = vec![3u32; 2000];
-        assert_eq!(count_in_batches(fake(&many)).unwrap(), 6000, "several batches");
-        assert_eq!(count_in_batches(fake(&[5, 3000, 1])).unwrap(), 3006, "a bucket over BATCH");
+        assert_eq!(
+            count_in_batches(fake(&many)).unwrap(),
+            6000,
+            "several batches"
+        );
+        assert_eq!(
+            count_in_batches(fake(&[5, 3000, 1])).unwrap(),
+            3006,
+            "a bucket over BATCH"
+        );
         let mut calls = 0;
         let failing = |_: Option<u64>, _: u32| {
             calls += 1;

@@ -2,13 +2,17 @@
 //! programs, writing compiled policies into maps, registering agent processes, and reading the
 //! event ring buffer and loss counters.
 //!
-//! The daemon programs against [`Backend`]; `lsm.rs` (BPF LSM) and the fallback backend
-//! implement it, and tests use a mock.
+//! The daemon programs against [`Backend`]. `loaded.rs` implements it once for both backends
+//! (the loaded object, pins, events, process tables); `lsm.rs` (BPF LSM) and `fallback.rs` add
+//! only what they attach and what they say in status ([`loaded::Driver`]); tests use a mock.
 
+pub mod canary;
 pub mod fallback;
 pub mod fallback_attach;
 pub mod fallback_syscalls;
 pub mod fill;
+pub mod landlock;
+pub mod loaded;
 pub mod lsm;
 pub mod object;
 pub mod offsets;
@@ -16,6 +20,7 @@ pub mod pin;
 pub mod policy_maps;
 pub mod probe;
 pub mod ring;
+pub mod seccomp;
 
 use enforcer_common::{EventHeader, ProcState};
 
@@ -41,6 +46,11 @@ pub enum Enforcement {
     EnforcedByKill,
     /// Decided and logged, never blocked.
     AuditOnly,
+    /// Fallback, launcher sessions: refused with EACCES before the operation outside the
+    /// agent's Landlock envelope (docs/landlock.md); inside it SIGKILLed as `EnforcedByKill`.
+    LandlockThenKill,
+    /// As [`Enforcement::LandlockThenKill`], inside the envelope logged only.
+    LandlockThenAudit,
     /// This kernel cannot even observe it.
     Unsupported,
 }
@@ -52,6 +62,8 @@ impl Enforcement {
             Enforcement::Enforced => "enforced",
             Enforcement::EnforcedByKill => "enforced-by-kill",
             Enforcement::AuditOnly => "audit-only",
+            Enforcement::LandlockThenKill => "landlock+enforced-by-kill",
+            Enforcement::LandlockThenAudit => "landlock+audit-only",
             Enforcement::Unsupported => "unsupported",
         }
     }
@@ -73,9 +85,12 @@ pub struct BackendStatus {
     pub backend: String,
     pub kernel: String,
     /// Features probed by trying (not by reading the lsm list), with the reason when missing.
-    pub features: Vec<(String, Result<(), String>)>,
+    pub features: Vec<Feature>,
     pub rules: Vec<RuleStatus>,
 }
+
+/// A probed feature: its name, and why it is missing.
+pub type Feature = (String, Result<(), String>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -101,7 +116,11 @@ pub trait Backend: Send {
     /// The policy is shared with the caller (the daemon keeps it too): a backend that keeps the
     /// running policy (status, map fill) holds no second copy, which at 100,000 rules is tens
     /// of MB.
-    fn apply_shared(&mut self, policy: std::sync::Arc<CompiledPolicy>, version: u32) -> Result<(), KernelError>;
+    fn apply_shared(
+        &mut self,
+        policy: std::sync::Arc<CompiledPolicy>,
+        version: u32,
+    ) -> Result<(), KernelError>;
     /// [`Backend::apply_shared`] of a copy of `policy`, for callers that keep theirs (tests).
     fn apply(&mut self, policy: &CompiledPolicy, version: u32) -> Result<(), KernelError> {
         self.apply_shared(std::sync::Arc::new(policy.clone()), version)
@@ -117,6 +136,9 @@ pub trait Backend: Send {
     fn register_chain(&mut self, pid: u32, chain: &[u32], session: u64) -> Result<(), KernelError>;
     /// The agent state of thread `tid`, if it is an agent.
     fn proc_state(&self, tid: u32) -> Result<Option<ProcState>, KernelError>;
+    /// Whether thread `tid` is in the doomed table (an agent's child the process table had no
+    /// room for). An error is an error, never "no".
+    fn doomed(&self, tid: u32) -> Result<bool, KernelError>;
     /// Read up to `max` queued events (non-blocking) without releasing them: until
     /// [`Backend::release_events`], a reader started later (the next daemon) reads them again.
     fn read_events(&mut self, max: usize, out: &mut Vec<RawEvent>) -> Result<(), KernelError>;
@@ -129,6 +151,9 @@ pub trait Backend: Send {
     }
     /// Ring-buffer reserve failures counted in the kernel, per agent id (summed over CPUs).
     fn losses(&self) -> Result<Vec<(u32, u64)>, KernelError>;
+    /// Internal failures counted in the kernel (`FAILS`), every point of
+    /// `enforcer_common::FAIL_NAMES` in that order with its count (summed over CPUs).
+    fn failures(&self) -> Result<Vec<(u32, u64)>, KernelError>;
     fn status(&self) -> BackendStatus;
     /// How full the maps are whose capacity limits enforcement (process tables counted in the
     /// kernel, rule maps from the applied policy).
@@ -136,6 +161,16 @@ pub trait Backend: Send {
     /// The pinned state a previous daemon left, if this backend adopted it at load.
     fn adopted(&self) -> Option<pin::Adoption> {
         None
+    }
+    /// Whether launcher sessions get a Landlock envelope (docs/landlock.md): the fallback,
+    /// which cannot refuse file operations itself.
+    fn uses_envelope(&self) -> bool {
+        false
+    }
+    /// Whether launcher sessions get the seccomp filter that kills what the backend's hooks
+    /// cannot see (other syscall ABIs, clones sharing the descriptor table: `seccomp.rs`).
+    fn uses_syscall_guard(&self) -> bool {
+        false
     }
     /// Record in the pinned state that a daemon runs (`running`) or has stopped cleanly, so the
     /// next daemon can tell since when none ran.
@@ -145,7 +180,17 @@ pub trait Backend: Send {
 }
 
 /// Which backend the daemon should use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendChoice {
     /// BPF LSM when it really works here (tried by loading, proven by a canary), else the
@@ -175,7 +220,7 @@ impl Default for LoadOptions {
         LoadOptions {
             choice: BackendChoice::Auto,
             pin_dir: None,
-            max_procs: 65536,
+            max_procs: enforcer_common::PROCS_ENTRIES,
         }
     }
 }
@@ -186,16 +231,18 @@ pub fn open_backend(opts: &LoadOptions) -> Result<Box<dyn Backend>, KernelError>
     match opts.choice {
         BackendChoice::Lsm => Ok(Box::new(lsm::LsmBackend::load(opts)?)),
         BackendChoice::Fallback => Ok(Box::new(fallback::FallbackBackend::load(opts, None)?)),
-        BackendChoice::Auto => match lsm::LsmBackend::load(opts) {
-            Ok(b) => Ok(Box::new(b)),
-            Err(lsm_err) => {
-                tracing::warn!("BPF LSM is unusable on this kernel ({lsm_err}); using the fallback backend");
-                let fb = fallback::FallbackBackend::load(opts, Some(lsm_err.to_string())).map_err(|e| {
+        BackendChoice::Auto => {
+            match lsm::LsmBackend::load(opts) {
+                Ok(b) => Ok(Box::new(b)),
+                Err(lsm_err) => {
+                    tracing::warn!("BPF LSM is unusable on this kernel ({lsm_err}); using the fallback backend");
+                    let fb = fallback::FallbackBackend::load(opts, Some(lsm_err.to_string())).map_err(|e| {
                     KernelError::Unsupported(format!("BPF LSM is unusable ({lsm_err}) and the fallback backend failed too: {e}"))
                 })?;
-                Ok(Box::new(fb))
+                    Ok(Box::new(fb))
+                }
             }
-        },
+        }
     }
 }
 
@@ -211,7 +258,14 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     // A verifier log can be thousands of lines: keep its start and its verdict at the end.
     if s.len() > 1200 {
         let head: String = s.chars().take(300).collect();
-        let tail: String = s.chars().rev().take(700).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(700)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         s = format!("{head} [...] {tail}");
     }
     s
@@ -257,29 +311,38 @@ fn rule_caveat(kind: crate::policy::compile::RuleKind) -> &'static str {
 /// (with `audit.retain = 1000` the startup record would otherwise list it a thousand times per
 /// agent).
 pub fn one_line_per_rule(mut lines: Vec<RuleStatus>) -> Vec<RuleStatus> {
-    lines.dedup_by(|b, a| a.agent == b.agent && a.rule == b.rule && a.enforcement == b.enforcement && a.why == b.why);
+    lines.dedup_by(|b, a| {
+        a.agent == b.agent && a.rule == b.rule && a.enforcement == b.enforcement && a.why == b.why
+    });
     lines
 }
 
 /// One status line per rule of `policy`, all with the same enforcement (backends refine this).
 pub fn rule_status(policy: Option<&CompiledPolicy>, enforcement: Enforcement) -> Vec<RuleStatus> {
-    let Some(policy) = policy else { return Vec::new() };
-    one_line_per_rule(policy
-        .rules
-        .iter()
-        .map(|r| RuleStatus {
-            agent: policy.agent(r.agent).map(|a| a.name.clone()).unwrap_or_default(),
-            rule: r.text_id.clone(),
-            enforcement: match policy.agent(r.agent).map(|a| a.mode) {
-                Some(crate::policy::compile::Mode::Audit) => Enforcement::AuditOnly,
-                _ => enforcement,
-            },
-            why: match enforcement {
-                Enforcement::Unsupported => "no enforcement backend on this kernel".to_string(),
-                _ => rule_caveat(r.kind).to_string(),
-            },
-        })
-        .collect())
+    let Some(policy) = policy else {
+        return Vec::new();
+    };
+    one_line_per_rule(
+        policy
+            .rules
+            .iter()
+            .map(|r| RuleStatus {
+                agent: policy
+                    .agent(r.agent)
+                    .map(|a| a.name.clone())
+                    .unwrap_or_default(),
+                rule: r.text_id.clone(),
+                enforcement: match policy.agent(r.agent).map(|a| a.mode) {
+                    Some(crate::policy::compile::Mode::Audit) => Enforcement::AuditOnly,
+                    _ => enforcement,
+                },
+                why: match enforcement {
+                    Enforcement::Unsupported => "no enforcement backend on this kernel".to_string(),
+                    _ => rule_caveat(r.kind).to_string(),
+                },
+            })
+            .collect(),
+    )
 }
 
 /// Remove everything pinned under `pin_dir` (deliberate uninstall): the links first, which

@@ -43,7 +43,13 @@ pub enum PinError {
          (enforcement stops), start this daemon, start the agents again",
         dir.display(), dir.display()
     )]
-    LayoutMismatch { dir: PathBuf, pinned: u64, ours: u64, pinned_backend: String, ours_backend: String },
+    LayoutMismatch {
+        dir: PathBuf,
+        pinned: u64,
+        ours: u64,
+        pinned_backend: String,
+        ours_backend: String,
+    },
     #[error("{} is in use by a running daemon (pid {pid}): stop it first (SIGTERM)", dir.display())]
     InUse { dir: PathBuf, pid: u32 },
     #[error("pinning {what}: {reason}")]
@@ -53,7 +59,10 @@ pub enum PinError {
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> PinError {
-    PinError::Io { path: path.to_path_buf(), reason: e.to_string() }
+    PinError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 /// Identifies what may adopt a pin directory: the exact eBPF object (a different object may
@@ -67,7 +76,10 @@ pub struct Layout {
 impl Layout {
     /// This binary's layout for backend `name` (at most 8 bytes: stored readable in a u64).
     pub fn of(name: &str) -> Layout {
-        Layout { object: super::object::layout_id(), backend: name_word(name) }
+        Layout {
+            object: super::object::layout_id(),
+            backend: name_word(name),
+        }
     }
 }
 
@@ -115,13 +127,21 @@ impl Adoption {
     pub fn read_state(&mut self, ebpf: &Ebpf) {
         use aya::maps::HashMap;
         use enforcer_common::{Config, ProcState, MAP_CONFIG, MAP_PROCS};
-        if let Some(config) = ebpf.map(MAP_CONFIG).and_then(|m| Array::<&MapData, Config>::try_from(m).ok()) {
+        if let Some(config) = ebpf
+            .map(MAP_CONFIG)
+            .and_then(|m| Array::<&MapData, Config>::try_from(m).ok())
+        {
             self.policy_version = config.get(&0, 0).map(|c| c.policy_version).unwrap_or(0);
         }
-        if let Some(procs) = ebpf.map(MAP_PROCS).and_then(|m| HashMap::<&MapData, u32, ProcState>::try_from(m).ok()) {
+        if let Some(procs) = ebpf
+            .map(MAP_PROCS)
+            .and_then(|m| HashMap::<&MapData, u32, ProcState>::try_from(m).ok())
+        {
             self.agent_threads = procs.keys().filter(Result::is_ok).count();
         }
-        if let Ok(info) = aya::maps::MapInfo::from_pin(PinDir::new(&self.pin_dir).map_path(MAP_PROCS)) {
+        if let Ok(info) =
+            aya::maps::MapInfo::from_pin(PinDir::new(&self.pin_dir).map_path(MAP_PROCS))
+        {
             self.procs_capacity = info.max_entries();
         }
     }
@@ -142,7 +162,9 @@ pub struct PinDir {
 
 impl PinDir {
     pub fn new(root: &Path) -> PinDir {
-        PinDir { root: root.to_path_buf() }
+        PinDir {
+            root: root.to_path_buf(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -169,7 +191,10 @@ impl PinDir {
         }
         let stat = nix::sys::statfs::statfs(&self.root).map_err(|e| io(&self.root, e))?;
         if stat.filesystem_type().0 as i64 != BPF_FS_MAGIC {
-            return Err(io(&self.root, "not on a bpf filesystem (mount -t bpf bpf /sys/fs/bpf)"));
+            return Err(io(
+                &self.root,
+                "not on a bpf filesystem (mount -t bpf bpf /sys/fs/bpf)",
+            ));
         }
         Ok(())
     }
@@ -184,12 +209,18 @@ impl PinDir {
         let meta = match meta {
             Some(m) if m[META_LAYOUT as usize] != 0 => m,
             _ => {
-                tracing::warn!("{}: removing an install that never completed", self.root.display());
+                tracing::warn!(
+                    "{}: removing an install that never completed",
+                    self.root.display()
+                );
                 uninstall(&self.root)?;
                 return Ok(Found::Nothing);
             }
         };
-        let pinned = Layout { object: meta[META_LAYOUT as usize], backend: meta[META_BACKEND as usize] };
+        let pinned = Layout {
+            object: meta[META_LAYOUT as usize],
+            backend: meta[META_BACKEND as usize],
+        };
         if pinned != layout {
             return Err(PinError::LayoutMismatch {
                 dir: self.root.clone(),
@@ -200,12 +231,21 @@ impl PinDir {
             });
         }
         if let Some(pid) = live_daemon(meta[META_PID as usize]) {
-            return Err(PinError::InUse { dir: self.root.clone(), pid });
+            return Err(PinError::InUse {
+                dir: self.root.clone(),
+                pid,
+            });
         }
-        let relinked = programs.iter().filter(|p| !self.link_path(p).exists()).map(|p| p.to_string()).collect();
+        let relinked = programs
+            .iter()
+            .filter(|p| !self.link_path(p).exists())
+            .map(|p| p.to_string())
+            .collect();
         Ok(Found::Adoptable(Adoption {
             pin_dir: self.root.clone(),
-            previous_pid: u32::try_from(meta[META_PID as usize]).ok().filter(|&p| p != 0),
+            previous_pid: u32::try_from(meta[META_PID as usize])
+                .ok()
+                .filter(|&p| p != 0),
             last_heartbeat_boot_ns: meta[META_HEARTBEAT as usize],
             relinked,
             adoptions: meta[META_ADOPTIONS as usize],
@@ -228,7 +268,10 @@ impl PinDir {
     pub fn check_all_pinned(ebpf: &Ebpf) -> Result<(), PinError> {
         for (name, _) in ebpf.maps() {
             if !name.starts_with('.') && !PINNED_MAPS.contains(&name) {
-                return Err(PinError::Pin { what: format!("map {name}"), reason: "not in PINNED_MAPS".into() });
+                return Err(PinError::Pin {
+                    what: format!("map {name}"),
+                    reason: "not in PINNED_MAPS".into(),
+                });
             }
         }
         Ok(())
@@ -238,22 +281,34 @@ impl PinDir {
     pub fn pin_program(&self, ebpf: &mut Ebpf, prog: &str) -> Result<(), PinError> {
         let path = self.prog_path(prog);
         remove_pin(&path)?;
-        let p = ebpf.program_mut(prog).ok_or_else(|| PinError::Pin { what: prog.into(), reason: "no such program".into() })?;
-        p.pin(&path).map_err(|e| PinError::Pin { what: format!("program {prog}"), reason: e.to_string() })
+        let p = ebpf.program_mut(prog).ok_or_else(|| PinError::Pin {
+            what: prog.into(),
+            reason: "no such program".into(),
+        })?;
+        p.pin(&path).map_err(|e| PinError::Pin {
+            what: format!("program {prog}"),
+            reason: e.to_string(),
+        })
     }
 
     /// Pin an attachment: from now on it outlives every file descriptor (and the daemon).
     pub fn pin_link(&self, prog: &str, link: FdLink) -> Result<(), PinError> {
         let path = self.link_path(prog);
         remove_pin(&path)?;
-        link.pin(&path)
-            .map(drop)
-            .map_err(|e| PinError::Pin { what: format!("link of {prog}"), reason: e.to_string() })
+        link.pin(&path).map(drop).map_err(|e| PinError::Pin {
+            what: format!("link of {prog}"),
+            reason: e.to_string(),
+        })
     }
 
     /// Record that this daemon runs on the state (after everything is pinned and proven): the
     /// layout goes in last, so a crash before this leaves an install seen as incomplete.
-    pub fn mark_running(&self, ebpf: &mut Ebpf, layout: Layout, adopted: bool) -> Result<(), PinError> {
+    pub fn mark_running(
+        &self,
+        ebpf: &mut Ebpf,
+        layout: Layout,
+        adopted: bool,
+    ) -> Result<(), PinError> {
         let mut meta = meta_of(ebpf)?;
         let now = boot_ns();
         let get = |m: &Array<&mut MapData, u64>, i| m.get(&i, 0).unwrap_or(0);
@@ -267,7 +322,10 @@ impl PinDir {
             (META_ADOPTIONS, adoptions),
             (META_LAYOUT, layout.object),
         ] {
-            meta.set(i, v, 0).map_err(|e| PinError::Pin { what: MAP_PIN_META.into(), reason: e.to_string() })?;
+            meta.set(i, v, 0).map_err(|e| PinError::Pin {
+                what: MAP_PIN_META.into(),
+                reason: e.to_string(),
+            })?;
         }
         hold_links(&self.root.join("links"));
         Ok(())
@@ -298,8 +356,14 @@ fn hold_links(dir: &Path) {
         }
         let open = || aya::programs::links::PinnedLink::from_pin(&path).map(FdLink::from);
         match (open(), open()) {
-            (Ok(hold), Ok(spare)) => held.push(HeldLink { path, _hold: hold, spare: Some(spare) }),
-            (Err(e), _) | (_, Err(e)) => tracing::warn!("cannot hold link pin {}: {e}", path.display()),
+            (Ok(hold), Ok(spare)) => held.push(HeldLink {
+                path,
+                _hold: hold,
+                spare: Some(spare),
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot hold link pin {}: {e}", path.display())
+            }
         }
     }
 }
@@ -316,7 +380,9 @@ fn repin_removed_links() {
         if h.path.symlink_metadata().is_ok() {
             continue;
         }
-        let Some(spare) = h.spare.take() else { continue };
+        let Some(spare) = h.spare.take() else {
+            continue;
+        };
         if let Some(dir) = h.path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -341,27 +407,47 @@ pub fn heartbeat(ebpf: &mut Ebpf, running: bool) -> Result<(), PinError> {
         release_links();
     }
     let mut meta = meta_of(ebpf)?;
-    let pid = if running { u64::from(std::process::id()) } else { 0 };
+    let pid = if running {
+        u64::from(std::process::id())
+    } else {
+        0
+    };
     for (i, v) in [(META_HEARTBEAT, boot_ns()), (META_PID, pid)] {
-        meta.set(i, v, 0).map_err(|e| PinError::Pin { what: MAP_PIN_META.into(), reason: e.to_string() })?;
+        meta.set(i, v, 0).map_err(|e| PinError::Pin {
+            what: MAP_PIN_META.into(),
+            reason: e.to_string(),
+        })?;
     }
     Ok(())
 }
 
 fn meta_of(ebpf: &mut Ebpf) -> Result<Array<&mut MapData, u64>, PinError> {
-    let map = ebpf.map_mut(MAP_PIN_META).ok_or_else(|| PinError::Pin { what: MAP_PIN_META.into(), reason: "missing from the object".into() })?;
-    Array::try_from(map).map_err(|e| PinError::Pin { what: MAP_PIN_META.into(), reason: e.to_string() })
+    let map = ebpf.map_mut(MAP_PIN_META).ok_or_else(|| PinError::Pin {
+        what: MAP_PIN_META.into(),
+        reason: "missing from the object".into(),
+    })?;
+    Array::try_from(map).map_err(|e| PinError::Pin {
+        what: MAP_PIN_META.into(),
+        reason: e.to_string(),
+    })
 }
 
 fn read_meta(path: &Path) -> Option<Vec<u64>> {
     let map = Map::from_map_data(MapData::from_pin(path).ok()?).ok()?;
     let meta: Array<MapData, u64> = Array::try_from(map).ok()?;
-    Some((0..PIN_META_ENTRIES).map(|i| meta.get(&i, 0).unwrap_or(0)).collect())
+    Some(
+        (0..PIN_META_ENTRIES)
+            .map(|i| meta.get(&i, 0).unwrap_or(0))
+            .collect(),
+    )
 }
 
 /// CLOCK_BOOTTIME, the clock of kernel event stamps (pins live exactly one boot).
 fn boot_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -370,10 +456,13 @@ fn boot_ns() -> u64 {
 /// The pid recorded in PIN_META if it is a running `enforcer daemon` other than us (a stale
 /// pid reused by an unrelated process does not count).
 fn live_daemon(pid: u64) -> Option<u32> {
-    let pid = u32::try_from(pid).ok().filter(|&p| p != 0 && p != std::process::id())?;
+    let pid = u32::try_from(pid)
+        .ok()
+        .filter(|&p| p != 0 && p != std::process::id())?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    let is_daemon = args.iter().any(|a| *a == b"daemon") && !args.iter().any(|a| *a == b"--uninstall");
+    let is_daemon =
+        args.iter().any(|a| *a == b"daemon") && !args.iter().any(|a| *a == b"--uninstall");
     is_daemon.then_some(pid)
 }
 
@@ -396,8 +485,13 @@ pub fn uninstall(root: &Path) -> Result<bool, PinError> {
         return Ok(false);
     }
     let dir = PinDir::new(root);
-    if let Some(pid) = read_meta(&dir.map_path(MAP_PIN_META)).and_then(|m| live_daemon(m[META_PID as usize])) {
-        return Err(PinError::InUse { dir: root.to_path_buf(), pid });
+    if let Some(pid) =
+        read_meta(&dir.map_path(MAP_PIN_META)).and_then(|m| live_daemon(m[META_PID as usize]))
+    {
+        return Err(PinError::InUse {
+            dir: root.to_path_buf(),
+            pid,
+        });
     }
     let programs: Vec<u32> = pins_in(&root.join("progs"))
         .iter()
@@ -418,18 +512,27 @@ pub fn uninstall(root: &Path) -> Result<bool, PinError> {
 const UNLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn pins_in(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
 }
 
 fn wait_unloaded(ids: &[u32], timeout: std::time::Duration) -> Result<(), PinError> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        let alive: Vec<u32> = loaded_programs().filter_map(Result::ok).map(|p| p.id()).filter(|id| ids.contains(id)).collect();
+        let alive: Vec<u32> = loaded_programs()
+            .filter_map(Result::ok)
+            .map(|p| p.id())
+            .filter(|id| ids.contains(id))
+            .collect();
         if alive.is_empty() {
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
-            return Err(PinError::StillLoaded { ids: alive, secs: timeout.as_secs() });
+            return Err(PinError::StillLoaded {
+                ids: alive,
+                secs: timeout.as_secs(),
+            });
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

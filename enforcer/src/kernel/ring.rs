@@ -33,8 +33,10 @@
 //! The daemon polls on a timer, not epoll: no wakeup bookkeeping is needed (the kernel's poll is
 //! level-triggered on `producer_pos - consumer_pos` anyway).
 
-use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::{
+    os::fd::{AsFd, AsRawFd},
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
+};
 
 /// Bits of a record header's `len` (include/uapi/linux/bpf.h).
 const BUSY_BIT: u32 = 1 << 31;
@@ -61,11 +63,26 @@ impl Mapping {
         let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
         // SAFETY: a fresh shared mapping of a ring buffer map fd; the kernel checks the length and
         // the offset (and refuses a writable mapping of anything but the consumer page).
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd, offset as libc::off_t) };
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                fd,
+                offset as libc::off_t,
+            )
+        };
         if ptr == libc::MAP_FAILED {
-            return Err(RingError::Map(format!("mmap of {len} bytes at {offset}: {}", std::io::Error::last_os_error())));
+            return Err(RingError::Map(format!(
+                "mmap of {len} bytes at {offset}: {}",
+                std::io::Error::last_os_error()
+            )));
         }
-        Ok(Mapping { ptr: ptr.cast(), len })
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
     }
 }
 
@@ -101,12 +118,21 @@ impl EventRing {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
         let size = size as usize;
-        if !size.is_power_of_two() || size % page != 0 {
-            return Err(RingError::Map(format!("data size {size} is not a power-of-two multiple of the page size")));
+        if !size.is_power_of_two() || !size.is_multiple_of(page) {
+            return Err(RingError::Map(format!(
+                "data size {size} is not a power-of-two multiple of the page size"
+            )));
         }
         let consumer = Mapping::new(fd, page, true, 0)?;
         let producer = Mapping::new(fd, page + 2 * size, false, page)?;
-        let mut ring = EventRing { consumer, producer, page, mask: size as u64 - 1, read_pos: 0, released_pos: 0 };
+        let mut ring = EventRing {
+            consumer,
+            producer,
+            page,
+            mask: size as u64 - 1,
+            read_pos: 0,
+            released_pos: 0,
+        };
         ring.released_pos = ring.consumer_pos().load(Ordering::Acquire);
         ring.read_pos = ring.released_pos;
         Ok(ring)
@@ -127,7 +153,11 @@ impl EventRing {
     /// `visit(position, bytes)`. Stops early at a record the producer is still writing. Nothing
     /// is released: the bytes stay valid, and are read again by a reader started later, until
     /// [`EventRing::release`]. Returns how many records were visited.
-    pub fn read(&mut self, max: usize, visit: &mut dyn FnMut(u64, &[u8])) -> Result<usize, RingError> {
+    pub fn read(
+        &mut self,
+        max: usize,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<usize, RingError> {
         let prod = self.producer_pos().load(Ordering::Acquire);
         // SAFETY: the data pages follow the producer page and are mapped twice (2 * size bytes).
         let data = unsafe { self.producer.ptr.add(self.page) };
@@ -173,14 +203,20 @@ unsafe fn scan(
 ) -> Result<(u64, usize), RingError> {
     let size = mask + 1;
     let pending = prod.wrapping_sub(pos);
-    if pending > size || pending % 8 != 0 {
-        return Err(RingError::Corrupt { pos, what: format!("producer position {prod} is not within one ring ({size} bytes) after it") });
+    if pending > size || !pending.is_multiple_of(8) {
+        return Err(RingError::Corrupt {
+            pos,
+            what: format!(
+                "producer position {prod} is not within one ring ({size} bytes) after it"
+            ),
+        });
     }
     let mut visited = 0;
     while pos != prod && visited < max {
         let offset = (pos & mask) as usize;
         // SAFETY: offset < size and headers are 8-aligned; the kernel writes headers atomically.
-        let header = unsafe { AtomicU32::from_ptr(data.add(offset) as *mut u32) }.load(Ordering::Acquire);
+        let header =
+            unsafe { AtomicU32::from_ptr(data.add(offset) as *mut u32) }.load(Ordering::Acquire);
         if header & BUSY_BIT != 0 {
             // Reserved, not committed yet: records after it must wait (they are read in order).
             break;
@@ -188,12 +224,17 @@ unsafe fn scan(
         let len = u64::from(header & !(BUSY_BIT | DISCARD_BIT));
         let total = (HEADER_BYTES + len).next_multiple_of(8);
         if total > prod.wrapping_sub(pos) {
-            return Err(RingError::Corrupt { pos, what: format!("a record of {len} bytes runs past the producer position {prod}") });
+            return Err(RingError::Corrupt {
+                pos,
+                what: format!("a record of {len} bytes runs past the producer position {prod}"),
+            });
         }
         if header & DISCARD_BIT == 0 {
             // SAFETY: the record lies within [pos, prod), at most `size` bytes from `offset`: inside
             // the double mapping.
-            let bytes = unsafe { std::slice::from_raw_parts(data.add(offset + HEADER_BYTES as usize), len as usize) };
+            let bytes = unsafe {
+                std::slice::from_raw_parts(data.add(offset + HEADER_BYTES as usize), len as usize)
+            };
             visit(pos, bytes);
             visited += 1;
         }
@@ -206,6 +247,9 @@ unsafe fn scan(
 mod tests {
     use super::*;
 
+    /// What the fake ring's scan returns: where it stopped and each record (position, bytes).
+    type Scanned = (u64, Vec<(u64, Vec<u8>)>);
+
     /// A fake ring: a data area of `size` bytes mapped twice (kept mirrored by hand), positions
     /// as the kernel assigns them.
     struct FakeRing {
@@ -216,16 +260,25 @@ mod tests {
 
     impl FakeRing {
         fn new(size: u64) -> FakeRing {
-            FakeRing { words: vec![0; (2 * size / 8) as usize], size, prod: 0 }
+            FakeRing {
+                words: vec![0; (2 * size / 8) as usize],
+                size,
+                prod: 0,
+            }
         }
 
         fn start_at(size: u64, pos: u64) -> FakeRing {
-            FakeRing { prod: pos, ..FakeRing::new(size) }
+            FakeRing {
+                prod: pos,
+                ..FakeRing::new(size)
+            }
         }
 
         fn bytes(&mut self) -> &mut [u8] {
             // SAFETY: u64 storage viewed as bytes (alignment 8 is what the headers need).
-            unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast(), self.words.len() * 8) }
+            unsafe {
+                std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast(), self.words.len() * 8)
+            }
         }
 
         fn put(&mut self, at: u64, byte: u8) {
@@ -255,12 +308,16 @@ mod tests {
             }
         }
 
-        fn scan(&mut self, from: u64, max: usize) -> Result<(u64, Vec<(u64, Vec<u8>)>), RingError> {
+        fn scan(&mut self, from: u64, max: usize) -> Result<Scanned, RingError> {
             let (mask, prod) = (self.size - 1, self.prod);
             let mut seen = Vec::new();
             let data = self.bytes().as_ptr();
             // SAFETY: the fake ring upholds scan's contract.
-            let (pos, n) = unsafe { scan(data, mask, from, prod, max, &mut |p, b| seen.push((p, b.to_vec()))) }?;
+            let (pos, n) = unsafe {
+                scan(data, mask, from, prod, max, &mut |p, b| {
+                    seen.push((p, b.to_vec()))
+                })
+            }?;
             assert_eq!(n, seen.len());
             Ok((pos, seen))
         }
@@ -272,10 +329,21 @@ mod tests {
         let a = ring.push(b"abc", 0);
         let b = ring.push(b"0123456789", 0);
         let c = ring.push(b"", 0);
-        assert_eq!((a, b, c), (0, 16, 40), "header 8 bytes, records padded to 8");
+        assert_eq!(
+            (a, b, c),
+            (0, 16, 40),
+            "header 8 bytes, records padded to 8"
+        );
         let (pos, seen) = ring.scan(0, usize::MAX).unwrap();
         assert_eq!(pos, ring.prod);
-        assert_eq!(seen, vec![(0, b"abc".to_vec()), (16, b"0123456789".to_vec()), (40, vec![])]);
+        assert_eq!(
+            seen,
+            vec![
+                (0, b"abc".to_vec()),
+                (16, b"0123456789".to_vec()),
+                (40, vec![])
+            ]
+        );
     }
 
     #[test]
@@ -297,11 +365,18 @@ mod tests {
         let busy = ring.push(b"two", BUSY_BIT);
         ring.push(b"three", 0);
         let (pos, seen) = ring.scan(0, usize::MAX).unwrap();
-        assert_eq!((pos, seen.len()), (busy, 1), "nothing past a busy record may be read");
+        assert_eq!(
+            (pos, seen.len()),
+            (busy, 1),
+            "nothing past a busy record may be read"
+        );
         ring.set_header(busy, 3);
         let (pos, seen) = ring.scan(pos, usize::MAX).unwrap();
         assert_eq!(pos, ring.prod);
-        assert_eq!(seen.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), vec![b"two".to_vec(), b"three".to_vec()]);
+        assert_eq!(
+            seen.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
+            vec![b"two".to_vec(), b"three".to_vec()]
+        );
     }
 
     #[test]
@@ -346,12 +421,21 @@ mod tests {
     fn inconsistent_positions_and_lengths_are_errors_not_reads_out_of_bounds() {
         let mut ring = FakeRing::new(64);
         ring.push(b"x", 0);
-        assert!(matches!(ring.scan(ring.prod + 8, 1), Err(RingError::Corrupt { .. })), "reader ahead of the producer");
+        assert!(
+            matches!(ring.scan(ring.prod + 8, 1), Err(RingError::Corrupt { .. })),
+            "reader ahead of the producer"
+        );
         ring.prod = 200;
-        assert!(matches!(ring.scan(0, 1), Err(RingError::Corrupt { .. })), "more than one ring pending");
+        assert!(
+            matches!(ring.scan(0, 1), Err(RingError::Corrupt { .. })),
+            "more than one ring pending"
+        );
         let mut ring = FakeRing::new(64);
         let at = ring.push(b"x", 0);
         ring.set_header(at, 60);
-        assert!(matches!(ring.scan(0, 1), Err(RingError::Corrupt { .. })), "length past the producer");
+        assert!(
+            matches!(ring.scan(0, 1), Err(RingError::Corrupt { .. })),
+            "length past the producer"
+        );
     }
 }

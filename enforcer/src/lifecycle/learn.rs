@@ -7,20 +7,27 @@
 //! cover them; collapse the rest into path rules (`collapse`); write TOML (`render`); then load,
 //! compile and evaluate the result against every observation with the real engine (`verify`).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
+};
 
-use super::collapse::{collapse, generalize, CollapseOptions, Grant};
-use super::probe::{compile_with_sets, SetSource};
-use super::render::{render, Commented, PolicyText};
-use super::requests::{access_label, request_of, target_label, HostsSeen, Skip};
-use super::sensitive::{self, Sensitive};
-use super::sets::choose_sets;
-use crate::audit::clock::parse_rfc3339;
-use crate::audit::EventRecord;
-use crate::policy::eval::{self, Request, Verdict};
-use crate::policy::net::NetTarget;
-use crate::policy::Diagnostics;
+use super::{
+    collapse::{collapse, generalize, CollapseOptions, Grant},
+    probe::{compile_with_sets, SetSource},
+    render::{render, Commented, PolicyText},
+    requests::{access_label, request_of, target_label, HostsSeen, Skip},
+    sensitive::{self, Sensitive},
+    sets::choose_sets,
+};
+use crate::{
+    audit::{clock::parse_rfc3339, EventRecord},
+    policy::{
+        eval::{self, Request, Verdict},
+        net::NetTarget,
+        Diagnostics,
+    },
+};
 
 /// Examples of observed paths in a rule's comment.
 const EXAMPLES: usize = 3;

@@ -20,8 +20,10 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-use crate::audit::reader::{read_file, read_log};
-use crate::audit::{AuditError, EventRecord, Record};
+use crate::audit::{
+    reader::{read_file, read_log},
+    AuditError, EventRecord, Record,
+};
 
 /// Where the events come from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -86,11 +86,9 @@ fn comment_line(out: &mut String, indent: &str, text: &str) {
     let _ = writeln!(out, "{indent}# {}", one_line(text));
 }
 
-/// Comments end at a line break: observed paths may hold any character.
+/// Comments end at a line break: observed paths may hold any character (terminal-safe escape).
 fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::audit::text::escape(text).into_owned()
 }
 
 /// A TOML basic string.
@@ -101,8 +99,14 @@ pub fn quote(text: &str) -> String {
         match c {
             '"' => s.push_str("\\\""),
             '\\' => s.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(s, "\\u{:04X}", c as u32);
+            // Controls, bidi overrides and invisible characters: TOML's `\uXXXX` keeps the value
+            // exact and the file readable on a terminal.
+            c if crate::audit::text::needs_escape(c) => {
+                if (c as u32) > 0xffff {
+                    let _ = write!(s, "\\U{:08X}", c as u32);
+                } else {
+                    let _ = write!(s, "\\u{:04X}", c as u32);
+                }
             }
             c => s.push(c),
         }

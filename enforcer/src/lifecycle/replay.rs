@@ -7,9 +7,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::requests::{access_label, recorded_allow, request_of, target_label, Skip};
-use crate::audit::EventRecord;
-use crate::policy::eval::{self, Verdict};
-use crate::policy::CompiledPolicy;
+use crate::{
+    audit::EventRecord,
+    policy::{
+        eval::{self, Verdict},
+        CompiledPolicy,
+    },
+};
 
 /// A verdict and the rule behind it, as the audit log writes them.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -1,15 +1,21 @@
 //! From an audit record back to the request the kernel decided (docs/kernel-maps.md, "Access
 //! kinds"), so the reference evaluator can decide it again under another policy.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use serde::Serialize;
 
-use crate::audit::EventRecord;
-use crate::policy::eval::Request;
-use crate::policy::net::{NetAddr, NetTarget};
-use crate::policy::ResolvedHosts;
+use crate::{
+    audit::EventRecord,
+    policy::{
+        eval::Request,
+        net::{NetAddr, NetTarget},
+        ResolvedHosts,
+    },
+};
 
 /// Why a record cannot be decided again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -185,11 +191,18 @@ impl HostsSeen {
             .map(|(h, _)| h.as_str())
     }
 
+    /// The hosts seen, and `@resolvers` (the `dns` set's name servers): as the log recorded it
+    /// where a rule of it allowed something, else this machine's /etc/resolv.conf.
     pub fn resolved(&self) -> ResolvedHosts {
         let mut r = ResolvedHosts::new();
         for (host, addrs) in &self.0 {
             for a in addrs {
                 r.insert(host, *a);
+            }
+        }
+        if !r.contains(crate::policy::net::RESOLVERS) {
+            for a in crate::policy::hosts::system_resolvers().unwrap_or_default() {
+                r.insert(crate::policy::net::RESOLVERS, a);
             }
         }
         r

@@ -6,8 +6,10 @@
 //! Whether an access is sensitive is decided by compiling this list and asking the reference
 //! evaluator, so the classification is exactly what the learned deny rules will do.
 
-use crate::policy::eval::{self, Request, Verdict};
-use crate::policy::{CompiledPolicy, ResolvedHosts};
+use crate::policy::{
+    eval::{self, Request, Verdict},
+    CompiledPolicy, ResolvedHosts,
+};
 
 /// `file.deny` patterns (deny read, write and exec).
 pub const FILE_DENY: &[&str] = &[

@@ -4,10 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use super::learn::{LearnOptions, Seen};
-use super::probe::{compile_with_sets, SetSource};
-use super::render::quote;
-use super::requests::HostsSeen;
+use super::{
+    learn::{LearnOptions, Seen},
+    probe::{compile_with_sets, SetSource},
+    render::quote,
+    requests::HostsSeen,
+};
 use crate::policy::eval::{self, Verdict};
 
 /// A set is included only when it covers at least this many distinct observed operations of its
@@ -84,7 +86,7 @@ pub fn choose_sets<'a>(
             .then(a.set.name.cmp(&b.set.name))
     });
     let mut covered = BTreeSet::new();
-    let mut chosen: Vec<(&Coverage, Vec<usize>)> = Vec::new();
+    let mut chosen: Vec<(&Coverage<'_>, Vec<usize>)> = Vec::new();
     for c in &candidates {
         if c.own.difference(&covered).count() < MIN_SET_COVERAGE {
             continue;

@@ -172,7 +172,7 @@ impl CompiledPolicy {
     /// Entries per map, in the order `check` prints them.
     pub fn map_sizes(&self) -> [(&'static str, usize); 7] {
         [
-            ("AGENTS", self.agents.len()),
+            (enforcer_common::MAP_AGENTS, self.agents.len()),
             ("rules", self.rules.len()),
             (enforcer_common::MAP_PATH_RULES, self.path_entries.len()),
             (enforcer_common::MAP_NAME_RULES, self.name_entries.len()),

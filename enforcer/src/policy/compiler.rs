@@ -1,19 +1,23 @@
 //! `compile`: validated policies -> the exact kernel map entries (docs/kernel-maps.md).
 //! Anything the maps cannot hold exactly is an error here, never a silent approximation.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
 
 use enforcer_common::*;
 
-use super::compile::*;
-use super::diag::Diagnostics;
-use super::hosts::ResolvedHosts;
-use super::limits::*;
-use super::merge::{merge_net, merge_paths, merged_value, CidrRules, OwnRules, PathContributions};
-use super::model::{AgentPolicy, Located, PolicySet, RuleTarget};
-use super::net::{mapped, NetAddr};
-use super::pattern::Entries;
+use super::{
+    compile::*,
+    diag::Diagnostics,
+    hosts::ResolvedHosts,
+    limits::*,
+    merge::{merge_net, merge_paths, merged_value, CidrRules, OwnRules, PathContributions},
+    model::{AgentPolicy, Located, PolicySet, RuleTarget},
+    net::{mapped, NetAddr},
+    pattern::Entries,
+};
 
 pub fn compile(set: &PolicySet, hosts: &ResolvedHosts) -> Result<CompiledPolicy, Diagnostics> {
     let mut c = Compiler {
@@ -84,6 +88,15 @@ impl<'a> Compiler<'a> {
         }
         if agent.log_file_allow {
             config.flags |= AGENT_LOG_FILE_ALLOW;
+        }
+        for (allowed, bit) in [
+            (agent.process.mount, AGENT_ALLOW_MOUNT),
+            (agent.process.chroot, AGENT_ALLOW_CHROOT),
+            (agent.process.userns, AGENT_ALLOW_USERNS),
+        ] {
+            if allowed {
+                config.flags |= bit;
+            }
         }
         for (name, at) in &agent.delegate {
             match agent_ids.get(name.as_str()) {
@@ -157,7 +170,10 @@ impl<'a> Compiler<'a> {
                             }
                         }
                         Entries::Name(kind, name) => {
-                            names.entry((kind, name)).or_default().add(rule_id, allow, deny, cond);
+                            names
+                                .entry((kind, name))
+                                .or_default()
+                                .add(rule_id, allow, deny, cond);
                         }
                     }
                 }
@@ -222,14 +238,23 @@ impl<'a> Compiler<'a> {
         match merge_paths(&paths) {
             Ok(entries) => {
                 for (bytes, value) in entries {
-                    self.out.path_entries.push(PathEntry { agent: id, bytes, value });
+                    self.out.path_entries.push(PathEntry {
+                        agent: id,
+                        bytes,
+                        value,
+                    });
                 }
             }
             Err((rule, msg)) => self.diags.push(self.set.error_at(rule_at[&rule], msg)),
         }
         for ((kind, name), own) in names {
             match merged_value(&[&own], &name) {
-                Ok(value) => self.out.name_entries.push(NameEntry { agent: id, kind, name, value }),
+                Ok(value) => self.out.name_entries.push(NameEntry {
+                    agent: id,
+                    kind,
+                    name,
+                    value,
+                }),
                 Err((rule, msg)) => self.diags.push(self.set.error_at(rule_at[&rule], msg)),
             }
         }

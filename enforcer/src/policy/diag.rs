@@ -1,10 +1,12 @@
 //! Diagnostics: every policy error as `file:line:col: message`, followed (when the error has a
 //! position) by the offending source line and a caret under the offending text, like rustc.
 
-use std::fmt;
-use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::{
+    fmt,
+    ops::Range,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use serde::Serialize;
 

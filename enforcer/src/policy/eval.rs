@@ -7,8 +7,10 @@ use std::net::IpAddr;
 
 use enforcer_common::*;
 
-use super::compile::{CompiledPolicy, NetEntry, PathEntry};
-use super::net::{mapped, mask};
+use super::{
+    compile::{CompiledPolicy, NetEntry, PathEntry},
+    net::{mapped, mask},
+};
 
 /// One operation as the kernel sees it. Paths are absolute and normalized (as `bpf_d_path`
 /// returns them); abstract unix socket names are written `@name`.
@@ -90,7 +92,12 @@ pub fn evaluate(policy: &CompiledPolicy, agent: u32, request: &Request) -> Decis
 }
 
 /// `evaluate` at wall-clock time `now` (conditional allows count only inside their windows).
-pub fn evaluate_at(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Timestamp) -> Decision {
+pub fn evaluate_at(
+    policy: &CompiledPolicy,
+    agent: u32,
+    request: &Request,
+    now: jiff::Timestamp,
+) -> Decision {
     trace_at(policy, agent, request, now).decision
 }
 
@@ -100,7 +107,12 @@ pub fn trace(policy: &CompiledPolicy, agent: u32, request: &Request) -> Trace {
 }
 
 /// `trace` at wall-clock time `now`.
-pub fn trace_at(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Timestamp) -> Trace {
+pub fn trace_at(
+    policy: &CompiledPolicy,
+    agent: u32,
+    request: &Request,
+    now: jiff::Timestamp,
+) -> Trace {
     let (mut t, audit) = judge(policy, agent, request, now);
     if audit && t.decision.verdict == Verdict::Deny {
         t.decision.verdict = Verdict::AuditDeny;
@@ -125,7 +137,12 @@ pub fn trace_chain(policy: &CompiledPolicy, chain: &[u32], request: &Request) ->
 }
 
 /// `trace_chain` at wall-clock time `now`.
-pub fn trace_chain_at(policy: &CompiledPolicy, chain: &[u32], request: &Request, now: jiff::Timestamp) -> ChainTrace {
+pub fn trace_chain_at(
+    policy: &CompiledPolicy,
+    chain: &[u32],
+    request: &Request,
+    now: jiff::Timestamp,
+) -> ChainTrace {
     let mut flags = 0;
     let mut last = None;
     for &member in chain {
@@ -133,18 +150,26 @@ pub fn trace_chain_at(policy: &CompiledPolicy, chain: &[u32], request: &Request,
         flags |= t.decision.flags;
         t.decision.flags = flags;
         let denied = t.decision.verdict == Verdict::Deny;
-        last = Some(ChainTrace { trace: t, rule_agent: member });
+        last = Some(ChainTrace {
+            trace: t,
+            rule_agent: member,
+        });
         if denied {
             break;
         }
     }
     let Some(mut out) = last else {
-        return ChainTrace { trace: done(Verdict::Deny, 0, 0, Step::UnknownAgent, 0), rule_agent: NO_AGENT };
+        return ChainTrace {
+            trace: done(Verdict::Deny, 0, 0, Step::UnknownAgent, 0),
+            rule_agent: NO_AGENT,
+        };
     };
     if out.trace.decision.verdict == Verdict::Deny {
         // An enforcing member anywhere in the chain enforces (members after the denier too).
         let all_audit = chain.iter().all(|&m| {
-            policy.agent(m).is_some_and(|a| a.config.flags & (AGENT_PRESENT | AGENT_AUDIT) == AGENT_PRESENT | AGENT_AUDIT)
+            policy.agent(m).is_some_and(|a| {
+                a.config.flags & (AGENT_PRESENT | AGENT_AUDIT) == AGENT_PRESENT | AGENT_AUDIT
+            })
         });
         if all_audit {
             out.trace.decision.verdict = Verdict::AuditDeny;
@@ -154,7 +179,12 @@ pub fn trace_chain_at(policy: &CompiledPolicy, chain: &[u32], request: &Request,
 }
 
 /// One agent's answer and whether that agent is in audit mode.
-fn judge(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Timestamp) -> (Trace, bool) {
+fn judge(
+    policy: &CompiledPolicy,
+    agent: u32,
+    request: &Request,
+    now: jiff::Timestamp,
+) -> (Trace, bool) {
     let access_of = |r: &Request| match r {
         Request::Open {
             write: true,
@@ -166,13 +196,19 @@ fn judge(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Time
         Request::Connect { .. } | Request::ConnectUnix { .. } => ACCESS_CONNECT,
     };
     if agent == NO_AGENT {
-        return (done(Verdict::Allow, 0, 0, Step::NotAnAgent, access_of(request)), false);
+        return (
+            done(Verdict::Allow, 0, 0, Step::NotAnAgent, access_of(request)),
+            false,
+        );
     }
     let Some(info) = policy
         .agent(agent)
         .filter(|a| a.config.flags & AGENT_PRESENT != 0)
     else {
-        return (done(Verdict::Deny, 0, 0, Step::UnknownAgent, access_of(request)), false);
+        return (
+            done(Verdict::Deny, 0, 0, Step::UnknownAgent, access_of(request)),
+            false,
+        );
     };
     let audit = info.config.flags & AGENT_AUDIT != 0;
     let t = match request {
@@ -217,7 +253,9 @@ fn judge(policy: &CompiledPolicy, agent: u32, request: &Request, now: jiff::Time
             ACCESS_INDEX_CONNECT,
             now,
         ),
-        Request::Connect { addr, port, udp } => net_decision(policy, agent, *addr, *port, *udp, now),
+        Request::Connect { addr, port, udp } => {
+            net_decision(policy, agent, *addr, *port, *udp, now)
+        }
     };
     (t, audit)
 }
@@ -317,11 +355,18 @@ pub fn wildcard_undecidable(path: &[u8], depths: u32) -> bool {
             list.push(d);
         }
     }
-    let Some(&deepest) = list.last() else { return false };
+    let Some(&deepest) = list.last() else {
+        return false;
+    };
     let need = (deepest + 1) as usize;
     let hit_nul = path.len() < PATH_KEY_BYTES;
     let window = &path[..path.len().min(PATH_KEY_BYTES)];
-    let n = window.iter().filter(|b| **b == b'/').count().min(need).min(18);
+    let n = window
+        .iter()
+        .filter(|b| **b == b'/')
+        .count()
+        .min(need)
+        .min(18);
     let whole = hit_nul || n >= need;
     list.iter().any(|&d| {
         let d = d as usize;
@@ -332,7 +377,14 @@ pub fn wildcard_undecidable(path: &[u8], depths: u32) -> bool {
 /// Bytes at the end of a path the kernel searches for the last `/`.
 const BASENAME_WINDOW: usize = 256;
 
-fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k: usize, now: jiff::Timestamp) -> Trace {
+fn path_decision(
+    policy: &CompiledPolicy,
+    agent: u32,
+    depths: u32,
+    path: &str,
+    k: usize,
+    now: jiff::Timestamp,
+) -> Trace {
     let access = 1u32 << k;
     let p = path.as_bytes();
     if p.len() + 1 > PATH_BUF_BYTES {
@@ -434,7 +486,10 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
         }
         (v.next_rule[k] != 0 && cond_open(policy, v.next_cond[k], now)).then_some(v.next_rule[k])
     };
-    if let Some((step, rule)) = candidates.iter().find_map(|(step, v)| open_allow(v).map(|r| (step, r))) {
+    if let Some((step, rule)) = candidates
+        .iter()
+        .find_map(|(step, v)| open_allow(v).map(|r| (step, r)))
+    {
         return done(Verdict::Allow, rule, flags, step.clone(), access);
     }
     done(
@@ -446,7 +501,14 @@ fn path_decision(policy: &CompiledPolicy, agent: u32, depths: u32, path: &str, k
     )
 }
 
-fn net_decision(policy: &CompiledPolicy, agent: u32, addr: IpAddr, port: u16, udp: bool, now: jiff::Timestamp) -> Trace {
+fn net_decision(
+    policy: &CompiledPolicy,
+    agent: u32,
+    addr: IpAddr,
+    port: u16,
+    udp: bool,
+    now: jiff::Timestamp,
+) -> Trace {
     let a = mapped(addr);
     let proto = if udp { PROTO_UDP } else { PROTO_TCP };
     let entry: Option<&NetEntry> = policy
@@ -466,8 +528,12 @@ fn net_decision(policy: &CompiledPolicy, agent: u32, addr: IpAddr, port: u16, ud
     let prefix = super::merge::describe(entry.addr, entry.prefix_bits);
     let rules = &entry.value.rules[..(entry.value.count as usize).min(NET_RULES_PER_PREFIX)];
     // A conditional rule outside its window does not exist (as in the kernel's `CONDS` check).
-    let applies =
-        |r: &&NetPortRule| r.port_lo <= port && port <= r.port_hi && r.proto & proto != 0 && cond_open(policy, r.cond, now);
+    let applies = |r: &&NetPortRule| {
+        r.port_lo <= port
+            && port <= r.port_hi
+            && r.proto & proto != 0
+            && cond_open(policy, r.cond, now)
+    };
     for action in [ACTION_DENY, ACTION_ALLOW] {
         if let Some((i, r)) = rules
             .iter()

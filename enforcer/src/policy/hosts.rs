@@ -1,11 +1,15 @@
 //! Host names in net rules and the addresses they resolve to. The compiler never resolves
 //! anything itself: the daemon (or `check`/`explain`) resolves and passes a [`ResolvedHosts`].
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, ToSocketAddrs};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, ToSocketAddrs},
+};
 
-use super::model::{AgentPolicy, RuleTarget};
-use super::net::NetAddr;
+use super::{
+    model::{AgentPolicy, RuleTarget},
+    net::NetAddr,
+};
 
 /// Host name (lower case) -> its addresses. A host missing here compiles to no entries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -45,6 +49,13 @@ impl ResolvedHosts {
             if self.contains(host) {
                 continue;
             }
+            if host == super::net::RESOLVERS {
+                match system_resolvers() {
+                    Ok(addrs) => addrs.into_iter().for_each(|a| self.insert(host, a)),
+                    Err(e) => failed.push((host.to_string(), e)),
+                }
+                continue;
+            }
             match (host, 0u16).to_socket_addrs() {
                 Ok(addrs) => {
                     for a in addrs {
@@ -56,6 +67,26 @@ impl ResolvedHosts {
         }
         failed
     }
+}
+
+/// The name servers /etc/resolv.conf names (what `@resolvers` means); with none, the C
+/// library's default, the name server on this host (127.0.0.1 and ::1).
+pub fn system_resolvers() -> Result<Vec<IpAddr>, String> {
+    let (config, _) = hickory_resolver::system_conf::read_system_conf()
+        .map_err(|e| format!("reading /etc/resolv.conf: {e}"))?;
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for server in config.name_servers() {
+        if !addrs.contains(&server.ip) {
+            addrs.push(server.ip);
+        }
+    }
+    if addrs.is_empty() {
+        addrs = vec![
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ];
+    }
+    Ok(addrs)
 }
 
 /// Every host name used by a net rule of these agents (`&set.agents` for all).

@@ -6,14 +6,32 @@
 //! used through `include`. Include entries are paths relative to the including file
 //! (`"sets/tls.toml"`) or, without `/` and `.toml`, a set name (`"tls"`): a set loaded from the
 //! arguments with that `[set] name`, else `sets/<name>.toml` next to the including file.
+//!
+//! Policy input stays inside its policy root: the directory argument (or, for a file argument,
+//! the directory holding it). Every file, listed or included, must resolve (symlinks followed)
+//! to a path under that root, be a regular file and hold at most [`MAX_POLICY_FILE_BYTES`]; it
+//! is opened without blocking and checked with `fstat` before a byte is read, so a FIFO or a
+//! device is an error, never a hang. A file outside the root is never read, so its lines cannot
+//! appear in a diagnostic (docs/policy.md, "include").
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Component, Path, PathBuf};
-use std::rc::Rc;
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    fs::File,
+    io::Read,
+    os::unix::fs::{FileTypeExt, OpenOptionsExt},
+    path::{Component, Path, PathBuf},
+    rc::Rc,
+};
 
-use super::diag::{Diagnostic, Diagnostics, SourceFile};
-use super::model::{AgentPolicy, Located, PolicySet, Rule, SetInfo};
-use super::validate::{parse_file, Header, ParsedFile};
+use super::{
+    diag::{Diagnostic, Diagnostics, SourceFile},
+    model::{AgentPolicy, Located, PolicySet, Rule, SetInfo},
+    validate::{parse_file, Header, ParsedFile},
+};
+
+/// The largest policy file (agent policy or permission set) the loader reads, in bytes. A
+/// synthetic 100,000-rule policy of `policy::bench` is 2.4 MB; docs/policy.md ("Limits") states this.
+pub const MAX_POLICY_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 pub fn load_paths(paths: &[PathBuf]) -> Result<PolicySet, Diagnostics> {
     let mut loader = Loader::default();
@@ -36,7 +54,7 @@ pub fn load_sources(files: &[(&str, &str)]) -> Result<PolicySet, Diagnostics> {
             .insert(PathBuf::from(name), text.to_string());
     }
     for (name, _) in files {
-        if let Err(e) = loader.parse(PathBuf::from(name), name.to_string(), true) {
+        if let Err(e) = loader.parse(PathBuf::from(name), name.to_string(), true, None) {
             loader.diags.push(Diagnostic::file_error(
                 Path::new(name),
                 format!("cannot read: {e}"),
@@ -52,6 +70,8 @@ struct Loader {
     files: HashMap<PathBuf, Option<Rc<ParsedFile>>>,
     /// Identity -> the name rule ids use for it.
     id_names: HashMap<PathBuf, String>,
+    /// Identity -> the canonical policy root its includes must stay under (none in memory).
+    roots: HashMap<PathBuf, PathBuf>,
     /// Files named by the arguments, in order.
     listed: Vec<PathBuf>,
     in_memory: HashMap<PathBuf, String>,
@@ -62,7 +82,25 @@ struct Loader {
 
 impl Loader {
     fn discover(&mut self, path: &Path) {
-        if path.is_dir() {
+        let is_dir = path.is_dir();
+        // The root is the directory argument, or the directory holding a file argument.
+        let root = if is_dir {
+            path.canonicalize()
+        } else {
+            path.canonicalize().map(|p| match p.parent() {
+                Some(parent) => parent.to_path_buf(),
+                None => p,
+            })
+        };
+        let root = match root {
+            Ok(r) => r,
+            Err(e) => {
+                self.diags
+                    .push(Diagnostic::file_error(path, format!("cannot read: {e}")));
+                return;
+            }
+        };
+        if is_dir {
             let mut found = Vec::new();
             if let Err(e) = walk_toml(path, &mut found) {
                 self.diags.push(Diagnostic::file_error(
@@ -77,7 +115,7 @@ impl Loader {
                     .unwrap_or(&file)
                     .to_string_lossy()
                     .into_owned();
-                if let Err(e) = self.parse(file.clone(), rel, true) {
+                if let Err(e) = self.parse(file.clone(), rel, true, Some(&root)) {
                     self.diags
                         .push(Diagnostic::file_error(&file, format!("cannot read: {e}")));
                 }
@@ -87,26 +125,43 @@ impl Loader {
                 .file_name()
                 .map_or_else(|| path.to_string_lossy(), |n| n.to_string_lossy())
                 .into_owned();
-            if let Err(e) = self.parse(path.to_path_buf(), name, true) {
+            if let Err(e) = self.parse(path.to_path_buf(), name, true, Some(&root)) {
                 self.diags
                     .push(Diagnostic::file_error(path, format!("cannot read: {e}")));
             }
         }
     }
 
-    /// Parse `path` once; returns its identity, or why it cannot be read.
-    fn parse(&mut self, path: PathBuf, id_name: String, listed: bool) -> Result<PathBuf, String> {
+    /// Parse `path` once; returns its identity, or why it cannot be read. `root`: the policy
+    /// root the file must resolve under (`None` only for in-memory sources).
+    fn parse(
+        &mut self,
+        path: PathBuf,
+        id_name: String,
+        listed: bool,
+        root: Option<&Path>,
+    ) -> Result<PathBuf, String> {
         let identity = if self.in_memory.contains_key(&path) {
             path.clone()
         } else if self.memory_only {
             return Err("No such file or directory (os error 2)".into());
         } else {
-            path.canonicalize().map_err(|e| e.to_string())?
+            let identity = path.canonicalize().map_err(|e| e.to_string())?;
+            if let Some(root) = root {
+                if !identity.starts_with(root) {
+                    return Err(format!(
+                        "it resolves to `{}`, outside the policy directory `{}`",
+                        identity.display(),
+                        root.display()
+                    ));
+                }
+            }
+            identity
         };
         if !self.files.contains_key(&identity) {
             let text = match self.in_memory.get(&identity) {
                 Some(t) => t.clone(),
-                None => std::fs::read_to_string(&path).map_err(|e| e.to_string())?,
+                None => read_policy_file(&identity)?,
             };
             let parsed = match parse_file(SourceFile::new(path, text), &id_name) {
                 Ok(p) => Some(Rc::new(p)),
@@ -117,6 +172,9 @@ impl Loader {
             };
             self.files.insert(identity.clone(), parsed);
             self.id_names.insert(identity.clone(), id_name);
+            if let Some(root) = root {
+                self.roots.insert(identity.clone(), root.to_path_buf());
+            }
         }
         if listed && !self.listed.contains(&identity) {
             self.listed.push(identity.clone());
@@ -175,6 +233,7 @@ impl Loader {
                 mode: h.mode,
                 on_violation: h.on_violation,
                 log_file_allow: h.log_file_allow,
+                process: h.process,
                 delegate: h.delegate,
                 source: file.source.path.clone(),
                 name_at: h.name_at,
@@ -222,14 +281,20 @@ impl Loader {
         rules.extend(file.rules.iter().cloned());
         let base_id = self.id_names.get(identity).cloned().unwrap_or_default();
         for (include, at) in &file.includes {
-            let target =
-                match self.resolve_include(&file.source.path, &base_id, include, sets_by_name) {
-                    Ok(t) => t,
-                    Err(msg) => {
-                        self.diags.push(file.source.error(at.span.clone(), msg));
-                        continue;
-                    }
-                };
+            let root = self.roots.get(identity).cloned();
+            let target = match self.resolve_include(
+                &file.source.path,
+                &base_id,
+                root.as_deref(),
+                include,
+                sets_by_name,
+            ) {
+                Ok(t) => t,
+                Err(msg) => {
+                    self.diags.push(file.source.error(at.span.clone(), msg));
+                    continue;
+                }
+            };
             if stack.contains(&target) {
                 let mut chain: Vec<String> =
                     stack.iter().map(|p| self.id_names[p].clone()).collect();
@@ -264,6 +329,7 @@ impl Loader {
         &mut self,
         includer: &Path,
         includer_id: &str,
+        root: Option<&Path>,
         include: &str,
         sets_by_name: &BTreeMap<String, PathBuf>,
     ) -> Result<PathBuf, String> {
@@ -285,7 +351,7 @@ impl Loader {
         let id_dir = Path::new(includer_id).parent().unwrap_or(Path::new(""));
         let path = normalize(&dir.join(&rel));
         let id_name = normalize(&id_dir.join(&rel)).to_string_lossy().into_owned();
-        self.parse(path.clone(), id_name, false).map_err(|e| {
+        self.parse(path.clone(), id_name, false, root).map_err(|e| {
             if by_name {
                 format!(
                     "no permission set named `{include}` (looked for a loaded [set] and `{}`: {e})",
@@ -332,6 +398,56 @@ fn check_agent(
             }
         }
     }
+}
+
+/// Read one policy file (`path` canonical, inside its root): opened with `O_NONBLOCK` (a FIFO
+/// without a writer, or a device, cannot block the open) and `O_NOFOLLOW` (the last component
+/// cannot have become a symlink since it was resolved), then `fstat`: only a regular file of at
+/// most [`MAX_POLICY_FILE_BYTES`] is read, and the read itself is bounded in case it grows.
+fn read_policy_file(path: &Path) -> Result<String, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "an unknown file type"
+        };
+        return Err(format!(
+            "not a regular file ({what}); policy files must be regular files"
+        ));
+    }
+    let too_big =
+        || format!("larger than {MAX_POLICY_FILE_BYTES} bytes, the limit for one policy file");
+    if meta.len() > MAX_POLICY_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    read_bounded(file, &mut bytes)?;
+    if bytes.len() as u64 > MAX_POLICY_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| "stream did not contain valid UTF-8".to_string())
+}
+
+fn read_bounded(file: File, into: &mut Vec<u8>) -> Result<(), String> {
+    file.take(MAX_POLICY_FILE_BYTES + 1)
+        .read_to_end(into)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn walk_toml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

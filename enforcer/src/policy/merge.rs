@@ -6,8 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use enforcer_common::{NetPortRule, NetRule, PathRule, ACCESS_KINDS, NET_RULES_PER_PREFIX};
 
-use super::model::Located;
-use super::net::mask;
+use super::{model::Located, net::mask};
 
 /// The rules of one entry (a path entry or a basename/suffix name), not yet merged: per access
 /// kind the lowest deny rule id, and every allow in rule order with its condition (0: always).
@@ -57,14 +56,18 @@ pub fn merged_value(chain: &[&OwnRules], entry: &[u8]) -> Result<PathRule, Merge
     }
     for k in 0..ACCESS_KINDS {
         let mut allows = chain.iter().rev().flat_map(|v| v.allows[k].iter().copied());
-        let Some((rule, cond)) = allows.next() else { continue };
+        let Some((rule, cond)) = allows.next() else {
+            continue;
+        };
         merged.allow |= 1 << k;
         merged.allow_rule[k] = rule;
         merged.allow_cond[k] = cond;
         if cond == 0 {
             continue;
         }
-        let Some((next, next_cond)) = allows.next() else { continue };
+        let Some((next, next_cond)) = allows.next() else {
+            continue;
+        };
         merged.next_rule[k] = next;
         merged.next_cond[k] = next_cond;
         if next_cond != 0 {
@@ -90,7 +93,10 @@ pub struct PathContributions {
 
 impl PathContributions {
     pub fn add(&mut self, entry: Vec<u8>, rule: u32, allow: u32, deny: u32, cond: u32) {
-        self.own.entry(entry).or_default().add(rule, allow, deny, cond);
+        self.own
+            .entry(entry)
+            .or_default()
+            .add(rule, allow, deny, cond);
     }
 }
 

@@ -7,10 +7,10 @@
 //! positioned) -> [`compile`] (with the host names resolved by the caller) -> [`CompiledPolicy`]
 //! -> loaded by `crate::kernel`, or decided in user space by [`eval::evaluate`].
 
-pub mod bench;
 pub mod compile;
 mod compiler;
 pub mod diag;
+pub mod envelope;
 pub mod eval;
 pub mod grant;
 pub mod hosts;
@@ -32,6 +32,6 @@ pub use compile::CompiledPolicy;
 pub use compiler::compile;
 pub use diag::{Diagnostic, Diagnostics};
 pub use hosts::ResolvedHosts;
-pub use load::{load_paths, load_sources};
+pub use load::{load_paths, load_sources, MAX_POLICY_FILE_BYTES};
 pub use model::PolicySet;
 pub use protect::ProtectedPath;

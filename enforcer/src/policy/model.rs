@@ -1,15 +1,15 @@
 //! Validated policies: what `load_paths` returns and `compile` consumes.
 
-use std::collections::HashMap;
-use std::ops::Range;
-use std::path::PathBuf;
+use std::{collections::HashMap, ops::Range, path::PathBuf};
 
 use enforcer_common::{ACCESS_CONNECT, ACCESS_EXEC, ACCESS_READ, ACCESS_WRITE};
 
-use super::compile::{Mode, OnViolation, RuleKind, SourceLoc};
-use super::diag::{Diagnostic, SourceFile};
-use super::net::{IpTarget, NetTarget};
-use super::pattern::PathPattern;
+use super::{
+    compile::{Mode, OnViolation, RuleKind, SourceLoc},
+    diag::{Diagnostic, SourceFile},
+    net::{IpTarget, NetTarget},
+    pattern::PathPattern,
+};
 
 /// Every agent found in the loaded files (sorted by name), with its includes flattened.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +35,8 @@ pub struct AgentPolicy {
     pub mode: Mode,
     pub on_violation: OnViolation,
     pub log_file_allow: bool,
+    /// `[process]`: mount, chroot, user namespaces.
+    pub process: super::validate::ProcessPerms,
     /// Sub-agents this agent may start, with where each is named.
     pub delegate: Vec<(String, Located)>,
     /// The agent's own file.

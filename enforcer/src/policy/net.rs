@@ -1,5 +1,6 @@
 //! Network rule targets: `ADDR[/BITS][:PORTS][/tcp|/udp]`, `[V6ADDR[/BITS]]:PORTS`, host names,
-//! `*` (any address), `unix:/path` and `unix:@abstract`.
+//! `@resolvers` (the name servers of /etc/resolv.conf), `*` (any address), `unix:/path` and
+//! `unix:@abstract`.
 
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -136,7 +137,14 @@ fn parse_ports(text: &str) -> Result<(u16, u16), String> {
     }
 }
 
+/// The address `@resolvers`: the name servers /etc/resolv.conf names, looked up by the daemon
+/// like a host name (policy/hosts.rs, `system_resolvers`).
+pub const RESOLVERS: &str = "@resolvers";
+
 fn parse_addr(text: &str) -> Result<NetAddr, String> {
+    if text == RESOLVERS {
+        return Ok(NetAddr::Host(RESOLVERS.into()));
+    }
     if text == "*" {
         return Ok(NetAddr::Cidr {
             addr: [0; 16],
@@ -222,6 +230,15 @@ mod tests {
             Ok(NetTarget::Ip(t)) => t,
             other => panic!("{s}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn resolvers_is_a_name_the_daemon_looks_up() {
+        let t = ip("@resolvers:53/udp");
+        assert_eq!(t.addr, NetAddr::Host(RESOLVERS.into()));
+        assert_eq!((t.port_lo, t.port_hi, t.proto), (53, 53, PROTO_UDP));
+        assert!(NetTarget::parse("@resolvers/8:53").is_err());
+        assert!(NetTarget::parse("@other:53").is_err());
     }
 
     #[test]

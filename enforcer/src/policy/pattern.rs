@@ -5,7 +5,8 @@
 //! supported forms, so a pattern is never silently widened or dropped.
 
 use enforcer_common::{
-    DELETED_SUFFIX, MAX_SUFFIX_TRIES, MAX_WILDCARD_DEPTH, NAME_EXACT, NAME_KEY_BYTES, NAME_SUFFIX, PATH_KEY_BYTES,
+    DELETED_SUFFIX, MAX_SUFFIX_TRIES, MAX_WILDCARD_DEPTH, NAME_EXACT, NAME_KEY_BYTES, NAME_SUFFIX,
+    PATH_KEY_BYTES,
 };
 
 /// A validated path pattern.
@@ -56,10 +57,17 @@ impl PathPattern {
         if text.contains('\0') {
             return Err("a pattern cannot contain a NUL byte".into());
         }
-        if text.as_bytes().windows(DELETED_SUFFIX.len()).any(|w| w == DELETED_SUFFIX) {
+        if text
+            .as_bytes()
+            .windows(DELETED_SUFFIX.len())
+            .any(|w| w == DELETED_SUFFIX)
+        {
             // The kernel cuts it from unlinked files' paths (they are judged by the name they
             // had): a rule about a name containing it could never be matched as written.
-            return Err("a pattern cannot contain ` (deleted)` (the kernel's mark of unlinked files)".into());
+            return Err(
+                "a pattern cannot contain ` (deleted)` (the kernel's mark of unlinked files)"
+                    .into(),
+            );
         }
         if let Some(ch) = text
             .chars()

@@ -7,9 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::compile::{RuleKind, SourceLoc};
-use super::model::{Located, PolicySet, Rule, RuleTarget};
-use super::pattern::{Allowed, PathPattern};
+use super::{
+    compile::{RuleKind, SourceLoc},
+    model::{Located, PolicySet, Rule, RuleTarget},
+    pattern::{Allowed, PathPattern},
+};
 
 /// Rule ids of implicit rules are `enforcer:<what>`; explicit ids in policies may not start so.
 pub const ID_PREFIX: &str = "enforcer:";
@@ -29,13 +31,20 @@ impl ProtectedPath {
     /// `path` and everything below it.
     pub fn tree(what: &'static str, path: &Path) -> ProtectedPath {
         let dir = path.display().to_string();
-        let pattern = if dir == "/" { "/**".to_string() } else { format!("{}/**", dir.trim_end_matches('/')) };
+        let pattern = if dir == "/" {
+            "/**".to_string()
+        } else {
+            format!("{}/**", dir.trim_end_matches('/'))
+        };
         ProtectedPath { what, pattern }
     }
 
     /// Exactly `path`.
     pub fn file(what: &'static str, path: &Path) -> ProtectedPath {
-        ProtectedPath { what, pattern: path.display().to_string() }
+        ProtectedPath {
+            what,
+            pattern: path.display().to_string(),
+        }
     }
 
     pub fn rule_id(&self) -> String {
@@ -48,7 +57,10 @@ impl ProtectedPath {
     fn rule(&self) -> Result<Rule, String> {
         let literal = self.pattern.strip_suffix("/**").unwrap_or(&self.pattern);
         if literal.contains('*') {
-            return Err(format!("cannot protect {} ({}): a `*` in the path would be read as a wildcard", self.what, self.pattern));
+            return Err(format!(
+                "cannot protect {} ({}): a `*` in the path would be read as a wildcard",
+                self.what, self.pattern
+            ));
         }
         let pattern = PathPattern::parse(&self.pattern, Allowed::All)
             .map_err(|e| format!("cannot protect {} ({}): {e}", self.what, self.pattern))?;
@@ -57,7 +69,14 @@ impl ProtectedPath {
             explicit_id: true,
             kind: RuleKind::FileDenyWrite,
             pattern: self.pattern.clone(),
-            at: Located { loc: SourceLoc { file: PathBuf::from(SOURCE), line: 0, col: 0 }, span: 0..0 },
+            at: Located {
+                loc: SourceLoc {
+                    file: PathBuf::from(SOURCE),
+                    line: 0,
+                    col: 0,
+                },
+                span: 0..0,
+            },
             target: RuleTarget::Path(pattern),
             // A deny applies always.
             when: None,
@@ -69,7 +88,10 @@ impl PolicySet {
     /// Give every agent a `file.deny_write` rule for each of `paths` (after its own rules and
     /// includes). Nothing is changed on error.
     pub fn protect(&mut self, paths: &[ProtectedPath]) -> Result<(), String> {
-        let rules = paths.iter().map(ProtectedPath::rule).collect::<Result<Vec<_>, _>>()?;
+        let rules = paths
+            .iter()
+            .map(ProtectedPath::rule)
+            .collect::<Result<Vec<_>, _>>()?;
         for agent in &mut self.agents {
             agent.rules.extend(rules.iter().cloned());
         }
@@ -80,8 +102,11 @@ impl PolicySet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::eval::{evaluate, Request, Verdict};
-    use crate::policy::{compile, load_sources, ResolvedHosts};
+    use crate::policy::{
+        compile,
+        eval::{evaluate, Request, Verdict},
+        load_sources, ResolvedHosts,
+    };
 
     fn protected() -> Vec<ProtectedPath> {
         vec![
@@ -93,7 +118,10 @@ mod tests {
     #[test]
     fn every_agent_gets_deny_write_rules_that_beat_its_allows() {
         let mut set = load_sources(&[
-            ("a.toml", "[agent]\nname = \"a\"\n[file]\nread = [\"/**\"]\nwrite = [\"/**\"]\n"),
+            (
+                "a.toml",
+                "[agent]\nname = \"a\"\n[file]\nread = [\"/**\"]\nwrite = [\"/**\"]\n",
+            ),
             ("b.toml", "[agent]\nname = \"b\"\n"),
         ])
         .unwrap();
@@ -101,29 +129,74 @@ mod tests {
         let policy = compile(&set, &ResolvedHosts::default()).unwrap();
         for agent in ["a", "b"] {
             let id = policy.agent_by_name(agent).unwrap().id;
-            let ids: Vec<&str> = policy.rules.iter().filter(|r| r.agent == id && r.text_id.starts_with(ID_PREFIX)).map(|r| r.text_id.as_str()).collect();
-            assert_eq!(ids, ["enforcer:policy-dir", "enforcer:audit-log"], "agent {agent}");
+            let ids: Vec<&str> = policy
+                .rules
+                .iter()
+                .filter(|r| r.agent == id && r.text_id.starts_with(ID_PREFIX))
+                .map(|r| r.text_id.as_str())
+                .collect();
+            assert_eq!(
+                ids,
+                ["enforcer:policy-dir", "enforcer:audit-log"],
+                "agent {agent}"
+            );
         }
         let a = policy.agent_by_name("a").unwrap().id;
         let decide = |path: &str, write: bool| {
-            let d = evaluate(&policy, a, &Request::Open { path: path.into(), write, read: !write });
-            (d.verdict == Verdict::Allow, policy.rule(d.rule).map(|r| r.text_id.clone()))
+            let d = evaluate(
+                &policy,
+                a,
+                &Request::Open {
+                    path: path.into(),
+                    write,
+                    read: !write,
+                },
+            );
+            (
+                d.verdict == Verdict::Allow,
+                policy.rule(d.rule).map(|r| r.text_id.clone()),
+            )
         };
-        assert_eq!(decide("/etc/enforcer/policies/a.toml", true), (false, Some("enforcer:policy-dir".into())));
-        assert_eq!(decide("/etc/enforcer/policies", true), (false, Some("enforcer:policy-dir".into())), "the directory itself");
-        assert_eq!(decide("/var/log/enforcer/audit.jsonl", true), (false, Some("enforcer:audit-log".into())));
-        assert!(decide("/etc/enforcer/policies/a.toml", false).0, "reading stays the policy's business");
-        assert!(decide("/var/log/enforcer/other.log", true).0, "only the protected paths");
+        assert_eq!(
+            decide("/etc/enforcer/policies/a.toml", true),
+            (false, Some("enforcer:policy-dir".into()))
+        );
+        assert_eq!(
+            decide("/etc/enforcer/policies", true),
+            (false, Some("enforcer:policy-dir".into())),
+            "the directory itself"
+        );
+        assert_eq!(
+            decide("/var/log/enforcer/audit.jsonl", true),
+            (false, Some("enforcer:audit-log".into()))
+        );
+        assert!(
+            decide("/etc/enforcer/policies/a.toml", false).0,
+            "reading stays the policy's business"
+        );
+        assert!(
+            decide("/var/log/enforcer/other.log", true).0,
+            "only the protected paths"
+        );
     }
 
     #[test]
     fn a_path_the_language_cannot_express_is_an_error_and_changes_nothing() {
         let mut set = load_sources(&[("a.toml", "[agent]\nname = \"a\"\n")]).unwrap();
         let before = set.agents[0].rules.len();
-        let bad = [protected(), vec![ProtectedPath::tree("state-dir", Path::new("/var/lib/en*"))]].concat();
+        let bad = [
+            protected(),
+            vec![ProtectedPath::tree("state-dir", Path::new("/var/lib/en*"))],
+        ]
+        .concat();
         let err = set.protect(&bad).unwrap_err();
-        assert!(err.contains("cannot protect state-dir (/var/lib/en*/**)"), "{err}");
-        let err = set.protect(&[ProtectedPath::file("config", Path::new("/etc/[x]"))]).unwrap_err();
+        assert!(
+            err.contains("cannot protect state-dir (/var/lib/en*/**)"),
+            "{err}"
+        );
+        let err = set
+            .protect(&[ProtectedPath::file("config", Path::new("/etc/[x]"))])
+            .unwrap_err();
         assert!(err.contains("glob character"), "{err}");
         assert_eq!(set.agents[0].rules.len(), before);
     }
@@ -136,6 +209,9 @@ mod tests {
         )])
         .unwrap_err()
         .to_string();
-        assert!(err.contains("a.toml:4:") && err.contains("reserved"), "{err}");
+        assert!(
+            err.contains("a.toml:4:") && err.contains("reserved"),
+            "{err}"
+        );
     }
 }

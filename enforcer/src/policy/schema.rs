@@ -1,11 +1,12 @@
 //! The TOML schema as written, with spans, before validation. `deny_unknown_fields` everywhere:
 //! a misspelled field is an error, never ignored.
 
-use std::fmt;
-use std::ops::Range;
+use std::{fmt, ops::Range};
 
-use serde::de::{self, MapAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{
+    de::{self, MapAccess, Visitor},
+    Deserialize, Deserializer,
+};
 use toml::Spanned;
 
 use super::compile::{Mode, OnViolation};
@@ -19,6 +20,20 @@ pub struct RawFile {
     pub file: Option<RawFileRules>,
     pub exec: Option<RawExecRules>,
     pub net: Option<RawNetRules>,
+    pub process: Option<Spanned<RawProcess>>,
+}
+
+/// `[process]`: what an agent may do to its own view of the file system (docs/policy.md,
+/// "Processes, mounts and namespaces"). Everything false unless written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProcess {
+    #[serde(default)]
+    pub mount: bool,
+    #[serde(default)]
+    pub chroot: bool,
+    #[serde(default)]
+    pub userns: bool,
 }
 
 #[derive(Debug, Deserialize)]

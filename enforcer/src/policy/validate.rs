@@ -1,18 +1,19 @@
 //! One file: TOML text -> validated header (agent or set), includes and rules. Every problem
 //! becomes a positioned diagnostic; a file with errors yields no rules.
 
-use std::collections::HashMap;
-use std::ops::Range;
+use std::{collections::HashMap, ops::Range};
 
 use toml::Spanned;
 
-use super::compile::{Mode, OnViolation, RuleKind, SourceLoc};
-use super::diag::{Diagnostics, SourceFile};
-use super::model::{Located, Rule, RuleTarget};
-use super::net::NetTarget;
-use super::pattern::{Allowed, PathPattern};
-use super::schema::{RawFile, RuleSpec};
-use super::when::Condition;
+use super::{
+    compile::{Mode, OnViolation, RuleKind, SourceLoc},
+    diag::{Diagnostics, SourceFile},
+    model::{Located, Rule, RuleTarget},
+    net::NetTarget,
+    pattern::{Allowed, PathPattern},
+    schema::{RawFile, RuleSpec},
+    when::Condition,
+};
 
 /// What a file declares.
 #[derive(Clone, Debug)]
@@ -30,6 +31,15 @@ pub struct AgentHeader {
     pub on_violation: OnViolation,
     pub log_file_allow: bool,
     pub delegate: Vec<(String, Located)>,
+    pub process: ProcessPerms,
+}
+
+/// The `[process]` permissions of an agent (all false by default).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessPerms {
+    pub mount: bool,
+    pub chroot: bool,
+    pub userns: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -76,9 +86,31 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
                 on_violation: a.on_violation.unwrap_or(OnViolation::Audit),
                 log_file_allow: a.log.as_ref().is_some_and(|l| l.file_allow),
                 delegate,
+                process: raw
+                    .process
+                    .as_ref()
+                    .map(|p| {
+                        let p = p.get_ref();
+                        ProcessPerms {
+                            mount: p.mount,
+                            chroot: p.chroot,
+                            userns: p.userns,
+                        }
+                    })
+                    .unwrap_or_default(),
             })
         }
         (None, Some(set)) => {
+            if let Some(p) = &raw.process {
+                // A permission set is included by many agents: widening what each may do to
+                // its file system view must be written in the agent's own file.
+                return Err(source
+                    .error(
+                        p.span(),
+                        "[process] belongs in an agent policy, not in a permission set",
+                    )
+                    .into());
+            }
             let s = set.get_ref();
             if let Err(msg) = check_name(s.name.get_ref(), "set") {
                 diags.push(source.error(s.name.span(), msg));
@@ -223,7 +255,10 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
             Some(w) => match parse_when(kind, &target, w) {
                 Ok(c) => Some(c),
                 Err((span, msg)) => {
-                    diags.push(source.error(span.unwrap_or(rule_span.clone()), format!("{}: {msg}", kind.field())));
+                    diags.push(source.error(
+                        span.unwrap_or(rule_span.clone()),
+                        format!("{}: {msg}", kind.field()),
+                    ));
                     continue;
                 }
             },

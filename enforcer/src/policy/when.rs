@@ -7,9 +7,7 @@
 //! and no later one ever opens. Conditional allows lapse by themselves (fail closed). A deny
 //! cannot carry a condition: a deny that lapsed with the daemon would fail open.
 
-use jiff::civil::Date;
-use jiff::tz::TimeZone;
-use jiff::{Span, Timestamp};
+use jiff::{civil::Date, tz::TimeZone, Span, Timestamp};
 
 /// A condition of a rule; `CompiledPolicy::conditions[i]` is the kernel's condition id `i + 1`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -17,7 +15,11 @@ use jiff::{Span, Timestamp};
 pub enum Condition {
     /// Every day from `start_min` to `end_min` (minutes after local midnight) in `tz`;
     /// `end_min <= start_min` crosses midnight.
-    Hours { tz: String, start_min: u16, end_min: u16 },
+    Hours {
+        tz: String,
+        start_min: u16,
+        end_min: u16,
+    },
     /// One window: a grant, from when it was given until it expires.
     Between { start: Timestamp, end: Timestamp },
 }
@@ -33,15 +35,25 @@ impl Condition {
         if start_min == end_min % (24 * 60) {
             return Err(format!("`{hours}`: the window is empty (start equals end); omit `when` for a rule that always applies"));
         }
-        zone(tz).map_err(|e| format!("time zone `{tz}`: {e} (an IANA name such as \"Europe/Paris\" or \"UTC\")"))?;
-        Ok(Condition::Hours { tz: tz.to_owned(), start_min, end_min })
+        zone(tz).map_err(|e| {
+            format!("time zone `{tz}`: {e} (an IANA name such as \"Europe/Paris\" or \"UTC\")")
+        })?;
+        Ok(Condition::Hours {
+            tz: tz.to_owned(),
+            start_min,
+            end_min,
+        })
     }
 
     /// The window that contains `now`, else the next one; `None`: never again.
     pub fn window_at(&self, now: Timestamp) -> Option<(Timestamp, Timestamp)> {
         match self {
             Condition::Between { start, end } => (now < *end).then_some((*start, *end)),
-            Condition::Hours { tz, start_min, end_min } => {
+            Condition::Hours {
+                tz,
+                start_min,
+                end_min,
+            } => {
                 // A time zone that vanished from the tzdb since validation: never open.
                 let tz = zone(tz).ok()?;
                 let today = now.to_zoned(tz.clone()).date();
@@ -56,12 +68,17 @@ impl Condition {
     }
 
     pub fn is_open_at(&self, now: Timestamp) -> bool {
-        self.window_at(now).is_some_and(|(s, e)| s <= now && now < e)
+        self.window_at(now)
+            .is_some_and(|(s, e)| s <= now && now < e)
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Condition::Hours { tz, start_min, end_min } => format!(
+            Condition::Hours {
+                tz,
+                start_min,
+                end_min,
+            } => format!(
                 "{:02}:{:02}-{:02}:{:02} {tz}",
                 start_min / 60,
                 start_min % 60,
@@ -83,7 +100,12 @@ fn zone(name: &str) -> Result<TimeZone, jiff::Error> {
 }
 
 fn parse_hhmm(s: &str, is_end: bool) -> Result<u16, String> {
-    let bad = || format!("`{s}`: expected a time HH:MM (00:00 to 23:59{})", if is_end { ", or 24:00" } else { "" });
+    let bad = || {
+        format!(
+            "`{s}`: expected a time HH:MM (00:00 to 23:59{})",
+            if is_end { ", or 24:00" } else { "" }
+        )
+    };
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
     if h.len() != 2 || m.len() != 2 {
         return Err(bad());
@@ -99,14 +121,30 @@ fn parse_hhmm(s: &str, is_end: bool) -> Result<u16, String> {
 /// The window starting on local `day`. Local times that a DST change skips or repeats resolve
 /// the way jiff's "compatible" disambiguation does (RFC 5545: a skipped time moves forward by
 /// the gap, a repeated time takes its first occurrence).
-fn day_window(tz: &TimeZone, day: Date, start_min: u16, end_min: u16) -> Option<(Timestamp, Timestamp)> {
+fn day_window(
+    tz: &TimeZone,
+    day: Date,
+    start_min: u16,
+    end_min: u16,
+) -> Option<(Timestamp, Timestamp)> {
     let at = |d: Date, min: u16| -> Option<Timestamp> {
-        let (d, min) = if min >= 24 * 60 { (d.checked_add(Span::new().days(1)).ok()?, min - 24 * 60) } else { (d, min) };
+        let (d, min) = if min >= 24 * 60 {
+            (d.checked_add(Span::new().days(1)).ok()?, min - 24 * 60)
+        } else {
+            (d, min)
+        };
         let dt = d.at((min / 60) as i8, (min % 60) as i8, 0, 0);
-        tz.to_ambiguous_zoned(dt).compatible().ok().map(|z| z.timestamp())
+        tz.to_ambiguous_zoned(dt)
+            .compatible()
+            .ok()
+            .map(|z| z.timestamp())
     };
     let start = at(day, start_min)?;
-    let end_day = if end_min <= start_min { day.checked_add(Span::new().days(1)).ok()? } else { day };
+    let end_day = if end_min <= start_min {
+        day.checked_add(Span::new().days(1)).ok()?
+    } else {
+        day
+    };
     let end = at(end_day, end_min)?;
     Some((start, end))
 }
@@ -120,10 +158,16 @@ pub struct BootMapping {
 
 impl BootMapping {
     pub fn now() -> BootMapping {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: valid pointer to a timespec.
         unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-        BootMapping { wall: Timestamp::now(), boot_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64 }
+        BootMapping {
+            wall: Timestamp::now(),
+            boot_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+        }
     }
 
     fn boot_ns(&self, t: Timestamp) -> u64 {
@@ -134,7 +178,10 @@ impl BootMapping {
     /// The kernel's window for `cond` now: `{0, 0}` when it never opens again.
     pub fn kernel_window(&self, cond: &Condition) -> enforcer_common::CondWindow {
         match cond.window_at(self.wall) {
-            Some((s, e)) => enforcer_common::CondWindow { start_ns: self.boot_ns(s), end_ns: self.boot_ns(e) },
+            Some((s, e)) => enforcer_common::CondWindow {
+                start_ns: self.boot_ns(s),
+                end_ns: self.boot_ns(e),
+            },
             None => enforcer_common::CondWindow::default(),
         }
     }
@@ -142,7 +189,10 @@ impl BootMapping {
 
 /// When the kernel's windows must be written again: the earliest end of a window written now.
 pub fn next_refresh(conditions: &[Condition], now: Timestamp) -> Option<Timestamp> {
-    conditions.iter().filter_map(|c| c.window_at(now).map(|(_, e)| e)).min()
+    conditions
+        .iter()
+        .filter_map(|c| c.window_at(now).map(|(_, e)| e))
+        .min()
 }
 
 #[cfg(test)]
@@ -214,21 +264,42 @@ mod tests {
 
     #[test]
     fn grants_end_and_refresh_is_the_earliest_end() {
-        let g = Condition::Between { start: ts("2026-01-01T10:00:00Z"), end: ts("2026-01-01T10:10:00Z") };
+        let g = Condition::Between {
+            start: ts("2026-01-01T10:00:00Z"),
+            end: ts("2026-01-01T10:10:00Z"),
+        };
         assert!(g.is_open_at(ts("2026-01-01T10:05:00Z")));
         assert_eq!(g.window_at(ts("2026-01-01T10:10:00Z")), None);
         let h = Condition::hours("09:00-18:00", "UTC").unwrap();
-        assert_eq!(next_refresh(&[h.clone(), g], ts("2026-01-01T10:05:00Z")), Some(ts("2026-01-01T10:10:00Z")));
-        assert_eq!(next_refresh(&[h], ts("2026-01-01T19:00:00Z")), Some(ts("2026-01-02T18:00:00Z")));
+        assert_eq!(
+            next_refresh(&[h.clone(), g], ts("2026-01-01T10:05:00Z")),
+            Some(ts("2026-01-01T10:10:00Z"))
+        );
+        assert_eq!(
+            next_refresh(&[h], ts("2026-01-01T19:00:00Z")),
+            Some(ts("2026-01-02T18:00:00Z"))
+        );
     }
 
     #[test]
     fn kernel_window_maps_wall_to_boot_time() {
-        let m = BootMapping { wall: ts("2026-01-01T10:00:00Z"), boot_ns: 5_000_000_000 };
-        let g = Condition::Between { start: ts("2026-01-01T09:59:59Z"), end: ts("2026-01-01T10:00:03Z") };
+        let m = BootMapping {
+            wall: ts("2026-01-01T10:00:00Z"),
+            boot_ns: 5_000_000_000,
+        };
+        let g = Condition::Between {
+            start: ts("2026-01-01T09:59:59Z"),
+            end: ts("2026-01-01T10:00:03Z"),
+        };
         let w = m.kernel_window(&g);
         assert_eq!((w.start_ns, w.end_ns), (4_000_000_000, 8_000_000_000));
-        let over = Condition::Between { start: ts("2026-01-01T09:00:00Z"), end: ts("2026-01-01T09:30:00Z") };
-        assert_eq!(m.kernel_window(&over), enforcer_common::CondWindow::default());
+        let over = Condition::Between {
+            start: ts("2026-01-01T09:00:00Z"),
+            end: ts("2026-01-01T09:30:00Z"),
+        };
+        assert_eq!(
+            m.kernel_window(&over),
+            enforcer_common::CondWindow::default()
+        );
     }
 }

@@ -2,12 +2,13 @@
 //! enforcement, live agent processes and sessions, counters.
 
 use super::Daemon;
-use crate::api::protocol::*;
-use crate::audit::clock;
-use crate::audit::record::session_hex;
-use crate::daemon::procs;
-use crate::kernel::Enforcement;
-use crate::policy::compile::Mode;
+use crate::{
+    api::protocol::*,
+    audit::{clock, record::session_hex},
+    daemon::procs,
+    kernel::Enforcement,
+    policy::compile::Mode,
+};
 
 impl Daemon {
     pub fn status(&self) -> StatusReport {
@@ -46,9 +47,21 @@ impl Daemon {
                             .iter()
                             .map(|&id| name_of(id))
                             .collect(),
-                        started: (state.session_start_ns != 0)
-                            .then(|| clock::format_rfc3339_ns(clock::BootClock::sample().wall_ns(state.session_start_ns))),
+                        started: (state.session_start_ns != 0).then(|| {
+                            clock::format_rfc3339_ns(
+                                clock::BootClock::sample().wall_ns(state.session_start_ns),
+                            )
+                        }),
                         processes: 1,
+                        envelope: self.session_envelope(&session_hex(state.session)).map(
+                            |(sent, older)| {
+                                if older {
+                                    format!("policy version {} (older: the running policy's envelope is wider; it applies to runs started from now on)", sent.policy_version)
+                                } else {
+                                    format!("policy version {}", sent.policy_version)
+                                }
+                            },
+                        ),
                     }),
                 }
             }
@@ -102,6 +115,7 @@ impl Daemon {
                     count: *count,
                 })
                 .collect(),
+            failures: self.failures(),
             reloads: self.stats.reloads,
             reload_failures: self.stats.reload_failures,
             last_reload_error: self.stats.last_reload_error.clone(),
@@ -110,13 +124,39 @@ impl Daemon {
             maps: self.map_fill(),
             grants: {
                 let now = jiff::Timestamp::now();
-                self.grants.grants().iter().filter(|g| g.is_live(now)).cloned().collect()
+                self.grants
+                    .grants()
+                    .iter()
+                    .filter(|g| g.is_live(now))
+                    .cloned()
+                    .collect()
             },
         }
     }
 }
 
 impl Daemon {
+    /// The kernel's internal-failure counters by point name; none (and a warning) if the kernel
+    /// cannot be asked, like the map fill levels.
+    fn failures(&self) -> Vec<FailureCount> {
+        match self.backend.failures() {
+            Ok(counts) => counts
+                .into_iter()
+                .map(|(point, count)| FailureCount {
+                    point: enforcer_common::FAIL_NAMES
+                        .iter()
+                        .find(|(p, _)| *p == point)
+                        .map_or_else(|| format!("#{point}"), |(_, name)| (*name).to_string()),
+                    count,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("internal failure counters unreadable: {e}");
+                Vec::new()
+            }
+        }
+    }
+
     /// Map fill levels; none (and a warning) if the kernel cannot be asked: the metrics then
     /// lack the series instead of showing made-up numbers.
     fn map_fill(&self) -> Vec<MapFillReport> {
@@ -138,10 +178,5 @@ impl Daemon {
 }
 
 pub fn enforcement_name(e: Enforcement) -> &'static str {
-    match e {
-        Enforcement::Enforced => "enforced",
-        Enforcement::EnforcedByKill => "enforced-by-kill",
-        Enforcement::AuditOnly => "audit-only",
-        Enforcement::Unsupported => "unsupported",
-    }
+    e.label()
 }

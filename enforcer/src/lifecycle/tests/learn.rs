@@ -1,10 +1,21 @@
 use super::*;
-use crate::lifecycle::learn::{learn, LearnOptions, Observations};
-use crate::lifecycle::probe::compile_with_sets;
-use crate::lifecycle::requests::{recorded_allow, request_of, HostsSeen};
-use crate::lifecycle::sensitive::Sensitive;
-use crate::policy::eval::{self, Request, Verdict};
-use crate::policy::CompiledPolicy;
+use crate::{
+    lifecycle::{
+        learn::{learn, LearnOptions, Observations},
+        probe::compile_with_sets,
+        requests::{recorded_allow, request_of, HostsSeen},
+        sensitive::Sensitive,
+    },
+    policy::{
+        eval::{self, Request, Verdict},
+        CompiledPolicy,
+    },
+};
+
+/// This machine's first name server (the `dns` set allows `@resolvers`, read from resolv.conf).
+fn resolver() -> String {
+    crate::policy::hosts::system_resolvers().expect("/etc/resolv.conf")[0].to_string()
+}
 
 /// A coding agent run in audit mode with file-allow logging: a rough policy allowed some of it,
 /// the rest is `audit-deny` (it happened anyway).
@@ -18,7 +29,15 @@ fn scripted_log() -> Vec<EventRecord> {
         read(a, "/usr/lib/locale/C.utf8/LC_CTYPE", "audit-deny"),
         // Name resolution: the `dns` set.
         read(a, "/etc/resolv.conf", "audit-deny"),
-        connect(a, "10.0.0.2", 53, "udp", "audit-deny", "default-deny", None),
+        connect(
+            a,
+            &resolver(),
+            53,
+            "udp",
+            "audit-deny",
+            "default-deny",
+            None,
+        ),
         // The project.
         read(a, "/home/dev/project/src/main.rs", "allow"),
         read(a, "/home/dev/project/src/main.rs", "allow"),

@@ -7,8 +7,11 @@ mod replay;
 
 use std::path::{Path, PathBuf};
 
-use super::probe::{read_sets, SetSource};
-use super::{for_each_event, LogSource};
+use super::{
+    for_each_event,
+    probe::{read_sets, SetSource},
+    LogSource,
+};
 use crate::audit::{EventRecord, Record};
 
 pub(crate) const T0: &str = "2026-11-23T14:00:00.000000000Z";

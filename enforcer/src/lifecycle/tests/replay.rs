@@ -1,7 +1,11 @@
 use super::*;
-use crate::lifecycle::replay::{Replay, ReplayReport};
-use crate::lifecycle::requests::{HostsSeen, Skip};
-use crate::policy::{self, ResolvedHosts};
+use crate::{
+    lifecycle::{
+        replay::{Replay, ReplayReport},
+        requests::{HostsSeen, Skip},
+    },
+    policy::{self, ResolvedHosts},
+};
 
 const CANDIDATE: &str = r#"
 [agent]
@@ -191,8 +195,7 @@ fn agent_filter_and_no_change() {
 
 #[test]
 fn requests_follow_the_kernels_access_kinds() {
-    use crate::lifecycle::requests::request_of;
-    use crate::policy::eval::Request;
+    use crate::{lifecycle::requests::request_of, policy::eval::Request};
     let script = EventRecord {
         flags: vec!["script".into()],
         ..exec("coder", "/work/run.sh", "allow")
@@ -237,15 +240,31 @@ fn requests_follow_the_kernels_access_kinds() {
 #[test]
 fn windowed_allows_are_decided_at_the_events_time() {
     let candidate = "[agent]\nname = \"coder\"\n[net]\nconnect = [{ to = \"10.0.0.5:443/tcp\", id = \"office\", when = { hours = \"09:00-18:00\", tz = \"UTC\" } }]\n";
-    let compiled = policy::compile(&policy::load_sources(&[("coder.toml", candidate)]).unwrap(), &ResolvedHosts::new()).unwrap();
+    let compiled = policy::compile(
+        &policy::load_sources(&[("coder.toml", candidate)]).unwrap(),
+        &ResolvedHosts::new(),
+    )
+    .unwrap();
     let at = |time: &str| EventRecord {
         time: time.into(),
-        ..connect("coder", "10.0.0.5", 443, "tcp", "allow", "old", Some("10.0.0.5:443/tcp"))
+        ..connect(
+            "coder",
+            "10.0.0.5",
+            443,
+            "tcp",
+            "allow",
+            "old",
+            Some("10.0.0.5:443/tcp"),
+        )
     };
     let mut replay = Replay::new(&compiled, None);
     replay.add(&at("2026-11-23T10:00:00.000000000Z"));
     replay.add(&at("2026-11-23T20:00:00.000000000Z"));
     let r = replay.finish();
     assert_eq!((r.replayed, r.unchanged), (2, 1), "{r:#?}");
-    assert_eq!(r.newly_denied.len(), 1, "the 20:00 connect is outside the window: {r:#?}");
+    assert_eq!(
+        r.newly_denied.len(),
+        1,
+        "the 20:00 connect is outside the window: {r:#?}"
+    );
 }

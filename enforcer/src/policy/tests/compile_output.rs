@@ -5,8 +5,10 @@ use std::net::IpAddr;
 use enforcer_common::*;
 
 use super::*;
-use crate::policy::compile::{NameEntry, PathEntry};
-use crate::policy::net::mapped;
+use crate::policy::{
+    compile::{NameEntry, PathEntry},
+    net::mapped,
+};
 
 /// A `PathRule` from (kind index, rule) lists.
 fn value(allow: &[(usize, u32)], deny: &[(usize, u32)]) -> PathRule {

@@ -412,12 +412,22 @@ fn when_errors_point_at_the_bad_value() {
 fn deeply_nested_values_are_an_error_not_a_crash() {
     // A hostile file must not overflow the parser's stack (the daemon would die with it).
     for depth in [1_000, 100_000] {
-        let body = format!("[file]\nread = {}\"/x\"{}\n", "[".repeat(depth), "]".repeat(depth));
+        let body = format!(
+            "[file]\nread = {}\"/x\"{}\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
         let e = agent_err(&body);
         assert!(e.starts_with("a.toml:4:"), "depth {depth}: {e}");
     }
-    let tables = format!("[agent]\nname = \"a\"\n[file]\nread = [\"/x\"]\n[{}]\n", vec!["t"; 10_000].join("."));
-    assert!(one(&[("a.toml", &tables)]).starts_with("a.toml:5:"), "deep dotted table header");
+    let tables = format!(
+        "[agent]\nname = \"a\"\n[file]\nread = [\"/x\"]\n[{}]\n",
+        vec!["t"; 10_000].join(".")
+    );
+    assert!(
+        one(&[("a.toml", &tables)]).starts_with("a.toml:5:"),
+        "deep dotted table header"
+    );
 }
 
 #[test]
@@ -425,16 +435,40 @@ fn a_long_include_chain_loads_and_its_cycle_is_named() {
     let n = 60;
     let mut files: Vec<(String, String)> = (0..n)
         .map(|i| {
-            let include = if i + 1 < n { format!("include = [\"s{}.toml\"]\n", i + 1) } else { String::new() };
-            (format!("s{i}.toml"), format!("{include}[set]\nname = \"s{i}\"\n[file]\nread = [\"/set{i}/**\"]\n"))
+            let include = if i + 1 < n {
+                format!("include = [\"s{}.toml\"]\n", i + 1)
+            } else {
+                String::new()
+            };
+            (
+                format!("s{i}.toml"),
+                format!("{include}[set]\nname = \"s{i}\"\n[file]\nread = [\"/set{i}/**\"]\n"),
+            )
         })
         .collect();
-    files.push(("a.toml".into(), format!("include = [\"s0.toml\"]\n{}", agent(""))));
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    files.push((
+        "a.toml".into(),
+        format!("include = [\"s0.toml\"]\n{}", agent("")),
+    ));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let p = compiled(&refs);
-    assert_eq!(p.rules.len(), n, "every set of the chain contributes its rule");
+    assert_eq!(
+        p.rules.len(),
+        n,
+        "every set of the chain contributes its rule"
+    );
     files[n - 1].1 = format!("include = [\"s0.toml\"]\n{}", files[n - 1].1);
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let e = errors(&refs);
-    assert!(e.iter().any(|e| e.contains("include cycle: a.toml -> s0.toml -> s1.toml")), "{e:#?}");
+    assert!(
+        e.iter()
+            .any(|e| e.contains("include cycle: a.toml -> s0.toml -> s1.toml")),
+        "{e:#?}"
+    );
 }

@@ -385,3 +385,43 @@ fn the_example_policies_are_valid() {
         Verdict::Deny
     );
 }
+
+#[test]
+fn process_section_sets_the_allow_bits_and_defaults_to_none() {
+    let none = compiled(&[("a.toml", &agent(""))]);
+    assert_eq!(
+        none.agents[0].config.flags & AGENT_ALLOW_MASK,
+        0,
+        "mount, chroot and user namespaces are denied by default"
+    );
+    let all = compiled(&[(
+        "a.toml",
+        &agent("[process]\nmount = true\nchroot = true\nuserns = true\n"),
+    )]);
+    assert_eq!(
+        all.agents[0].config.flags & AGENT_ALLOW_MASK,
+        AGENT_ALLOW_MOUNT | AGENT_ALLOW_CHROOT | AGENT_ALLOW_USERNS
+    );
+    let one = compiled(&[("a.toml", &agent("[process]\nchroot = true\n"))]);
+    assert_eq!(
+        one.agents[0].config.flags & AGENT_ALLOW_MASK,
+        AGENT_ALLOW_CHROOT
+    );
+}
+
+#[test]
+fn process_section_is_checked() {
+    let e = errors(&[("a.toml", &agent("[process]\nmounts = true\n"))]);
+    assert!(
+        e.iter().any(|m| m.contains("unknown field `mounts`")),
+        "a misspelled permission is an error: {e:?}"
+    );
+    let e = errors(&[("a.toml", &agent("[process]\nmount = \"yes\"\n"))]);
+    assert!(!e.is_empty(), "a permission is a boolean: {e:?}");
+    let e = errors(&[("s.toml", "[set]\nname = \"s\"\n[process]\nmount = true\n")]);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("[process] belongs in an agent policy")),
+        "a permission set cannot widen its includers' mounts: {e:?}"
+    );
+}

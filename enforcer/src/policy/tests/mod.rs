@@ -1,17 +1,21 @@
 //! Policy language tests: every field, every error message, precedence, includes, compiler
 //! output, and property tests against a naive matcher.
 
+mod chains;
 mod compile_output;
 mod conditions;
 mod errors;
 mod fields;
+mod inputs;
 mod naive;
 mod precedence;
 mod properties;
-mod chains;
 
-use super::eval::{evaluate, Decision, Request, Verdict};
-use super::{compile, load_sources, CompiledPolicy, PolicySet, ResolvedHosts};
+use super::{
+    compile,
+    eval::{evaluate, Decision, Request, Verdict},
+    load_sources, CompiledPolicy, PolicySet, ResolvedHosts,
+};
 
 /// Load in-memory files, panicking with the rendered diagnostics if they are invalid.
 fn load(files: &[(&str, &str)]) -> PolicySet {

@@ -273,12 +273,27 @@ fn net_deny_beats_allow_across_cidrs_ports_and_protocols() {
 fn an_unlinked_file_is_judged_by_the_name_it_had() {
     let body = "[file]\nread = [\"/d/**\"]\ndeny = [\"/d/secret\", \"**/*.pem\"]\n";
     let p = compiled(&[("a.toml", &agent(body))]);
-    for (path, pattern) in [("/d/secret (deleted)", "/d/secret"), ("/d/k.pem (deleted)", "**/*.pem")] {
+    for (path, pattern) in [
+        ("/d/secret (deleted)", "/d/secret"),
+        ("/d/k.pem (deleted)", "**/*.pem"),
+    ] {
         let d = evaluate(&p, 1, &open_read(path));
-        assert_eq!((d.verdict, d.flags), (Verdict::Deny, EVENT_FLAG_DELETED), "{path}");
-        assert_eq!(p.rule(d.rule).map(|r| r.pattern.as_str()), Some(pattern), "{path}: decided by the deny of the name it had");
+        assert_eq!(
+            (d.verdict, d.flags),
+            (Verdict::Deny, EVENT_FLAG_DELETED),
+            "{path}"
+        );
+        assert_eq!(
+            p.rule(d.rule).map(|r| r.pattern.as_str()),
+            Some(pattern),
+            "{path}: decided by the deny of the name it had"
+        );
     }
     let d = evaluate(&p, 1, &open_read("/d/other (deleted)"));
     assert_eq!((d.verdict, d.flags), (Verdict::Allow, EVENT_FLAG_DELETED));
-    assert_eq!(evaluate(&p, 1, &open_read(" (deleted)")).flags, 0, "nothing before the suffix: not cut");
+    assert_eq!(
+        evaluate(&p, 1, &open_read(" (deleted)")).flags,
+        0,
+        "nothing before the suffix: not cut"
+    );
 }

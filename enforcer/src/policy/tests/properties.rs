@@ -6,8 +6,10 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use proptest::prelude::*;
 
-use super::naive::{net_matches, path_matches};
-use super::*;
+use super::{
+    naive::{net_matches, path_matches},
+    *,
+};
 use crate::policy::compile::RuleKind;
 
 const COMPONENTS: &[&str] = &["a", "b", "c", ".env", "x.pem", "k.tar.gz"];
