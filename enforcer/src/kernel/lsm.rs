@@ -64,15 +64,13 @@ fn shape_fits(prog: &str, hook: &str) -> Result<bool, KernelError> {
         PROG_BPF_CALL4 => 4,
         _ => return Ok(true),
     };
-    let btf = btf_rs::Btf::from_file(crate::paths::VMLINUX_BTF)
-        .map_err(|e| KernelError::Load(format!("kernel BTF {}: {e}", crate::paths::VMLINUX_BTF)))?;
-    Ok(offsets::lsm_hook_nargs(&btf, hook)? == want)
+    let btf = offsets::kernel_btf()?;
+    Ok(offsets::lsm_hook_nargs(btf, hook)? == want)
 }
 
 /// Does this kernel have the LSM hook `hook` (its `bpf_lsm_<hook>` attach point in BTF)?
 fn kernel_has_hook(hook: &str) -> Result<bool, KernelError> {
-    let btf = btf_rs::Btf::from_file(crate::paths::VMLINUX_BTF)
-        .map_err(|e| KernelError::Load(format!("kernel BTF {}: {e}", crate::paths::VMLINUX_BTF)))?;
+    let btf = offsets::kernel_btf()?;
     Ok(btf
         .resolve_types_by_name(&format!("bpf_lsm_{hook}"))
         .is_ok_and(|t| !t.is_empty()))

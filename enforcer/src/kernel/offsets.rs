@@ -1,7 +1,7 @@
 //! Kernel struct offsets and tracepoint field offsets, read from the running kernel (BTF and
 //! tracefs format files) and handed to the eBPF programs as read-only globals.
 
-use std::path::Path;
+use std::{path::Path, sync::OnceLock};
 
 use btf_rs::{Btf, Type};
 
@@ -13,6 +13,22 @@ pub type Offsets = Vec<(&'static str, u32)>;
 
 fn err(what: impl std::fmt::Display) -> KernelError {
     KernelError::Load(format!("kernel BTF: {what}"))
+}
+
+/// The running kernel's BTF, read and parsed once per process. The file is read whole into
+/// memory: btf-rs' file reader issues one `lseek` per small read (over a million system calls
+/// for one parse), which cost seconds per program load under emulation, and several callers
+/// (offsets, hook presence, hook shapes) need it for every load.
+pub fn kernel_btf() -> Result<&'static Btf, KernelError> {
+    static KERNEL_BTF: OnceLock<Result<Btf, String>> = OnceLock::new();
+    KERNEL_BTF
+        .get_or_init(|| {
+            let bytes = std::fs::read(paths::VMLINUX_BTF)
+                .map_err(|e| format!("{}: {e}", paths::VMLINUX_BTF))?;
+            Btf::from_bytes(&bytes).map_err(|e| format!("{}: {e}", paths::VMLINUX_BTF))
+        })
+        .as_ref()
+        .map_err(|e| err(e))
 }
 
 /// Byte offset of `member` in `struct name`, searching anonymous struct/union members too.
@@ -122,78 +138,74 @@ pub fn lsm_hook_nargs(btf: &Btf, hook: &str) -> Result<u32, KernelError> {
 
 /// Everything the eBPF programs need from this kernel.
 pub fn read() -> Result<Offsets, KernelError> {
-    let btf = Btf::from_file(paths::VMLINUX_BTF)
-        .map_err(|e| err(format!("{}: {e}", paths::VMLINUX_BTF)))?;
+    let btf = kernel_btf()?;
     Ok(vec![
-        ("OFF_FILE_F_PATH", member_offset(&btf, "file", "f_path")?),
-        ("OFF_FILE_F_MODE", member_offset(&btf, "file", "f_mode")?),
-        ("OFF_FILE_F_FLAGS", member_offset(&btf, "file", "f_flags")?),
-        (
-            "OFF_BPRM_FILE",
-            member_offset(&btf, "linux_binprm", "file")?,
-        ),
-        ("OFF_BPRM_BUF", member_offset(&btf, "linux_binprm", "buf")?),
-        ("OFF_SOCKET_TYPE", member_offset(&btf, "socket", "type")?),
+        ("OFF_FILE_F_PATH", member_offset(btf, "file", "f_path")?),
+        ("OFF_FILE_F_MODE", member_offset(btf, "file", "f_mode")?),
+        ("OFF_FILE_F_FLAGS", member_offset(btf, "file", "f_flags")?),
+        ("OFF_BPRM_FILE", member_offset(btf, "linux_binprm", "file")?),
+        ("OFF_BPRM_BUF", member_offset(btf, "linux_binprm", "buf")?),
+        ("OFF_SOCKET_TYPE", member_offset(btf, "socket", "type")?),
         (
             "OFF_MSGHDR_MSG_NAME",
-            member_offset(&btf, "msghdr", "msg_name")?,
+            member_offset(btf, "msghdr", "msg_name")?,
         ),
         (
             "OFF_MSGHDR_MSG_NAMELEN",
-            member_offset(&btf, "msghdr", "msg_namelen")?,
+            member_offset(btf, "msghdr", "msg_namelen")?,
         ),
         (
             "OFF_TASK_REAL_PARENT",
-            member_offset(&btf, "task_struct", "real_parent")?,
+            member_offset(btf, "task_struct", "real_parent")?,
         ),
-        ("OFF_TASK_TGID", member_offset(&btf, "task_struct", "tgid")?),
-        ("OFF_TASK_PID", member_offset(&btf, "task_struct", "pid")?),
-        ("OFF_TASK_COMM", member_offset(&btf, "task_struct", "comm")?),
+        ("OFF_TASK_TGID", member_offset(btf, "task_struct", "tgid")?),
+        ("OFF_TASK_PID", member_offset(btf, "task_struct", "pid")?),
+        ("OFF_TASK_COMM", member_offset(btf, "task_struct", "comm")?),
         (
             "OFF_TASK_FILES",
-            member_offset(&btf, "task_struct", "files")?,
+            member_offset(btf, "task_struct", "files")?,
         ),
-        ("OFF_FILES_FDT", member_offset(&btf, "files_struct", "fdt")?),
-        ("OFF_FDTABLE_FD", member_offset(&btf, "fdtable", "fd")?),
+        ("OFF_FILES_FDT", member_offset(btf, "files_struct", "fdt")?),
+        ("OFF_FDTABLE_FD", member_offset(btf, "fdtable", "fd")?),
         (
             "OFF_FDTABLE_MAX_FDS",
-            member_offset(&btf, "fdtable", "max_fds")?,
+            member_offset(btf, "fdtable", "max_fds")?,
         ),
-        ("OFF_TASK_MM", member_offset(&btf, "task_struct", "mm")?),
+        ("OFF_TASK_MM", member_offset(btf, "task_struct", "mm")?),
         (
             "OFF_MM_EXE_FILE",
-            member_offset(&btf, "mm_struct", "exe_file")?,
+            member_offset(btf, "mm_struct", "exe_file")?,
         ),
         // The dentry walk: the qstr fields are reached through `dentry.d_name`.
-        ("OFF_TASK_FS", member_offset(&btf, "task_struct", "fs")?),
-        ("OFF_FS_ROOT", member_offset(&btf, "fs_struct", "root")?),
-        ("OFF_FS_PWD", member_offset(&btf, "fs_struct", "pwd")?),
-        ("OFF_PATH_MNT", member_offset(&btf, "path", "mnt")?),
-        ("OFF_PATH_DENTRY", member_offset(&btf, "path", "dentry")?),
-        ("OFF_MOUNT_MNT", member_offset(&btf, "mount", "mnt")?),
+        ("OFF_TASK_FS", member_offset(btf, "task_struct", "fs")?),
+        ("OFF_FS_ROOT", member_offset(btf, "fs_struct", "root")?),
+        ("OFF_FS_PWD", member_offset(btf, "fs_struct", "pwd")?),
+        ("OFF_PATH_MNT", member_offset(btf, "path", "mnt")?),
+        ("OFF_PATH_DENTRY", member_offset(btf, "path", "dentry")?),
+        ("OFF_MOUNT_MNT", member_offset(btf, "mount", "mnt")?),
         (
             "OFF_MOUNT_PARENT",
-            member_offset(&btf, "mount", "mnt_parent")?,
+            member_offset(btf, "mount", "mnt_parent")?,
         ),
         (
             "OFF_MOUNT_MOUNTPOINT",
-            member_offset(&btf, "mount", "mnt_mountpoint")?,
+            member_offset(btf, "mount", "mnt_mountpoint")?,
         ),
         (
             "OFF_VFSMOUNT_ROOT",
-            member_offset(&btf, "vfsmount", "mnt_root")?,
+            member_offset(btf, "vfsmount", "mnt_root")?,
         ),
         (
             "OFF_DENTRY_PARENT",
-            member_offset(&btf, "dentry", "d_parent")?,
+            member_offset(btf, "dentry", "d_parent")?,
         ),
         (
             "OFF_DENTRY_NAME_LEN",
-            member_offset(&btf, "dentry", "d_name")? + member_offset(&btf, "qstr", "len")?,
+            member_offset(btf, "dentry", "d_name")? + member_offset(btf, "qstr", "len")?,
         ),
         (
             "OFF_DENTRY_NAME_PTR",
-            member_offset(&btf, "dentry", "d_name")? + member_offset(&btf, "qstr", "name")?,
+            member_offset(btf, "dentry", "d_name")? + member_offset(btf, "qstr", "name")?,
         ),
         (
             "TP_FORK_CHILD_PID",
