@@ -28,7 +28,7 @@ pub fn kernel_btf() -> Result<&'static Btf, KernelError> {
             Btf::from_bytes(&bytes).map_err(|e| format!("{}: {e}", paths::VMLINUX_BTF))
         })
         .as_ref()
-        .map_err(|e| err(e))
+        .map_err(err)
 }
 
 /// Byte offset of `member` in `struct name`, searching anonymous struct/union members too.
