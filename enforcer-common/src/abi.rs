@@ -106,6 +106,14 @@ pub const OP_COMPAT_SYSCALL: u32 = 24;
 /// of the opener and read the denied file). Killed by the launcher's seccomp filter before the
 /// call runs ([`SECCOMP_REASON_SHARE_FILES`]); `open_flags` is empty.
 pub const OP_SHARE_FILES: u32 = 25;
+/// socket(2) (and socketpair, io_uring's socket op on BPF LSM) of a family, type and protocol
+/// the agent's `net.sockets` does not name ([`socket_permission`]). The event's net fields
+/// hold the family, the type (in `net_port`) and the protocol (in `net_proto`).
+pub const OP_SOCKET: u32 = 26;
+/// listen(2) on an IPv4/IPv6 stream socket: the bound local address and port (0 = not bound
+/// yet: the kernel picks a port, which only a rule covering port 0 allows) judged by the
+/// agent's `net.listen` rules (net proto [`PROTO_LISTEN`]).
+pub const OP_LISTEN: u32 = 27;
 
 // ---- the launcher's seccomp filter (enforcer/src/kernel/seccomp.rs) -------------------------
 /// `SECCOMP_RET_DATA` of the launcher filter's kill actions: this tag in the high byte, the
@@ -179,13 +187,100 @@ pub const AGENT_ALLOW_MOUNT: u32 = 1 << 4;
 pub const AGENT_ALLOW_CHROOT: u32 = 1 << 5;
 /// `[process] userns = true`: the agent may create user (and, on the fallback, other) namespaces.
 pub const AGENT_ALLOW_USERNS: u32 = 1 << 6;
+// `net.sockets`: socket kinds beyond TCP, UDP, unix and netlink-route ([`socket_permission`]).
+/// `icmp`: IPv4/IPv6 datagram "ping" sockets (IPPROTO_ICMP/ICMPV6).
+pub const AGENT_ALLOW_SOCK_ICMP: u32 = 1 << 7;
+/// `raw`: IPv4/IPv6 raw sockets (SOCK_RAW, any protocol).
+pub const AGENT_ALLOW_SOCK_RAW: u32 = 1 << 8;
+/// `sctp`: IPv4/IPv6 SCTP sockets.
+pub const AGENT_ALLOW_SOCK_SCTP: u32 = 1 << 9;
+/// `packet`: AF_PACKET (link-layer frames).
+pub const AGENT_ALLOW_SOCK_PACKET: u32 = 1 << 10;
+/// `netlink`: every netlink protocol (NETLINK_ROUTE needs nothing: the C library uses it).
+pub const AGENT_ALLOW_SOCK_NETLINK: u32 = 1 << 11;
+/// `vsock`: AF_VSOCK (the hypervisor and other VMs).
+pub const AGENT_ALLOW_SOCK_VSOCK: u32 = 1 << 12;
+/// `other`: every other family (bluetooth, can, alg, tipc, rds, xdp, key...) and every other
+/// IPv4/IPv6 type or protocol (udplite...).
+pub const AGENT_ALLOW_SOCK_OTHER: u32 = 1 << 13;
 /// The `AGENT_ALLOW_*` bits: a chain has one only if every member has it (chain.rs).
-pub const AGENT_ALLOW_MASK: u32 = AGENT_ALLOW_MOUNT | AGENT_ALLOW_CHROOT | AGENT_ALLOW_USERNS;
+pub const AGENT_ALLOW_MASK: u32 = AGENT_ALLOW_MOUNT
+    | AGENT_ALLOW_CHROOT
+    | AGENT_ALLOW_USERNS
+    | AGENT_ALLOW_SOCK_ICMP
+    | AGENT_ALLOW_SOCK_RAW
+    | AGENT_ALLOW_SOCK_SCTP
+    | AGENT_ALLOW_SOCK_PACKET
+    | AGENT_ALLOW_SOCK_NETLINK
+    | AGENT_ALLOW_SOCK_VSOCK
+    | AGENT_ALLOW_SOCK_OTHER;
+
+/// `net.sockets` names and their bits, as policies write them (docs/policy.md).
+pub const SOCKET_KINDS: &[(&str, u32)] = &[
+    ("icmp", AGENT_ALLOW_SOCK_ICMP),
+    ("raw", AGENT_ALLOW_SOCK_RAW),
+    ("sctp", AGENT_ALLOW_SOCK_SCTP),
+    ("packet", AGENT_ALLOW_SOCK_PACKET),
+    ("netlink", AGENT_ALLOW_SOCK_NETLINK),
+    ("vsock", AGENT_ALLOW_SOCK_VSOCK),
+    ("other", AGENT_ALLOW_SOCK_OTHER),
+];
+
+pub const AF_NETLINK: u16 = 16;
+pub const AF_PACKET: u16 = 17;
+pub const AF_VSOCK: u16 = 40;
+const SOCK_TYPE_MASK: u32 = 0xf;
+const SOCK_STREAM: u32 = 1;
+const SOCK_DGRAM: u32 = 2;
+const SOCK_RAW: u32 = 3;
+const SOCK_SEQPACKET: u32 = 5;
+pub const IPPROTO_ICMP: u32 = 1;
+pub const IPPROTO_TCP: u32 = 6;
+pub const IPPROTO_UDP: u32 = 17;
+pub const IPPROTO_ICMPV6: u32 = 58;
+pub const IPPROTO_SCTP: u32 = 132;
+pub const IPPROTO_MPTCP: u32 = 262;
+
+/// The `AGENT_ALLOW_SOCK_*` bit an agent needs to create a socket of `family`, `type` (flags
+/// such as SOCK_CLOEXEC are ignored) and `protocol`; 0 for the kinds every program uses and
+/// whose traffic the connect rules judge: unix, TCP (and MPTCP), UDP, netlink-route. One
+/// definition for the kernel hooks and user space.
+#[inline(always)]
+pub const fn socket_permission(family: u16, stype: u32, protocol: u32) -> u32 {
+    let stype = stype & SOCK_TYPE_MASK;
+    match family {
+        AF_UNIX => 0,
+        AF_INET | AF_INET6 => match (stype, protocol) {
+            (SOCK_STREAM, 0 | IPPROTO_TCP | IPPROTO_MPTCP) => 0,
+            (SOCK_DGRAM, 0 | IPPROTO_UDP) => 0,
+            (SOCK_DGRAM, IPPROTO_ICMP | IPPROTO_ICMPV6) => AGENT_ALLOW_SOCK_ICMP,
+            (SOCK_RAW, _) => AGENT_ALLOW_SOCK_RAW,
+            (SOCK_STREAM | SOCK_SEQPACKET, IPPROTO_SCTP) => AGENT_ALLOW_SOCK_SCTP,
+            _ => AGENT_ALLOW_SOCK_OTHER,
+        },
+        AF_NETLINK => {
+            if protocol == 0 {
+                0
+            } else {
+                AGENT_ALLOW_SOCK_NETLINK
+            }
+        }
+        AF_PACKET => AGENT_ALLOW_SOCK_PACKET,
+        AF_VSOCK => AGENT_ALLOW_SOCK_VSOCK,
+        _ => AGENT_ALLOW_SOCK_OTHER,
+    }
+}
 
 // ---- net protocol bits ---------------------------------------------------------------------
 pub const PROTO_TCP: u32 = 1 << 0;
 pub const PROTO_UDP: u32 = 1 << 1;
+/// A connect rule without a protocol: TCP and UDP (ICMP must be named: `/icmp`).
 pub const PROTO_ANY: u32 = PROTO_TCP | PROTO_UDP;
+/// ICMP "ping" sockets (a destination, no port).
+pub const PROTO_ICMP: u32 = 1 << 2;
+/// listen(2) on a TCP socket: only `net.listen` rules (and denies) carry it, so a connect rule
+/// never allows a listen and a listen rule never allows a connect.
+pub const PROTO_LISTEN: u32 = 1 << 3;
 
 /// Rule action inside a `NetPortRule`.
 pub const ACTION_ALLOW: u32 = 1;

@@ -437,6 +437,10 @@ pub const PROC_PERMISSION: u32 = 4;
 /// `PROC_PERMISSION` where the flags are the first u64 of the struct argument `aux_arg`
 /// points to (clone3's `struct clone_args`).
 pub const PROC_PERMISSION_CLONE3: u32 = 5;
+/// socket(family, type, protocol): judged by `socket_permission` and the agent's `net.sockets`.
+pub const PROC_SOCKET: u32 = 6;
+/// listen(fd, backlog): the socket's bound address judged by `net.listen`.
+pub const PROC_LISTEN: u32 = 7;
 
 /// Per-CPU counters, `STATS[STAT_*]`.
 pub const STAT_LOOKUPS: u32 = 0;

@@ -8,6 +8,8 @@ pub const PROG_FILE_OPEN: &str = "file_open";
 pub const PROG_BPRM_CHECK_SECURITY: &str = "bprm_check_security";
 pub const PROG_SOCKET_CONNECT: &str = "socket_connect";
 pub const PROG_SOCKET_SENDMSG: &str = "socket_sendmsg";
+pub const PROG_SOCKET_CREATE: &str = "socket_create";
+pub const PROG_SOCKET_LISTEN: &str = "socket_listen";
 pub const PROG_PATH_UNLINK: &str = "path_unlink";
 pub const PROG_PATH_RMDIR: &str = "path_rmdir";
 pub const PROG_PATH_MKDIR: &str = "path_mkdir";
@@ -53,6 +55,8 @@ pub const PROG_FB_SYS_ENTER_FD: &str = "fb_sys_enter_fd";
 pub const PROG_FB_SYS_ENTER_SOCK: &str = "fb_sys_enter_sock";
 // Calls into other processes, terminals, mounts, namespaces (`hooks/observe_process.rs`).
 pub const PROG_FB_SYS_ENTER_PROC: &str = "fb_sys_enter_proc";
+/// socket and listen (hooks/sockets.rs).
+pub const PROG_FB_SYS_ENTER_NET: &str = "fb_sys_enter_net";
 // What the kernel refused before it happened (the Landlock envelope; `hooks/refused.rs`).
 pub const PROG_FB_STASH: &str = "fb_stash";
 pub const PROG_FB_REFUSED: &str = "fb_refused";
@@ -66,6 +70,8 @@ pub const PROGRAMS: &[&str] = &[
     PROG_BPRM_CHECK_SECURITY,
     PROG_SOCKET_CONNECT,
     PROG_SOCKET_SENDMSG,
+    PROG_SOCKET_CREATE,
+    PROG_SOCKET_LISTEN,
     PROG_PATH_UNLINK,
     PROG_PATH_RMDIR,
     PROG_PATH_MKDIR,
@@ -104,6 +110,7 @@ pub const PROGRAMS: &[&str] = &[
     PROG_FB_SYS_ENTER_FD,
     PROG_FB_SYS_ENTER_SOCK,
     PROG_FB_SYS_ENTER_PROC,
+    PROG_FB_SYS_ENTER_NET,
     PROG_FB_STASH,
     PROG_FB_REFUSED,
     PROG_FB_REFUSED2,

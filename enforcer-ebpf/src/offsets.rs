@@ -27,6 +27,17 @@ offsets!(
     OFF_BPRM_FILE,
     OFF_BPRM_BUF,
     OFF_SOCKET_TYPE,
+    // Sockets (hooks/sockets.rs, hooks/net.rs): struct socket's sk, struct sock's protocol and
+    // its sock_common's family, bound port and addresses.
+    OFF_SOCKET_SK,
+    OFF_SOCK_PROTOCOL,
+    OFF_SOCK_FAMILY,
+    OFF_SOCK_NUM,
+    OFF_SOCK_RCV_SADDR,
+    OFF_SOCK_V6_RCV_SADDR,
+    OFF_FILE_PRIVATE_DATA,
+    OFF_FILE_F_INODE,
+    OFF_INODE_I_MODE,
     OFF_MSGHDR_MSG_NAME,
     OFF_MSGHDR_MSG_NAMELEN,
     OFF_TASK_REAL_PARENT,

@@ -73,6 +73,10 @@ pub struct TryOpsArgs {
     /// compat-unlink:PATH (through int 0x80) x32:- (getpid through the x32 ABI) clone-files:-
     /// (a child sharing the descriptor table) clone3:- (fork by clone3) spawn:- (a thread and a
     /// child the usual way) guard:- (install the launcher's seccomp filter).
+    /// Sockets: socket:FAMILY,TYPE,PROTOCOL (socket(2) with these numbers, then close)
+    /// listen:ADDR:PORT (bind and listen on a TCP socket; port 0: the kernel picks)
+    /// listen-unbound:- (listen on a TCP socket never bound: the kernel binds 0.0.0.0:<any>)
+    /// ping:ADDR (an ICMP echo sent from a datagram "ping" socket).
     pub ops: Vec<String>,
 }
 
@@ -211,6 +215,10 @@ const OPS: &[&str] = &[
     "spawn",
     "guard",
     "unix-lazy",
+    "socket",
+    "listen",
+    "listen-unbound",
+    "ping",
     "unix-badaddr",
     "unixdgram-lazy-msg",
     "unixdgram-badmsg",
@@ -584,6 +592,7 @@ fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
         "uring-connect-sqpoll" => {
             socket_addr(arg).and_then(|a| crate::try_uring::connect(&a, Via::SqPoll))
         }
+        "socket" | "listen" | "listen-unbound" | "ping" => socket_op(op, arg),
         "unixdgram" => {
             let sock = std::os::unix::net::UnixDatagram::unbound()?;
             sock.send_to(b"enforcer", std::ffi::OsStr::from_bytes(arg.as_bytes()))
@@ -893,6 +902,74 @@ fn errno_if(ret: libc::c_long) -> libc::c_int {
         unsafe { *libc::__errno_location() }
     } else {
         0
+    }
+}
+
+/// Socket kinds and listening (see `--help`).
+fn socket_op(op: &str, arg: &str) -> std::io::Result<()> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad {op}:{arg}"));
+    match op {
+        "socket" => {
+            let n: Vec<i32> = arg
+                .split(',')
+                .map(|x| x.parse().map_err(|_| bad()))
+                .collect::<Result<_, _>>()?;
+            let [family, stype, protocol] = n[..] else {
+                return Err(bad());
+            };
+            let fd = unsafe { libc::socket(family, stype | libc::SOCK_CLOEXEC, protocol) };
+            check(fd)?;
+            unsafe { libc::close(fd) };
+            Ok(())
+        }
+        "listen" => std::net::TcpListener::bind(arg).map(drop),
+        "listen-unbound" => {
+            let fd =
+                unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            check(fd)?;
+            let r = check(unsafe { libc::listen(fd, 1) });
+            unsafe { libc::close(fd) };
+            r
+        }
+        "ping" => {
+            let ip: std::net::Ipv4Addr = arg.parse().map_err(|_| bad())?;
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_INET,
+                    libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                    libc::IPPROTO_ICMP,
+                )
+            };
+            check(fd)?;
+            // An echo request: type 8, code 0, checksum and id filled in by the kernel.
+            let echo = [8u8, 0, 0, 0, 0, 0, 0, 1];
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(ip).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let r = unsafe {
+                libc::sendto(
+                    fd,
+                    echo.as_ptr() as *const libc::c_void,
+                    echo.len(),
+                    0,
+                    &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+                    size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            let r = if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            };
+            unsafe { libc::close(fd) };
+            r
+        }
+        _ => Err(bad()),
     }
 }
 

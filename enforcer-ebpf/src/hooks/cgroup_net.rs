@@ -58,9 +58,12 @@ fn try_sock_addr(ctx: &SockAddrContext, op: u32, family: u16) -> Result<i32, i32
     }
     // Context fields must be read with direct loads of their exact size.
     let sa = ctx.sock_addr;
-    let (stype, port_be) = unsafe { ((*sa).type_, (*sa).user_port) };
+    let (stype, protocol, port_be) = unsafe { ((*sa).type_, (*sa).protocol, (*sa).user_port) };
+    // A datagram "ping" socket (IPPROTO_ICMP/ICMPV6) is judged by `/icmp` rules, at port 0.
+    let icmp = stype == SOCK_DGRAM && (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6);
     let proto = match stype {
         SOCK_STREAM => PROTO_TCP,
+        SOCK_DGRAM if icmp => PROTO_ICMP,
         SOCK_DGRAM => PROTO_UDP,
         _ => 0,
     };
@@ -85,7 +88,11 @@ fn try_sock_addr(ctx: &SockAddrContext, op: u32, family: u16) -> Result<i32, i32
     // user_port holds the port in network byte order in its low 16 bits.
     let t = NetTarget {
         family,
-        port: u16::from_be(port_be as u16),
+        port: if icmp {
+            0
+        } else {
+            u16::from_be(port_be as u16)
+        },
         proto,
         addr,
     };

@@ -15,6 +15,7 @@ pub mod proc;
 pub mod process_access;
 pub mod refused;
 pub mod seccomp_kill;
+pub mod sockets;
 /// Test-only programs: never in the shipped object (see the `verifier-probe` feature).
 #[cfg(feature = "verifier-probe")]
 pub mod verifier_probe;

@@ -108,6 +108,7 @@ fn sockaddr_op(s: &mut Scratch, op: u32, sock: *const u8, addr: *const u8, addrl
     };
     let proto = match stype {
         SOCK_STREAM => PROTO_TCP,
+        SOCK_DGRAM if family == AF_INET || family == AF_INET6 => dgram_proto(s, sock),
         SOCK_DGRAM => PROTO_UDP,
         _ => 0,
     };
@@ -129,7 +130,7 @@ fn sockaddr_op(s: &mut Scratch, op: u32, sock: *const u8, addr: *const u8, addrl
                 decide::fail(s, FAIL_NET_DEST);
                 return unreadable(s, op, t);
             };
-            t.port = u16::from_be(port);
+            t.port = icmp_port(proto, port);
             t.addr = v4_mapped(a4);
         }
         AF_INET6 => {
@@ -143,7 +144,7 @@ fn sockaddr_op(s: &mut Scratch, op: u32, sock: *const u8, addr: *const u8, addrl
                 decide::fail(s, FAIL_NET_DEST);
                 return unreadable(s, op, t);
             };
-            t.port = u16::from_be(port);
+            t.port = icmp_port(proto, port);
             t.addr = a6;
         }
         AF_UNIX => return unix_op(s, op, addr, addrlen, t),
@@ -152,6 +153,33 @@ fn sockaddr_op(s: &mut Scratch, op: u32, sock: *const u8, addr: *const u8, addrl
     }
     decide::begin(s, op, ACCESS_CONNECT, 0, 0, t);
     decide::net_op(s)
+}
+
+/// A datagram socket is UDP unless its protocol is ICMP: a "ping" socket, judged by `/icmp`
+/// rules, never by UDP ones. An unreadable protocol is a failure (denied).
+#[inline(always)]
+fn dgram_proto(s: &mut Scratch, sock: *const u8) -> u32 {
+    let protocol = read::<*const u8>(unsafe { sock.add(off::OFF_SOCKET_SK()) })
+        .filter(|sk| !sk.is_null())
+        .and_then(|sk| read::<u16>(unsafe { sk.add(off::OFF_SOCK_PROTOCOL()) }));
+    match protocol.map(u32::from) {
+        Some(IPPROTO_ICMP | IPPROTO_ICMPV6) => PROTO_ICMP,
+        Some(_) => PROTO_UDP,
+        None => {
+            decide::fail(s, FAIL_NET_DEST);
+            PROTO_UDP
+        }
+    }
+}
+
+/// ICMP has no ports (the address's port field is the echo id): judged as port 0.
+#[inline(always)]
+fn icmp_port(proto: u32, port_be: u16) -> u16 {
+    if proto == PROTO_ICMP {
+        0
+    } else {
+        u16::from_be(port_be)
+    }
 }
 
 /// Unix socket: the path (or `@abstract` name) goes through the path rules with ACCESS_CONNECT.

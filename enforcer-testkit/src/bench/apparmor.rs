@@ -74,7 +74,10 @@ pub fn profile(policy: &CompiledPolicy, agent: u32) -> anyhow::Result<String> {
                 network.insert(format!("  network {family} {kind},\n"));
                 continue;
             }
-            RuleKind::NetDeny | RuleKind::MatchExe | RuleKind::MatchCgroup => {
+            RuleKind::NetDeny
+            | RuleKind::NetListen
+            | RuleKind::MatchExe
+            | RuleKind::MatchCgroup => {
                 bail!(
                     "rule {} ({:?}) has no AppArmor equivalent in this benchmark",
                     rule.text_id,

@@ -15,7 +15,7 @@ use super::{
     names::{self, lookup},
     record::{
         agent_name, c_string, chain_ids, ip_text, logs_open_flags, rule_agent_id, rule_text,
-        target_field, target_text, EventContext, TargetField,
+        socket_text, target_field, target_text, EventContext, TargetField,
     },
 };
 use crate::kernel::RawEvent;
@@ -98,6 +98,10 @@ impl EventEncoder {
             TargetField::Process => {
                 out.extend_from_slice(b",\"process\":");
                 string(out, &target);
+            }
+            TargetField::Socket => {
+                out.extend_from_slice(b",\"socket\":");
+                string(out, &socket_text(h));
             }
             TargetField::None => {}
         }

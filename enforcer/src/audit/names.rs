@@ -29,6 +29,8 @@ pub const OPS: &[(u32, &str)] = &[
     (OP_NAMESPACE, "namespace"),
     (OP_COMPAT_SYSCALL, "compat-syscall"),
     (OP_SHARE_FILES, "share-files"),
+    (OP_SOCKET, "socket"),
+    (OP_LISTEN, "listen"),
 ];
 
 pub const VERDICTS: &[(u32, &str)] = &[
@@ -104,8 +106,21 @@ pub fn proto_name(proto: u32) -> &'static str {
     match proto {
         PROTO_TCP => "tcp",
         PROTO_UDP => "udp",
+        PROTO_ICMP => "icmp",
+        // A listen is judged with its own protocol bit; the socket is TCP.
+        PROTO_LISTEN => "tcp",
         _ => "other",
     }
+}
+
+/// The `net.sockets` kind a socket of this family, type and protocol needs (`socket_permission`),
+/// or `tcp-udp-unix` for the kinds that need none.
+pub fn socket_kind(family: u16, stype: u32, protocol: u32) -> &'static str {
+    let need = socket_permission(family, stype, protocol);
+    SOCKET_KINDS
+        .iter()
+        .find(|(_, bit)| *bit == need)
+        .map_or("tcp-udp-unix", |(name, _)| name)
 }
 
 /// Is `name` an op name of the schema? (For `enforcer events --op`.)

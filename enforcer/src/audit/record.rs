@@ -65,6 +65,10 @@ pub struct EventRecord {
     pub proto: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unix_path: Option<String>,
+    /// The socket an agent made (`socket` events): `<kind> family=<n> type=<n> protocol=<n>`,
+    /// `kind` as `net.sockets` names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
     /// The process an agent reached for (`ptrace`): `<pid> (<comm>)`, or `<pid>` where only the
     /// pid is known (the fallback).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -265,11 +269,29 @@ pub enum TargetField {
     Path,
     /// `process` (`ptrace` events).
     Process,
+    /// `socket` (`socket` events): from the net fields, the target bytes are unused.
+    Socket,
     None,
 }
 
+/// The `socket` field of a `socket` event: the family, type (in `net_port`) and protocol (in
+/// `net_proto`) the agent asked for.
+pub fn socket_text(h: &EventHeader) -> String {
+    let stype = u32::from(h.net_port);
+    format!(
+        "{} family={} type={} protocol={}",
+        names::socket_kind(h.net_family, stype, h.net_proto),
+        h.net_family,
+        stype,
+        h.net_proto
+    )
+}
+
 pub fn target_field(h: &EventHeader, target: &[u8]) -> TargetField {
-    let is_net_op = h.op == OP_CONNECT || h.op == OP_SENDMSG;
+    let is_net_op = h.op == OP_CONNECT || h.op == OP_SENDMSG || h.op == OP_LISTEN;
+    if h.op == OP_SOCKET {
+        return TargetField::Socket;
+    }
     match (is_net_op, h.net_family) {
         (true, AF_INET) | (true, AF_INET6) => TargetField::Net,
         (true, AF_UNIX) => TargetField::UnixPath,
@@ -330,6 +352,7 @@ pub fn event_record(raw: &RawEvent, ctx: &EventContext<'_>) -> EventRecord {
         }
         TargetField::UnixPath => record.unix_path = Some(target.into_owned()),
         TargetField::Process => record.process = Some(target.into_owned()),
+        TargetField::Socket => record.socket = Some(socket_text(h)),
         TargetField::Path => record.path = Some(target.into_owned()),
         TargetField::None => {}
     }

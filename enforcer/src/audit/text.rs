@@ -180,11 +180,11 @@ fn format_event(e: &EventRecord, paint: &dyn Fn(Style, &str) -> String, dim: Sty
         }
         (_, Some(addr), _) => format!("{}:{}/{proto}", escape(addr), e.port.unwrap_or(0)),
         (_, _, Some(unix)) => format!("unix:{}", target_escaped(e, unix)),
-        _ => e
-            .process
-            .as_ref()
-            .map(|p| format!("pid {}", escape(p)))
-            .unwrap_or_default(),
+        _ => match (&e.process, &e.socket) {
+            (Some(p), _) => format!("pid {}", escape(p)),
+            (_, Some(socket)) => format!("socket {}", escape(socket)),
+            _ => String::new(),
+        },
     };
     let mut line = format!(
         "{} {:<10} {} {}[{} {}] {} {}",

@@ -255,6 +255,8 @@ fn rule_enforcement(
             (Enforcement::AuditOnly, "unix sockets: seen at connect/sendto/sendmsg/sendmmsg entry; logged, not blocked (on_violation = \"audit\")")
         }
         NetConnect | NetDeny => (Enforcement::Enforced, "cgroup connect4/6 and sendmsg4/6 refuse with EPERM"),
+        NetListen if kill => (Enforcement::EnforcedByKill, "seen at listen() entry (process tracepoints); the offender is SIGKILLed before it returns to user space (the socket may listen for that instant)"),
+        NetListen => (Enforcement::AuditOnly, "seen at listen() entry (process tracepoints); logged, not blocked (on_violation = \"audit\")"),
         MatchCgroup => (Enforcement::Enforced, "members are recognised at their first hooked operation"),
         MatchExe if !file_hooks => (Enforcement::Unsupported, "exec tracepoints are not attached: exe-matched processes are not recognised"),
         MatchExe => (Enforcement::Enforced, "recognised when the exec completes (sched_process_exec)"),

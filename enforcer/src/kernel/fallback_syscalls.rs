@@ -336,6 +336,19 @@ pub fn watched() -> Vec<Watched> {
             SYS_clone,
             permission(OP_NAMESPACE, AGENT_ALLOW_USERNS, 0, CLONE_NEW_PATHS)
         ),
+        // Socket kinds beyond TCP/UDP/unix/netlink-route, and listening, unless `net.sockets`
+        // / `net.listen` allow them (hooks/sockets.rs; socketpair makes only unix sockets on
+        // the families a process can use).
+        w!(
+            "socket",
+            SYS_socket,
+            process(OP_SOCKET, PROC_SOCKET, N, 0, N, 0)
+        ),
+        w!(
+            "listen",
+            SYS_listen,
+            process(OP_LISTEN, PROC_LISTEN, N, 0, N, 0)
+        ),
         w!(
             "clone3",
             SYS_clone3,
@@ -361,6 +374,9 @@ pub fn is_process(shape: &SyscallShape) -> bool {
 pub fn programs_for(shape: &SyscallShape) -> Vec<&'static str> {
     match shape.kind {
         SHAPE_FD | SHAPE_CALL => vec![PROG_FB_SYS_ENTER_FD],
+        SHAPE_PROCESS if matches!(shape.proc_kind, PROC_SOCKET | PROC_LISTEN) => {
+            vec![PROG_FB_SYS_ENTER_NET]
+        }
         SHAPE_PROCESS => vec![PROG_FB_SYS_ENTER_PROC],
         SHAPE_SOCKADDR | SHAPE_MSGHDR | SHAPE_MMSGHDR => vec![PROG_FB_SYS_ENTER_SOCK],
         SHAPE_OPEN | SHAPE_OPEN_HOW | SHAPE_EXEC => Vec::new(),
@@ -450,7 +466,9 @@ mod tests {
     fn process_calls_go_to_the_process_program() {
         for w in watched() {
             let progs = programs_for(&w.shape);
-            if w.shape.kind == SHAPE_PROCESS {
+            if matches!(w.shape.proc_kind, PROC_SOCKET | PROC_LISTEN) {
+                assert_eq!(progs, vec![PROG_FB_SYS_ENTER_NET], "{}", w.name);
+            } else if w.shape.kind == SHAPE_PROCESS {
                 assert_eq!(progs, vec![PROG_FB_SYS_ENTER_PROC], "{}", w.name);
                 assert!(is_process(&w.shape), "{}", w.name);
             }

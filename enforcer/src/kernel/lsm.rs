@@ -20,6 +20,9 @@ pub const LSM_PROGRAMS: &[(&str, &str)] = &[
     (PROG_BPRM_CHECK_SECURITY, "bprm_check_security"),
     (PROG_SOCKET_CONNECT, "socket_connect"),
     (PROG_SOCKET_SENDMSG, "socket_sendmsg"),
+    // Socket kinds beyond TCP/UDP/unix, and listening (hooks/sockets.rs).
+    (PROG_SOCKET_CREATE, "socket_create"),
+    (PROG_SOCKET_LISTEN, "socket_listen"),
     // Writing is more than opening for write (hooks/path_ops.rs).
     (PROG_PATH_UNLINK, "path_unlink"),
     (PROG_PATH_RMDIR, "path_rmdir"),
@@ -180,6 +183,8 @@ fn process_features() -> Result<Vec<super::Feature>, KernelError> {
         ("tty-inject".to_string(), Ok(())),
         ("mounts".to_string(), Ok(())),
         ("userns-create".to_string(), userns),
+        ("socket-kinds".to_string(), Ok(())),
+        ("listen".to_string(), Ok(())),
     ])
 }
 

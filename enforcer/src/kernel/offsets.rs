@@ -136,6 +136,11 @@ pub fn lsm_hook_nargs(btf: &Btf, hook: &str) -> Result<u32, KernelError> {
     Err(err(format!("{name} is not a function")))
 }
 
+/// Offset in `struct sock` of a member of its embedded `struct sock_common`.
+fn sock_common(btf: &Btf, member: &str) -> Result<u32, KernelError> {
+    Ok(member_offset(btf, "sock", "__sk_common")? + member_offset(btf, "sock_common", member)?)
+}
+
 /// Everything the eBPF programs need from this kernel.
 pub fn read() -> Result<Offsets, KernelError> {
     let btf = kernel_btf()?;
@@ -146,6 +151,24 @@ pub fn read() -> Result<Offsets, KernelError> {
         ("OFF_BPRM_FILE", member_offset(btf, "linux_binprm", "file")?),
         ("OFF_BPRM_BUF", member_offset(btf, "linux_binprm", "buf")?),
         ("OFF_SOCKET_TYPE", member_offset(btf, "socket", "type")?),
+        ("OFF_SOCKET_SK", member_offset(btf, "socket", "sk")?),
+        (
+            "OFF_SOCK_PROTOCOL",
+            member_offset(btf, "sock", "sk_protocol")?,
+        ),
+        ("OFF_SOCK_FAMILY", sock_common(btf, "skc_family")?),
+        ("OFF_SOCK_NUM", sock_common(btf, "skc_num")?),
+        ("OFF_SOCK_RCV_SADDR", sock_common(btf, "skc_rcv_saddr")?),
+        (
+            "OFF_SOCK_V6_RCV_SADDR",
+            sock_common(btf, "skc_v6_rcv_saddr")?,
+        ),
+        (
+            "OFF_FILE_PRIVATE_DATA",
+            member_offset(btf, "file", "private_data")?,
+        ),
+        ("OFF_FILE_F_INODE", member_offset(btf, "file", "f_inode")?),
+        ("OFF_INODE_I_MODE", member_offset(btf, "inode", "i_mode")?),
         (
             "OFF_MSGHDR_MSG_NAME",
             member_offset(btf, "msghdr", "msg_name")?,

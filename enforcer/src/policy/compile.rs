@@ -65,6 +65,8 @@ pub enum RuleKind {
     ExecDeny,
     NetConnect,
     NetDeny,
+    /// `net.listen`: addresses and ports a TCP socket may listen on.
+    NetListen,
     MatchExe,
     MatchCgroup,
 }

@@ -98,6 +98,7 @@ impl<'a> Compiler<'a> {
                 config.flags |= bit;
             }
         }
+        config.flags |= agent.process.sockets & AGENT_ALLOW_MASK;
         for (name, at) in &agent.delegate {
             match agent_ids.get(name.as_str()) {
                 Some(&d) if d < 64 => config.delegate_lo |= 1 << d,

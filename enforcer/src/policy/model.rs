@@ -89,6 +89,8 @@ impl RuleKind {
             RuleKind::ExecDeny => (0, ACCESS_EXEC),
             RuleKind::NetConnect => (ACCESS_CONNECT, 0),
             RuleKind::NetDeny => (0, ACCESS_CONNECT),
+            // Listen rules are IP only (never path rules).
+            RuleKind::NetListen => (0, 0),
             RuleKind::MatchCgroup => (0, 0),
         }
     }
@@ -105,6 +107,7 @@ impl RuleKind {
             RuleKind::ExecDeny => "exec.deny",
             RuleKind::NetConnect => "net.connect",
             RuleKind::NetDeny => "net.deny",
+            RuleKind::NetListen => "net.listen",
             RuleKind::MatchExe => "agent.match.exe",
             RuleKind::MatchCgroup => "agent.match.cgroup",
         }

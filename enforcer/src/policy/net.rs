@@ -1,10 +1,10 @@
-//! Network rule targets: `ADDR[/BITS][:PORTS][/tcp|/udp]`, `[V6ADDR[/BITS]]:PORTS`, host names,
+//! Network rule targets: `ADDR[/BITS][:PORTS][/tcp|/udp|/icmp]`, `[V6ADDR[/BITS]]:PORTS`, host names,
 //! `@resolvers` (the name servers of /etc/resolv.conf), `*` (any address), `unix:/path` and
 //! `unix:@abstract`.
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use enforcer_common::{PROTO_ANY, PROTO_TCP, PROTO_UDP};
+use enforcer_common::{PROTO_ANY, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 use super::pattern::{Allowed, PathPattern};
 
@@ -66,11 +66,16 @@ impl NetTarget {
             (r, PROTO_TCP)
         } else if let Some(r) = text.strip_suffix("/udp") {
             (r, PROTO_UDP)
+        } else if let Some(r) = text.strip_suffix("/icmp") {
+            (r, PROTO_ICMP)
         } else {
             (text, PROTO_ANY)
         };
         let (addr_text, ports) = split_ports(rest)?;
         let (port_lo, port_hi) = match ports {
+            Some(_) if proto == PROTO_ICMP => {
+                return Err("ICMP has no ports: write `ADDR/icmp`".into());
+            }
             Some(p) => parse_ports(p)?,
             None => (0, u16::MAX),
         };
@@ -110,7 +115,7 @@ fn split_ports(text: &str) -> Result<(&str, Option<&str>), String> {
 fn parse_ports(text: &str) -> Result<(u16, u16), String> {
     if let Some((_, proto)) = text.split_once('/') {
         return Err(format!(
-            "unknown protocol `/{proto}` (expected `/tcp` or `/udp`)"
+            "unknown protocol `/{proto}` (expected `/tcp`, `/udp` or `/icmp`)"
         ));
     }
     let parse_one = |s: &str| -> Result<u16, String> {

@@ -94,6 +94,9 @@ pub struct RawExecRules {
 pub struct RawNetRules {
     pub connect: Option<Vec<Spanned<NetRuleSpec>>>,
     pub deny: Option<Vec<Spanned<NetRuleSpec>>>,
+    pub listen: Option<Vec<Spanned<NetRuleSpec>>>,
+    /// Socket kinds beyond TCP, UDP, unix and netlink-route (`SOCKET_KINDS`).
+    pub sockets: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A rule as written: a plain pattern string, or a table carrying the pattern and an id.

@@ -3,6 +3,7 @@
 
 use std::{collections::HashMap, ops::Range};
 
+use enforcer_common::{PROTO_ANY, PROTO_ICMP, PROTO_LISTEN, PROTO_TCP, SOCKET_KINDS};
 use toml::Spanned;
 
 use super::{
@@ -34,12 +35,14 @@ pub struct AgentHeader {
     pub process: ProcessPerms,
 }
 
-/// The `[process]` permissions of an agent (all false by default).
+/// The `[process]` permissions of an agent (all false by default), and the socket kinds its
+/// `net.sockets` names (`AGENT_ALLOW_SOCK_*` bits, none by default).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcessPerms {
     pub mount: bool,
     pub chroot: bool,
     pub userns: bool,
+    pub sockets: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -86,21 +89,34 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
                 on_violation: a.on_violation.unwrap_or(OnViolation::Audit),
                 log_file_allow: a.log.as_ref().is_some_and(|l| l.file_allow),
                 delegate,
-                process: raw
-                    .process
-                    .as_ref()
-                    .map(|p| {
-                        let p = p.get_ref();
-                        ProcessPerms {
-                            mount: p.mount,
-                            chroot: p.chroot,
-                            userns: p.userns,
-                        }
-                    })
-                    .unwrap_or_default(),
+                process: ProcessPerms {
+                    sockets: socket_kinds(&raw, &source, &mut diags),
+                    ..raw
+                        .process
+                        .as_ref()
+                        .map(|p| {
+                            let p = p.get_ref();
+                            ProcessPerms {
+                                mount: p.mount,
+                                chroot: p.chroot,
+                                userns: p.userns,
+                                sockets: 0,
+                            }
+                        })
+                        .unwrap_or_default()
+                },
             })
         }
         (None, Some(set)) => {
+            if let Some(s) = raw.net.as_ref().and_then(|n| n.sockets.as_ref()) {
+                // Like [process]: a kind of socket is a capability an agent's own file grants.
+                return Err(source
+                    .error(
+                        s.span(),
+                        "net.sockets belongs in an agent policy, not in a permission set",
+                    )
+                    .into());
+            }
             if let Some(p) = &raw.process {
                 // A permission set is included by many agents: widening what each may do to
                 // its file system view must be written in the agent's own file.
@@ -143,7 +159,7 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
 
     // Every rule list with its kind, then sorted into source order.
     let agent_match = raw.agent.as_ref().and_then(|a| a.get_ref().match_.as_ref());
-    let lists: [(RuleKind, Option<Vec<Spanned<RuleSpec>>>); 11] = [
+    let lists: [(RuleKind, Option<Vec<Spanned<RuleSpec>>>); 12] = [
         (
             RuleKind::MatchExe,
             agent_match.and_then(|m| unwrap_specs(&m.exe, |s| &s.0)),
@@ -205,6 +221,12 @@ pub fn parse_file(source: SourceFile, id_name: &str) -> Result<ParsedFile, Diagn
             raw.net
                 .as_ref()
                 .and_then(|n| unwrap_specs(&n.deny, |s| &s.0)),
+        ),
+        (
+            RuleKind::NetListen,
+            raw.net
+                .as_ref()
+                .and_then(|n| unwrap_specs(&n.listen, |s| &s.0)),
         ),
     ];
     let mut specs: Vec<(RuleKind, Spanned<RuleSpec>)> = Vec::new();
@@ -332,9 +354,59 @@ fn parse_when(
     Condition::hours(w.hours.get_ref(), tz.get_ref()).map_err(|m| (Some(tz.span()), m))
 }
 
+/// `net.sockets = ["icmp", ...]` as `AGENT_ALLOW_SOCK_*` bits; an unknown kind is an error at
+/// its position.
+fn socket_kinds(raw: &RawFile, source: &SourceFile, diags: &mut Diagnostics) -> u32 {
+    let mut bits = 0;
+    let Some(list) = raw.net.as_ref().and_then(|n| n.sockets.as_ref()) else {
+        return 0;
+    };
+    for kind in list.get_ref() {
+        match SOCKET_KINDS.iter().find(|(name, _)| name == kind.get_ref()) {
+            Some((_, bit)) => bits |= bit,
+            None => {
+                let names: Vec<&str> = SOCKET_KINDS.iter().map(|(n, _)| *n).collect();
+                diags.push(source.error(
+                    kind.span(),
+                    format!(
+                        "unknown socket kind `{}` (expected one of: {}; TCP, UDP, unix and netlink-route sockets need no entry)",
+                        kind.get_ref(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    bits
+}
+
 fn parse_target(kind: RuleKind, pattern: &str) -> Result<RuleTarget, String> {
     match kind {
-        RuleKind::NetConnect | RuleKind::NetDeny => NetTarget::parse(pattern).map(RuleTarget::from),
+        RuleKind::NetConnect => NetTarget::parse(pattern).map(RuleTarget::from),
+        // A deny without a protocol denies every use of the destination: TCP, UDP and ICMP
+        // traffic and listening; `/tcp` covers listening on TCP too.
+        RuleKind::NetDeny => NetTarget::parse(pattern).map(|t| match t {
+            NetTarget::Ip(mut ip) => {
+                if ip.proto == PROTO_ANY {
+                    ip.proto |= PROTO_ICMP;
+                }
+                if ip.proto & PROTO_TCP != 0 {
+                    ip.proto |= PROTO_LISTEN;
+                }
+                RuleTarget::Ip(ip)
+            }
+            unix => RuleTarget::from(unix),
+        }),
+        RuleKind::NetListen => match NetTarget::parse(pattern)? {
+            NetTarget::Ip(mut ip) => {
+                if ip.proto != PROTO_ANY && ip.proto != PROTO_TCP {
+                    return Err("net.listen rules are for TCP (`/tcp` or no protocol): a UDP server's replies are judged by net.connect, ICMP cannot listen".into());
+                }
+                ip.proto = PROTO_LISTEN;
+                Ok(RuleTarget::Ip(ip))
+            }
+            NetTarget::Unix(_) => Err("net.listen takes addresses and ports; listening on a unix socket is not judged by net.listen (see docs/policy.md)".into()),
+        },
         RuleKind::MatchExe => {
             PathPattern::parse(pattern, Allowed::ExactOrSubtree).map(RuleTarget::Path)
         }

@@ -110,8 +110,13 @@ pub(crate) fn join(agent: &str) -> EventRecord {
 /// Write `events` as an audit log (JSON lines, seq numbered) and read them back with the log
 /// reader, as the commands do.
 pub(crate) fn through_log(name: &str, events: &[EventRecord]) -> (PathBuf, Vec<EventRecord>) {
-    let dir =
-        std::env::temp_dir().join(format!("enforcer-lifecycle-{}-{name}", std::process::id()));
+    // One directory per call: tests sharing a fixture name run in parallel.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "enforcer-lifecycle-{}-{name}-{call}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("audit.jsonl");

@@ -146,7 +146,13 @@ fn net_entries_list_containing_cidrs_most_specific_first() {
             (
                 v4("::1"),
                 128,
-                vec![rule(0, 65535, PROTO_ANY, ACTION_DENY, 4)]
+                vec![rule(
+                    0,
+                    65535,
+                    PROTO_ANY | PROTO_ICMP | PROTO_LISTEN,
+                    ACTION_DENY,
+                    4
+                )]
             ),
             (
                 v4("10.0.0.0"),

@@ -138,7 +138,7 @@ fn net_errors() {
     );
     assert_eq!(
         agent_err("[net]\nconnect = [{ to = \"[::1]:80/sctp\", id = \"x\" }]\n"),
-        "a.toml:4:19: net.connect: unknown protocol `/sctp` (expected `/tcp` or `/udp`)"
+        "a.toml:4:19: net.connect: unknown protocol `/sctp` (expected `/tcp`, `/udp` or `/icmp`)"
     );
 }
 

@@ -425,3 +425,123 @@ fn process_section_is_checked() {
         "a permission set cannot widen its includers' mounts: {e:?}"
     );
 }
+
+#[test]
+fn net_sockets_sets_the_socket_bits_and_defaults_to_none() {
+    let none = compiled(&[("a.toml", &agent(""))]);
+    assert_eq!(
+        none.agents[0].config.flags & AGENT_ALLOW_MASK,
+        0,
+        "no socket kind beyond TCP/UDP/unix/netlink-route by default"
+    );
+    let some = compiled(&[(
+        "a.toml",
+        &agent("[net]\nsockets = [\"icmp\", \"packet\", \"other\"]\n"),
+    )]);
+    assert_eq!(
+        some.agents[0].config.flags & AGENT_ALLOW_MASK,
+        AGENT_ALLOW_SOCK_ICMP | AGENT_ALLOW_SOCK_PACKET | AGENT_ALLOW_SOCK_OTHER
+    );
+    let e = errors(&[("a.toml", &agent("[net]\nsockets = [\"tcp\"]\n"))]);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("unknown socket kind `tcp`") && m.contains("need no entry")),
+        "an unknown kind is an error that says what exists: {e:?}"
+    );
+    let e = errors(&[(
+        "s.toml",
+        "[set]\nname = \"s\"\n[net]\nsockets = [\"raw\"]\n",
+    )]);
+    assert!(
+        e.iter()
+            .any(|m| m.contains("net.sockets belongs in an agent policy")),
+        "a permission set cannot widen its includers' sockets: {e:?}"
+    );
+}
+
+#[test]
+fn socket_kinds_are_classified_once_for_both_sides() {
+    // (family, type, protocol) -> the bit it needs; 0 = every program may.
+    for (family, stype, protocol, need) in [
+        (AF_UNIX, 1, 0, 0),
+        (AF_INET, 1, 0, 0),
+        (AF_INET6, 1 | 0o2000000, 6, 0), // SOCK_CLOEXEC ignored
+        (AF_INET, 1, IPPROTO_MPTCP, 0),
+        (AF_INET, 2, 0, 0),
+        (AF_INET6, 2, 17, 0),
+        (AF_NETLINK, 3, 0, 0),
+        (AF_NETLINK, 3, 9, AGENT_ALLOW_SOCK_NETLINK),
+        (AF_INET, 2, IPPROTO_ICMP, AGENT_ALLOW_SOCK_ICMP),
+        (AF_INET6, 2, IPPROTO_ICMPV6, AGENT_ALLOW_SOCK_ICMP),
+        (AF_INET, 3, 1, AGENT_ALLOW_SOCK_RAW),
+        (AF_INET, 1, IPPROTO_SCTP, AGENT_ALLOW_SOCK_SCTP),
+        (AF_INET6, 5, IPPROTO_SCTP, AGENT_ALLOW_SOCK_SCTP),
+        (AF_INET, 2, 136, AGENT_ALLOW_SOCK_OTHER), // udplite
+        (AF_PACKET, 3, 768, AGENT_ALLOW_SOCK_PACKET),
+        (AF_VSOCK, 1, 0, AGENT_ALLOW_SOCK_VSOCK),
+        (38, 5, 0, AGENT_ALLOW_SOCK_OTHER), // AF_ALG
+        (31, 1, 3, AGENT_ALLOW_SOCK_OTHER), // bluetooth
+    ] {
+        assert_eq!(
+            socket_permission(family, stype, protocol),
+            need,
+            "family {family} type {stype} protocol {protocol}"
+        );
+    }
+}
+
+#[test]
+fn listen_rules_carry_only_the_listen_protocol_and_denies_cover_everything() {
+    use crate::policy::net::mapped;
+    let body = "[net]\nlisten = [\"127.0.0.1:8000-8099\"]\nconnect = [\"127.0.0.1:8000/tcp\", \"10.0.0.0/8/icmp\"]\ndeny = [\"192.0.2.1\", \"192.0.2.2/tcp\"]\n";
+    let p = compiled(&[("a.toml", &agent(body))]);
+    let protos = |addr: &str| -> Vec<(u32, u32)> {
+        let want = mapped(addr.parse().unwrap());
+        p.net_entries
+            .iter()
+            .filter(|e| e.addr == want && e.prefix_bits == 128)
+            .flat_map(|e| e.value.rules[..e.value.count as usize].to_vec())
+            .map(|r| (r.proto, r.action))
+            .collect()
+    };
+    let loopback = protos("127.0.0.1");
+    assert!(
+        loopback.contains(&(PROTO_LISTEN, ACTION_ALLOW)),
+        "{loopback:?}"
+    );
+    assert!(
+        loopback.contains(&(PROTO_TCP, ACTION_ALLOW)),
+        "{loopback:?}"
+    );
+    assert_eq!(
+        protos("192.0.2.1"),
+        vec![(PROTO_ANY | PROTO_ICMP | PROTO_LISTEN, ACTION_DENY)],
+        "a deny without a protocol denies every use"
+    );
+    assert_eq!(
+        protos("192.0.2.2"),
+        vec![(PROTO_TCP | PROTO_LISTEN, ACTION_DENY)],
+        "a /tcp deny covers listening"
+    );
+    for (bad, says) in [
+        (
+            "[net]\nlisten = [\"127.0.0.1:53/udp\"]\n",
+            "net.listen rules are for TCP",
+        ),
+        (
+            "[net]\nlisten = [\"unix:/run/x.sock\"]\n",
+            "listening on a unix socket",
+        ),
+        (
+            "[net]\nconnect = [\"10.0.0.1:7/icmp\"]\n",
+            "ICMP has no ports",
+        ),
+        (
+            "[net]\nconnect = [\"10.0.0.1:7/sctp\"]\n",
+            "expected `/tcp`, `/udp` or `/icmp`",
+        ),
+    ] {
+        let e = errors(&[("a.toml", &agent(bad))]);
+        assert!(e.iter().any(|m| m.contains(says)), "{bad}: {e:?}");
+    }
+}
