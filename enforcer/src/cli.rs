@@ -1,9 +1,11 @@
 //! The whole command-line tree. Each subcommand's arguments live beside its code in `cmd/`.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::cmd;
 
+/// `--version` prints the release, the commit it was built from and the kernel layout (see
+/// `version.rs`); `-V` the same.
 #[derive(Debug, Parser)]
 #[command(
     name = "enforcer",
@@ -13,6 +15,24 @@ use crate::cmd;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parse the process's command line. The kernel layout is a hash of the whole embedded eBPF
+/// object (megabytes): it is computed only when the version is asked for, not on every command.
+pub fn parse() -> Cli {
+    let asks_version = std::env::args_os()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-V");
+    let command = Cli::command();
+    let command = if asks_version {
+        // Once per process, then it exits: clap takes a `&'static str` (without its `string`
+        // feature).
+        let version: &'static str = crate::version::long().leak();
+        command.version(version)
+    } else {
+        command
+    };
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 #[derive(Debug, Subcommand)]
