@@ -15,7 +15,7 @@ use super::{
     core::{enforcement_name, CoreOptions, Daemon},
     dns::{answers_for, SystemResolver},
     grants::GrantBook,
-    metrics,
+    lock, metrics,
     policy_source::{PolicyDir, PolicySource},
     privileges, protect,
     roles::RoleGroups,
@@ -80,7 +80,11 @@ async fn serve(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), 
         source.describe()
     );
 
-    // Bind before loading the kernel side: a second daemon stops here, changing nothing.
+    // One daemon per state directory and audit log, checked before anything is changed: a
+    // second daemon stops here, naming the first one's pid.
+    let _locks = lock::acquire(config)?;
+
+    // Bind before loading the kernel side: a second daemon on the same socket stops here too.
     let role_groups = RoleGroups::resolve(&config.api).map_err(|reason| {
         DaemonError::Api(crate::api::ApiError::Setup {
             path: config.api.socket.clone(),
