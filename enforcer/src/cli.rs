@@ -48,7 +48,8 @@ pub enum Command {
     /// Report what this kernel supports (BTF, struct offsets, cgroup v2, identity tracepoints,
     /// BPF LSM), found by trying; exit 0 only if BPF LSM enforcement works here.
     Probe(cmd::probe::ProbeArgs),
-    /// Run the enforcement daemon (foreground; prints a `ready` line once enforcing).
+    /// Run the enforcement daemon (foreground; prints a `ready` line once enforcing, and sends
+    /// systemd READY=1 then when started with NOTIFY_SOCKET).
     Daemon(cmd::daemon::DaemonArgs),
     /// Run a command as an agent: register with the daemon (only a socket served by root is
     /// trusted), apply the agent's Landlock envelope and seccomp filter (fallback backend,
