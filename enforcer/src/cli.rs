@@ -58,6 +58,12 @@ pub enum Command {
     /// Show audit events from the log and, with --follow, live from the daemon.
     Events(cmd::events::EventsArgs),
     /// Show the daemon's health, backend, agents, per-rule enforcement and counters.
+    ///
+    /// The text starts with one line: `healthy`, or `degraded: <why>; <why>...` when audit
+    /// records are not written, events were lost, the kernel programs had internal failures,
+    /// rules are unsupported on this kernel, or a kernel map is 90% full or more (counts since
+    /// the daemon started). Exit status: 0 healthy, 1 degraded (either format), 3 no daemon
+    /// running, 2 any other error.
     Status(cmd::status::StatusArgs),
     /// Give an agent a temporary allow that expires by itself (checked in the kernel); --list, --revoke.
     Grant(cmd::grant::GrantArgs),
