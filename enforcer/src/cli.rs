@@ -1,9 +1,11 @@
 //! The whole command-line tree. Each subcommand's arguments live beside its code in `cmd/`.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::cmd;
 
+/// `--version` prints the release, the commit it was built from and the kernel layout (see
+/// `version.rs`); `-V` the same.
 #[derive(Debug, Parser)]
 #[command(
     name = "enforcer",
@@ -13,6 +15,24 @@ use crate::cmd;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Parse the process's command line. The kernel layout is a hash of the whole embedded eBPF
+/// object (megabytes): it is computed only when the version is asked for, not on every command.
+pub fn parse() -> Cli {
+    let asks_version = std::env::args_os()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-V");
+    let command = Cli::command();
+    let command = if asks_version {
+        // Once per process, then it exits: clap takes a `&'static str` (without its `string`
+        // feature).
+        let version: &'static str = crate::version::long().leak();
+        command.version(version)
+    } else {
+        command
+    };
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,7 +48,8 @@ pub enum Command {
     /// Report what this kernel supports (BTF, struct offsets, cgroup v2, identity tracepoints,
     /// BPF LSM), found by trying; exit 0 only if BPF LSM enforcement works here.
     Probe(cmd::probe::ProbeArgs),
-    /// Run the enforcement daemon (foreground; prints a `ready` line once enforcing).
+    /// Run the enforcement daemon (foreground; prints a `ready` line once enforcing, and sends
+    /// systemd READY=1 then when started with NOTIFY_SOCKET).
     Daemon(cmd::daemon::DaemonArgs),
     /// Run a command as an agent: register with the daemon (only a socket served by root is
     /// trusted), apply the agent's Landlock envelope and seccomp filter (fallback backend,
@@ -37,6 +58,12 @@ pub enum Command {
     /// Show audit events from the log and, with --follow, live from the daemon.
     Events(cmd::events::EventsArgs),
     /// Show the daemon's health, backend, agents, per-rule enforcement and counters.
+    ///
+    /// The text starts with one line: `healthy`, or `degraded: <why>; <why>...` when audit
+    /// records are not written, events were lost, the kernel programs had internal failures,
+    /// rules are unsupported on this kernel, or a kernel map is 90% full or more (counts since
+    /// the daemon started). Exit status: 0 healthy, 1 degraded (either format), 3 no daemon
+    /// running, 2 any other error.
     Status(cmd::status::StatusArgs),
     /// Give an agent a temporary allow that expires by itself (checked in the kernel); --list, --revoke.
     Grant(cmd::grant::GrantArgs),

@@ -10,7 +10,7 @@
 //! - `daemon`: the core state machine (policy versions, registrations, grants, the event pump)
 //!   and the async service around it (API, metrics, reloads, DNS refresh).
 //! - `cli` and `cmd`: the command-line tree and one file per subcommand; `paths`: every
-//!   well-known path.
+//!   well-known path; `version`: what `--version` says about the build.
 
 pub mod api;
 pub mod audit;
@@ -21,3 +21,4 @@ pub mod kernel;
 pub mod lifecycle;
 pub mod paths;
 pub mod policy;
+pub mod version;

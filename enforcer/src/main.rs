@@ -1,7 +1,5 @@
-use clap::Parser as _;
-
 fn main() -> std::process::ExitCode {
-    let cli = enforcer::cli::Cli::parse();
+    let cli = enforcer::cli::parse();
     match enforcer::cmd::dispatch(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -1,7 +1,8 @@
 //! `enforcer daemon` refuses bad configuration and invalid policies with precise errors, before
 //! touching the kernel or creating its socket (user space only: these paths never reach the
 //! kernel backend). A configuration error exits 78 (EX_CONFIG: the systemd unit does not
-//! restart on it), an invalid policy 2.
+//! restart on it), an invalid policy 2. A second daemon on the same state directory or audit
+//! log is refused the same way, naming the pid of the one holding it.
 
 use std::{
     path::{Path, PathBuf},
@@ -118,4 +119,69 @@ fn a_missing_explicit_config_file_is_an_error() {
         "{stderr}"
     );
     assert_eq!(out.status.code(), Some(78));
+}
+
+/// Holds the lock a running daemon would hold on `lock` (an exclusive flock, its pid inside).
+fn hold_lock(lock: &Path) -> std::fs::File {
+    use std::io::Write as _;
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let mut file = std::fs::File::create(lock).unwrap();
+    file.try_lock().unwrap();
+    writeln!(file, "{}", std::process::id()).unwrap();
+    file
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_or_audit_log_is_refused_naming_the_first() {
+    let dir = tempdir("locked");
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("a.toml"), "[agent]\nname = \"a\"\n").unwrap();
+    let args = [
+        "--config",
+        "/dev/null",
+        "--policy-dir",
+        policies.to_str().unwrap(),
+    ];
+    let pid = std::process::id();
+    for (lock, what, target) in [
+        (
+            dir.join("state/daemon.lock"),
+            "state directory",
+            dir.join("state"),
+        ),
+        (
+            dir.join("audit.jsonl.lock"),
+            "audit log",
+            dir.join("audit.jsonl"),
+        ),
+    ] {
+        let held = hold_lock(&lock);
+        let out = daemon(&dir, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{what} {} is in use by another enforcer daemon (pid {pid}, lock {})",
+                target.display(),
+                lock.display()
+            )),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("another enforcer build") && !stderr.contains("--uninstall"),
+            "{stderr}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).is_empty(),
+            "no ready line"
+        );
+        for name in ["api.sock", "audit.jsonl", "pins"] {
+            assert!(
+                !dir.join(name).exists(),
+                "{name} was created by a daemon refused for the {what}"
+            );
+        }
+        drop(held);
+    }
 }

@@ -1,4 +1,5 @@
-//! `enforcer check` and `enforcer explain` as a user runs them: exit codes, output, JSON.
+//! `enforcer check`, `enforcer explain` and `enforcer --version` as a user runs them: exit
+//! codes, output, JSON.
 
 use std::{
     path::{Path, PathBuf},
@@ -32,6 +33,35 @@ fn scratch(name: &str, text: &str) -> PathBuf {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// The line an operator compares across hosts: release, commit, kernel layout (the value a
+/// daemon's refusal of another build's pins prints as `layout ...`).
+#[test]
+fn version_names_the_commit_and_the_kernel_layout() {
+    for flag in ["--version", "-V"] {
+        let out = enforcer(&[flag]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let line = text(&out.stdout);
+        let rest = line
+            .trim_end()
+            .strip_prefix(&format!("enforcer {} (commit ", env!("CARGO_PKG_VERSION")))
+            .unwrap_or_else(|| panic!("{flag}: {line}"));
+        let (commit, layout) = rest
+            .split_once(", kernel layout ")
+            .unwrap_or_else(|| panic!("{flag}: {line}"));
+        let hash = commit.strip_suffix("+dirty").unwrap_or(commit);
+        assert!(
+            commit == "unknown" || (hash.len() >= 7 && hash.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{flag}: commit {commit:?} in {line}"
+        );
+        let layout = layout.strip_suffix(')').unwrap_or_else(|| panic!("{line}"));
+        assert!(
+            (layout.len() == 16 && layout.bytes().all(|b| b.is_ascii_hexdigit()))
+                || layout.starts_with("none (built without the eBPF object"),
+            "{flag}: layout {layout:?} in {line}"
+        );
+    }
 }
 
 #[test]

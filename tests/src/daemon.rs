@@ -4,6 +4,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
+    os::unix::net::UnixDatagram,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -17,6 +18,23 @@ use crate::{
     backend::DaemonBackend,
     TempDir,
 };
+
+/// The datagrams a daemon sent to its `NOTIFY_SOCKET` up to the one with `READY=1` (sent right
+/// after the ready line), joined; what came by then if it never does.
+fn ready_notification(socket: &UnixDatagram) -> String {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("notify socket timeout");
+    let mut got = String::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = socket.recv(&mut buf) {
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if got.lines().any(|l| l == "READY=1") {
+            break;
+        }
+    }
+    got
+}
 
 /// Loading and verifying the programs under QEMU without KVM can take minutes.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(420);
@@ -93,13 +111,18 @@ impl DaemonSetup {
     }
 
     /// Start the daemon and wait for its `ready` line (panics with its log if it never comes).
+    /// Started as systemd starts it (`NOTIFY_SOCKET`), it must also send `READY=1` then.
     pub fn start(&mut self) -> Daemon {
         self.starts += 1;
         let log = self.dir.path().join(format!("daemon-{}.log", self.starts));
         let stderr = std::fs::File::create(&log).expect("create daemon log");
+        let notify_path = self.dir.path().join(format!("notify-{}.sock", self.starts));
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path).expect("bind the notify socket");
         let t0 = Instant::now();
         let mut child = self
             .command()
+            .env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -118,6 +141,12 @@ impl DaemonSetup {
                         "daemon #{} ready after {:.1}s: {line}",
                         self.starts,
                         t0.elapsed().as_secs_f64()
+                    );
+                    let notified = ready_notification(&notify);
+                    assert!(
+                        notified.lines().any(|l| l == "READY=1"),
+                        "no READY=1 for systemd with the ready line (got {notified:?}); its log:\n{}",
+                        read(&log)
                     );
                     return Daemon {
                         pid: child.id(),

@@ -1,5 +1,7 @@
 //! `enforcer status`: the running daemon's health, backend, agents, per-rule enforcement and
-//! counters. Exit status 0 when the daemon answers, 3 when it is not running (like systemctl).
+//! counters. The text starts with one line, `healthy` or `degraded: <why>; <why>...`
+//! ([`degraded`]). Exit status 0 healthy, 1 degraded, 3 when no daemon is running (like
+//! systemctl), 2 any other error.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -29,6 +31,64 @@ pub struct StatusArgs {
 
 /// Exit status when no daemon answers.
 const NOT_RUNNING: u8 = 3;
+/// Exit status when the daemon answers but is degraded.
+const DEGRADED: u8 = 1;
+/// A kernel map this full is reported: at capacity, enforcement suffers (a full `PROCS` denies
+/// new agent children everything, docs/daemon.md "Metrics").
+const MAP_FULL_PERCENT: u64 = 90;
+
+/// Why the daemon is not doing all its policy asks, from its status reply; empty when healthy.
+/// Counts are since the daemon started. A rejected reload is not here: the running policy still
+/// applies, and the reply does not say whether a later reload succeeded.
+pub fn degraded(s: &StatusReport) -> Vec<String> {
+    let mut why = Vec::new();
+    if s.audit_backlog > 0 {
+        why.push(format!(
+            "{} audit records not written (the audit log cannot take them)",
+            s.audit_backlog
+        ));
+    }
+    let lost: u64 = s.losses.iter().map(|l| l.count).sum();
+    if lost > 0 {
+        why.push(format!("{lost} events lost"));
+    }
+    let failed: u64 = s.failures.iter().map(|f| f.count).sum();
+    if failed > 0 {
+        why.push(format!(
+            "{failed} internal failures in the kernel programs (denied)"
+        ));
+    }
+    let unsupported = s
+        .rules
+        .iter()
+        .filter(|r| r.enforcement == crate::kernel::Enforcement::Unsupported.label())
+        .count();
+    if unsupported > 0 {
+        why.push(format!(
+            "{unsupported} rules unsupported by the {} backend on this kernel",
+            s.backend
+        ));
+    }
+    for m in &s.maps {
+        if m.capacity > 0 && m.entries * 100 >= m.capacity * MAP_FULL_PERCENT {
+            why.push(format!(
+                "kernel map {} {} of {} entries in use",
+                m.map, m.entries, m.capacity
+            ));
+        }
+    }
+    why
+}
+
+/// The first line of the text output.
+pub fn summary(s: &StatusReport) -> String {
+    let why = degraded(s);
+    if why.is_empty() {
+        "healthy".into()
+    } else {
+        format!("degraded: {}", why.join("; "))
+    }
+}
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let socket = socket_path(args.socket);
@@ -46,12 +106,17 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         // Agent names, exe paths and daemon messages can hold anything: terminal-safe.
         Format::Text => print!("{}", escape_lines(&render_text(&status))),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if degraded(&status).is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(DEGRADED)
+    })
 }
 
 pub fn render_text(s: &StatusReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
+    let _ = writeln!(out, "{}", summary(s));
     let _ = writeln!(
         out,
         "daemon:   running, pid {}, since {} (up {}s)",
@@ -196,6 +261,59 @@ mod tests {
     use crate::api::protocol::{
         AgentReport, FailureCount, MapFillReport, RuleReport, SessionReport,
     };
+
+    #[test]
+    fn the_first_line_says_healthy_or_every_reason_it_is_not() {
+        let mut status = StatusReport {
+            backend: "fallback".into(),
+            rules: vec![RuleReport {
+                enforcement: "enforced-by-kill".into(),
+                ..Default::default()
+            }],
+            maps: vec![MapFillReport {
+                map: enforcer_common::MAP_PROCS.into(),
+                entries: 89,
+                capacity: 100,
+            }],
+            failures: vec![FailureCount {
+                point: "path-copy".into(),
+                count: 0,
+            }],
+            ..Default::default()
+        };
+        assert!(degraded(&status).is_empty());
+        assert!(render_text(&status).starts_with("healthy\ndaemon:"));
+
+        status.audit_backlog = 12;
+        status.losses = vec![
+            crate::api::protocol::LossCount {
+                agent: "a".into(),
+                count: 3,
+            },
+            crate::api::protocol::LossCount {
+                agent: "b".into(),
+                count: 4,
+            },
+        ];
+        status.failures[0].count = 2;
+        status.rules.push(RuleReport {
+            enforcement: "unsupported".into(),
+            ..Default::default()
+        });
+        status.maps[0].entries = 90;
+        // Audit mode is the policy's choice, not a degradation.
+        status.rules.push(RuleReport {
+            enforcement: "audit-only".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            render_text(&status).lines().next().unwrap(),
+            "degraded: 12 audit records not written (the audit log cannot take them); \
+             7 events lost; 2 internal failures in the kernel programs (denied); \
+             1 rules unsupported by the fallback backend on this kernel; \
+             kernel map PROCS 90 of 100 entries in use"
+        );
+    }
 
     #[test]
     fn text_shows_agents_sessions_and_rules() {

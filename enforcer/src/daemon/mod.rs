@@ -2,10 +2,11 @@
 //!
 //! `config` (file + flags), `policy_source` (load, resolve host names, compile), `dns` (host
 //! name answers and their TTL-driven refresh), `core` (the state machine: apply, reload,
-//! register, pump events; synchronous, so tests drive it with a mock backend), `service` (the async loop: signals, file watching, API, timers), `metrics`
-//! (Prometheus text), `procs` (agent membership of live processes), `protect` (the daemon's
-//! own state, which no agent may change), `roles` (who may ask what on the API socket),
-//! own state, which no agent may change), `privileges` (the capabilities kept after start-up),
+//! register, pump events; synchronous, so tests drive it with a mock backend), `service` (the
+//! async loop: signals, file watching, API, timers), `metrics` (Prometheus text), `procs` (agent
+//! membership of live processes), `protect` (the daemon's own state, which no agent may
+//! change), `roles` (who may ask what on the API socket), `lock` (one daemon per state
+//! directory and audit log), `privileges` (the capabilities kept after start-up),
 //! `state` (what outlives a daemon run).
 
 pub mod check;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod core;
 pub mod dns;
 pub mod grants;
+pub mod lock;
 pub mod metrics;
 pub mod policy_source;
 pub mod privileges;
@@ -53,6 +55,8 @@ pub enum DaemonError {
         addr: std::net::SocketAddr,
         cause: std::io::Error,
     },
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("dropping capabilities: {0}")]
     Privileges(#[from] privileges::PrivilegeError),
     #[error("{what}: {cause}")]

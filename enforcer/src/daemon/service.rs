@@ -15,7 +15,7 @@ use super::{
     core::{enforcement_name, CoreOptions, Daemon},
     dns::{answers_for, SystemResolver},
     grants::GrantBook,
-    metrics,
+    lock, metrics,
     policy_source::{PolicyDir, PolicySource},
     privileges, protect,
     roles::RoleGroups,
@@ -38,7 +38,8 @@ const PUMP_INTERVAL: Duration = Duration::from_millis(50);
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Run the daemon until SIGTERM/SIGINT. Prints one `ready` line on stdout once the policy is
-/// applied and the API socket accepts connections (tests and scripts wait for it).
+/// applied and the API socket accepts connections (tests and scripts wait for it), and sends
+/// systemd `READY=1` then (`Type=notify`).
 /// `config_file`: the configuration file read, if any (protected from agents like the rest of
 /// the daemon's state, see protect.rs).
 pub fn run(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), DaemonError> {
@@ -80,7 +81,11 @@ async fn serve(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), 
         source.describe()
     );
 
-    // Bind before loading the kernel side: a second daemon stops here, changing nothing.
+    // One daemon per state directory and audit log, checked before anything is changed: a
+    // second daemon stops here, naming the first one's pid.
+    let _locks = lock::acquire(config)?;
+
+    // Bind before loading the kernel side: a second daemon on the same socket stops here too.
     let role_groups = RoleGroups::resolve(&config.api).map_err(|reason| {
         DaemonError::Api(crate::api::ApiError::Setup {
             path: config.api.socket.clone(),
@@ -162,6 +167,16 @@ async fn serve(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), 
         config.audit.path.display()
     );
     let _ = std::io::stdout().flush();
+    // The same moment for systemd (`Type=notify`): the programs are attached (or adopted) and
+    // proven by the canary, the policy is applied and the socket accepts `enforcer run`.
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!(
+            "enforcing policy version {} with the {} backend",
+            daemon.version(),
+            daemon.backend().status().backend
+        )),
+    ]);
 
     let why = loop {
         let dns_due = if resolving {
@@ -214,7 +229,16 @@ async fn serve(config: &DaemonConfig, config_file: Option<&Path>) -> Result<(), 
         }
     };
     tracing::info!("{why}: stopping; kernel state stays pinned and enforcing");
+    notify(&[sd_notify::NotifyState::Stopping]);
     daemon.stop(why)
+}
+
+/// Tell the service manager, if one started the daemon with `NOTIFY_SOCKET` (nothing
+/// otherwise). A failure is logged, never fatal: enforcement does not depend on it.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!("notifying the service manager (NOTIFY_SOCKET): {e}");
+    }
 }
 
 /// One [`Daemon::pump`] and a due fsync; whether the kernel may hold more events right now.
