@@ -164,6 +164,11 @@ pub const EVENT_FLAG_LANDLOCK: u32 = 1 << 10;
 /// Something inside the program failed (a helper, a copy, a loop, an unreadable input): the
 /// decision could not be made and denied (fail closed); `FAILS` counts where (docs/kernel-maps.md).
 pub const EVENT_FLAG_INTERNAL_FAILURE: u32 = 1 << 11;
+/// The opened object has no path (a pipe, socket or anonymous inode reopened through
+/// `/proc/<pid>/fd`, a memfd: anything on a kernel-internal mount): no path rule names it. It is
+/// allowed when the process already holds it in a descriptor ([`RULE_HELD_OBJECT`]), denied
+/// otherwise (docs/policy.md, "Objects without a path").
+pub const EVENT_FLAG_PATHLESS: u32 = 1 << 12;
 /// What `d_path` appends to the path of an unlinked (or anonymous: memfd) file.
 pub const DELETED_SUFFIX: &[u8; 10] = b" (deleted)";
 
@@ -299,3 +304,10 @@ pub const CONFIG_HAVE_EXE_MATCH: u32 = 1 << 1;
 
 /// Rule id 0: no rule matched, denied by default.
 pub const RULE_DEFAULT_DENY: u32 = 0;
+/// An object without a path ([`EVENT_FLAG_PATHLESS`]) reopened by a process that already holds
+/// it: allowed by no policy rule (it grants nothing the process does not have). Outside every
+/// policy's rule ids (the compiler numbers rules from 1, far below).
+pub const RULE_HELD_OBJECT: u32 = u32::MAX - 1;
+/// How many descriptors the held-object scan looks at (the lowest ones): a process holding the
+/// object only above this is refused (fail closed).
+pub const HELD_SCAN_FDS: u32 = 4096;

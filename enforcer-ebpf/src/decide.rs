@@ -170,6 +170,43 @@ fn strip_deleted(s: &mut Scratch, len: i64) {
     vset!(s.cut_len, len - n as i64);
 }
 
+/// An operation on an object without a path (pathless.rs): an open of one, or a truncate,
+/// chmod or chown of one (through a descriptor, or a `/proc/<pid>/fd` link). Allowed when the
+/// process holds its `inode` in another descriptor than `skip_fd`, denied otherwise; no path
+/// rule is consulted. The object's name (`len` bytes with the NUL, or <= 0) is in
+/// `s.event.target`. Returns the verdict.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn pathless_op(
+    s: &mut Scratch,
+    op: u32,
+    access: u32,
+    open_flags: u32,
+    inode: u64,
+    len: i64,
+    skip_fd: u32,
+    blocks: bool,
+) -> u32 {
+    begin(
+        s,
+        op,
+        access,
+        open_flags,
+        EVENT_FLAG_PATHLESS,
+        NetTarget::default(),
+    );
+    if len > 1 && len as usize <= PATH_BUF_BYTES {
+        vset!(s.rec.target_len, len as usize - 1);
+    }
+    let held = inode != 0 && crate::pathless::held(inode, skip_fd);
+    let rule = if held {
+        RULE_HELD_OBJECT
+    } else {
+        RULE_DEFAULT_DENY
+    };
+    conclude(s, held, rule, blocks)
+}
+
 /// `path_op` for a hook that only observes: true when the caller must SIGKILL the current task.
 #[inline(always)]
 pub fn path_op_observed(

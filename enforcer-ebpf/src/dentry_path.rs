@@ -83,19 +83,28 @@ fn fail(s: &mut Scratch, errno: i64) -> bool {
 }
 
 /// The current task's root, where the walk stops (as d_path does). A task without one (fs
-/// already released) walks to the global root.
+/// already released at exit) walks to the global root. A root that cannot be read is a failure
+/// (false): walking past a chroot to the global root would judge a path the task cannot name.
 #[inline(always)]
-fn load_root(s: &mut Scratch) {
+fn load_root(s: &mut Scratch) -> bool {
     let task = unsafe { generated::bpf_get_current_task() };
-    let fs = read_u64(task + off::OFF_TASK_FS() as u64).unwrap_or(0);
+    let Some(fs) = read_u64(task + off::OFF_TASK_FS() as u64) else {
+        return false;
+    };
     let (mut mnt, mut dentry) = (0, 0);
     if fs != 0 {
         let root = fs + off::OFF_FS_ROOT() as u64;
-        mnt = read_u64(root + off::OFF_PATH_MNT() as u64).unwrap_or(0);
-        dentry = read_u64(root + off::OFF_PATH_DENTRY() as u64).unwrap_or(0);
+        let (Some(m), Some(d)) = (
+            read_u64(root + off::OFF_PATH_MNT() as u64),
+            read_u64(root + off::OFF_PATH_DENTRY() as u64),
+        ) else {
+            return false;
+        };
+        (mnt, dentry) = (m, d);
     }
     vset!(s.walk.root_mnt, mnt);
     vset!(s.walk.root_dentry, dentry);
+    true
 }
 
 /// Prepend `/` + the name of `dentry`.
@@ -190,7 +199,10 @@ pub fn build(s: &mut Scratch, mnt: *const u8, dentry: *const u8, last: Option<*c
     vset!(s.walk.status, RUNNING);
     vset!(s.walk.dentry, dentry as u64);
     vset!(s.walk.vfsmnt, mnt as u64);
-    load_root(s);
+    if !load_root(s) {
+        // Unresolved: the decision denies (fail closed), flagged path-unresolved.
+        return -EFAULT;
+    }
     if let Some(last) = last {
         if !prepend_name(s, last as u64) {
             return vget!(s.walk.status);

@@ -22,6 +22,7 @@ mod maps;
 mod net_match;
 mod offsets;
 mod path_match;
+mod pathless;
 mod process;
 mod scratch;
 

@@ -37,6 +37,12 @@ offsets!(
     OFF_SOCK_V6_RCV_SADDR,
     OFF_FILE_PRIVATE_DATA,
     OFF_FILE_F_INODE,
+    // Objects without a path (pathless.rs): the mount's flags, the file system's name.
+    OFF_VFSMOUNT_MNT_FLAGS,
+    OFF_DENTRY_D_INODE,
+    OFF_VFSMOUNT_MNT_SB,
+    OFF_SB_S_TYPE,
+    OFF_FSTYPE_NAME,
     OFF_INODE_I_MODE,
     OFF_MSGHDR_MSG_NAME,
     OFF_MSGHDR_MSG_NAMELEN,

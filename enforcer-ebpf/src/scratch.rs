@@ -74,6 +74,14 @@ pub struct Scratch {
     /// bpf_d_path's length after `decide::strip_deleted` (parked, so both of its outcomes reach
     /// the decision as one verifier state).
     pub cut_len: i64,
+    /// The held-object scan's inputs and result (pathless.rs): the descriptor array, how many
+    /// to look at, the one to skip, the inode looked for, whether it was found.
+    pub held_fds: u64,
+    pub held_n: u32,
+    pub held_skip: u32,
+    pub held_inode: u64,
+    pub held_found: u32,
+    pub _held_pad: u32,
     /// Which conditions (`CONDS`) of the decision's slot are open now, bit `c` for condition
     /// `c`, filled once per path decision (path_match::refresh_conds); the count of conditions
     /// and the boot-clock instant they were judged at.

@@ -77,6 +77,9 @@ pub struct TryOpsArgs {
     /// listen:ADDR:PORT (bind and listen on a TCP socket; port 0: the kernel picks)
     /// listen-unbound:- (listen on a TCP socket never bound: the kernel binds 0.0.0.0:<any>)
     /// ping:ADDR (an ICMP echo sent from a datagram "ping" socket).
+    /// Objects without a path: reopen-own:pipe|eventfd|memfd (make one, then open
+    /// /proc/self/fd/N of it for reading and for writing, as a jobserver client does)
+    /// memfd-ops:- (memfd_create, ftruncate, fchmod: what shared-memory users do).
     pub ops: Vec<String>,
 }
 
@@ -218,6 +221,8 @@ const OPS: &[&str] = &[
     "socket",
     "listen",
     "listen-unbound",
+    "reopen-own",
+    "memfd-ops",
     "ping",
     "unix-badaddr",
     "unixdgram-lazy-msg",
@@ -593,6 +598,15 @@ fn perform(op: &str, arg: &str, held: &mut Held) -> std::io::Result<()> {
             socket_addr(arg).and_then(|a| crate::try_uring::connect(&a, Via::SqPoll))
         }
         "socket" | "listen" | "listen-unbound" | "ping" => socket_op(op, arg),
+        "reopen-own" => reopen_own(arg),
+        "memfd-ops" => {
+            let fd = unsafe { libc::memfd_create(c"enforcer-test".as_ptr(), libc::MFD_CLOEXEC) };
+            check(fd)?;
+            let r = check(unsafe { libc::ftruncate(fd, 4096) })
+                .and_then(|()| check(unsafe { libc::fchmod(fd, 0o600) }));
+            unsafe { libc::close(fd) };
+            r
+        }
         "unixdgram" => {
             let sock = std::os::unix::net::UnixDatagram::unbound()?;
             sock.send_to(b"enforcer", std::ffi::OsStr::from_bytes(arg.as_bytes()))
@@ -903,6 +917,46 @@ fn errno_if(ret: libc::c_long) -> libc::c_int {
     } else {
         0
     }
+}
+
+/// Make a pipe, eventfd or memfd and reopen it through `/proc/self/fd` for reading and writing
+/// (see `--help`).
+fn reopen_own(kind: &str) -> std::io::Result<()> {
+    let fds: Vec<libc::c_int> = match kind {
+        "pipe" => {
+            let mut p = [0; 2];
+            check(unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) })?;
+            p.to_vec()
+        }
+        "eventfd" => {
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+            check(fd)?;
+            vec![fd]
+        }
+        "memfd" => {
+            let fd = unsafe { libc::memfd_create(c"enforcer-test".as_ptr(), libc::MFD_CLOEXEC) };
+            check(fd)?;
+            vec![fd]
+        }
+        _ => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("reopen-own: unknown kind {kind}"),
+            ))
+        }
+    };
+    let mut result = Ok(());
+    for &fd in &fds {
+        for flags in [libc::O_RDONLY, libc::O_WRONLY] {
+            if result.is_ok() {
+                result = open_with(&format!("/proc/self/fd/{fd}"), flags | libc::O_NONBLOCK);
+            }
+        }
+    }
+    for fd in fds {
+        unsafe { libc::close(fd) };
+    }
+    result
 }
 
 /// Socket kinds and listening (see `--help`).

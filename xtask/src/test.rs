@@ -327,6 +327,8 @@ fn unit_tests(
 fn skip_reason(row: &str, bpf_lsm: bool) -> Option<&'static str> {
     if kernel_independent(row) {
         Some("not run: kernel-independent (user space only), the host column runs it")
+    } else if needs_host_toolchain(row) {
+        Some("not run: a real build needs the Rust toolchain the VM images do not carry (the host column runs it)")
     } else if bpf_lsm && forces_fallback(row) && !row.starts_with("verifier_budget::") {
         Some("not run: the fallback backend is tested where it is the backend (host, 6.12-nolsm)")
     } else if !bpf_lsm && !runs_without_bpf_lsm(row) {
@@ -364,6 +366,12 @@ fn kernel_independent(row: &str) -> bool {
     ]
     .iter()
     .any(|p| row.starts_with(p))
+}
+
+/// Real workloads that need the host's Rust toolchain (cargo, rustc, cc): the host runs them
+/// (the mechanisms they rely on have their own tests on every kernel).
+fn needs_host_toolchain(row: &str) -> bool {
+    row.starts_with("workload_cargo_build::")
 }
 
 /// The table column (and ENFORCER_KERNEL value) of a boot.
@@ -589,6 +597,8 @@ mod tests {
         ] {
             assert!(!runs(row, false), "{row} must not run without BPF LSM");
         }
+        assert!(!runs("workload_cargo_build::fallback_kill_mode", true));
+        assert!(!runs("workload_cargo_build::fallback_audit_mode", false));
         // User space only: the host column alone.
         assert!(!runs(
             "daemon_audit_chain::tampering_with_the_audit_log_is_detected",

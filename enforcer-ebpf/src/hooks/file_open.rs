@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use enforcer_common::*;
 
-use crate::{decide, identity, offsets::get as off, scratch};
+use crate::{decide, identity, offsets::get as off, pathless, scratch};
 
 const FMODE_READ: u32 = 0x1;
 const FMODE_WRITE: u32 = 0x2;
@@ -66,5 +66,12 @@ fn try_file_open(ctx: &LsmContext) -> Result<i32, i32> {
             PATH_BUF_BYTES as u32,
         )
     };
+    // No path rule names an object on a kernel-internal mount (pathless.rs). Unreadable mount
+    // flags: judged by the path as before (which denies such a name).
+    if pathless::is_pathless(file) == Some(true) {
+        let inode = pathless::inode_of_file(file);
+        let verdict = decide::pathless_op(s, OP_OPEN, access, fflags, inode, ret, u32::MAX, true);
+        return Ok(decide::ret_code(verdict == VERDICT_DENY));
+    }
     Ok(decide::path_op(s, OP_OPEN, access, fflags, 0, ret))
 }

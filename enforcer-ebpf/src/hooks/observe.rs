@@ -113,6 +113,16 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, u32> {
     if access == 0 {
         return Ok(0); // O_PATH and friends: no data access
     }
+    // No path rule names an object on a kernel-internal mount (pathless.rs); the just-opened
+    // descriptor does not count as holding it.
+    if crate::pathless::is_pathless(file) == Some(true) {
+        let len = crate::pathless::name(s, file);
+        let inode = crate::pathless::inode_of_file(file);
+        let verdict =
+            decide::pathless_op(s, OP_OPEN, access, fflags, inode, len, ret as u32, false);
+        kill_if(verdict == VERDICT_KILL);
+        return Ok(0);
+    }
     let len = file_path(s, file);
     kill_if(decide::path_op_observed(s, OP_OPEN, access, fflags, 0, len));
     Ok(0)

@@ -106,7 +106,18 @@ fn try_enter(ctx: &TracePointContext, program: u32) -> Result<u32, u32> {
     };
     let kind = shape.kind;
     if program == SHAPE_FD && kind == SHAPE_FD {
-        let len = match observe::file_of_fd(arg(ctx, shape.path_arg) as u32) {
+        let file = observe::file_of_fd(arg(ctx, shape.path_arg) as u32);
+        // ftruncate/fchmod/fchown of an object without a path (a memfd): the descriptor is
+        // held by definition; decided as on BPF LSM (pathless.rs).
+        if let Some(file) = file.filter(|f| crate::pathless::is_pathless(*f) == Some(true)) {
+            let len = crate::pathless::name(s, file);
+            let inode = crate::pathless::inode_of_file(file);
+            let verdict =
+                decide::pathless_op(s, shape.op, ACCESS_WRITE, 0, inode, len, u32::MAX, false);
+            kill_if(verdict == VERDICT_KILL);
+            return Ok(0);
+        }
+        let len = match file {
             Some(file) => observe::file_path(s, file),
             None => -EFAULT,
         };

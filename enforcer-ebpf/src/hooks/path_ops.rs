@@ -68,6 +68,14 @@ fn entry_op(s: &mut Scratch, op: u32, mode: u32, dir: *const u8, dentry: *const 
 #[inline(always)]
 fn object_op(s: &mut Scratch, op: u32, mode: u32, path: *const u8) -> i32 {
     let (mnt, dentry) = parts(path);
+    // A memfd's ftruncate, a pipe's fchmod: an object without a path (pathless.rs), allowed to a
+    // process that holds it (one reached through another process's /proc/<pid>/fd is not).
+    if crate::pathless::internal_mount(mnt) == Some(true) {
+        let len = crate::pathless::name_of(s, mnt, dentry);
+        let inode = crate::pathless::inode_of_dentry(dentry);
+        let verdict = decide::pathless_op(s, op, ACCESS_WRITE, mode, inode, len, u32::MAX, true);
+        return decide::ret_code(verdict == VERDICT_DENY);
+    }
     write_op(s, op, mode, 0, mnt, dentry, None)
 }
 

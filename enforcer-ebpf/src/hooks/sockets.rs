@@ -187,7 +187,8 @@ fn try_fb_enter_net(ctx: &TracePointContext) -> Result<u32, u32> {
     let Some(shape) = (unsafe { FB_SYSCALLS.get(&nr) }) else {
         return Ok(0);
     };
-    match shape.proc_kind {
+    // One conclusion for both calls: verified once (two copies passed 6.1's budget).
+    let (allow, rule) = match shape.proc_kind {
         PROC_SOCKET => {
             let (family, stype, protocol) =
                 (arg(ctx, 0) as u16, arg(ctx, 1) as u32, arg(ctx, 2) as u32);
@@ -197,8 +198,10 @@ fn try_fb_enter_net(ctx: &TracePointContext) -> Result<u32, u32> {
             if need == 0 || !identity::park_current(s) {
                 return Ok(0);
             }
-            let allow = socket_op(s, family, stype, protocol, need);
-            kill_if(decide::finish_observed(s, allow, RULE_DEFAULT_DENY));
+            (
+                socket_op(s, family, stype, protocol, need),
+                RULE_DEFAULT_DENY,
+            )
         }
         PROC_LISTEN => {
             // listen(fd, backlog): the socket behind the descriptor. No such descriptor, or not
@@ -210,12 +213,14 @@ fn try_fb_enter_net(ctx: &TracePointContext) -> Result<u32, u32> {
             if !identity::park_current(s) {
                 return Ok(0);
             }
-            if let Some((allow, rule)) = listen_op(s, sock) {
-                kill_if(decide::finish_observed(s, allow, rule));
+            match listen_op(s, sock) {
+                Some(decision) => decision,
+                None => return Ok(0),
             }
         }
-        _ => {}
-    }
+        _ => return Ok(0),
+    };
+    kill_if(decide::finish_observed(s, allow, rule));
     Ok(0)
 }
 

@@ -53,6 +53,7 @@ pub const FLAGS: &[(u32, &str)] = &[
     (EVENT_FLAG_DELETED, "deleted"),
     (EVENT_FLAG_LANDLOCK, "landlock"),
     (EVENT_FLAG_INTERNAL_FAILURE, "internal-failure"),
+    (EVENT_FLAG_PATHLESS, "pathless"),
 ];
 
 pub const ACCESS: &[(u32, &str)] = &[

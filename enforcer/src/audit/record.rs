@@ -368,6 +368,9 @@ pub fn rule_text(policy: Option<&PolicyNames>, rule: u32) -> (Cow<'_, str>, Opti
     if rule == RULE_DEFAULT_DENY {
         return (Cow::Borrowed("default-deny"), None);
     }
+    if rule == RULE_HELD_OBJECT {
+        return (Cow::Borrowed("held-object"), None);
+    }
     match policy.and_then(|p| p.rule(rule)) {
         Some(info) => (
             Cow::Borrowed(info.text_id.as_str()),

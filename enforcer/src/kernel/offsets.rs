@@ -168,6 +168,26 @@ pub fn read() -> Result<Offsets, KernelError> {
             member_offset(btf, "file", "private_data")?,
         ),
         ("OFF_FILE_F_INODE", member_offset(btf, "file", "f_inode")?),
+        (
+            "OFF_VFSMOUNT_MNT_FLAGS",
+            member_offset(btf, "vfsmount", "mnt_flags")?,
+        ),
+        (
+            "OFF_VFSMOUNT_MNT_SB",
+            member_offset(btf, "vfsmount", "mnt_sb")?,
+        ),
+        (
+            "OFF_DENTRY_D_INODE",
+            member_offset(btf, "dentry", "d_inode")?,
+        ),
+        (
+            "OFF_SB_S_TYPE",
+            member_offset(btf, "super_block", "s_type")?,
+        ),
+        (
+            "OFF_FSTYPE_NAME",
+            member_offset(btf, "file_system_type", "name")?,
+        ),
         ("OFF_INODE_I_MODE", member_offset(btf, "inode", "i_mode")?),
         (
             "OFF_MSGHDR_MSG_NAME",

@@ -47,7 +47,14 @@ impl Skip {
     }
 }
 
-const FAIL_CLOSED_FLAGS: [&str; 3] = ["path-unresolved", "addr-unreadable", "proc-table-full"];
+/// Decided from kernel state whatever the policy says (`pathless`: whether the process held
+/// the object).
+const FAIL_CLOSED_FLAGS: [&str; 4] = [
+    "path-unresolved",
+    "addr-unreadable",
+    "proc-table-full",
+    "pathless",
+];
 const INCOMPLETE_FLAGS: [&str; 2] = ["target-cut", "target-escaped"];
 /// Every op that asks for WRITE on its path (docs/kernel-maps.md).
 const WRITE_OPS: [&str; 10] = [
