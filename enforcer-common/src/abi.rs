@@ -305,7 +305,7 @@ pub const CONFIG_HAVE_EXE_MATCH: u32 = 1 << 1;
 /// Rule id 0: no rule matched, denied by default.
 pub const RULE_DEFAULT_DENY: u32 = 0;
 /// An object without a path ([`EVENT_FLAG_PATHLESS`]) reopened by a process that already holds
-/// it: allowed by no policy rule (it grants nothing the process does not have). Outside every
+/// it: allowed by no policy rule (it reaches no object the process does not have; the access mode is not compared, docs/policy.md). Outside every
 /// policy's rule ids (the compiler numbers rules from 1, far below).
 pub const RULE_HELD_OBJECT: u32 = u32::MAX - 1;
 /// How many descriptors the held-object scan looks at (the lowest ones): a process holding the

@@ -198,7 +198,7 @@ pub fn pathless_op(
     if len > 1 && len as usize <= PATH_BUF_BYTES {
         vset!(s.rec.target_len, len as usize - 1);
     }
-    let held = inode != 0 && crate::pathless::held(inode, skip_fd);
+    let held = crate::pathless::held(s, inode, skip_fd);
     let rule = if held {
         RULE_HELD_OBJECT
     } else {

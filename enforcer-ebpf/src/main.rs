@@ -18,6 +18,7 @@ mod dentry_path;
 mod emit;
 mod hooks;
 mod identity;
+mod kmem;
 mod maps;
 mod net_match;
 mod offsets;

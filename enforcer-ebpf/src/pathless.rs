@@ -1,24 +1,24 @@
 //! Objects without a path: pipes, sockets and anonymous inodes (eventfd, pidfd, io_uring,
 //! bpf...) reopened through `/proc/<pid>/fd/N`, memfds, namespace files. They live on
 //! kernel-internal mounts, so no path rule can name them (their `d_path` is `pipe:[215]`,
-//! `anon_inode:[eventfd]`, `/memfd:x (deleted)`). Reopening one the process already holds grants
-//! nothing it does not have (a build's jobserver pipe, reopened by every rustc); reaching one it
+//! `anon_inode:[eventfd]`, `/memfd:x (deleted)`). Reopening one the process already holds reaches
+//! no object it does not have (a build's jobserver pipe, reopened by every rustc; the access
+//! mode is not compared, see docs/policy.md); reaching one it
 //! does not hold (another process's pipe through its `/proc/<pid>/fd`) is a new capability.
 //! So: allowed when the process holds the same inode in another descriptor, denied otherwise,
 //! on both backends, flagged `pathless` (docs/policy.md, "Objects without a path").
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task};
 use enforcer_common::*;
 
-use crate::{offsets::get as off, scratch};
+use crate::{
+    decide,
+    kmem::read,
+    offsets::get as off,
+    scratch::{self, Scratch},
+};
 
 /// `MNT_INTERNAL` (include/linux/mount.h): the mount `kern_mount` made for a pseudo file system.
 const MNT_INTERNAL: u32 = 0x4000;
-
-#[inline(always)]
-fn read<T>(p: *const u8) -> Option<T> {
-    unsafe { bpf_probe_read_kernel(p as *const T) }.ok()
-}
 
 /// The mount (`struct vfsmount *`) of an open file.
 #[inline(always)]
@@ -63,26 +63,14 @@ pub fn inode_of_dentry(dentry: *const u8) -> u64 {
 /// just-opened one; `u32::MAX` for none)? Looks at the lowest [`HELD_SCAN_FDS`] descriptors;
 /// anything unreadable counts as not held (fail closed).
 #[inline(always)]
-pub fn held(inode: u64, skip_fd: u32) -> bool {
-    let Some(s) = scratch::get() else {
+pub fn held(s: &mut Scratch, inode: u64, skip_fd: u32) -> bool {
+    let Some((fds, max)) = crate::hooks::observe::fd_table() else {
         return false;
     };
-    let task = unsafe { bpf_get_current_task() } as *const u8;
-    let Some(files) = read::<*const u8>(unsafe { task.add(off::OFF_TASK_FILES()) }) else {
-        return false;
-    };
-    let Some(fdt) = read::<*const u8>(unsafe { files.add(off::OFF_FILES_FDT()) }) else {
-        return false;
-    };
-    let (Some(max), Some(fds)) = (
-        read::<u32>(unsafe { fdt.add(off::OFF_FDTABLE_MAX_FDS()) }),
-        read::<u64>(unsafe { fdt.add(off::OFF_FDTABLE_FD()) }),
-    ) else {
-        return false;
-    };
-    if inode == 0 || fds == 0 {
+    if inode == 0 || fds.is_null() {
         return false;
     }
+    let fds = fds as u64;
     vset!(s.held_fds, fds);
     vset!(
         s.held_n,
@@ -133,9 +121,26 @@ extern "C" fn held_step(i: u64, _ctx: *mut core::ffi::c_void) -> i64 {
     }
 }
 
+/// The fallback's decision on a pathless open `file` (an open, or an ftruncate/fchmod/fchown
+/// through a descriptor): named by [`name`], judged by [`decide::pathless_op`]. Returns true
+/// when the caller must SIGKILL the current task.
+#[inline(always)]
+pub fn observed(
+    s: &mut Scratch,
+    file: *const u8,
+    op: u32,
+    access: u32,
+    open_flags: u32,
+    skip_fd: u32,
+) -> bool {
+    let len = name(s, file);
+    let inode = inode_of_file(file);
+    decide::pathless_op(s, op, access, open_flags, inode, len, skip_fd, false) == VERDICT_KILL
+}
+
 /// The name of a pathless open file ([`name_of`] of its mount and dentry).
 #[inline(always)]
-pub fn name(s: &mut scratch::Scratch, file: *const u8) -> i64 {
+pub fn name(s: &mut Scratch, file: *const u8) -> i64 {
     let Some(mnt) = mount_of(file) else { return -1 };
     let dentry: *const u8 =
         read(unsafe { file.add(off::OFF_FILE_F_PATH() + off::OFF_PATH_DENTRY()) })
@@ -147,7 +152,7 @@ pub fn name(s: &mut scratch::Scratch, file: *const u8) -> i64 {
 /// `:`, the dentry's name (`anon_inodefs:[eventfd]`, `pipefs:`, `tmpfs:memfd:x`), into
 /// `s.event.target`. Returns its length with the NUL, or -1.
 #[inline(always)]
-pub fn name_of(s: &mut scratch::Scratch, mnt: *const u8, dentry: *const u8) -> i64 {
+pub fn name_of(s: &mut Scratch, mnt: *const u8, dentry: *const u8) -> i64 {
     let fs_name = read::<*const u8>(unsafe { mnt.add(off::OFF_VFSMOUNT_MNT_SB()) })
         .filter(|sb| !sb.is_null())
         .and_then(|sb| read::<*const u8>(unsafe { sb.add(off::OFF_SB_S_TYPE()) }))

@@ -59,6 +59,19 @@ pub fn target(e: &RawEvent) -> String {
     String::from_utf8_lossy(&e.target).into_owned()
 }
 
+/// The events of thread group `pid` that arrived since the last call (`seen`: how many events
+/// of this test were seen by then; updated).
+pub fn since(backend: &mut dyn Backend, seen: &mut usize, pid: u32) -> Vec<RawEvent> {
+    let all = drain_all(backend);
+    let fresh = all[*seen..]
+        .iter()
+        .filter(|e| e.header.tgid == pid)
+        .cloned()
+        .collect();
+    *seen = all.len();
+    fresh
+}
+
 /// Poll until the ring buffer has stayed empty for a while, then return every event seen so far
 /// in this test.
 pub fn drain_all(backend: &mut dyn Backend) -> Vec<RawEvent> {

@@ -59,18 +59,6 @@ fn attempts(victim: u32, other: u32, harness: u32) -> Vec<(&'static str, String,
     ]
 }
 
-/// The events of thread group `pid` that arrived since the last call.
-fn new_events(backend: &mut dyn Backend, seen: &mut usize, pid: u32) -> Vec<RawEvent> {
-    let all = events::drain_all(backend);
-    let fresh = all[*seen..]
-        .iter()
-        .filter(|e| e.header.tgid == pid)
-        .cloned()
-        .collect();
-    *seen = all.len();
-    fresh
-}
-
 fn summary(evs: &[RawEvent]) -> Vec<(u32, u32, u32, String)> {
     evs.iter()
         .map(|e| {
@@ -122,7 +110,7 @@ fn lsm_process_access() {
     let mut seen = 0;
     for (case, op, ev_op, target) in attempts(victim.pid, other.pid, std::process::id()) {
         let r = agent.op(&op);
-        let evs = new_events(&mut backend, &mut seen, pid);
+        let evs = events::since(&mut backend, &mut seen, pid);
         // /proc/<pid>/mem: mm_access turns the refusal into EACCES.
         let want = if case == "proc-mem" {
             libc::EACCES
@@ -293,7 +281,7 @@ fn fallback_process_access() {
     ] {
         let r = agent.op(&op);
         assert_eq!(r.errno, want, "{case} (audit): goes through: {r:?}");
-        let evs = new_events(&mut backend, &mut seen, pid);
+        let evs = events::since(&mut backend, &mut seen, pid);
         let op = if case == "tiocsti" {
             OP_TTY_INJECT
         } else {

@@ -129,17 +129,6 @@ fn summary(evs: &[RawEvent]) -> Vec<(u32, u32, u32, u16, u16, u32)> {
         .collect()
 }
 
-fn of(backend: &mut dyn Backend, seen: &mut usize, pid: u32) -> Vec<RawEvent> {
-    let all = events::drain_all(backend);
-    let fresh = all[*seen..]
-        .iter()
-        .filter(|e| e.header.tgid == pid)
-        .cloned()
-        .collect();
-    *seen = all.len();
-    fresh
-}
-
 #[test]
 fn lsm_sockets() {
     let Some(mut backend) = lsm_or_na("adversarial_sockets::lsm_sockets") else {
@@ -157,7 +146,7 @@ fn lsm_sockets() {
     let mut seen = 0;
     for (case, op, ev_op) in DENIED {
         let r = agent.op(op);
-        let evs = of(&mut backend, &mut seen, pid);
+        let evs = events::since(&mut backend, &mut seen, pid);
         assert_eq!(r.errno, EPERM, "{case}: {r:?}; events {:?}", summary(&evs));
         let matching: Vec<&RawEvent> = evs.iter().filter(|e| e.header.op == *ev_op).collect();
         assert_eq!(matching.len(), 1, "{case}: one event: {:?}", summary(&evs));

@@ -129,18 +129,6 @@ fn attempts(s: &Setup) -> Vec<(&'static str, String, bool, bool)> {
     ]
 }
 
-/// The events of agent `pid` that arrived since the last call (`seen`: how many were seen).
-fn new_events(backend: &mut dyn Backend, seen: &mut usize, pid: u32) -> Vec<RawEvent> {
-    let all = events::drain_all(backend);
-    let fresh = all[*seen..]
-        .iter()
-        .filter(|e| e.header.tgid == pid)
-        .cloned()
-        .collect();
-    *seen = all.len();
-    fresh
-}
-
 fn summary(evs: &[RawEvent]) -> Vec<(u32, u32, u32, u32, String)> {
     evs.iter()
         .map(|e| {
@@ -171,7 +159,7 @@ fn lsm_io_uring() {
     let mut seen = 0;
     for (case, op, io_thread, connect) in attempts(&s) {
         let r = agent.op(&op);
-        let evs = new_events(&mut backend, &mut seen, pid);
+        let evs = events::since(&mut backend, &mut seen, pid);
         assert_eq!(
             r.errno,
             EPERM,
@@ -299,7 +287,7 @@ fn fallback_io_uring_no_kill() {
     let mut seen = 0;
     for (case, op, io_thread, connect) in attempts(&s) {
         let r = agent.op(&op);
-        let evs = new_events(&mut backend, &mut seen, pid);
+        let evs = events::since(&mut backend, &mut seen, pid);
         let rings: Vec<&RawEvent> = evs.iter().filter(|e| e.header.op == OP_IO_URING).collect();
         assert!(
             !rings.is_empty(),

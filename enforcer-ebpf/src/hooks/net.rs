@@ -11,6 +11,7 @@ use enforcer_common::*;
 
 use crate::{
     decide, identity,
+    kmem::read,
     net_match::{v4_mapped, NetTarget},
     offsets::get as off,
     scratch::{self, Scratch},
@@ -78,11 +79,6 @@ fn try_socket_sendmsg(ctx: &LsmContext) -> Result<i32, i32> {
         return Ok(unreadable(s, OP_SENDMSG, NetTarget::default()));
     };
     Ok(sockaddr_op(s, OP_SENDMSG, sock, name, namelen))
-}
-
-#[inline(always)]
-fn read<T>(p: *const u8) -> Option<T> {
-    unsafe { bpf_probe_read_kernel(p as *const T) }.ok()
 }
 
 #[inline(always)]

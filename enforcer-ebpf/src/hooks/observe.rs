@@ -8,10 +8,7 @@
 //! through the dentry walk, so they are canonical like `bpf_d_path`'s, not the caller's string.
 
 use aya_ebpf::{
-    helpers::{
-        bpf_probe_read_kernel,
-        generated::{bpf_get_current_task, bpf_send_signal},
-    },
+    helpers::generated::{bpf_get_current_task, bpf_send_signal},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -19,6 +16,7 @@ use enforcer_common::*;
 
 use crate::{
     decide, dentry_path, identity,
+    kmem::read,
     offsets::get as off,
     scratch::{self, Scratch},
 };
@@ -28,28 +26,30 @@ const FMODE_READ: u32 = 0x1;
 const FMODE_WRITE: u32 = 0x2;
 
 #[inline(always)]
-fn read<T>(p: *const u8) -> Option<T> {
-    unsafe { bpf_probe_read_kernel(p as *const T) }.ok()
-}
-
-#[inline(always)]
 fn kill_if(kill: bool) {
     if kill {
         unsafe { bpf_send_signal(SIGKILL) };
     }
 }
 
-/// `struct file *` of descriptor `fd` of the current task.
+/// The current task's descriptor table: its `struct file *` array and how many slots it has.
 #[inline(always)]
-pub fn file_of_fd(fd: u32) -> Option<*const u8> {
+pub fn fd_table() -> Option<(*const *const u8, u32)> {
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let files: *const u8 = read(unsafe { task.add(off::OFF_TASK_FILES()) })?;
     let fdt: *const u8 = read(unsafe { files.add(off::OFF_FILES_FDT()) })?;
     let max: u32 = read(unsafe { fdt.add(off::OFF_FDTABLE_MAX_FDS()) })?;
+    let fds: *const *const u8 = read(unsafe { fdt.add(off::OFF_FDTABLE_FD()) })?;
+    Some((fds, max))
+}
+
+/// `struct file *` of descriptor `fd` of the current task.
+#[inline(always)]
+pub fn file_of_fd(fd: u32) -> Option<*const u8> {
+    let (fds, max) = fd_table()?;
     if fd >= max {
         return None;
     }
-    let fds: *const *const u8 = read(unsafe { fdt.add(off::OFF_FDTABLE_FD()) })?;
     let file: *const u8 = read(unsafe { fds.add(fd as usize) } as *const u8)?;
     (!file.is_null()).then_some(file)
 }
@@ -116,11 +116,9 @@ fn try_exit_open(ctx: &TracePointContext) -> Result<u32, u32> {
     // No path rule names an object on a kernel-internal mount (pathless.rs); the just-opened
     // descriptor does not count as holding it.
     if crate::pathless::is_pathless(file) == Some(true) {
-        let len = crate::pathless::name(s, file);
-        let inode = crate::pathless::inode_of_file(file);
-        let verdict =
-            decide::pathless_op(s, OP_OPEN, access, fflags, inode, len, ret as u32, false);
-        kill_if(verdict == VERDICT_KILL);
+        kill_if(crate::pathless::observed(
+            s, file, OP_OPEN, access, fflags, ret as u32,
+        ));
         return Ok(0);
     }
     let len = file_path(s, file);

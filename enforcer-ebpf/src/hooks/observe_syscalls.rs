@@ -110,11 +110,14 @@ fn try_enter(ctx: &TracePointContext, program: u32) -> Result<u32, u32> {
         // ftruncate/fchmod/fchown of an object without a path (a memfd): the descriptor is
         // held by definition; decided as on BPF LSM (pathless.rs).
         if let Some(file) = file.filter(|f| crate::pathless::is_pathless(*f) == Some(true)) {
-            let len = crate::pathless::name(s, file);
-            let inode = crate::pathless::inode_of_file(file);
-            let verdict =
-                decide::pathless_op(s, shape.op, ACCESS_WRITE, 0, inode, len, u32::MAX, false);
-            kill_if(verdict == VERDICT_KILL);
+            kill_if(crate::pathless::observed(
+                s,
+                file,
+                shape.op,
+                ACCESS_WRITE,
+                0,
+                u32::MAX,
+            ));
             return Ok(0);
         }
         let len = match file {

@@ -10,7 +10,6 @@
 //! observe_process.rs's: together they passed 6.1's 512-byte stack and 400k-instruction budget.
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_kernel,
     macros::{lsm, tracepoint},
     programs::{LsmContext, TracePointContext},
 };
@@ -22,6 +21,7 @@ use super::{
 };
 use crate::{
     chain, decide, identity,
+    kmem::read,
     maps::FB_SYSCALLS,
     net_match::{v4_mapped, NetTarget},
     offsets::get as off,
@@ -103,11 +103,6 @@ fn try_socket_listen(ctx: &LsmContext) -> Result<i32, i32> {
         Some((allow, rule)) => Ok(decide::finish(s, allow, rule)),
         None => Ok(0),
     }
-}
-
-#[inline(always)]
-fn read<T>(p: *const u8) -> Option<T> {
-    unsafe { bpf_probe_read_kernel(p as *const T) }.ok()
 }
 
 /// Judge a listen on `sock` (a `struct socket *`) for the parked agent: the bound address and
@@ -230,20 +225,14 @@ fn try_fb_enter_net(ctx: &TracePointContext) -> Result<u32, u32> {
 fn socket_of_file(file: *const u8) -> Option<*const u8> {
     const S_IFMT: u16 = 0o170000;
     const S_IFSOCK: u16 = 0o140000;
-    let inode: *const u8 =
-        unsafe { bpf_probe_read_kernel(file.add(off::OFF_FILE_F_INODE()) as *const *const u8) }
-            .ok()?;
+    let inode = crate::pathless::inode_of_file(file) as *const u8;
     if inode.is_null() {
         return None;
     }
-    let mode: u16 =
-        unsafe { bpf_probe_read_kernel(inode.add(off::OFF_INODE_I_MODE()) as *const u16) }.ok()?;
+    let mode: u16 = read(unsafe { inode.add(off::OFF_INODE_I_MODE()) })?;
     if mode & S_IFMT != S_IFSOCK {
         return None;
     }
-    let sock: *const u8 = unsafe {
-        bpf_probe_read_kernel(file.add(off::OFF_FILE_PRIVATE_DATA()) as *const *const u8)
-    }
-    .ok()?;
+    let sock: *const u8 = read(unsafe { file.add(off::OFF_FILE_PRIVATE_DATA()) })?;
     (!sock.is_null()).then_some(sock)
 }
